@@ -1,0 +1,79 @@
+//! The kernel's side of the contract: `__sk_buff` fields, map definitions and helper calls.
+//! Ids and numbers come from include/uapi/linux/bpf.h (see vendor-docs/bpf-helpers.md).
+
+use core::ffi::c_void;
+
+pub const TC_ACT_OK: i32 = 0;
+pub const TC_ACT_SHOT: i32 = 2;
+
+pub const BPF_MAP_TYPE_LRU_HASH: u32 = 9;
+pub const BPF_MAP_TYPE_PERCPU_ARRAY: u32 = 6;
+
+pub const BPF_F_PSEUDO_HDR: u64 = 1 << 4;
+pub const BPF_F_MARK_MANGLED_0: u64 = 1 << 5;
+
+/// The legacy `maps` section entry (`struct bpf_map_def` of libbpf's old API).
+#[repr(C)]
+pub struct MapDef {
+    pub map_type: u32,
+    pub key_size: u32,
+    pub value_size: u32,
+    pub max_entries: u32,
+    pub map_flags: u32,
+}
+
+/// `struct __sk_buff` up to `data_end`; only `data` and `data_end` are read.
+#[repr(C)]
+pub struct SkBuff {
+    pub head: [u32; 19],
+    pub data: u32,
+    pub data_end: u32,
+}
+
+/// Each helper is a call to its id; the cast only tells LLVM the signature.
+macro_rules! helper {
+    ($id:expr, fn($($arg:ty),*) -> $ret:ty) => {{
+        let f: unsafe extern "C" fn($($arg),*) -> $ret = unsafe { core::mem::transmute($id as usize) };
+        f
+    }};
+}
+
+#[inline(always)]
+pub unsafe fn map_lookup_elem(map: *const MapDef, key: *const c_void) -> *mut c_void {
+    helper!(1, fn(*const MapDef, *const c_void) -> *mut c_void)(map, key)
+}
+
+#[inline(always)]
+pub unsafe fn map_update_elem(map: *const MapDef, key: *const c_void, value: *const c_void) -> i64 {
+    helper!(2, fn(*const MapDef, *const c_void, *const c_void, u64) -> i64)(map, key, value, 0)
+}
+
+#[inline(always)]
+pub unsafe fn map_delete_elem(map: *const MapDef, key: *const c_void) -> i64 {
+    helper!(3, fn(*const MapDef, *const c_void) -> i64)(map, key)
+}
+
+#[inline(always)]
+pub unsafe fn l3_csum_replace(skb: *mut SkBuff, offset: u32, diff: u32) -> i64 {
+    helper!(10, fn(*mut SkBuff, u32, u64, u64, u64) -> i64)(skb, offset, 0, diff as u64, 0)
+}
+
+#[inline(always)]
+pub unsafe fn l4_csum_replace(skb: *mut SkBuff, offset: u32, diff: u32, flags: u64) -> i64 {
+    helper!(11, fn(*mut SkBuff, u32, u64, u64, u64) -> i64)(skb, offset, 0, diff as u64, flags)
+}
+
+#[inline(always)]
+pub unsafe fn redirect(ifindex: u32, flags: u64) -> i32 {
+    helper!(23, fn(u32, u64) -> i64)(ifindex, flags) as i32
+}
+
+#[inline(always)]
+pub unsafe fn skb_load_bytes(skb: *mut SkBuff, offset: u32, to: *mut c_void, len: u32) -> i64 {
+    helper!(26, fn(*mut SkBuff, u32, *mut c_void, u32) -> i64)(skb, offset, to, len)
+}
+
+#[inline(always)]
+pub unsafe fn redirect_neigh(ifindex: u32) -> i32 {
+    helper!(152, fn(u32, *const c_void, i32, u64) -> i64)(ifindex, core::ptr::null(), 0, 0) as i32
+}
