@@ -381,3 +381,157 @@ impl fmt::Display for GlobalError {
 }
 
 impl std::error::Error for GlobalError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::abi::{self, Config, Counters, FlowKey, FlowValue};
+    use crate::embedded;
+    use crate::insn::{PSEUDO_MAP_FD, PSEUDO_MAP_VALUE};
+    use crate::reloc::relocate;
+    use std::mem::size_of;
+
+    fn object() -> ObjectFile {
+        ObjectFile::parse(embedded::object_bytes()).expect("the embedded object parses")
+    }
+
+    #[test]
+    fn embedded_object_has_both_programs_and_a_gpl_compatible_license() {
+        let o = object();
+        assert_eq!(
+            o.program(abi::QUERY_SECTION).map(|p| p.name.as_str()),
+            Some("dnsredir_query")
+        );
+        assert_eq!(
+            o.program(abi::REPLY_SECTION).map(|p| p.name.as_str()),
+            Some("dnsredir_reply")
+        );
+        assert_eq!(o.license.to_str(), Ok("Dual MIT/GPL"));
+        for p in &o.programs {
+            assert!(
+                p.insns.iter().any(|i| i.code == 0x95),
+                "{} has an exit",
+                p.name
+            );
+        }
+    }
+
+    #[test]
+    fn embedded_maps_match_the_shared_layouts() {
+        let o = object();
+        let flows = &o.maps[o.map_index(abi::FLOWS_MAP).expect("FLOWS")];
+        assert_eq!(
+            (
+                flows.map_type,
+                flows.key_size,
+                flows.value_size,
+                flows.max_entries
+            ),
+            (
+                9,
+                size_of::<FlowKey>() as u32,
+                size_of::<FlowValue>() as u32,
+                abi::FLOW_TABLE_ENTRIES
+            )
+        );
+        let counters = &o.maps[o.map_index(abi::COUNTERS_MAP).expect("COUNTERS")];
+        assert_eq!(
+            (
+                counters.map_type,
+                counters.key_size,
+                counters.value_size,
+                counters.max_entries
+            ),
+            (6, 4, size_of::<Counters>() as u32, 1)
+        );
+        let config = o.globals[abi::CONFIG_SYMBOL];
+        let rodata = &o.maps[config.map];
+        assert_eq!(rodata.name, "dnsredir.rodata");
+        assert!(rodata.read_only);
+        assert_eq!((rodata.map_type, rodata.max_entries), (2, 1));
+        assert_eq!(config.size, size_of::<Config>());
+        assert_eq!(
+            rodata.data.as_ref().map(Vec::len),
+            Some(rodata.value_size as usize)
+        );
+    }
+
+    #[test]
+    fn every_relocation_is_patched_with_the_right_src_reg_and_imm() {
+        let o = object();
+        let fds: Vec<i32> = (0..o.maps.len() as i32).map(|i| 100 + i).collect();
+        let mut seen_config = false;
+        for p in &o.programs {
+            assert!(!p.relocations.is_empty(), "{} uses maps", p.name);
+            let out = relocate(p, &fds).expect("relocates");
+            for r in &p.relocations {
+                let (first, second) = (out[r.insn], out[r.insn + 1]);
+                assert!(first.is_ld_imm64());
+                assert_eq!(
+                    first.imm, fds[r.map],
+                    "{} insn {}: imm is the map fd",
+                    p.name, r.insn
+                );
+                match r.kind {
+                    RelocationKind::MapFd => {
+                        assert_eq!(first.src_reg(), PSEUDO_MAP_FD);
+                        assert_eq!(second.imm, 0);
+                    }
+                    RelocationKind::MapValue { offset } => {
+                        assert_eq!(first.src_reg(), PSEUDO_MAP_VALUE);
+                        assert_eq!(second.imm, offset as i32 + p.insns[r.insn].imm);
+                        seen_config |= r.map == o.globals[abi::CONFIG_SYMBOL].map;
+                    }
+                }
+            }
+            // Nothing else changed.
+            for (i, (a, b)) in p.insns.iter().zip(&out).enumerate() {
+                if !p.relocations.iter().any(|r| r.insn == i || r.insn + 1 == i) {
+                    assert_eq!(a, b, "{} insn {i} untouched", p.name);
+                }
+            }
+        }
+        assert!(
+            seen_config,
+            "the programs read CONFIG through a map value pointer"
+        );
+    }
+
+    #[test]
+    fn config_is_written_at_its_symbol() {
+        let mut o = object();
+        let g = o.globals[abi::CONFIG_SYMBOL];
+        let bytes: Vec<u8> = (1..=g.size as u8).collect();
+        o.set_global(abi::CONFIG_SYMBOL, &bytes).expect("fits");
+        assert_eq!(
+            &o.maps[g.map].data.as_ref().expect("data")[g.offset..g.offset + g.size],
+            &bytes[..]
+        );
+        assert!(matches!(
+            o.set_global(abi::CONFIG_SYMBOL, &[0; 3]),
+            Err(GlobalError::Size { .. })
+        ));
+        assert!(matches!(
+            o.set_global("NOPE", &[]),
+            Err(GlobalError::Missing(_))
+        ));
+    }
+
+    #[test]
+    fn malformed_objects_are_refused_with_a_reason() {
+        assert!(matches!(
+            ObjectFile::parse(b"not an elf"),
+            Err(ParseError::Elf(_))
+        ));
+        let mut truncated = embedded::object_bytes().to_vec();
+        truncated.truncate(200);
+        assert!(ObjectFile::parse(&truncated).is_err());
+        // Same object claiming to be x86-64.
+        let mut wrong_machine = embedded::object_bytes().to_vec();
+        wrong_machine[18..20].copy_from_slice(&62u16.to_le_bytes());
+        assert!(matches!(
+            ObjectFile::parse(&wrong_machine),
+            Err(ParseError::NotBpf { machine: 62 })
+        ));
+    }
+}

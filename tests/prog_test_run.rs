@@ -1,0 +1,517 @@
+//! The BPF programs run by the kernel on crafted packets (BPF_PROG_TEST_RUN): rewrites are
+//! checked byte for byte, checksums are recomputed from scratch, and everything the programs
+//! must not touch comes back identical with TC_ACT_OK.
+
+use dnsredir::abi::{
+    Config, Counters, CONFIG_SYMBOL, COUNTERS_MAP, FLAG_REDIRECT_ALL, QUERY_SECTION, REPLY_SECTION,
+};
+use dnsredir::elf::ObjectFile;
+use dnsredir::layout::{addr_raw, encode_config, port_raw, sum_percpu_counters};
+use dnsredir::load::{self, Loaded};
+use dnsredir::{embedded, sys};
+use std::net::Ipv4Addr;
+
+const TC_ACT_OK: u32 = 0;
+const TC_ACT_REDIRECT: u32 = 7;
+
+const RESOLVER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 11);
+const CLIENT: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
+const CONTAINER: Ipv4Addr = Ipv4Addr::new(172, 18, 0, 2);
+const UPSTREAM: Ipv4Addr = Ipv4Addr::new(10, 53, 0, 53);
+const UPSTREAM_PORT: u16 = 5353;
+const DOCKERD_UDP: u16 = 41552;
+const DOCKERD_TCP: u16 = 37011;
+const CLIENT_PORT: u16 = 50123;
+const UDP: u8 = 17;
+const TCP: u8 = 6;
+
+fn root_or_skip() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "CI runs as root: BPF_PROG_TEST_RUN tests must not be skipped"
+    );
+    eprintln!("skipped: BPF_PROG_TEST_RUN needs root");
+    false
+}
+
+fn load(flags: u16) -> (ObjectFile, Loaded) {
+    let config = Config {
+        resolver_addr: addr_raw(RESOLVER),
+        container_addr: addr_raw(CONTAINER),
+        upstream_addr: addr_raw(UPSTREAM),
+        upstream_port: port_raw(UPSTREAM_PORT),
+        dockerd_udp_port: port_raw(DOCKERD_UDP),
+        dockerd_tcp_port: port_raw(DOCKERD_TCP),
+        flags,
+        eth0_ifindex: 1,
+        lo_ifindex: 1,
+    };
+    let mut object = ObjectFile::parse(embedded::object_bytes()).expect("embedded object parses");
+    object
+        .set_global(CONFIG_SYMBOL, &encode_config(&config))
+        .expect("config fits");
+    let loaded = load::load(&object).unwrap_or_else(|e| panic!("load: {e}"));
+    (object, loaded)
+}
+
+fn run(loaded: &Loaded, section: &str, packet: &[u8]) -> (u32, Vec<u8>) {
+    let program = loaded.program(section).expect("program");
+    let out = sys::prog_test_run(&program.fd, packet, 1)
+        .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN on {} bytes: {e}", packet.len()));
+    (out.retval, out.data)
+}
+
+fn counters(object: &ObjectFile, loaded: &Loaded) -> Counters {
+    let map = loaded.map(object, COUNTERS_MAP).expect("counters map");
+    let cpus = sys::possible_cpus().expect("cpus");
+    let mut value = vec![0u8; std::mem::size_of::<Counters>().next_multiple_of(8) * cpus];
+    sys::map_lookup(map, &0u32.to_ne_bytes(), &mut value).expect("lookup");
+    sum_percpu_counters(&value)
+}
+
+// ---- packet building and checking ----
+
+fn csum_fold(mut sum: u32) -> u16 {
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+fn sum_words(bytes: &[u8]) -> u32 {
+    bytes
+        .chunks(2)
+        .map(|c| u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]) as u32)
+        .sum()
+}
+
+fn l4_checksum(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, segment: &[u8]) -> u16 {
+    let pseudo =
+        sum_words(&src.octets()) + sum_words(&dst.octets()) + proto as u32 + segment.len() as u32;
+    csum_fold(pseudo + sum_words(segment))
+}
+
+struct Packet {
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    proto: u8,
+    sport: u16,
+    dport: u16,
+    payload: Vec<u8>,
+    ip_options: Vec<u8>,
+    frag: u16,
+    zero_udp_checksum: bool,
+}
+
+impl Packet {
+    fn udp(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, payload: Vec<u8>) -> Packet {
+        Packet {
+            src,
+            dst,
+            proto: UDP,
+            sport,
+            dport,
+            payload,
+            ip_options: vec![],
+            frag: 0,
+            zero_udp_checksum: false,
+        }
+    }
+
+    fn tcp(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, payload: Vec<u8>) -> Packet {
+        Packet {
+            proto: TCP,
+            ..Packet::udp(src, sport, dst, dport, payload)
+        }
+    }
+
+    fn bytes(&self) -> Vec<u8> {
+        let mut l4 = Vec::new();
+        l4.extend_from_slice(&self.sport.to_be_bytes());
+        l4.extend_from_slice(&self.dport.to_be_bytes());
+        if self.proto == UDP {
+            l4.extend_from_slice(&((8 + self.payload.len()) as u16).to_be_bytes());
+            l4.extend_from_slice(&[0, 0]);
+        } else {
+            l4.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x18, 0xff, 0xff, 0, 0, 0, 0]);
+        }
+        l4.extend_from_slice(&self.payload);
+        let csum_at = if self.proto == UDP { 6 } else { 16 };
+        if !self.zero_udp_checksum {
+            let c = l4_checksum(self.src, self.dst, self.proto, &l4);
+            l4[csum_at..csum_at + 2].copy_from_slice(&c.to_be_bytes());
+        }
+        let ihl = 20 + self.ip_options.len();
+        let mut ip = vec![0x40 | (ihl / 4) as u8, 0];
+        ip.extend_from_slice(&((ihl + l4.len()) as u16).to_be_bytes());
+        ip.extend_from_slice(&[0x12, 0x34]);
+        ip.extend_from_slice(&self.frag.to_be_bytes());
+        ip.extend_from_slice(&[64, self.proto, 0, 0]);
+        ip.extend_from_slice(&self.src.octets());
+        ip.extend_from_slice(&self.dst.octets());
+        ip.extend_from_slice(&self.ip_options);
+        let c = csum_fold(sum_words(&ip));
+        ip[10..12].copy_from_slice(&c.to_be_bytes());
+        let mut frame = vec![0x02, 0, 0, 0, 0, 0xaa, 0x02, 0, 0, 0, 0, 0xbb, 0x08, 0x00];
+        frame.extend_from_slice(&ip);
+        frame.extend_from_slice(&l4);
+        frame
+    }
+}
+
+fn dns_query(id: u16, name: &str) -> Vec<u8> {
+    let mut m = Vec::new();
+    m.extend_from_slice(&id.to_be_bytes());
+    m.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
+    for label in name.split('.').filter(|l| !l.is_empty()) {
+        m.push(label.len() as u8);
+        m.extend_from_slice(label.as_bytes());
+    }
+    m.extend_from_slice(&[0, 0, 1, 0, 1]);
+    m
+}
+
+fn dns_answer(id: u16, name: &str) -> Vec<u8> {
+    let mut m = dns_query(id, name);
+    m[2] = 0x81;
+    m[3] = 0x80;
+    m[7] = 1;
+    m.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 0, 0, 4, 203, 0, 113, 7]);
+    m
+}
+
+/// What a frame says, with every checksum verified from scratch.
+#[derive(Debug, PartialEq, Eq)]
+struct Seen {
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    sport: u16,
+    dport: u16,
+    macs: [u8; 12],
+    payload: Vec<u8>,
+}
+
+fn parse_checked(frame: &[u8]) -> Seen {
+    let ip = &frame[14..];
+    let ihl = ((ip[0] & 0x0f) as usize) * 4;
+    assert_eq!(
+        csum_fold(sum_words(&ip[..ihl])),
+        0,
+        "IPv4 header checksum must verify"
+    );
+    let total = u16::from_be_bytes([ip[2], ip[3]]) as usize;
+    let src = Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
+    let dst = Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
+    let l4 = &ip[ihl..total];
+    let proto = ip[9];
+    let pseudo =
+        sum_words(&src.octets()) + sum_words(&dst.octets()) + proto as u32 + l4.len() as u32;
+    assert_eq!(
+        csum_fold(pseudo + sum_words(l4)),
+        0,
+        "{} checksum must verify",
+        if proto == UDP { "UDP" } else { "TCP" }
+    );
+    let header = if proto == UDP { 8 } else { 20 };
+    Seen {
+        src,
+        dst,
+        sport: u16::from_be_bytes([l4[0], l4[1]]),
+        dport: u16::from_be_bytes([l4[2], l4[3]]),
+        macs: frame[..12].try_into().expect("12 bytes"),
+        payload: l4[header..].to_vec(),
+    }
+}
+
+fn query_packet(id: u16, name: &str) -> Packet {
+    Packet::udp(
+        CLIENT,
+        CLIENT_PORT,
+        RESOLVER,
+        DOCKERD_UDP,
+        dns_query(id, name),
+    )
+}
+
+fn reply_packet(id: u16, name: &str) -> Packet {
+    Packet::udp(
+        UPSTREAM,
+        UPSTREAM_PORT,
+        CONTAINER,
+        CLIENT_PORT,
+        dns_answer(id, name),
+    )
+}
+
+// ---- the tests ----
+
+#[test]
+fn udp_query_is_redirected_with_valid_checksums() {
+    if !root_or_skip() {
+        return;
+    }
+    let (_, loaded) = load(0);
+    let query = query_packet(0x1234, "example.com");
+    let (ret, out) = run(&loaded, QUERY_SECTION, &query.bytes());
+    assert_eq!(ret, TC_ACT_REDIRECT);
+    let seen = parse_checked(&out);
+    assert_eq!((seen.src, seen.sport), (CONTAINER, CLIENT_PORT));
+    assert_eq!((seen.dst, seen.dport), (UPSTREAM, UPSTREAM_PORT));
+    assert_eq!(
+        seen.payload, query.payload,
+        "the DNS message is not touched"
+    );
+    assert_eq!(out.len(), query.bytes().len());
+}
+
+#[test]
+fn reply_to_a_redirected_query_is_restored_once() {
+    if !root_or_skip() {
+        return;
+    }
+    let (object, loaded) = load(0);
+    assert_eq!(
+        run(
+            &loaded,
+            QUERY_SECTION,
+            &query_packet(0x0a0b, "example.com").bytes()
+        )
+        .0,
+        TC_ACT_REDIRECT
+    );
+
+    let reply = reply_packet(0x0a0b, "example.com");
+    let (ret, out) = run(&loaded, REPLY_SECTION, &reply.bytes());
+    assert_eq!(ret, TC_ACT_REDIRECT);
+    let seen = parse_checked(&out);
+    assert_eq!((seen.src, seen.sport), (RESOLVER, DOCKERD_UDP));
+    assert_eq!((seen.dst, seen.dport), (CLIENT, CLIENT_PORT));
+    assert_eq!(seen.macs, [0; 12], "lo's MAC address is all zeros");
+    assert_eq!(seen.payload, reply.payload);
+
+    // The flow is forgotten after its answer: a second copy is not ours any more.
+    let again = reply.bytes();
+    assert_eq!(
+        run(&loaded, REPLY_SECTION, &again),
+        (TC_ACT_OK, again.clone())
+    );
+
+    let c = counters(&object, &loaded);
+    assert_eq!(
+        (
+            c.queries_redirected_udp,
+            c.replies_restored,
+            c.replies_unknown_flow
+        ),
+        (1, 1, 1)
+    );
+    assert_eq!(c.failures, 0);
+}
+
+#[test]
+fn reply_with_another_dns_id_or_port_is_untouched() {
+    if !root_or_skip() {
+        return;
+    }
+    let (_, loaded) = load(0);
+    assert_eq!(
+        run(
+            &loaded,
+            QUERY_SECTION,
+            &query_packet(7, "example.com").bytes()
+        )
+        .0,
+        TC_ACT_REDIRECT
+    );
+    // As a direct query from the same port would be answered: another id.
+    let other_id = reply_packet(8, "example.com").bytes();
+    assert_eq!(
+        run(&loaded, REPLY_SECTION, &other_id),
+        (TC_ACT_OK, other_id.clone())
+    );
+    let mut other_port = reply_packet(7, "example.com");
+    other_port.dport = CLIENT_PORT + 1;
+    let other_port = other_port.bytes();
+    assert_eq!(
+        run(&loaded, REPLY_SECTION, &other_port),
+        (TC_ACT_OK, other_port.clone())
+    );
+    let mut other_source = reply_packet(7, "example.com");
+    other_source.sport = 53;
+    let other_source = other_source.bytes();
+    assert_eq!(
+        run(&loaded, REPLY_SECTION, &other_source),
+        (TC_ACT_OK, other_source.clone())
+    );
+}
+
+#[test]
+fn tcp_query_and_reply_round_trip() {
+    if !root_or_skip() {
+        return;
+    }
+    let (object, loaded) = load(0);
+    let mut payload = vec![0, 29];
+    payload.extend(dns_query(0x55aa, "example.com"));
+    let query = Packet::tcp(CLIENT, CLIENT_PORT, RESOLVER, DOCKERD_TCP, payload.clone());
+    let (ret, out) = run(&loaded, QUERY_SECTION, &query.bytes());
+    assert_eq!(ret, TC_ACT_REDIRECT);
+    let seen = parse_checked(&out);
+    assert_eq!(
+        (seen.src, seen.sport, seen.dst, seen.dport),
+        (CONTAINER, CLIENT_PORT, UPSTREAM, UPSTREAM_PORT)
+    );
+
+    let reply = Packet::tcp(UPSTREAM, UPSTREAM_PORT, CONTAINER, CLIENT_PORT, payload);
+    let (ret, out) = run(&loaded, REPLY_SECTION, &reply.bytes());
+    assert_eq!(ret, TC_ACT_REDIRECT);
+    let seen = parse_checked(&out);
+    assert_eq!(
+        (seen.src, seen.sport, seen.dst, seen.dport),
+        (RESOLVER, DOCKERD_TCP, CLIENT, CLIENT_PORT)
+    );
+    // A TCP flow stays tracked for the rest of the connection.
+    assert_eq!(
+        run(&loaded, REPLY_SECTION, &reply.bytes()).0,
+        TC_ACT_REDIRECT
+    );
+    assert_eq!(counters(&object, &loaded).queries_redirected_tcp, 1);
+}
+
+#[test]
+fn ip_options_are_honoured() {
+    if !root_or_skip() {
+        return;
+    }
+    let (_, loaded) = load(0);
+    let mut query = query_packet(3, "example.com");
+    query.ip_options = vec![1, 1, 1, 1, 1, 1, 1, 0]; // NOPs and END: IHL 7
+    let (ret, out) = run(&loaded, QUERY_SECTION, &query.bytes());
+    assert_eq!(ret, TC_ACT_REDIRECT);
+    let seen = parse_checked(&out);
+    assert_eq!((seen.dst, seen.dport), (UPSTREAM, UPSTREAM_PORT));
+    assert_eq!(seen.payload, query.payload);
+}
+
+#[test]
+fn udp_without_checksum_keeps_zero() {
+    if !root_or_skip() {
+        return;
+    }
+    let (_, loaded) = load(0);
+    let mut query = query_packet(4, "example.com");
+    query.zero_udp_checksum = true;
+    let (ret, out) = run(&loaded, QUERY_SECTION, &query.bytes());
+    assert_eq!(ret, TC_ACT_REDIRECT);
+    assert_eq!(
+        &out[14 + 20 + 6..14 + 20 + 8],
+        &[0, 0],
+        "UDP checksum 0 means none; it must stay 0"
+    );
+    let ip = &out[14..34];
+    assert_eq!(csum_fold(sum_words(ip)), 0);
+}
+
+#[test]
+fn single_label_names_stay_with_dockerd_unless_redirect_all() {
+    if !root_or_skip() {
+        return;
+    }
+    let (object, loaded) = load(0);
+    let c2 = query_packet(9, "c2").bytes();
+    assert_eq!(run(&loaded, QUERY_SECTION, &c2), (TC_ACT_OK, c2.clone()));
+    let two_labels = query_packet(10, "c2.mynet").bytes();
+    assert_eq!(
+        run(&loaded, QUERY_SECTION, &two_labels).0,
+        TC_ACT_REDIRECT,
+        "c2.<network> goes to the upstream"
+    );
+    assert_eq!(counters(&object, &loaded).queries_kept_for_dockerd, 1);
+
+    let (_, all) = load(FLAG_REDIRECT_ALL);
+    assert_eq!(run(&all, QUERY_SECTION, &c2).0, TC_ACT_REDIRECT);
+}
+
+#[test]
+fn everything_else_passes_byte_for_byte() {
+    if !root_or_skip() {
+        return;
+    }
+    let (object, loaded) = load(0);
+    let query = query_packet(11, "example.com");
+    let mut cases: Vec<(&str, Vec<u8>)> = Vec::new();
+    cases.push((
+        "UDP to another port",
+        Packet::udp(
+            CLIENT,
+            CLIENT_PORT,
+            RESOLVER,
+            53,
+            dns_query(1, "example.com"),
+        )
+        .bytes(),
+    ));
+    cases.push((
+        "UDP to another address",
+        Packet::udp(
+            CLIENT,
+            CLIENT_PORT,
+            CLIENT,
+            DOCKERD_UDP,
+            dns_query(1, "example.com"),
+        )
+        .bytes(),
+    ));
+    cases.push((
+        "TCP to the UDP port",
+        Packet::tcp(CLIENT, CLIENT_PORT, RESOLVER, DOCKERD_UDP, vec![]).bytes(),
+    ));
+    let mut fragment = query_packet(12, "example.com");
+    fragment.frag = 0x2000; // more fragments
+    cases.push(("first fragment", fragment.bytes()));
+    let mut later = query_packet(12, "example.com");
+    later.frag = 0x0010;
+    cases.push(("later fragment", later.bytes()));
+    let mut ipv6 = vec![
+        0x02, 0, 0, 0, 0, 0xaa, 0x02, 0, 0, 0, 0, 0xbb, 0x86, 0xdd, 0x60,
+    ];
+    ipv6.resize(14 + 40 + 8, 0);
+    cases.push(("IPv6", ipv6));
+    let mut arp = vec![0xff; 6];
+    arp.extend_from_slice(&[0x02, 0, 0, 0, 0, 0xbb, 0x08, 0x06]);
+    arp.resize(14 + 28, 1);
+    cases.push(("ARP", arp));
+    let whole = query.bytes();
+    // BPF_PROG_TEST_RUN refuses an IPv4 frame shorter than its IP header (EINVAL), so the cuts
+    // start there: no UDP header, half of one, no whole DNS header.
+    for cut in [34, 38, 41, 42, 45, 53, 55] {
+        cases.push(("truncated query", whole[..cut].to_vec()));
+    }
+    let mut bad_ihl = whole.clone();
+    bad_ihl[14] = 0x44; // IHL 4: shorter than a header
+    cases.push(("IHL below 5", bad_ihl));
+    let mut big_ihl = whole.clone();
+    big_ihl[14] = 0x4f; // IHL 15: past the end of this packet
+    cases.push(("IHL past the end", big_ihl));
+
+    for (what, packet) in &cases {
+        for section in [QUERY_SECTION, REPLY_SECTION] {
+            let (ret, out) = run(&loaded, section, packet);
+            assert_eq!(ret, TC_ACT_OK, "{what} through {section}");
+            assert_eq!(
+                &out, packet,
+                "{what} through {section} must come back untouched"
+            );
+        }
+    }
+    let c = counters(&object, &loaded);
+    assert_eq!(
+        c.queries_redirected_udp + c.queries_redirected_tcp + c.replies_restored,
+        0
+    );
+    assert_eq!(c.failures, 0);
+}
