@@ -69,9 +69,10 @@ pub fn upstream_of(c: &Config) -> SocketAddrV4 {
     )
 }
 
-pub const COUNTER_NAMES: [&str; 7] = [
+pub const COUNTER_NAMES: [&str; 8] = [
     "queries_redirected_udp",
     "queries_redirected_tcp",
+    "tcp_segments_redirected",
     "queries_kept_for_dockerd",
     "replies_restored",
     "replies_unknown_flow",
@@ -79,10 +80,11 @@ pub const COUNTER_NAMES: [&str; 7] = [
     "failures",
 ];
 
-pub fn counters_as_array(c: &Counters) -> [u64; 7] {
+pub fn counters_as_array(c: &Counters) -> [u64; 8] {
     [
         c.queries_redirected_udp,
         c.queries_redirected_tcp,
+        c.tcp_segments_redirected,
         c.queries_kept_for_dockerd,
         c.replies_restored,
         c.replies_unknown_flow,
@@ -94,7 +96,7 @@ pub fn counters_as_array(c: &Counters) -> [u64; 7] {
 /// Sums a per-CPU lookup result: one `Counters` per possible CPU, each slot rounded up to 8 bytes.
 pub fn sum_percpu_counters(bytes: &[u8]) -> Counters {
     let slot = size_of::<Counters>().next_multiple_of(8);
-    let mut total = [0u64; 7];
+    let mut total = [0u64; COUNTER_NAMES.len()];
     for cpu in bytes.chunks_exact(slot) {
         let mut r = Cursor::new(cpu);
         for t in total.iter_mut() {
@@ -104,11 +106,12 @@ pub fn sum_percpu_counters(bytes: &[u8]) -> Counters {
     Counters {
         queries_redirected_udp: total[0],
         queries_redirected_tcp: total[1],
-        queries_kept_for_dockerd: total[2],
-        replies_restored: total[3],
-        replies_unknown_flow: total[4],
-        passed: total[5],
-        failures: total[6],
+        tcp_segments_redirected: total[2],
+        queries_kept_for_dockerd: total[3],
+        replies_restored: total[4],
+        replies_unknown_flow: total[5],
+        passed: total[6],
+        failures: total[7],
     }
 }
 
@@ -172,12 +175,34 @@ mod tests {
     }
 
     #[test]
+    fn counter_names_follow_the_struct() {
+        assert_eq!(COUNTER_NAMES.len() * 8, size_of::<Counters>());
+        let c = Counters {
+            tcp_segments_redirected: 3,
+            failures: 9,
+            ..Counters::default()
+        };
+        let array = counters_as_array(&c);
+        assert_eq!(
+            array[COUNTER_NAMES
+                .iter()
+                .position(|n| *n == "tcp_segments_redirected")
+                .unwrap()],
+            3
+        );
+        assert_eq!(
+            array[COUNTER_NAMES.iter().position(|n| *n == "failures").unwrap()],
+            9
+        );
+    }
+
+    #[test]
     fn percpu_counters_are_summed() {
         let slot = size_of::<Counters>().next_multiple_of(8);
         let mut bytes = vec![0u8; slot * 2];
         bytes[0] = 3; // cpu 0: queries_redirected_udp
         bytes[slot] = 4; // cpu 1: queries_redirected_udp
-        bytes[slot + 8 * 3] = 5; // cpu 1: replies_restored
+        bytes[slot + 8 * 4] = 5; // cpu 1: replies_restored
         let sum = sum_percpu_counters(&bytes);
         assert_eq!(sum.queries_redirected_udp, 7);
         assert_eq!(sum.replies_restored, 5);

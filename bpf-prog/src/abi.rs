@@ -56,9 +56,13 @@ pub struct FlowValue {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
     pub queries_redirected_udp: u64,
+    /// TCP connections redirected (their SYNs).
     pub queries_redirected_tcp: u64,
+    /// Every TCP segment sent to the upstream, SYNs included.
+    pub tcp_segments_redirected: u64,
     /// Single-label names left to dockerd (Docker's container and service names).
     pub queries_kept_for_dockerd: u64,
+    /// One per UDP answer; every segment of a redirected TCP connection.
     pub replies_restored: u64,
     /// Packets from the upstream that matched no redirected flow.
     pub replies_unknown_flow: u64,

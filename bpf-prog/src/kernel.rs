@@ -64,11 +64,6 @@ pub unsafe fn l4_csum_replace(skb: *mut SkBuff, offset: u32, diff: u32, flags: u
 }
 
 #[inline(always)]
-pub unsafe fn redirect(ifindex: u32, flags: u64) -> i32 {
-    helper!(23, fn(u32, u64) -> i64)(ifindex, flags) as i32
-}
-
-#[inline(always)]
 pub unsafe fn skb_load_bytes(skb: *mut SkBuff, offset: u32, to: *mut c_void, len: u32) -> i64 {
     helper!(26, fn(*mut SkBuff, u32, *mut c_void, u32) -> i64)(skb, offset, to, len)
 }

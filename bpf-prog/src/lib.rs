@@ -1,6 +1,7 @@
 //! dnsredir's two TC programs: `query` on the container's lo ingress sends DNS meant for Docker's
 //! embedded resolver to the upstream through eth0; `reply` on eth0 ingress turns the upstream's
 //! answers back into the resolver's and hands them to lo, where conntrack undoes Docker's NAT.
+//! Both leave with bpf_redirect_neigh (kernel ≥ 5.10).
 //! Anything they do not fully understand passes untouched.
 #![no_std]
 
@@ -67,7 +68,7 @@ enum Outcome {
     Passed,
     KeptForDockerd,
     RedirectedUdp,
-    RedirectedTcp,
+    RedirectedTcp { syn: bool },
     Restored,
     UnknownFlow,
     Failed,
@@ -88,7 +89,12 @@ fn count(outcome: &Outcome) {
         Outcome::Passed => c.passed += 1,
         Outcome::KeptForDockerd => c.queries_kept_for_dockerd += 1,
         Outcome::RedirectedUdp => c.queries_redirected_udp += 1,
-        Outcome::RedirectedTcp => c.queries_redirected_tcp += 1,
+        Outcome::RedirectedTcp { syn } => {
+            c.tcp_segments_redirected += 1;
+            if *syn {
+                c.queries_redirected_tcp += 1;
+            }
+        }
         Outcome::Restored => c.replies_restored += 1,
         Outcome::UnknownFlow => c.replies_unknown_flow += 1,
         Outcome::Failed => c.failures += 1,
@@ -126,7 +132,10 @@ unsafe fn query(skb: *mut SkBuff) -> (Outcome, i32) {
         _ => return (Outcome::Passed, TC_ACT_OK),
     };
     let mut dns_id = 0;
-    if udp {
+    let mut syn = false;
+    if !udp {
+        syn = packet::is_connection_start(skb, &ip);
+    } else {
         let Some(question) = packet::dns_question(skb, &ip) else {
             return (Outcome::Passed, TC_ACT_OK);
         };
@@ -173,7 +182,7 @@ unsafe fn query(skb: *mut SkBuff) -> (Outcome, i32) {
     let outcome = if udp {
         Outcome::RedirectedUdp
     } else {
-        Outcome::RedirectedTcp
+        Outcome::RedirectedTcp { syn }
     };
     (outcome, action)
 }
@@ -223,13 +232,14 @@ unsafe fn reply(skb: *mut SkBuff) -> (Outcome, i32) {
         sport: flow.resolver_port,
         dport: ip.dport,
     };
-    // lo's address is all zeros: a destination MAC that differs makes lo's receive path
-    // classify the packet as PACKET_OTHERHOST and IP drops it.
-    packet::clear_macs(skb);
     if packet::rewrite(skb, &ip, &rewrite).is_err() {
         return (Outcome::Failed, TC_ACT_SHOT);
     }
-    let action = kernel::redirect(config!(lo_ifindex), 0);
+    // Through the neighbour layer, not a bare redirect: its route lookup attaches the local
+    // route to the packet, which lo keeps, so IP does not look the 127.0.0.1 destination up
+    // again as if it had arrived from outside (a martian without route_localnet). It also
+    // writes lo's all-zero MACs, without which lo would take the packet for PACKET_OTHERHOST.
+    let action = kernel::redirect_neigh(config!(lo_ifindex));
     if action == TC_ACT_SHOT {
         return (Outcome::Failed, action);
     }

@@ -138,6 +138,18 @@ pub unsafe fn dns_question(skb: *mut SkBuff, ip: &Ipv4) -> Option<Question> {
     Some(Question { id, single_label })
 }
 
+/// A TCP SYN without ACK: the first segment of a connection.
+#[inline(always)]
+pub unsafe fn is_connection_start(skb: *const SkBuff, ip: &Ipv4) -> bool {
+    let (data, end) = bounds(skb);
+    let tcp = data.add(ip.l4_off as usize);
+    if tcp.add(14) as *const u8 > end {
+        return false;
+    }
+    // Byte 13 holds the flags: ACK 0x10, SYN 0x02.
+    *tcp.add(13) & 0x12 == 0x02
+}
+
 /// The DNS id of a UDP message, for matching a reply to its query.
 #[inline(always)]
 pub unsafe fn dns_id(skb: *const SkBuff, ip: &Ipv4) -> Option<u16> {
@@ -195,16 +207,4 @@ pub unsafe fn rewrite(skb: *mut SkBuff, ip: &Ipv4, new: &Rewrite) -> Result<(), 
         return Err(RewriteFailed);
     }
     Ok(())
-}
-
-/// Zeroes both MAC addresses: lo's own address is all zeros.
-#[inline(always)]
-pub unsafe fn clear_macs(skb: *mut SkBuff) {
-    let (data, end) = bounds(skb);
-    if data.add(ETH_HLEN) as *const u8 > end {
-        return;
-    }
-    store32(data, 0);
-    store32(data.add(4), 0);
-    store32(data.add(8), 0);
 }

@@ -1,0 +1,544 @@
+//! End-to-end tests of dnsredir against an emulated Docker container (three network
+//! namespaces built by `support::DockerLikeNet`). Root only; see `support::require_root`.
+
+mod support;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+use support::*;
+
+const T: Duration = Duration::from_secs(3);
+
+fn a(net: &DockerLikeNet, name: &str, tcp: bool) -> Result<Vec<Ipv4Addr>, String> {
+    query_a(&net.ctr_ns, net.resolver(), name, tcp, T)
+}
+
+/// Exit code != 0, exactly one non-empty stderr line, containing one of `words` (case-insensitive).
+fn assert_one_line_error(res: &(i32, String, String), words: &[&str], what: &str) {
+    let (code, out, err) = res;
+    assert_ne!(
+        *code, 0,
+        "{what}: expected failure\nstdout: {out}\nstderr: {err}"
+    );
+    let l = lines(err);
+    assert_eq!(
+        l.len(),
+        1,
+        "{what}: expected ONE stderr line, got {}:\n{err}",
+        l.len()
+    );
+    let low = l[0].to_ascii_lowercase();
+    assert!(
+        words.iter().any(|w| low.contains(&w.to_ascii_lowercase())),
+        "{what}: stderr line does not mention any of {words:?}: {}",
+        l[0]
+    );
+}
+
+/// The container's DNS goes to the upstream (UDP and TCP), checked by address and counts.
+fn assert_redirected(net: &DockerLikeNet) {
+    let (si, up) = (net.stand_in().queries(), net.upstream().queries());
+    assert_eq!(
+        a(net, "example.com", false),
+        Ok(vec![net.upstream_answer]),
+        "UDP via 127.0.0.11:53"
+    );
+    assert_eq!(
+        a(net, "example.org", true),
+        Ok(vec![net.upstream_answer]),
+        "TCP via 127.0.0.11:53"
+    );
+    assert_eq!(
+        net.upstream().queries(),
+        up + 2,
+        "upstream should have received both queries"
+    );
+    assert_eq!(
+        net.stand_in().queries(),
+        si,
+        "the stand-in should have received none"
+    );
+}
+
+/// The stand-in (dockerd) answers 127.0.0.11:53 again.
+fn assert_stand_in_answers(net: &DockerLikeNet) {
+    let (si, up) = (net.stand_in().queries(), net.upstream().queries());
+    assert_eq!(
+        a(net, "example.com", false),
+        Ok(vec![net.stand_in_answer]),
+        "UDP via 127.0.0.11:53"
+    );
+    assert_eq!(
+        a(net, "example.org", true),
+        Ok(vec![net.stand_in_answer]),
+        "TCP via 127.0.0.11:53"
+    );
+    assert_eq!(net.stand_in().queries(), si + 2);
+    assert_eq!(net.upstream().queries(), up);
+}
+
+#[test]
+fn before_attach_stand_in_answers_docker_address() {
+    if !require_root() {
+        return;
+    }
+    let net = DockerLikeNet::new();
+    assert_ne!(net.eth0_ifindex, 2);
+    assert_stand_in_answers(&net);
+    assert_eq!(net.stand_in().udp_queries(), 1);
+    assert_eq!(net.stand_in().tcp_queries(), 1);
+    assert_eq!(a(&net, "c2", false), Ok(vec![net.c2_addr]));
+    assert_eq!(
+        net.dig(&net.ctr_ns, DOCKER_RESOLVER, "example.com", false),
+        Ok(vec![net.stand_in_answer])
+    );
+    assert_eq!(
+        net.dig(&net.ctr_ns, DOCKER_RESOLVER, "example.com", true),
+        Ok(vec![net.stand_in_answer])
+    );
+    assert_eq!(net.dnsredir_filters("lo") + net.dnsredir_filters("eth0"), 0);
+}
+
+#[test]
+fn attach_redirects_udp_tcp_dig_and_burst() {
+    if !require_root() {
+        return;
+    }
+    let net = DockerLikeNet::new();
+    net.attach(&[]);
+    assert_eq!(
+        net.dnsredir_filters("lo"),
+        1,
+        "lo ingress:\n{}",
+        net.tc_filters("lo")
+    );
+    assert_eq!(
+        net.dnsredir_filters("eth0"),
+        1,
+        "eth0 ingress:\n{}",
+        net.tc_filters("eth0")
+    );
+    assert_redirected(&net);
+
+    let up = net.upstream().queries();
+    assert_eq!(
+        net.dig(&net.ctr_ns, DOCKER_RESOLVER, "example.com", false),
+        Ok(vec![net.upstream_answer]),
+        "dig UDP"
+    );
+    assert_eq!(
+        net.dig(&net.ctr_ns, DOCKER_RESOLVER, "example.com", true),
+        Ok(vec![net.upstream_answer]),
+        "dig +tcp"
+    );
+    assert!(net.upstream().queries() >= up + 2);
+
+    let si = net.stand_in().queries();
+    let names = [
+        "a.example.com",
+        "b.example.net",
+        "www.example.org",
+        "x.y.example",
+    ];
+    let m = query_many(
+        &net.ctr_ns,
+        net.resolver(),
+        &names,
+        200,
+        Duration::from_secs(10),
+    )
+    .unwrap();
+    assert_eq!((m.sent, m.answered), (200, 200), "burst: {m:?}");
+    assert_eq!(
+        m.count(net.upstream_answer),
+        200,
+        "burst answered by: {m:?}"
+    );
+    assert_eq!(
+        net.stand_in().queries(),
+        si,
+        "the stand-in got part of the burst"
+    );
+
+    // A single-label name (a container on the network) stays with dockerd.
+    let (si, up) = (net.stand_in().queries(), net.upstream().queries());
+    assert_eq!(a(&net, "c2", false), Ok(vec![net.c2_addr]));
+    assert_eq!(
+        (net.stand_in().queries(), net.upstream().queries()),
+        (si + 1, up)
+    );
+}
+
+#[test]
+fn redirect_all_sends_single_label_names_upstream() {
+    if !require_root() {
+        return;
+    }
+    let net = DockerLikeNet::new();
+    net.attach(&["--redirect-all"]);
+    let (si, up) = (net.stand_in().queries(), net.upstream().queries());
+    assert_eq!(a(&net, "c2", false), Ok(vec![net.upstream_answer]));
+    assert_eq!(a(&net, "example.com", false), Ok(vec![net.upstream_answer]));
+    assert_eq!(
+        (net.stand_in().queries(), net.upstream().queries()),
+        (si, up + 2)
+    );
+}
+
+#[test]
+fn direct_queries_to_upstream_still_work_while_attached() {
+    if !require_root() {
+        return;
+    }
+    let net = DockerLikeNet::new();
+    net.attach(&[]);
+    let up = net.upstream().queries();
+    for tcp in [false, true] {
+        assert_eq!(
+            query_a(&net.ctr_ns, net.upstream_udp(), "direct.example", tcp, T),
+            Ok(vec![net.upstream_answer]),
+            "direct query, tcp={tcp}"
+        );
+        assert_eq!(
+            net.dig(&net.ctr_ns, net.up_addr, "direct.example", tcp),
+            Ok(vec![net.upstream_answer]),
+            "dig tcp={tcp}"
+        );
+    }
+    assert!(net.upstream().queries() >= up + 4);
+    // And the redirect still works after that traffic.
+    assert_redirected(&net);
+}
+
+#[test]
+fn ping_and_tcp_to_upstream_host_unaffected() {
+    if !require_root() {
+        return;
+    }
+    let net = DockerLikeNet::new();
+    net.attach(&[]);
+    assert_eq!(ping(&net.ctr_ns, net.up_addr, 2), Ok(2));
+    let echo = TcpEcho::start(&net.up_ns, SocketAddr::new(net.up_addr.into(), 7007)).unwrap();
+    let payload: Vec<u8> = (0..3000u32).map(|i| (i * 7 % 251) as u8).collect();
+    assert_eq!(
+        tcp_echo_roundtrip(&net.ctr_ns, echo.addr, &payload, T),
+        Ok(payload)
+    );
+}
+
+#[test]
+fn attach_twice_leaves_one_filter_each() {
+    if !require_root() {
+        return;
+    }
+    let net = DockerLikeNet::new();
+    net.attach(&[]);
+    net.attach(&[]);
+    assert_eq!(
+        net.dnsredir_filters("lo"),
+        1,
+        "lo ingress:\n{}",
+        net.tc_filters("lo")
+    );
+    assert_eq!(
+        net.dnsredir_filters("eth0"),
+        1,
+        "eth0 ingress:\n{}",
+        net.tc_filters("eth0")
+    );
+    assert_redirected(&net);
+}
+
+#[test]
+fn detach_restores_dockerd_and_removes_everything() {
+    if !require_root() {
+        return;
+    }
+    let net = DockerLikeNet::new();
+    net.attach(&[]);
+    assert_redirected(&net);
+    net.detach();
+    assert_eq!(
+        net.dnsredir_filters("lo"),
+        0,
+        "lo ingress:\n{}",
+        net.tc_filters("lo")
+    );
+    assert_eq!(
+        net.dnsredir_filters("eth0"),
+        0,
+        "eth0 ingress:\n{}",
+        net.tc_filters("eth0")
+    );
+    assert!(!has_clsact(&net.ctr_ns, "lo"), "clsact left on lo");
+    assert!(!has_clsact(&net.ctr_ns, "eth0"), "clsact left on eth0");
+    assert_stand_in_answers(&net);
+}
+
+#[test]
+fn foreign_filter_survives_attach_and_detach() {
+    if !require_root() {
+        return;
+    }
+    let net = DockerLikeNet::new();
+    let c = net.ctr_ns.as_str();
+    // Another tool's filter. This kernel has neither cls_matchall nor act_gact, so it is a u32
+    // filter without action (matches ARP, classifies, passes), not `matchall action pass`.
+    ns_run(c, &["tc", "qdisc", "add", "dev", "eth0", "clsact"]).unwrap();
+    ns_run(
+        c,
+        &[
+            "tc", "filter", "add", "dev", "eth0", "ingress", "prio", "200", "protocol", "arp",
+            "u32", "match", "u32", "0", "0", "classid", "1:1",
+        ],
+    )
+    .unwrap();
+    let foreign = |f: &str| {
+        f.lines()
+            .filter(|l| l.contains("pref 200") && l.contains("flowid 1:1"))
+            .count()
+    };
+    assert_eq!(foreign(&net.tc_filters("eth0")), 1);
+
+    net.attach(&[]);
+    let f = net.tc_filters("eth0");
+    assert_eq!(foreign(&f), 1, "foreign filter gone after attach:\n{f}");
+    assert_eq!(net.dnsredir_filters("eth0"), 1, "eth0:\n{f}");
+    assert_redirected(&net);
+    // ARP (through the foreign filter) and ICMP still work.
+    run(&["ip", "-n", c, "neigh", "flush", "dev", "eth0"]).unwrap();
+    assert_eq!(ping(c, net.bridge_addr, 1), Ok(1));
+
+    net.detach();
+    let f = net.tc_filters("eth0");
+    assert_eq!(foreign(&f), 1, "foreign filter gone after detach:\n{f}");
+    assert_eq!(net.dnsredir_filters("eth0"), 0, "eth0:\n{f}");
+    assert!(
+        has_clsact(c, "eth0"),
+        "the clsact qdisc with a foreign filter was removed"
+    );
+    assert_stand_in_answers(&net);
+}
+
+#[test]
+fn auto_detects_dockerd_ports() {
+    if !require_root() {
+        return;
+    }
+    let net = DockerLikeNet::new();
+    let pid = net.ctr_pid.to_string();
+    let up = net.up_addr.to_string();
+    let r = run_dnsredir(&["--pid", &pid, "--upstream", &up]);
+    assert_eq!(r.0, 0, "attach without ports: {r:?}");
+    assert_redirected(&net);
+    let (code, j) = net.status_json();
+    assert_eq!(code, 0, "{j}");
+    assert_eq!(
+        j.u64_at(&["config", "dockerd_udp_port"]),
+        net.dockerd_udp_port as u64,
+        "{j}"
+    );
+    assert_eq!(
+        j.u64_at(&["config", "dockerd_tcp_port"]),
+        net.dockerd_tcp_port as u64,
+        "{j}"
+    );
+}
+
+#[test]
+fn netns_path_works_like_pid() {
+    if !require_root() {
+        return;
+    }
+    let net = DockerLikeNet::new();
+    let path = net.ctr_netns_path();
+    let (u, t, up) = (
+        net.dockerd_udp_port.to_string(),
+        net.dockerd_tcp_port.to_string(),
+        net.up_addr.to_string(),
+    );
+    let r = run_dnsredir(&[
+        "--netns",
+        &path,
+        "--dockerd-port",
+        &u,
+        "--dockerd-tcp-port",
+        &t,
+        "--upstream",
+        &up,
+    ]);
+    assert_eq!(r.0, 0, "attach with --netns: {r:?}");
+    assert_eq!(net.dnsredir_filters("lo"), 1);
+    assert_eq!(net.dnsredir_filters("eth0"), 1);
+    assert_redirected(&net);
+    let r = run_dnsredir(&["--netns", &path, "--status"]);
+    assert_eq!(r.0, 0, "--status with --netns: {r:?}");
+    let r = run_dnsredir(&["--netns", &path, "--detach"]);
+    assert_eq!(r.0, 0, "--detach with --netns: {r:?}");
+    assert_eq!(net.dnsredir_filters("lo") + net.dnsredir_filters("eth0"), 0);
+    assert_stand_in_answers(&net);
+
+    // Port auto-detection from inside the namespace.
+    let r = run_dnsredir(&["--netns", &path, "--upstream", &up]);
+    assert_eq!(r.0, 0, "attach with --netns, no ports: {r:?}");
+    assert_redirected(&net);
+}
+
+#[test]
+fn error_no_such_process() {
+    if !require_root() {
+        return;
+    }
+    let net = DockerLikeNet::new();
+    let up = net.up_addr.to_string();
+    let r = run_dnsredir(&["--pid", "999999999", "--upstream", &up]);
+    assert_one_line_error(&r, &["999999999", "process", "pid"], "--pid 999999999");
+    assert_eq!(net.dnsredir_filters("lo") + net.dnsredir_filters("eth0"), 0);
+    assert_stand_in_answers(&net);
+}
+
+#[test]
+fn error_namespace_without_eth0() {
+    if !require_root() {
+        return;
+    }
+    let _serial = serial();
+    let ns = Netns::new("n").unwrap();
+    let r = run_dnsredir(&[
+        "--netns",
+        &ns.path(),
+        "--upstream",
+        "10.214.1.2",
+        "--dockerd-port",
+        "40000",
+        "--dockerd-tcp-port",
+        "40001",
+    ]);
+    assert_one_line_error(&r, &["eth0"], "namespace without eth0");
+    assert_eq!(
+        count_dnsredir_filters(&ns.name, "lo"),
+        0,
+        "{}",
+        tc_filters(&ns.name, "lo")
+    );
+    assert!(
+        !has_clsact(&ns.name, "lo"),
+        "clsact left on lo after a failed attach"
+    );
+}
+
+#[test]
+fn error_eth0_without_ipv4() {
+    if !require_root() {
+        return;
+    }
+    let _serial = serial();
+    let ns = Netns::new("a").unwrap();
+    run(&[
+        "ip", "-n", &ns.name, "link", "add", "eth0", "index", "33", "type", "veth", "peer", "name",
+        "peer0",
+    ])
+    .unwrap();
+    run(&["ip", "-n", &ns.name, "link", "set", "eth0", "up"]).unwrap();
+    let r = run_dnsredir(&[
+        "--netns",
+        &ns.path(),
+        "--upstream",
+        "10.214.1.2",
+        "--dockerd-port",
+        "40000",
+        "--dockerd-tcp-port",
+        "40001",
+    ]);
+    assert_one_line_error(&r, &["ipv4", "address"], "eth0 without IPv4");
+    for dev in ["lo", "eth0"] {
+        assert_eq!(
+            count_dnsredir_filters(&ns.name, dev),
+            0,
+            "{dev}: {}",
+            tc_filters(&ns.name, dev)
+        );
+        assert!(
+            !has_clsact(&ns.name, dev),
+            "clsact left on {dev} after a failed attach"
+        );
+    }
+}
+
+#[test]
+fn error_bad_upstream() {
+    if !require_root() {
+        return;
+    }
+    let net = DockerLikeNet::new();
+    let pid = net.ctr_pid.to_string();
+    let r = run_dnsredir(&["--pid", &pid, "--upstream", "not-an-ip"]);
+    assert_one_line_error(&r, &["not-an-ip", "upstream"], "--upstream not-an-ip");
+    assert_eq!(net.dnsredir_filters("lo") + net.dnsredir_filters("eth0"), 0);
+    assert_stand_in_answers(&net);
+}
+
+#[test]
+fn status_json_counts_exactly() {
+    if !require_root() {
+        return;
+    }
+    let net = DockerLikeNet::new();
+    let (code, j) = net.status_json();
+    assert_eq!(code, 3, "not attached yet: {j}");
+    assert!(!j.bool_at(&["attached"]), "{j}");
+
+    net.attach(&[]);
+    let (code, before) = net.status_json();
+    assert_eq!(code, 0, "{before}");
+    assert!(before.bool_at(&["attached"]), "{before}");
+    assert!(
+        before.bool_at(&["lo", "attached"]) && before.bool_at(&["eth0", "attached"]),
+        "{before}"
+    );
+    assert_eq!(
+        before.path(&["config", "upstream"]).and_then(Json::as_str),
+        Some(format!("{}:53", net.up_addr).as_str())
+    );
+    assert_eq!(
+        before
+            .path(&["config", "container_addr"])
+            .and_then(Json::as_str),
+        Some(net.ctr_addr.to_string().as_str())
+    );
+    let c = |j: &Json, k: &str| j.u64_at(&["counters", k]) as i64;
+
+    const N: i64 = 20;
+    let up = net.upstream().queries();
+    for i in 0..N {
+        let name = format!("host{i}.example.com");
+        assert_eq!(
+            a(&net, &name, false),
+            Ok(vec![net.upstream_answer]),
+            "query {i}"
+        );
+    }
+    assert_eq!(net.upstream().queries(), up + N as u64);
+    let (code, after) = net.status_json();
+    assert_eq!(code, 0, "{after}");
+    assert_eq!(
+        c(&after, "queries_redirected_udp") - c(&before, "queries_redirected_udp"),
+        N,
+        "before {before}\nafter {after}"
+    );
+    assert_eq!(
+        c(&after, "replies_restored") - c(&before, "replies_restored"),
+        N,
+        "before {before}\nafter {after}"
+    );
+    assert_eq!(
+        c(&after, "queries_redirected_tcp"),
+        c(&before, "queries_redirected_tcp"),
+        "{after}"
+    );
+
+    net.detach();
+    let (code, j) = net.status_json();
+    assert_eq!(code, 3, "after detach: {j}");
+    assert!(!j.bool_at(&["attached"]), "{j}");
+}
