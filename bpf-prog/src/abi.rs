@@ -7,6 +7,10 @@
 
 /// Set in [`Config::flags`]: redirect every query, also single-label names (Docker's own names).
 pub const FLAG_REDIRECT_ALL: u16 = 1;
+/// Set in [`Config::flags`] by the benchmark only: skip the counters, to measure what they cost.
+/// The verifier sees the frozen flag and drops the dead branch, so the program is the same
+/// as one compiled without counters.
+pub const FLAG_NO_COUNTERS: u16 = 2;
 
 /// The per-container configuration, the value of the `CONFIG` symbol in `.rodata`.
 /// The loader writes it into the read-only map before loading, so the verifier sees constants.

@@ -12,7 +12,9 @@ mod checksum;
 mod kernel;
 mod packet;
 
-use abi::{Config, Counters, FlowKey, FlowValue, FLAG_REDIRECT_ALL, FLOW_TABLE_ENTRIES};
+use abi::{
+    Config, Counters, FlowKey, FlowValue, FLAG_NO_COUNTERS, FLAG_REDIRECT_ALL, FLOW_TABLE_ENTRIES,
+};
 use core::ffi::c_void;
 use core::mem::size_of;
 use kernel::{MapDef, SkBuff, TC_ACT_OK, TC_ACT_SHOT};
@@ -76,6 +78,9 @@ enum Outcome {
 
 #[inline(always)]
 fn count(outcome: &Outcome) {
+    if config!(flags) & FLAG_NO_COUNTERS != 0 {
+        return;
+    }
     let key: u32 = 0;
     let counters =
         unsafe { kernel::map_lookup_elem(&COUNTERS, &key as *const u32 as *const c_void) }
