@@ -74,6 +74,15 @@ impl Loaded {
     }
 }
 
+/// A helper the verifier did not know ("invalid func unknown#152"), with the kernel that has it.
+pub fn missing_helper(log: &str) -> Option<(&'static str, &'static str)> {
+    LATE_HELPERS.iter().find_map(|(id, helper, min_kernel)| {
+        log.lines()
+            .any(|l| l.contains("invalid func") && l.contains(id))
+            .then_some((*helper, *min_kernel))
+    })
+}
+
 pub fn load(object: &ObjectFile) -> Result<Loaded, LoadError> {
     let mut maps = Vec::with_capacity(object.maps.len());
     for spec in &object.maps {
@@ -112,25 +121,21 @@ pub fn load(object: &ObjectFile) -> Result<Loaded, LoadError> {
     let mut programs = Vec::with_capacity(object.programs.len());
     for spec in &object.programs {
         let insns = reloc::relocate(spec, &fds).map_err(LoadError::Reloc)?;
-        let fd = sys::prog_load(&spec.name, &insns, &object.license).map_err(|e| {
-            for (id, helper, min_kernel) in LATE_HELPERS {
-                if e.log
-                    .lines()
-                    .any(|l| l.contains("invalid func") && l.contains(id))
-                {
-                    return LoadError::MissingHelper {
+        let fd =
+            sys::prog_load(&spec.name, &insns, &object.license).map_err(
+                |e| match missing_helper(&e.log) {
+                    Some((helper, min_kernel)) => LoadError::MissingHelper {
                         program: spec.name.clone(),
                         helper,
                         min_kernel,
-                    };
-                }
-            }
-            LoadError::Verifier {
-                program: spec.name.clone(),
-                source: e.error,
-                log: e.log,
-            }
-        })?;
+                    },
+                    None => LoadError::Verifier {
+                        program: spec.name.clone(),
+                        source: e.error,
+                        log: e.log,
+                    },
+                },
+            )?;
         programs.push(LoadedProgram {
             section: spec.section.clone(),
             name: spec.name.clone(),
@@ -138,4 +143,17 @@ pub fn load(object: &ObjectFile) -> Result<Loaded, LoadError> {
         });
     }
     Ok(Loaded { maps, programs })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn old_kernels_are_recognised_by_the_verifiers_words() {
+        // What a kernel before 5.10 says about helper 152.
+        let log = "0: (b7) r2 = 0\n1: (85) call unknown#152\ninvalid func unknown#152\n";
+        assert_eq!(missing_helper(log), Some(("bpf_redirect_neigh", "5.10")));
+        assert_eq!(missing_helper("R1 invalid mem access 'scalar'"), None);
+    }
 }

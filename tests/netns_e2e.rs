@@ -542,3 +542,112 @@ fn status_json_counts_exactly() {
     assert_eq!(code, 3, "after detach: {j}");
     assert!(!j.bool_at(&["attached"]), "{j}");
 }
+
+#[test]
+fn status_says_when_the_configuration_is_stale() {
+    if !require_root() {
+        return;
+    }
+    let net = DockerLikeNet::new();
+    // As after `docker restart`: the redirected port is no longer dockerd's.
+    let old = net.dockerd_udp_port.wrapping_add(1).max(1).to_string();
+    let (t, up, pid) = (
+        net.dockerd_tcp_port.to_string(),
+        net.up_addr.to_string(),
+        net.ctr_pid.to_string(),
+    );
+    let r = run_dnsredir(&[
+        "--pid",
+        &pid,
+        "--dockerd-port",
+        &old,
+        "--dockerd-tcp-port",
+        &t,
+        "--upstream",
+        &up,
+    ]);
+    assert_eq!(r.0, 0, "{r:?}");
+    let (code, j) = net.status_json();
+    assert_eq!(code, 0, "attached, if stale: {j}");
+    assert!(j.bool_at(&["stale"]), "{j}");
+    let reason = j
+        .path(&["stale_reason"])
+        .and_then(Json::as_str)
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        reason.contains(&old) && reason.contains(&net.dockerd_udp_port.to_string()),
+        "{reason}"
+    );
+    assert!(
+        reason.contains(&format!("--pid {pid}")),
+        "says what to run: {reason}"
+    );
+    let text = run_dnsredir(&["--pid", &pid, "--status"]);
+    assert!(text.1.contains("STALE"), "{text:?}");
+
+    // Running it again without ports fixes it.
+    net.attach(&[]);
+    let (_, j) = net.status_json();
+    assert!(!j.bool_at(&["stale"]), "{j}");
+}
+
+#[test]
+fn error_not_root() {
+    if !require_root() {
+        return;
+    }
+    let net = DockerLikeNet::new();
+    let (pid, up) = (net.ctr_pid.to_string(), net.up_addr.to_string());
+    let bin = dnsredir_bin();
+    let out = std::process::Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            &bin,
+            "--pid",
+            &pid,
+            "--upstream",
+            &up,
+        ])
+        .output()
+        .expect("setpriv runs");
+    let r = (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    assert_one_line_error(&r, &["permission denied"], "as nobody");
+    assert!(r.2.contains("root"), "says what to do: {}", r.2);
+    assert_eq!(net.dnsredir_filters("lo") + net.dnsredir_filters("eth0"), 0);
+}
+
+#[test]
+fn verbose_attach_prints_each_step() {
+    if !require_root() {
+        return;
+    }
+    let net = DockerLikeNet::new();
+    let (pid, up) = (net.ctr_pid.to_string(), net.up_addr.to_string());
+    let (code, out, err) = run_dnsredir(&["--pid", &pid, "--upstream", &up, "--verbose"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(&format!("{}:53", net.up_addr)),
+        "summary names the upstream: {out}"
+    );
+    for expected in [
+        format!("ifindex {}", net.eth0_ifindex),
+        net.ctr_addr.to_string(),
+        format!("UDP port {} (found)", net.dockerd_udp_port),
+        format!("TCP port {} (found)", net.dockerd_tcp_port),
+        "program id".to_string(),
+        "filter pref".to_string(),
+    ] {
+        assert!(
+            err.contains(&expected),
+            "--verbose should mention {expected:?}:\n{err}"
+        );
+    }
+}
