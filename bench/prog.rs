@@ -1,0 +1,655 @@
+//! dnsredir's benchmark helpers (`harness = false`; `scripts/bench` drives them):
+//!
+//!     prog [--rounds N] [--calls N] [--out FILE]   per-packet cost with BPF_PROG_TEST_RUN (default)
+//!     responder ADDR[:PORT] ANSWER [THREADS]       a fast UDP+TCP DNS responder for end-to-end runs
+//!     exec-time CMD [ARGS...]                      run CMD once: "wall_us maxrss_kb exit_code"
+//!     prog-stats ID...                             "id run_cnt run_time_ns" of loaded programs
+//!
+//! `cargo bench --bench prog` passes `--bench`; it is ignored.
+//!
+//! Per-packet method (design.md §8): BPF_PROG_TEST_RUN with repeat = 1 on a fresh copy of the
+//! packet per call, many calls per case, the kernel's own per-call duration; a floor program
+//! (`r0 = 0; exit`) timed the same way is subtracted. Cases are interleaved round by round and
+//! the figure is the median over rounds of each round's median call.
+
+#[path = "../tests/support/packet.rs"]
+mod packet;
+
+use dnsredir::abi::{Config, CONFIG_SYMBOL, FLAG_NO_COUNTERS, QUERY_SECTION, REPLY_SECTION};
+use dnsredir::elf::ObjectFile;
+use dnsredir::insn::Insn;
+use dnsredir::layout::{addr_raw, encode_config, port_raw};
+use dnsredir::load::{self, Loaded};
+use dnsredir::{embedded, sys};
+use packet::{dns_answer, dns_query, Packet};
+use std::io::{self, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::process::{exit, Command, Stdio};
+use std::time::Instant;
+
+const TC_ACT_OK: u32 = 0;
+const TC_ACT_REDIRECT: u32 = 7;
+
+const RESOLVER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 11);
+const CLIENT: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
+const CONTAINER: Ipv4Addr = Ipv4Addr::new(172, 18, 0, 2);
+const UPSTREAM: Ipv4Addr = Ipv4Addr::new(10, 53, 0, 53);
+const UPSTREAM_PORT: u16 = 53;
+const DOCKERD_UDP: u16 = 41552;
+const DOCKERD_TCP: u16 = 37011;
+const CLIENT_PORT: u16 = 50123;
+/// Distinct DNS ids cycled through, so the flow table sees different keys.
+const IDS: u16 = 1024;
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    let result = match args.first().map(String::as_str) {
+        None | Some("prog") => per_packet(&args[args.len().min(1)..]),
+        Some(a) if a.starts_with("--") => per_packet(&args),
+        Some("responder") => responder(&args[1..]),
+        Some("exec-time") => exec_time(&args[1..]),
+        Some("prog-stats") => print_prog_stats(&args[1..]),
+        Some(other) => Err(format!(
+            "unknown subcommand {other:?} (prog, responder, exec-time, prog-stats)"
+        )),
+    };
+    if let Err(e) = result {
+        eprintln!("bench: {e}");
+        exit(1);
+    }
+}
+
+// ---------------------------------------------------------------- per packet
+
+fn load_programs(flags: u16) -> Result<Loaded, String> {
+    let config = Config {
+        resolver_addr: addr_raw(RESOLVER),
+        container_addr: addr_raw(CONTAINER),
+        upstream_addr: addr_raw(UPSTREAM),
+        upstream_port: port_raw(UPSTREAM_PORT),
+        dockerd_udp_port: port_raw(DOCKERD_UDP),
+        dockerd_tcp_port: port_raw(DOCKERD_TCP),
+        flags,
+        eth0_ifindex: 1,
+        lo_ifindex: 1,
+    };
+    let mut object =
+        ObjectFile::parse(embedded::object_bytes()).map_err(|e| format!("parse: {e}"))?;
+    object
+        .set_global(CONFIG_SYMBOL, &encode_config(&config))
+        .map_err(|e| format!("config: {e}"))?;
+    load::load(&object).map_err(|e| format!("load: {e}"))
+}
+
+fn floor_program() -> Result<OwnedFd, String> {
+    let insns = [
+        Insn {
+            code: 0xb7, // r0 = 0
+            ..Default::default()
+        },
+        Insn {
+            code: 0x95, // exit
+            ..Default::default()
+        },
+    ];
+    sys::prog_load("bench_floor", &insns, c"GPL")
+        .map_err(|e| format!("floor program: {} {}", e.error, e.log))
+}
+
+/// One timed case: a program and the packets it runs on (cycled), with the verdict each must
+/// get. `before` and `after`, when set, run untimed on the same index around each timed call:
+/// the query that makes a reply's flow known, the reply that removes a query's flow again (so
+/// the flow table stays as small as in real use, one entry per query in flight).
+struct Case<'a> {
+    name: String,
+    prog: &'a OwnedFd,
+    packets: Vec<Vec<u8>>,
+    expect: u32,
+    before: Option<(&'a OwnedFd, Vec<Vec<u8>>)>,
+    after: Option<(&'a OwnedFd, Vec<Vec<u8>>)>,
+}
+
+fn query_packet(id: u16) -> Vec<u8> {
+    Packet::udp(
+        CLIENT,
+        CLIENT_PORT,
+        RESOLVER,
+        DOCKERD_UDP,
+        dns_query(id, "www.example.com"),
+    )
+    .bytes()
+}
+
+fn reply_packet(id: u16) -> Vec<u8> {
+    Packet::udp(
+        UPSTREAM,
+        UPSTREAM_PORT,
+        CONTAINER,
+        CLIENT_PORT,
+        dns_answer(id, "www.example.com"),
+    )
+    .bytes()
+}
+
+fn arp_packet() -> Vec<u8> {
+    let mut arp = vec![0xff; 6];
+    arp.extend_from_slice(&[0x02, 0, 0, 0, 0, 0xbb, 0x08, 0x06]);
+    arp.resize(14 + 28, 1);
+    arp
+}
+
+fn https_packet(to_upstream: bool) -> Vec<u8> {
+    let (src, dst) = if to_upstream {
+        (CLIENT, RESOLVER)
+    } else {
+        (UPSTREAM, CONTAINER)
+    };
+    let (sport, dport) = if to_upstream {
+        (CLIENT_PORT, 443)
+    } else {
+        (443, CLIENT_PORT)
+    };
+    Packet::tcp(src, sport, dst, dport, vec![0x17; 100]).bytes()
+}
+
+fn cases<'a>(label: &str, query_prog: &'a OwnedFd, reply_prog: &'a OwnedFd) -> Vec<Case<'a>> {
+    let ids = 0..IDS;
+    let queries: Vec<Vec<u8>> = ids.clone().map(query_packet).collect();
+    let replies: Vec<Vec<u8>> = ids.map(reply_packet).collect();
+    vec![
+        Case {
+            name: format!("query redirected{label}"),
+            prog: query_prog,
+            packets: queries.clone(),
+            expect: TC_ACT_REDIRECT,
+            before: None,
+            after: Some((reply_prog, replies.clone())),
+        },
+        Case {
+            name: format!("reply restored{label}"),
+            prog: reply_prog,
+            packets: replies,
+            expect: TC_ACT_REDIRECT,
+            before: Some((query_prog, queries.clone())),
+            after: None,
+        },
+        Case {
+            // no replies: every query replaces a flow of the same key left by an earlier one
+            name: format!("query redirected, unanswered{label}"),
+            prog: query_prog,
+            packets: queries,
+            expect: TC_ACT_REDIRECT,
+            before: None,
+            after: None,
+        },
+        Case {
+            name: format!("non-DNS TCP:443, lo prog{label}"),
+            prog: query_prog,
+            packets: vec![https_packet(true)],
+            expect: TC_ACT_OK,
+            before: None,
+            after: None,
+        },
+        Case {
+            name: format!("non-DNS TCP:443, eth0 prog{label}"),
+            prog: reply_prog,
+            packets: vec![https_packet(false)],
+            expect: TC_ACT_OK,
+            before: None,
+            after: None,
+        },
+        Case {
+            name: format!("ARP, eth0 prog{label}"),
+            prog: reply_prog,
+            packets: vec![arp_packet()],
+            expect: TC_ACT_OK,
+            before: None,
+            after: None,
+        },
+        Case {
+            name: format!("UDP other port, lo prog{label}"),
+            prog: query_prog,
+            packets: vec![Packet::udp(
+                CLIENT,
+                CLIENT_PORT,
+                RESOLVER,
+                DOCKERD_UDP + 1,
+                dns_query(1, "www.example.com"),
+            )
+            .bytes()],
+            expect: TC_ACT_OK,
+            before: None,
+            after: None,
+        },
+        Case {
+            name: format!("UDP other port, eth0 prog{label}"),
+            prog: reply_prog,
+            packets: vec![Packet::udp(
+                UPSTREAM,
+                UPSTREAM_PORT + 1,
+                CONTAINER,
+                CLIENT_PORT,
+                dns_answer(1, "www.example.com"),
+            )
+            .bytes()],
+            expect: TC_ACT_OK,
+            before: None,
+            after: None,
+        },
+    ]
+}
+
+struct Opts {
+    rounds: usize,
+    calls: usize,
+    out: Option<String>,
+}
+
+fn parse_opts(args: &[String]) -> Result<Opts, String> {
+    let env = |k: &str, d: usize| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    let mut o = Opts {
+        rounds: env("BENCH_PROG_ROUNDS", 7),
+        calls: env("BENCH_PROG_CALLS", 40_000),
+        out: None,
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = || it.next().cloned().ok_or(format!("{a} needs a value"));
+        match a.as_str() {
+            "--rounds" => o.rounds = value()?.parse().map_err(|e| format!("--rounds: {e}"))?,
+            "--calls" => o.calls = value()?.parse().map_err(|e| format!("--calls: {e}"))?,
+            "--out" => o.out = Some(value()?),
+            _ => return Err(format!("unknown option {a:?}")),
+        }
+    }
+    Ok(o)
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// The query or reply around a timed call; both must be redirected.
+fn untimed(case: &Case, prog: &OwnedFd, packet: &[u8]) -> Result<(), String> {
+    let r = sys::prog_test_run(prog, packet, 1).map_err(|e| format!("{}: {e}", case.name))?;
+    if r.retval != TC_ACT_REDIRECT {
+        return Err(format!("{}: untimed run returned {}", case.name, r.retval));
+    }
+    Ok(())
+}
+
+/// Runs a case `calls` times; returns (median ns, mean ns) of the kernel's per-call durations.
+fn time_case(case: &Case, calls: usize) -> Result<(f64, f64), String> {
+    let mut durations = Vec::with_capacity(calls);
+    for i in 0..calls {
+        let k = i % case.packets.len();
+        if let Some((prog, packets)) = &case.before {
+            untimed(case, prog, &packets[k])?;
+        }
+        let r = sys::prog_test_run(case.prog, &case.packets[k], 1)
+            .map_err(|e| format!("{}: {e}", case.name))?;
+        if r.retval != case.expect {
+            return Err(format!(
+                "{}: returned {}, expected {}",
+                case.name, r.retval, case.expect
+            ));
+        }
+        if let Some((prog, packets)) = &case.after {
+            untimed(case, prog, &packets[k])?;
+        }
+        durations.push(r.duration_ns as f64);
+    }
+    let mean = durations.iter().sum::<f64>() / durations.len() as f64;
+    Ok((median(&mut durations), mean))
+}
+
+/// `kernel.bpf_stats_enabled`: run_time_ns and run_cnt of a program (struct bpf_prog_info
+/// offsets 192 and 200), plus its translated and JITed sizes (offsets 20 and 16).
+#[derive(Clone, Copy, Default)]
+struct ProgStats {
+    run_time_ns: u64,
+    run_cnt: u64,
+    xlated_len: u32,
+    jited_len: u32,
+}
+
+fn prog_stats(prog: &OwnedFd) -> io::Result<ProgStats> {
+    #[repr(C)]
+    struct InfoAttr {
+        bpf_fd: u32,
+        info_len: u32,
+        info: u64,
+    }
+    let mut info = [0u64; 28];
+    let mut attr = InfoAttr {
+        bpf_fd: prog.as_raw_fd() as u32,
+        info_len: std::mem::size_of_val(&info) as u32,
+        info: info.as_mut_ptr() as u64,
+    };
+    const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+    // SAFETY: attr is the bpf_attr prefix for BPF_OBJ_GET_INFO_BY_FD and `info` outlives the call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_OBJ_GET_INFO_BY_FD,
+            &mut attr as *mut InfoAttr,
+            std::mem::size_of::<InfoAttr>() as libc::c_long,
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(ProgStats {
+        run_time_ns: info[192 / 8],
+        run_cnt: info[200 / 8],
+        xlated_len: (info[16 / 8] >> 32) as u32,
+        jited_len: info[16 / 8] as u32,
+    })
+}
+
+/// kernel.bpf_stats_enabled accounting of attached programs, by id (for end-to-end runs).
+fn print_prog_stats(ids: &[String]) -> Result<(), String> {
+    for id in ids {
+        let n: u32 = id.parse().map_err(|e| format!("{id}: {e}"))?;
+        let fd = sys::prog_fd_by_id(n).map_err(|e| format!("program {n}: {e}"))?;
+        let st = prog_stats(&fd).map_err(|e| format!("program {n}: {e}"))?;
+        println!("{n} {} {}", st.run_cnt, st.run_time_ns);
+    }
+    Ok(())
+}
+
+const BPF_STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
+
+/// Restores kernel.bpf_stats_enabled when dropped.
+struct StatsGuard(Option<String>);
+
+impl StatsGuard {
+    fn enable() -> StatsGuard {
+        let old = std::fs::read_to_string(BPF_STATS).ok();
+        match std::fs::write(BPF_STATS, "1") {
+            Ok(()) => StatsGuard(old),
+            Err(_) => StatsGuard(None),
+        }
+    }
+    fn on(&self) -> bool {
+        self.0.is_some()
+    }
+}
+
+impl Drop for StatsGuard {
+    fn drop(&mut self) {
+        if let Some(old) = &self.0 {
+            let _ = std::fs::write(BPF_STATS, old.trim());
+        }
+    }
+}
+
+fn prog<'a>(l: &'a Loaded, s: &str) -> Result<&'a OwnedFd, String> {
+    Ok(&l.program(s).ok_or(format!("no program {s}"))?.fd)
+}
+
+fn per_packet(args: &[String]) -> Result<(), String> {
+    let o = parse_opts(args)?;
+    if unsafe { libc::geteuid() } != 0 {
+        return Err("BPF_PROG_TEST_RUN needs root".into());
+    }
+    let with = load_programs(0)?;
+    let without = load_programs(FLAG_NO_COUNTERS)?;
+    let floor = floor_program()?;
+    let (wq, wr) = (prog(&with, QUERY_SECTION)?, prog(&with, REPLY_SECTION)?);
+    let (nq, nr) = (
+        prog(&without, QUERY_SECTION)?,
+        prog(&without, REPLY_SECTION)?,
+    );
+    let mut all_cases = vec![Case {
+        name: "floor (r0 = 0; exit)".into(),
+        prog: &floor,
+        packets: vec![query_packet(1)],
+        expect: 0,
+        before: None,
+        after: None,
+    }];
+    all_cases.extend(cases("", wq, wr));
+    all_cases.extend(cases(", no counters", nq, nr));
+
+    // warm-up: caches, branch predictors, the flow table's first allocations
+    for c in &all_cases {
+        time_case(c, o.calls / 10 + 1)?;
+    }
+    let n = all_cases.len();
+    let mut medians = vec![Vec::new(); n];
+    let mut means = vec![Vec::new(); n];
+    let t0 = Instant::now();
+    for round in 0..o.rounds {
+        for j in 0..n {
+            // interleaved: each round starts at another case, floor included
+            let i = (j + round) % n;
+            let (m, mean) = time_case(&all_cases[i], o.calls)?;
+            medians[i].push(m);
+            means[i].push(mean);
+        }
+    }
+    let elapsed = t0.elapsed();
+
+    // bpf_stats cross-check: the kernel's own accounting around the program alone
+    let mut stats_ns: Vec<Option<f64>> = vec![None; n];
+    let guard = StatsGuard::enable();
+    if guard.on() {
+        for (i, c) in all_cases.iter().enumerate() {
+            let before = prog_stats(c.prog).map_err(|e| e.to_string())?;
+            time_case(c, o.calls)?;
+            let after = prog_stats(c.prog).map_err(|e| e.to_string())?;
+            let runs = after.run_cnt - before.run_cnt;
+            if runs > 0 {
+                stats_ns[i] = Some((after.run_time_ns - before.run_time_ns) as f64 / runs as f64);
+            }
+        }
+    }
+    drop(guard);
+
+    let med: Vec<f64> = medians.iter_mut().map(|v| median(v)).collect();
+    let avg: Vec<f64> = means.iter_mut().map(|v| median(v)).collect();
+    let floor_med = med[0];
+    let floor_stats = stats_ns[0];
+    let mut out = String::new();
+    out.push_str(&format!(
+        "# BPF_PROG_TEST_RUN, repeat=1, {} calls x {} rounds per case (interleaved), {:.1} s\n",
+        o.calls,
+        o.rounds,
+        elapsed.as_secs_f64()
+    ));
+    out.push_str("case\tmedian_ns\tover_floor_ns\tmean_ns\tmean_over_floor_ns\tbpf_stats_ns\tbpf_stats_over_floor_ns\trounds_medians\n");
+    for i in 0..n {
+        let fmt_opt = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.0}"));
+        out.push_str(&format!(
+            "{}\t{:.0}\t{:.0}\t{:.1}\t{:.1}\t{}\t{}\t{}\n",
+            all_cases[i].name,
+            med[i],
+            med[i] - floor_med,
+            avg[i],
+            avg[i] - avg[0],
+            fmt_opt(stats_ns[i]),
+            fmt_opt(stats_ns[i].zip(floor_stats).map(|(a, b)| a - b)),
+            medians[i]
+                .iter()
+                .map(|m| format!("{m:.0}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        ));
+    }
+    for (label, l) in [("counters", &with), ("no counters", &without)] {
+        for s in [QUERY_SECTION, REPLY_SECTION] {
+            let st = prog_stats(prog(l, s)?).map_err(|e| e.to_string())?;
+            out.push_str(&format!(
+                "# size {s} ({label}): {} insns translated, {} bytes JITed\n",
+                st.xlated_len / 8,
+                st.jited_len
+            ));
+        }
+    }
+    if stats_ns[0].is_none() {
+        out.push_str("# kernel.bpf_stats_enabled could not be set: no bpf_stats cross-check\n");
+    }
+    print!("{out}");
+    if let Some(path) = o.out {
+        std::fs::write(&path, &out).map_err(|e| format!("{path}: {e}"))?;
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- responder
+
+/// The answer to a query: id and question copied, QR AA RA set, RD copied; one A record for
+/// A queries (NOERROR, no data otherwise). `None` for anything that is not a plain query.
+fn answer(query: &[u8], addr: [u8; 4], out: &mut Vec<u8>) -> Option<()> {
+    if query.len() < 12 || query[2] & 0x80 != 0 || query[4..6] != [0, 1] {
+        return None;
+    }
+    let mut i = 12;
+    loop {
+        let n = *query.get(i)? as usize;
+        if n == 0 {
+            break;
+        }
+        if n & 0xc0 != 0 {
+            return None;
+        }
+        i += 1 + n;
+    }
+    let end = i + 5;
+    let question = query.get(12..end)?;
+    let is_a = question[question.len() - 4..] == [0, 1, 0, 1];
+    out.clear();
+    out.extend_from_slice(&query[0..2]);
+    out.push(0x84 | (query[2] & 0x79));
+    out.push(0x80);
+    out.extend_from_slice(&[0, 1, 0, is_a as u8, 0, 0, 0, 0]);
+    out.extend_from_slice(question);
+    if is_a {
+        out.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
+        out.extend_from_slice(&addr);
+    }
+    Some(())
+}
+
+fn serve_udp(sock: UdpSocket, addr: [u8; 4]) {
+    let mut buf = [0u8; 4096];
+    let mut out = Vec::with_capacity(512);
+    loop {
+        let Ok((n, peer)) = sock.recv_from(&mut buf) else {
+            continue;
+        };
+        if answer(&buf[..n], addr, &mut out).is_some() {
+            let _ = sock.send_to(&out, peer);
+        }
+    }
+}
+
+fn serve_tcp(mut conn: TcpStream, addr: [u8; 4]) {
+    let _ = conn.set_nodelay(true);
+    let mut out = Vec::with_capacity(514);
+    loop {
+        let mut len = [0u8; 2];
+        if conn.read_exact(&mut len).is_err() {
+            return;
+        }
+        let mut msg = vec![0u8; u16::from_be_bytes(len) as usize];
+        if conn.read_exact(&mut msg).is_err() {
+            return;
+        }
+        out.clear();
+        out.extend_from_slice(&[0, 0]);
+        let mut body = Vec::new();
+        if answer(&msg, addr, &mut body).is_none() {
+            continue;
+        }
+        out[..2].copy_from_slice(&(body.len() as u16).to_be_bytes());
+        out.extend_from_slice(&body);
+        if conn.write_all(&out).is_err() {
+            return;
+        }
+    }
+}
+
+fn responder(args: &[String]) -> Result<(), String> {
+    let usage = "responder ADDR[:PORT] ANSWER [THREADS]";
+    let (listen, ans) = match args {
+        [l, a, ..] => (l, a),
+        _ => return Err(usage.into()),
+    };
+    let listen: SocketAddr = if listen.contains(':') {
+        listen.parse()
+    } else {
+        format!("{listen}:53").parse()
+    }
+    .map_err(|e| format!("{listen}: {e}"))?;
+    let addr: Ipv4Addr = ans.parse().map_err(|e| format!("{ans}: {e}"))?;
+    let threads: usize = args
+        .get(2)
+        .map_or(Ok(1), |t| t.parse())
+        .map_err(|e| format!("{e}"))?;
+    let udp = UdpSocket::bind(listen).map_err(|e| format!("udp {listen}: {e}"))?;
+    let tcp = TcpListener::bind(listen).map_err(|e| format!("tcp {listen}: {e}"))?;
+    let octets = addr.octets();
+    std::thread::spawn(move || {
+        for conn in tcp.incoming().flatten() {
+            std::thread::spawn(move || serve_tcp(conn, octets));
+        }
+    });
+    for _ in 1..threads {
+        let s = udp.try_clone().map_err(|e| e.to_string())?;
+        std::thread::spawn(move || serve_udp(s, octets));
+    }
+    eprintln!("responder: {listen} udp+tcp, A -> {addr}, {threads} UDP thread(s)");
+    serve_udp(udp, octets);
+    Ok(())
+}
+
+// ---------------------------------------------------------------- exec-time
+
+/// Runs a command once (its stdout discarded) and prints its wall time (µs, from just before
+/// fork to its reaping), its peak RSS (ru_maxrss, kB) and its exit code.
+fn exec_time(args: &[String]) -> Result<(), String> {
+    let (cmd, rest) = args.split_first().ok_or("exec-time CMD [ARGS...]")?;
+    let t0 = Instant::now();
+    let child = Command::new(cmd)
+        .args(rest)
+        .stdout(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("{cmd}: {e}"))?;
+    let mut status = 0;
+    // SAFETY: rusage is plain data the kernel fills in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child; std never waits for it afterwards (Child is forgotten).
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    let wall = t0.elapsed();
+    std::mem::forget(child);
+    if pid < 0 {
+        return Err(format!("wait4: {}", io::Error::last_os_error()));
+    }
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        128 + libc::WTERMSIG(status)
+    };
+    println!("{} {} {}", wall.as_micros(), usage.ru_maxrss, code);
+    Ok(())
+}

@@ -1,0 +1,136 @@
+//! Building IPv4 frames and DNS messages for BPF_PROG_TEST_RUN, shared by
+//! `tests/prog_test_run.rs` and `bench/prog.rs` (each includes it with `#[path]`).
+#![allow(dead_code)]
+
+use std::net::Ipv4Addr;
+
+pub const UDP: u8 = 17;
+pub const TCP: u8 = 6;
+
+pub fn csum_fold(mut sum: u32) -> u16 {
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+pub fn sum_words(bytes: &[u8]) -> u32 {
+    bytes
+        .chunks(2)
+        .map(|c| u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]) as u32)
+        .sum()
+}
+
+pub fn l4_checksum(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, segment: &[u8]) -> u16 {
+    let pseudo =
+        sum_words(&src.octets()) + sum_words(&dst.octets()) + proto as u32 + segment.len() as u32;
+    csum_fold(pseudo + sum_words(segment))
+}
+
+pub struct Packet {
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub proto: u8,
+    pub sport: u16,
+    pub dport: u16,
+    pub payload: Vec<u8>,
+    pub ip_options: Vec<u8>,
+    pub frag: u16,
+    pub zero_udp_checksum: bool,
+    pub tcp_flags: u8,
+}
+
+impl Packet {
+    pub fn udp(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, payload: Vec<u8>) -> Packet {
+        Packet {
+            src,
+            dst,
+            proto: UDP,
+            sport,
+            dport,
+            payload,
+            ip_options: vec![],
+            frag: 0,
+            zero_udp_checksum: false,
+            tcp_flags: 0x18,
+        }
+    }
+
+    pub fn tcp(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, payload: Vec<u8>) -> Packet {
+        Packet {
+            proto: TCP,
+            ..Packet::udp(src, sport, dst, dport, payload)
+        }
+    }
+
+    pub fn bytes(&self) -> Vec<u8> {
+        let mut l4 = Vec::new();
+        l4.extend_from_slice(&self.sport.to_be_bytes());
+        l4.extend_from_slice(&self.dport.to_be_bytes());
+        if self.proto == UDP {
+            l4.extend_from_slice(&((8 + self.payload.len()) as u16).to_be_bytes());
+            l4.extend_from_slice(&[0, 0]);
+        } else {
+            l4.extend_from_slice(&[
+                0,
+                0,
+                0,
+                1,
+                0,
+                0,
+                0,
+                0,
+                0x50,
+                self.tcp_flags,
+                0xff,
+                0xff,
+                0,
+                0,
+                0,
+                0,
+            ]);
+        }
+        l4.extend_from_slice(&self.payload);
+        let csum_at = if self.proto == UDP { 6 } else { 16 };
+        if !self.zero_udp_checksum {
+            let c = l4_checksum(self.src, self.dst, self.proto, &l4);
+            l4[csum_at..csum_at + 2].copy_from_slice(&c.to_be_bytes());
+        }
+        let ihl = 20 + self.ip_options.len();
+        let mut ip = vec![0x40 | (ihl / 4) as u8, 0];
+        ip.extend_from_slice(&((ihl + l4.len()) as u16).to_be_bytes());
+        ip.extend_from_slice(&[0x12, 0x34]);
+        ip.extend_from_slice(&self.frag.to_be_bytes());
+        ip.extend_from_slice(&[64, self.proto, 0, 0]);
+        ip.extend_from_slice(&self.src.octets());
+        ip.extend_from_slice(&self.dst.octets());
+        ip.extend_from_slice(&self.ip_options);
+        let c = csum_fold(sum_words(&ip));
+        ip[10..12].copy_from_slice(&c.to_be_bytes());
+        let mut frame = vec![0x02, 0, 0, 0, 0, 0xaa, 0x02, 0, 0, 0, 0, 0xbb, 0x08, 0x00];
+        frame.extend_from_slice(&ip);
+        frame.extend_from_slice(&l4);
+        frame
+    }
+}
+
+pub fn dns_query(id: u16, name: &str) -> Vec<u8> {
+    let mut m = Vec::new();
+    m.extend_from_slice(&id.to_be_bytes());
+    m.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
+    for label in name.split('.').filter(|l| !l.is_empty()) {
+        m.push(label.len() as u8);
+        m.extend_from_slice(label.as_bytes());
+    }
+    m.extend_from_slice(&[0, 0, 1, 0, 1]);
+    m
+}
+
+pub fn dns_answer(id: u16, name: &str) -> Vec<u8> {
+    let mut m = dns_query(id, name);
+    m[2] = 0x81;
+    m[3] = 0x80;
+    m[7] = 1;
+    m.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 0, 0, 4, 203, 0, 113, 7]);
+    m
+}
