@@ -110,8 +110,8 @@ pub fn attach(request: &AttachRequest, log: Log) -> Result<Attached, Error> {
         source,
     })?;
     let hooks = [
-        (&request.interface, eth0.ifindex),
-        (&"lo".to_string(), lo.ifindex),
+        (request.interface.as_str(), eth0.ifindex),
+        ("lo", lo.ifindex),
     ];
     // The reply side goes first: once queries leave, their answers must already be handled.
     let result = (|| -> Result<(HookAttachment, HookAttachment), Error> {
