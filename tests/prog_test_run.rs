@@ -284,6 +284,108 @@ fn tcp_query_and_reply_round_trip() {
     );
 }
 
+fn tcp(from_upstream: bool, flags: u8) -> Vec<u8> {
+    let mut p = if from_upstream {
+        Packet::tcp(UPSTREAM, UPSTREAM_PORT, CONTAINER, CLIENT_PORT, vec![])
+    } else {
+        Packet::tcp(CLIENT, CLIENT_PORT, RESOLVER, DOCKERD_TCP, vec![])
+    };
+    p.tcp_flags = flags;
+    p.bytes()
+}
+
+const SYN: u8 = 0x02;
+const ACK: u8 = 0x10;
+const FIN_ACK: u8 = 0x11;
+const RST: u8 = 0x04;
+
+#[test]
+fn a_tcp_connection_older_than_the_attach_stays_with_dockerd() {
+    if !root_or_skip() {
+        return;
+    }
+    let (_, loaded) = load(0);
+    let segment = tcp(false, ACK);
+    assert_eq!(
+        run(&loaded, QUERY_SECTION, &segment),
+        (TC_ACT_OK, segment.clone())
+    );
+    let answer = tcp(true, ACK);
+    assert_eq!(
+        run(&loaded, REPLY_SECTION, &answer),
+        (TC_ACT_OK, answer.clone())
+    );
+}
+
+#[test]
+fn a_tcp_flow_ends_with_its_connection() {
+    if !root_or_skip() {
+        return;
+    }
+    // The upstream resets: the flow goes at once.
+    let (_, loaded) = load(0);
+    assert_eq!(
+        run(&loaded, QUERY_SECTION, &tcp(false, SYN)).0,
+        TC_ACT_REDIRECT
+    );
+    assert_eq!(
+        run(&loaded, REPLY_SECTION, &tcp(true, RST)).0,
+        TC_ACT_REDIRECT,
+        "the RST itself reaches the client"
+    );
+    let late = tcp(true, ACK);
+    assert_eq!(
+        run(&loaded, REPLY_SECTION, &late),
+        (TC_ACT_OK, late.clone())
+    );
+    let client = tcp(false, ACK);
+    assert_eq!(
+        run(&loaded, QUERY_SECTION, &client),
+        (TC_ACT_OK, client.clone()),
+        "no flow: not redirected"
+    );
+
+    // The client resets.
+    let (_, loaded) = load(0);
+    assert_eq!(
+        run(&loaded, QUERY_SECTION, &tcp(false, SYN)).0,
+        TC_ACT_REDIRECT
+    );
+    assert_eq!(
+        run(&loaded, QUERY_SECTION, &tcp(false, RST)).0,
+        TC_ACT_REDIRECT,
+        "the RST itself goes upstream"
+    );
+    let late = tcp(true, ACK);
+    assert_eq!(
+        run(&loaded, REPLY_SECTION, &late),
+        (TC_ACT_OK, late.clone())
+    );
+
+    // FINs: the closing handshake still gets through (within the grace period).
+    let (_, loaded) = load(0);
+    assert_eq!(
+        run(&loaded, QUERY_SECTION, &tcp(false, SYN)).0,
+        TC_ACT_REDIRECT
+    );
+    assert_eq!(
+        run(&loaded, QUERY_SECTION, &tcp(false, FIN_ACK)).0,
+        TC_ACT_REDIRECT
+    );
+    assert_eq!(
+        run(&loaded, REPLY_SECTION, &tcp(true, FIN_ACK)).0,
+        TC_ACT_REDIRECT
+    );
+    assert_eq!(
+        run(&loaded, QUERY_SECTION, &tcp(false, ACK)).0,
+        TC_ACT_REDIRECT
+    );
+    assert_eq!(
+        run(&loaded, REPLY_SECTION, &tcp(true, ACK)).0,
+        TC_ACT_REDIRECT
+    );
+}
+
 #[test]
 fn ip_options_are_honoured() {
     if !root_or_skip() {
@@ -416,4 +518,31 @@ fn everything_else_passes_byte_for_byte() {
         0
     );
     assert_eq!(c.failures, 0);
+}
+
+#[test]
+fn a_closed_tcp_flow_is_forgotten_after_the_grace_period() {
+    if !root_or_skip() {
+        return;
+    }
+    let (object, loaded) = load(0);
+    assert_eq!(
+        run(&loaded, QUERY_SECTION, &tcp(false, SYN)).0,
+        TC_ACT_REDIRECT
+    );
+    assert_eq!(
+        run(&loaded, REPLY_SECTION, &tcp(true, FIN_ACK)).0,
+        TC_ACT_REDIRECT
+    );
+    std::thread::sleep(
+        std::time::Duration::from_nanos(dnsredir::abi::TCP_CLOSE_GRACE_NS)
+            + std::time::Duration::from_millis(200),
+    );
+    // As a later direct connection from the same port would be answered.
+    let direct = tcp(true, SYN | ACK);
+    assert_eq!(
+        run(&loaded, REPLY_SECTION, &direct),
+        (TC_ACT_OK, direct.clone())
+    );
+    assert_eq!(counters(&object, &loaded).replies_unknown_flow, 1);
 }

@@ -49,11 +49,17 @@ pub struct FlowKey {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FlowValue {
+    /// For TCP: when the first FIN of the connection was seen (bpf_ktime_get_ns), 0 while open.
+    pub closing_since_ns: u64,
     pub client_addr: u32,
     pub resolver_addr: u32,
     pub resolver_port: u16,
-    pub pad: u16,
+    pub pad: [u16; 3],
 }
+
+/// How long a closing TCP flow still gets its segments restored (retransmitted FINs and ACKs),
+/// before its entry is dropped so that its port cannot capture a later direct connection.
+pub const TCP_CLOSE_GRACE_NS: u64 = 10_000_000_000;
 
 /// Per-CPU packet counters, one array element; the loader sums them over CPUs.
 #[repr(C)]

@@ -54,6 +54,11 @@ pub unsafe fn map_delete_elem(map: *const MapDef, key: *const c_void) -> i64 {
 }
 
 #[inline(always)]
+pub unsafe fn ktime_get_ns() -> u64 {
+    helper!(5, fn() -> u64)()
+}
+
+#[inline(always)]
 pub unsafe fn l3_csum_replace(skb: *mut SkBuff, offset: u32, diff: u32) -> i64 {
     helper!(10, fn(*mut SkBuff, u32, u64, u64, u64) -> i64)(skb, offset, 0, diff as u64, 0)
 }

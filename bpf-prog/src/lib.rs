@@ -14,11 +14,12 @@ mod packet;
 
 use abi::{
     Config, Counters, FlowKey, FlowValue, FLAG_NO_COUNTERS, FLAG_REDIRECT_ALL, FLOW_TABLE_ENTRIES,
+    TCP_CLOSE_GRACE_NS,
 };
 use core::ffi::c_void;
 use core::mem::size_of;
 use kernel::{MapDef, SkBuff, TC_ACT_OK, TC_ACT_SHOT};
-use packet::{Ipv4, IPPROTO_TCP, IPPROTO_UDP};
+use packet::{Ipv4, IPPROTO_TCP, IPPROTO_UDP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
 
 #[no_mangle]
 #[link_section = "license"]
@@ -137,10 +138,8 @@ unsafe fn query(skb: *mut SkBuff) -> (Outcome, i32) {
         _ => return (Outcome::Passed, TC_ACT_OK),
     };
     let mut dns_id = 0;
-    let mut syn = false;
-    if !udp {
-        syn = packet::is_connection_start(skb, &ip);
-    } else {
+    let mut tcp_flags = 0;
+    if udp {
         let Some(question) = packet::dns_question(skb, &ip) else {
             return (Outcome::Passed, TC_ACT_OK);
         };
@@ -148,27 +147,45 @@ unsafe fn query(skb: *mut SkBuff) -> (Outcome, i32) {
             return (Outcome::KeptForDockerd, TC_ACT_OK);
         }
         dns_id = question.id;
+    } else {
+        let Some(flags) = packet::tcp_flags(skb, &ip) else {
+            return (Outcome::Passed, TC_ACT_OK);
+        };
+        tcp_flags = flags;
     }
-
+    let syn = tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
     let key = FlowKey {
         port: ip.sport,
         dns_id,
         proto: ip.proto,
         pad: [0; 3],
     };
-    let value = FlowValue {
-        client_addr: ip.saddr,
-        resolver_addr: ip.daddr,
-        resolver_port: ip.dport,
-        pad: 0,
-    };
-    if kernel::map_update_elem(
-        &FLOWS,
-        &key as *const FlowKey as *const c_void,
-        &value as *const FlowValue as *const c_void,
-    ) != 0
-    {
-        return (Outcome::Failed, TC_ACT_OK);
+
+    if udp || syn {
+        let value = FlowValue {
+            closing_since_ns: 0,
+            client_addr: ip.saddr,
+            resolver_addr: ip.daddr,
+            resolver_port: ip.dport,
+            pad: [0; 3],
+        };
+        if kernel::map_update_elem(
+            &FLOWS,
+            &key as *const FlowKey as *const c_void,
+            &value as *const FlowValue as *const c_void,
+        ) != 0
+        {
+            return (Outcome::Failed, TC_ACT_OK);
+        }
+    } else {
+        // Only connections that started while we are attached go to the upstream; one that
+        // dockerd already serves stays with it.
+        let flow = kernel::map_lookup_elem(&FLOWS, &key as *const FlowKey as *const c_void)
+            as *mut FlowValue;
+        if flow.is_null() {
+            return (Outcome::Passed, TC_ACT_OK);
+        }
+        track_close(flow, &key, tcp_flags);
     }
 
     let rewrite = packet::Rewrite {
@@ -221,7 +238,7 @@ unsafe fn reply(skb: *mut SkBuff) -> (Outcome, i32) {
         pad: [0; 3],
     };
     let found = kernel::map_lookup_elem(&FLOWS, &key as *const FlowKey as *const c_void)
-        as *const FlowValue;
+        as *mut FlowValue;
     if found.is_null() {
         return (Outcome::UnknownFlow, TC_ACT_OK);
     }
@@ -229,6 +246,14 @@ unsafe fn reply(skb: *mut SkBuff) -> (Outcome, i32) {
     if udp {
         // One answer per UDP query: forget the flow so its port and id cannot capture anything else.
         kernel::map_delete_elem(&FLOWS, &key as *const FlowKey as *const c_void);
+    } else {
+        if flow.closing_since_ns != 0
+            && kernel::ktime_get_ns().wrapping_sub(flow.closing_since_ns) > TCP_CLOSE_GRACE_NS
+        {
+            kernel::map_delete_elem(&FLOWS, &key as *const FlowKey as *const c_void);
+            return (Outcome::UnknownFlow, TC_ACT_OK);
+        }
+        track_close(found, &key, packet::tcp_flags(skb, &ip).unwrap_or(0));
     }
 
     let rewrite = packet::Rewrite {
@@ -249,6 +274,17 @@ unsafe fn reply(skb: *mut SkBuff) -> (Outcome, i32) {
         return (Outcome::Failed, action);
     }
     (Outcome::Restored, action)
+}
+
+/// A TCP flow ends with its connection: at once on RST, after a grace period from the first FIN
+/// (either side's), so that its port cannot capture a later direct connection to the upstream.
+#[inline(always)]
+unsafe fn track_close(flow: *mut FlowValue, key: &FlowKey, tcp_flags: u8) {
+    if tcp_flags & TCP_RST != 0 {
+        kernel::map_delete_elem(&FLOWS, key as *const FlowKey as *const c_void);
+    } else if tcp_flags & TCP_FIN != 0 && (*flow).closing_since_ns == 0 {
+        (*flow).closing_since_ns = kernel::ktime_get_ns();
+    }
 }
 
 #[panic_handler]

@@ -138,16 +138,20 @@ pub unsafe fn dns_question(skb: *mut SkBuff, ip: &Ipv4) -> Option<Question> {
     Some(Question { id, single_label })
 }
 
-/// A TCP SYN without ACK: the first segment of a connection.
+pub const TCP_FIN: u8 = 0x01;
+pub const TCP_SYN: u8 = 0x02;
+pub const TCP_RST: u8 = 0x04;
+pub const TCP_ACK: u8 = 0x10;
+
+/// The flags byte of a TCP header.
 #[inline(always)]
-pub unsafe fn is_connection_start(skb: *const SkBuff, ip: &Ipv4) -> bool {
+pub unsafe fn tcp_flags(skb: *const SkBuff, ip: &Ipv4) -> Option<u8> {
     let (data, end) = bounds(skb);
     let tcp = data.add(ip.l4_off as usize);
     if tcp.add(14) as *const u8 > end {
-        return false;
+        return None;
     }
-    // Byte 13 holds the flags: ACK 0x10, SYN 0x02.
-    *tcp.add(13) & 0x12 == 0x02
+    Some(*tcp.add(13))
 }
 
 /// The DNS id of a UDP message, for matching a reply to its query.
