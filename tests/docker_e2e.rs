@@ -3,24 +3,22 @@
 //! The script starts its own dockerd (private data-root, socket and test resolvers in a network namespace),
 //! attaches dnsredir to a container, checks which resolver answers, and tears everything down.
 //! Needs root. Skipped (with a printed line) when not root, unless `CI=true`, where that is a failure.
-//! Developers can skip it with `DNSREDIR_SKIP_DOCKER=1`.
+//! Developers can skip it with `DNSREDIR_SKIP_DOCKER=1` (ignored when `CI=true`).
+
+mod support;
 
 use std::path::Path;
 use std::process::Command;
+use support::require_root;
 
 #[test]
 fn docker_end_to_end() {
-    if std::env::var("DNSREDIR_SKIP_DOCKER").as_deref() == Ok("1") {
+    let ci = std::env::var("CI").as_deref() == Ok("true");
+    if std::env::var("DNSREDIR_SKIP_DOCKER").as_deref() == Ok("1") && !ci {
         println!("skipped: docker_end_to_end (DNSREDIR_SKIP_DOCKER=1)");
         return;
     }
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let euid = unsafe { libc::geteuid() };
-    if euid != 0 {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("docker_end_to_end needs root, and CI=true: refusing to skip");
-        }
-        println!("skipped: docker_end_to_end needs root (euid {euid})");
+    if !require_root() {
         return;
     }
 

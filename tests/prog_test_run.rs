@@ -11,9 +11,9 @@ use dnsredir::load::{self, Loaded};
 use dnsredir::{embedded, sys};
 use std::net::Ipv4Addr;
 
-#[path = "support/packet.rs"]
-mod packet;
-use packet::{csum_fold, dns_answer, dns_query, sum_words, Packet, UDP};
+mod support;
+use support::packet::{csum_fold, dns_answer, dns_query, sum_words, Packet, UDP};
+use support::require_root;
 
 const TC_ACT_OK: u32 = 0;
 const TC_ACT_REDIRECT: u32 = 7;
@@ -26,19 +26,6 @@ const UPSTREAM_PORT: u16 = 5353;
 const DOCKERD_UDP: u16 = 41552;
 const DOCKERD_TCP: u16 = 37011;
 const CLIENT_PORT: u16 = 50123;
-
-fn root_or_skip() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "CI runs as root: BPF_PROG_TEST_RUN tests must not be skipped"
-    );
-    eprintln!("skipped: BPF_PROG_TEST_RUN needs root");
-    false
-}
 
 fn load(flags: u16) -> (ObjectFile, Loaded) {
     let config = Config {
@@ -142,7 +129,7 @@ fn reply_packet(id: u16, name: &str) -> Packet {
 
 #[test]
 fn udp_query_is_redirected_with_valid_checksums() {
-    if !root_or_skip() {
+    if !require_root() {
         return;
     }
     let (_, loaded) = load(0);
@@ -161,7 +148,7 @@ fn udp_query_is_redirected_with_valid_checksums() {
 
 #[test]
 fn reply_to_a_redirected_query_is_restored_once() {
-    if !root_or_skip() {
+    if !require_root() {
         return;
     }
     let (object, loaded) = load(0);
@@ -204,7 +191,7 @@ fn reply_to_a_redirected_query_is_restored_once() {
 
 #[test]
 fn reply_with_another_dns_id_or_port_is_untouched() {
-    if !root_or_skip() {
+    if !require_root() {
         return;
     }
     let (_, loaded) = load(0);
@@ -241,7 +228,7 @@ fn reply_with_another_dns_id_or_port_is_untouched() {
 
 #[test]
 fn tcp_query_and_reply_round_trip() {
-    if !root_or_skip() {
+    if !require_root() {
         return;
     }
     let (object, loaded) = load(0);
@@ -301,7 +288,7 @@ const RST: u8 = 0x04;
 
 #[test]
 fn a_tcp_connection_older_than_the_attach_stays_with_dockerd() {
-    if !root_or_skip() {
+    if !require_root() {
         return;
     }
     let (_, loaded) = load(0);
@@ -319,7 +306,7 @@ fn a_tcp_connection_older_than_the_attach_stays_with_dockerd() {
 
 #[test]
 fn a_tcp_flow_ends_with_its_connection() {
-    if !root_or_skip() {
+    if !require_root() {
         return;
     }
     // The upstream resets: the flow goes at once.
@@ -388,7 +375,7 @@ fn a_tcp_flow_ends_with_its_connection() {
 
 #[test]
 fn ip_options_are_honoured() {
-    if !root_or_skip() {
+    if !require_root() {
         return;
     }
     let (_, loaded) = load(0);
@@ -403,7 +390,7 @@ fn ip_options_are_honoured() {
 
 #[test]
 fn udp_without_checksum_keeps_zero() {
-    if !root_or_skip() {
+    if !require_root() {
         return;
     }
     let (_, loaded) = load(0);
@@ -422,7 +409,7 @@ fn udp_without_checksum_keeps_zero() {
 
 #[test]
 fn single_label_names_stay_with_dockerd_unless_redirect_all() {
-    if !root_or_skip() {
+    if !require_root() {
         return;
     }
     let (object, loaded) = load(0);
@@ -442,7 +429,7 @@ fn single_label_names_stay_with_dockerd_unless_redirect_all() {
 
 #[test]
 fn everything_else_passes_byte_for_byte() {
-    if !root_or_skip() {
+    if !require_root() {
         return;
     }
     let (object, loaded) = load(0);
@@ -522,7 +509,7 @@ fn everything_else_passes_byte_for_byte() {
 
 #[test]
 fn a_closed_tcp_flow_is_forgotten_after_the_grace_period() {
-    if !root_or_skip() {
+    if !require_root() {
         return;
     }
     let (object, loaded) = load(0);

@@ -5,7 +5,8 @@
 //! - [`netns`]: entering namespaces, running commands in them, RAII [`Netns`], [`TcpEcho`];
 //! - [`docker`]: [`DockerLikeNet`], Docker's topology for one container, plus `run_dnsredir`
 //!   and tc helpers;
-//! - [`json`]: a tiny JSON parser for `--status --json`.
+//! - [`json`]: a tiny JSON parser for `--status --json`;
+//! - [`packet`]: crafted frames and checksums for BPF_PROG_TEST_RUN (also used by bench/prog.rs).
 //!
 //! Every namespace is named `drt<pid>x<n><role>` and deleted on Drop (stale ones from killed
 //! test processes are removed the next time a topology is built).
@@ -15,6 +16,7 @@ pub mod dns;
 pub mod docker;
 pub mod json;
 pub mod netns;
+pub mod packet;
 
 pub use dns::{query, query_a, query_many, DnsServer, DnsServerBuilder, ManyResult, Reply};
 pub use docker::{
@@ -36,7 +38,7 @@ pub fn require_root() -> bool {
     if std::env::var("CI").map(|v| v == "true").unwrap_or(false) {
         panic!("this test needs root (CI=true, so not skipping)");
     }
-    eprintln!("SKIPPED: this test needs root (network namespaces, tc, iptables)");
+    eprintln!("SKIPPED: this test needs root (bpf(2), network namespaces, tc, iptables)");
     false
 }
 
