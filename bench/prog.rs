@@ -15,30 +15,18 @@
 #[path = "../tests/support/packet.rs"]
 mod packet;
 
-use dnsredir::abi::{Config, CONFIG_SYMBOL, FLAG_NO_COUNTERS, QUERY_SECTION, REPLY_SECTION};
-use dnsredir::elf::ObjectFile;
+use dnsredir::abi::{FLAG_NO_COUNTERS, QUERY_SECTION, REPLY_SECTION};
 use dnsredir::insn::Insn;
-use dnsredir::layout::{addr_raw, encode_config, port_raw};
-use dnsredir::load::{self, Loaded};
-use dnsredir::{embedded, sys};
-use packet::{dns_answer, dns_query, Packet};
+use dnsredir::load::Loaded;
+use dnsredir::sys;
+use packet::*;
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::process::{exit, Command, Stdio};
 use std::time::Instant;
 
-const TC_ACT_OK: u32 = 0;
-const TC_ACT_REDIRECT: u32 = 7;
-
-const RESOLVER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 11);
-const CLIENT: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
-const CONTAINER: Ipv4Addr = Ipv4Addr::new(172, 18, 0, 2);
-const UPSTREAM: Ipv4Addr = Ipv4Addr::new(10, 53, 0, 53);
 const UPSTREAM_PORT: u16 = 53;
-const DOCKERD_UDP: u16 = 41552;
-const DOCKERD_TCP: u16 = 37011;
-const CLIENT_PORT: u16 = 50123;
 /// Distinct DNS ids cycled through, so the flow table sees different keys.
 const IDS: u16 = 1024;
 
@@ -64,26 +52,6 @@ fn main() {
 }
 
 // ---------------------------------------------------------------- per packet
-
-fn load_programs(flags: u16) -> Result<Loaded, String> {
-    let config = Config {
-        resolver_addr: addr_raw(RESOLVER),
-        container_addr: addr_raw(CONTAINER),
-        upstream_addr: addr_raw(UPSTREAM),
-        upstream_port: port_raw(UPSTREAM_PORT),
-        dockerd_udp_port: port_raw(DOCKERD_UDP),
-        dockerd_tcp_port: port_raw(DOCKERD_TCP),
-        flags,
-        eth0_ifindex: 1,
-        lo_ifindex: 1,
-    };
-    let mut object =
-        ObjectFile::parse(embedded::object_bytes()).map_err(|e| format!("parse: {e}"))?;
-    object
-        .set_global(CONFIG_SYMBOL, &encode_config(&config))
-        .map_err(|e| format!("config: {e}"))?;
-    load::load(&object).map_err(|e| format!("load: {e}"))
-}
 
 fn floor_program() -> Result<OwnedFd, String> {
     let insns = [
@@ -411,8 +379,8 @@ fn per_packet(args: &[String]) -> Result<(), String> {
     if unsafe { libc::geteuid() } != 0 {
         return Err("BPF_PROG_TEST_RUN needs root".into());
     }
-    let with = load_programs(0)?;
-    let without = load_programs(FLAG_NO_COUNTERS)?;
+    let (_, with) = load_programs(UPSTREAM_PORT, 0)?;
+    let (_, without) = load_programs(UPSTREAM_PORT, FLAG_NO_COUNTERS)?;
     let floor = floor_program()?;
     let (wq, wr) = (prog(&with, QUERY_SECTION)?, prog(&with, REPLY_SECTION)?);
     let (nq, nr) = (

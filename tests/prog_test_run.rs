@@ -2,49 +2,21 @@
 //! checked byte for byte, checksums are recomputed from scratch, and everything the programs
 //! must not touch comes back identical with TC_ACT_OK.
 
-use dnsredir::abi::{
-    Config, Counters, CONFIG_SYMBOL, COUNTERS_MAP, FLAG_REDIRECT_ALL, QUERY_SECTION, REPLY_SECTION,
-};
+use dnsredir::abi::{Counters, COUNTERS_MAP, FLAG_REDIRECT_ALL, QUERY_SECTION, REPLY_SECTION};
 use dnsredir::elf::ObjectFile;
-use dnsredir::layout::{addr_raw, encode_config, port_raw, sum_percpu_counters};
-use dnsredir::load::{self, Loaded};
-use dnsredir::{embedded, sys};
+use dnsredir::layout::sum_percpu_counters;
+use dnsredir::load::Loaded;
+use dnsredir::sys;
 use std::net::Ipv4Addr;
 
 mod support;
-use support::packet::{csum_fold, dns_answer, dns_query, sum_words, Packet, UDP};
+use support::packet::*;
 use support::require_root;
 
-const TC_ACT_OK: u32 = 0;
-const TC_ACT_REDIRECT: u32 = 7;
-
-const RESOLVER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 11);
-const CLIENT: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
-const CONTAINER: Ipv4Addr = Ipv4Addr::new(172, 18, 0, 2);
-const UPSTREAM: Ipv4Addr = Ipv4Addr::new(10, 53, 0, 53);
 const UPSTREAM_PORT: u16 = 5353;
-const DOCKERD_UDP: u16 = 41552;
-const DOCKERD_TCP: u16 = 37011;
-const CLIENT_PORT: u16 = 50123;
 
 fn load(flags: u16) -> (ObjectFile, Loaded) {
-    let config = Config {
-        resolver_addr: addr_raw(RESOLVER),
-        container_addr: addr_raw(CONTAINER),
-        upstream_addr: addr_raw(UPSTREAM),
-        upstream_port: port_raw(UPSTREAM_PORT),
-        dockerd_udp_port: port_raw(DOCKERD_UDP),
-        dockerd_tcp_port: port_raw(DOCKERD_TCP),
-        flags,
-        eth0_ifindex: 1,
-        lo_ifindex: 1,
-    };
-    let mut object = ObjectFile::parse(embedded::object_bytes()).expect("embedded object parses");
-    object
-        .set_global(CONFIG_SYMBOL, &encode_config(&config))
-        .expect("config fits");
-    let loaded = load::load(&object).unwrap_or_else(|e| panic!("load: {e}"));
-    (object, loaded)
+    load_programs(UPSTREAM_PORT, flags).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn run(loaded: &Loaded, section: &str, packet: &[u8]) -> (u32, Vec<u8>) {

@@ -1,8 +1,47 @@
-//! Building IPv4 frames and DNS messages for BPF_PROG_TEST_RUN, shared by
-//! `tests/prog_test_run.rs` and `bench/prog.rs` (each includes it with `#[path]`).
+//! The programs on a test bench: a fixed container configuration, the embedded object loaded
+//! with it, and IPv4 frames and DNS messages addressed to it, for BPF_PROG_TEST_RUN. Shared by
+//! `tests/prog_test_run.rs` (through `support`) and `bench/prog.rs` (with `#[path]`).
 #![allow(dead_code)]
 
+use dnsredir::abi::{Config, CONFIG_SYMBOL};
+use dnsredir::elf::ObjectFile;
+use dnsredir::embedded;
+use dnsredir::layout::{addr_raw, encode_config, port_raw};
+use dnsredir::load::{self, Loaded};
 use std::net::Ipv4Addr;
+
+pub const TC_ACT_OK: u32 = 0;
+pub const TC_ACT_REDIRECT: u32 = 7;
+
+pub const RESOLVER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 11);
+pub const CLIENT: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
+pub const CONTAINER: Ipv4Addr = Ipv4Addr::new(172, 18, 0, 2);
+pub const UPSTREAM: Ipv4Addr = Ipv4Addr::new(10, 53, 0, 53);
+pub const DOCKERD_UDP: u16 = 41552;
+pub const DOCKERD_TCP: u16 = 37011;
+pub const CLIENT_PORT: u16 = 50123;
+
+/// The embedded object, configured for the addresses above, loaded into the kernel.
+pub fn load_programs(upstream_port: u16, flags: u16) -> Result<(ObjectFile, Loaded), String> {
+    let config = Config {
+        resolver_addr: addr_raw(RESOLVER),
+        container_addr: addr_raw(CONTAINER),
+        upstream_addr: addr_raw(UPSTREAM),
+        upstream_port: port_raw(upstream_port),
+        dockerd_udp_port: port_raw(DOCKERD_UDP),
+        dockerd_tcp_port: port_raw(DOCKERD_TCP),
+        flags,
+        eth0_ifindex: 1,
+        lo_ifindex: 1,
+    };
+    let mut object =
+        ObjectFile::parse(embedded::object_bytes()).map_err(|e| format!("parse: {e}"))?;
+    object
+        .set_global(CONFIG_SYMBOL, &encode_config(&config))
+        .map_err(|e| format!("config: {e}"))?;
+    let loaded = load::load(&object).map_err(|e| format!("load: {e}"))?;
+    Ok((object, loaded))
+}
 
 pub const UDP: u8 = 17;
 pub const TCP: u8 = 6;
