@@ -72,6 +72,7 @@ pub fn attach(request: &AttachRequest, log: Log) -> Result<Attached, Error> {
         )));
     }
 
+    container::check_route(&request.interface, container_addr, *request.upstream.ip())?;
     let ports = dockerd_ports(request, log)?;
     let config = Config {
         resolver_addr: addr_raw(DOCKER_RESOLVER),

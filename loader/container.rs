@@ -20,6 +20,11 @@ pub enum ContainerError {
         source: io::Error,
     },
     NoResolver,
+    NoRoute {
+        upstream: Ipv4Addr,
+        interface: String,
+        source: io::Error,
+    },
     Ambiguous {
         proto: &'static str,
         ports: Vec<u16>,
@@ -36,6 +41,10 @@ impl fmt::Display for ContainerError {
             ContainerError::NoResolver => write!(
                 f,
                 "nothing listens on {DOCKER_RESOLVER} in this namespace, so there is no Docker embedded resolver to redirect: it exists only on user-defined networks (docker network create), not on the default bridge; pass --dockerd-port if the resolver is elsewhere"
+            ),
+            ContainerError::NoRoute { upstream, interface, source } => write!(
+                f,
+                "the upstream {upstream} cannot be reached through {interface} ({source}): dnsredir sends queries out of {interface}; give an upstream this container can reach (a container on an --internal network has no route out)"
             ),
             ContainerError::Ambiguous { proto, ports } => write!(f, "several {proto} sockets listen on {DOCKER_RESOLVER} (ports {ports:?}): say which is dockerd's with --dockerd-port / --dockerd-tcp-port"),
         }
@@ -93,6 +102,31 @@ fn ipv4_of(name: &str) -> Result<Option<Ipv4Addr>, ContainerError> {
     // SAFETY: the list from getifaddrs, freed once.
     unsafe { libc::freeifaddrs(list) };
     Ok(found)
+}
+
+/// Checks that the container's own routing sends traffic for `upstream` out of the interface
+/// whose address is `source`: connecting a UDP socket does the route lookup and sends nothing.
+/// (`bpf_redirect_neigh` pins the interface, and with no route there the kernel would just ARP
+/// for the upstream on that link, so a bad upstream would only show as timeouts.)
+pub fn check_route(
+    interface: &str,
+    source: Ipv4Addr,
+    upstream: Ipv4Addr,
+) -> Result<(), ContainerError> {
+    let problem = |source| ContainerError::NoRoute {
+        upstream,
+        interface: interface.to_string(),
+        source,
+    };
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").map_err(problem)?;
+    socket.connect((upstream, 53)).map_err(problem)?;
+    let chosen = socket.local_addr().map_err(problem)?.ip();
+    if chosen != std::net::IpAddr::V4(source) {
+        return Err(problem(io::Error::other(format!(
+            "the container's route to it leaves from {chosen}, not {interface}'s {source}; pass --interface"
+        ))));
+    }
+    Ok(())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -651,3 +651,25 @@ fn verbose_attach_prints_each_step() {
         );
     }
 }
+
+#[test]
+fn error_upstream_unreachable_through_eth0() {
+    if !require_root() {
+        return;
+    }
+    let net = DockerLikeNet::new();
+    // Like a container on an --internal network: no route out.
+    run(&["ip", "-n", &net.ctr_ns, "route", "del", "default"]).unwrap();
+    let (pid, up) = (net.ctr_pid.to_string(), net.up_addr.to_string());
+    let r = run_dnsredir(&["--pid", &pid, "--upstream", &up]);
+    assert_one_line_error(
+        &r,
+        &["cannot be reached through eth0"],
+        "no route to the upstream",
+    );
+    assert_eq!(net.dnsredir_filters("lo") + net.dnsredir_filters("eth0"), 0);
+    assert!(
+        !has_clsact(&net.ctr_ns, "lo") && !has_clsact(&net.ctr_ns, "eth0"),
+        "nothing attached"
+    );
+}
