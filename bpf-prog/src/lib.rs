@@ -218,7 +218,6 @@ unsafe fn reply(skb: *mut SkBuff) -> (Outcome, i32) {
     if ip.saddr != config!(upstream_addr)
         || ip.daddr != config!(container_addr)
         || ip.sport != config!(upstream_port)
-        || (ip.proto != IPPROTO_UDP && ip.proto != IPPROTO_TCP)
     {
         return (Outcome::Passed, TC_ACT_OK);
     }
