@@ -35,6 +35,18 @@ fn assert_one_line_error(res: &(i32, String, String), words: &[&str], what: &str
     );
 }
 
+/// `n` dnsredir filters on lo ingress and on eth0 ingress; the tc listing shows when not.
+fn assert_filters_on_each_hook(net: &DockerLikeNet, n: usize) {
+    for dev in ["lo", "eth0"] {
+        assert_eq!(
+            net.dnsredir_filters(dev),
+            n,
+            "{dev} ingress:\n{}",
+            net.tc_filters(dev)
+        );
+    }
+}
+
 /// The container's DNS goes to the upstream (UDP and TCP), checked by address and counts.
 fn assert_redirected(net: &DockerLikeNet) {
     let (si, up) = (net.stand_in().queries(), net.upstream().queries());
@@ -106,18 +118,7 @@ fn attach_redirects_udp_tcp_dig_and_burst() {
     }
     let net = DockerLikeNet::new();
     net.attach(&[]);
-    assert_eq!(
-        net.dnsredir_filters("lo"),
-        1,
-        "lo ingress:\n{}",
-        net.tc_filters("lo")
-    );
-    assert_eq!(
-        net.dnsredir_filters("eth0"),
-        1,
-        "eth0 ingress:\n{}",
-        net.tc_filters("eth0")
-    );
+    assert_filters_on_each_hook(&net, 1);
     assert_redirected(&net);
 
     let up = net.upstream().queries();
@@ -234,18 +235,7 @@ fn attach_twice_leaves_one_filter_each() {
     let net = DockerLikeNet::new();
     net.attach(&[]);
     net.attach(&[]);
-    assert_eq!(
-        net.dnsredir_filters("lo"),
-        1,
-        "lo ingress:\n{}",
-        net.tc_filters("lo")
-    );
-    assert_eq!(
-        net.dnsredir_filters("eth0"),
-        1,
-        "eth0 ingress:\n{}",
-        net.tc_filters("eth0")
-    );
+    assert_filters_on_each_hook(&net, 1);
     assert_redirected(&net);
 }
 
@@ -258,18 +248,7 @@ fn detach_restores_dockerd_and_removes_everything() {
     net.attach(&[]);
     assert_redirected(&net);
     net.detach();
-    assert_eq!(
-        net.dnsredir_filters("lo"),
-        0,
-        "lo ingress:\n{}",
-        net.tc_filters("lo")
-    );
-    assert_eq!(
-        net.dnsredir_filters("eth0"),
-        0,
-        "eth0 ingress:\n{}",
-        net.tc_filters("eth0")
-    );
+    assert_filters_on_each_hook(&net, 0);
     assert!(!has_clsact(&net.ctr_ns, "lo"), "clsact left on lo");
     assert!(!has_clsact(&net.ctr_ns, "eth0"), "clsact left on eth0");
     assert_stand_in_answers(&net);
