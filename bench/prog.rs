@@ -16,9 +16,9 @@
 mod packet;
 
 use dnsredir::abi::{FLAG_NO_COUNTERS, QUERY_SECTION, REPLY_SECTION};
-use dnsredir::insn::Insn;
-use dnsredir::load::Loaded;
-use dnsredir::sys;
+use dnsredir::bpf::insn::Insn;
+use dnsredir::bpf::load::Loaded;
+use dnsredir::bpf::sys;
 use packet::*;
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -64,7 +64,7 @@ fn floor_program() -> Result<OwnedFd, String> {
             ..Default::default()
         },
     ];
-    sys::prog_load("bench_floor", &insns, c"GPL")
+    sys::prog_load("bench_floor", sys::ProgKind::SCHED_CLS, &insns, c"GPL")
         .map_err(|e| format!("floor program: {} {}", e.error, e.log))
 }
 

@@ -1,11 +1,11 @@
-//! The errors a user can meet, each printed as one line that names what was wrong and what
-//! to do about it.
+//! The errors a user can meet. Each says what went wrong (`Display`, with its cause chained
+//! through `source()`); [`Error::advice`] says what to do about it, in this one place.
 
-use crate::container::ContainerError;
-use crate::elf::{GlobalError, ParseError};
-use crate::load::LoadError;
-use crate::netlink::NetlinkError;
-use crate::netns::NetnsError;
+use crate::bpf::elf::{GlobalError, ParseError};
+use crate::bpf::load::LoadError;
+use crate::net::netlink::NetlinkError;
+use crate::net::netns::NetnsError;
+use crate::target::TargetError;
 use std::fmt;
 use std::io;
 
@@ -15,8 +15,8 @@ pub enum Error {
         missing: Vec<&'static str>,
     },
     Netns(NetnsError),
-    Container(ContainerError),
-    /// The upstream cannot work from this container.
+    Target(TargetError),
+    /// The upstream cannot work from this namespace.
     Upstream(String),
     /// The embedded object is malformed: a build problem, not the user's.
     Object(ParseError),
@@ -38,19 +38,16 @@ impl fmt::Display for Error {
         match self {
             Error::NotPrivileged { missing } => write!(
                 f,
-                "permission denied: dnsredir needs root (it lacks {}); run it with sudo",
+                "permission denied: dnsredir lacks {}",
                 missing.join(", ")
             ),
             Error::Netns(e) => e.fmt(f),
-            Error::Container(e) => e.fmt(f),
+            Error::Target(e) => e.fmt(f),
             Error::Upstream(e) => write!(f, "bad --upstream: {e}"),
-            Error::Object(e) => write!(
-                f,
-                "the embedded BPF object is malformed ({e}): rebuild dnsredir"
-            ),
+            Error::Object(e) => write!(f, "the embedded BPF object is malformed ({e})"),
             Error::Global(e) => write!(
                 f,
-                "the embedded BPF object does not match this loader ({e}): rebuild dnsredir"
+                "the embedded BPF object does not match this loader ({e})"
             ),
             Error::Load(e) => e.fmt(f),
             Error::Netlink { action, source } => write!(f, "{action} failed: {source}"),
@@ -59,9 +56,54 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::NotPrivileged { .. } | Error::Upstream(_) => None,
+            Error::Netns(e) => Some(e),
+            Error::Target(e) => Some(e),
+            Error::Object(e) => Some(e),
+            Error::Global(e) => Some(e),
+            Error::Load(e) => Some(e),
+            Error::Netlink { source, .. } => Some(source),
+            Error::Inspect { source, .. } => Some(source),
+        }
+    }
+}
 
 impl Error {
+    /// What the user can do about it, printed after the message on the same line.
+    pub fn advice(&self) -> Option<String> {
+        use TargetError as T;
+        let text = match self {
+            Error::NotPrivileged { .. } => "run it as root (sudo), or with CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN",
+            Error::Netns(NetnsError::NoSuchProcess(_)) => "pass the pid of a process inside the container, e.g. $(docker inspect -f '{{.State.Pid}}' NAME)",
+            Error::Netns(NetnsError::Open { .. }) => "pass /proc/PID/ns/net or /var/run/netns/NAME",
+            Error::Netns(NetnsError::Enter { .. }) => "is it a network namespace, and are we root?",
+            Error::Netns(NetnsError::Thread(_)) => "this is a bug in dnsredir; please report it",
+            Error::Target(T::NoInterface(_)) => "is this a container on a Docker network? (use --interface for another name)",
+            Error::Target(T::NoIpv4(_)) => "dnsredir needs one as the source of redirected queries",
+            Error::Target(T::NoResolver) => "Docker's embedded resolver exists only on user-defined networks (docker network create), not on the default bridge; pass --dockerd-port if the resolver is elsewhere",
+            Error::Target(T::NoRoute { interface, .. }) => {
+                return Some(format!("dnsredir sends queries out of {interface}; give an upstream this container can reach (a container on an --internal network has no route out), or pass --interface"))
+            }
+            Error::Target(T::Interfaces(_) | T::Proc { .. } | T::Ambiguous { .. }) => return None,
+            Error::Object(_) | Error::Global(_) => "rebuild dnsredir",
+            Error::Load(LoadError::MissingHelper { min_kernel, .. }) => {
+                return Some(format!("dnsredir requires Linux {min_kernel} or newer"))
+            }
+            Error::Load(LoadError::Map { source, .. })
+                if source.raw_os_error() == Some(libc::EPERM) =>
+            {
+                "run as root; on kernels before 5.11 raise the locked-memory limit (ulimit -l unlimited)"
+            }
+            Error::Upstream(_) | Error::Load(_) | Error::Netlink { .. } | Error::Inspect { .. } => {
+                return None
+            }
+        };
+        Some(text.to_string())
+    }
+
     /// Extra lines worth showing after the one-line message: the verifier's log.
     pub fn details(&self) -> Option<&str> {
         match self {
@@ -69,37 +111,58 @@ impl Error {
             _ => None,
         }
     }
-}
 
-impl From<NetnsError> for Error {
-    fn from(e: NetnsError) -> Self {
-        Error::Netns(e)
+    /// The one line a user sees: the message, its causes that add something, and the advice.
+    pub fn one_line(&self) -> String {
+        let mut line = self.to_string();
+        if let Some(advice) = self.advice() {
+            line.push_str("; ");
+            line.push_str(&advice);
+        }
+        line
     }
 }
 
-impl From<ContainerError> for Error {
-    fn from(e: ContainerError) -> Self {
-        Error::Container(e)
+/// Names the step a failed kernel request belonged to, once, where the request is made.
+pub trait Context<T> {
+    fn context(self, action: impl FnOnce() -> String) -> Result<T, Error>;
+}
+
+impl<T> Context<T> for Result<T, NetlinkError> {
+    fn context(self, action: impl FnOnce() -> String) -> Result<T, Error> {
+        self.map_err(|source| Error::Netlink {
+            action: action(),
+            source,
+        })
     }
 }
 
-impl From<LoadError> for Error {
-    fn from(e: LoadError) -> Self {
-        Error::Load(e)
+impl<T> Context<T> for io::Result<T> {
+    fn context(self, action: impl FnOnce() -> String) -> Result<T, Error> {
+        self.map_err(|source| Error::Inspect {
+            action: action(),
+            source,
+        })
     }
 }
 
-impl From<ParseError> for Error {
-    fn from(e: ParseError) -> Self {
-        Error::Object(e)
-    }
+macro_rules! from {
+    ($($source:ty => $variant:ident),* $(,)?) => {$(
+        impl From<$source> for Error {
+            fn from(e: $source) -> Self {
+                Error::$variant(e)
+            }
+        }
+    )*};
 }
 
-impl From<GlobalError> for Error {
-    fn from(e: GlobalError) -> Self {
-        Error::Global(e)
-    }
-}
+from!(
+    NetnsError => Netns,
+    TargetError => Target,
+    LoadError => Load,
+    ParseError => Object,
+    GlobalError => Global,
+);
 
 /// Checks the capabilities up front, so the user gets one clear message instead of an
 /// EPERM from whichever step happens to come first.

@@ -1,22 +1,18 @@
-//! dnsredir: redirect a Docker container's DNS with two TC-BPF programs, loaded by our own
-//! ELF loader and attached over rtnetlink.
+//! dnsredir: redirect a container's DNS with TC-BPF programs, loaded by our own ELF loader and
+//! attached over rtnetlink.
 //!
-//! Data flows one way: command line → [`attach::AttachRequest`] → [`elf`] (parse) →
-//! [`reloc`] + [`load`] (kernel objects) → [`tc`] (attach) → report.
+//! Data flows one way: the command line ([`cli`]) makes a plain request → facts about the
+//! target namespace ([`target`]) → the object loaded ([`bpf`]) → attached ([`redirect`], over
+//! [`net`]) → read back ([`inspect`]) → shown ([`report`]).
 
 #[path = "../bpf-prog/src/abi.rs"]
 pub mod abi;
-pub mod attach;
-pub mod container;
-pub mod elf;
-pub mod embedded;
+pub mod bpf;
+pub mod cli;
 pub mod error;
-pub mod insn;
+pub mod inspect;
 pub mod layout;
-pub mod load;
-pub mod netlink;
-pub mod netns;
-pub mod reloc;
-pub mod status;
-pub mod sys;
-pub mod tc;
+pub mod net;
+pub mod redirect;
+pub mod report;
+pub mod target;

@@ -1,162 +1,12 @@
-//! The command line: parse, run one action, print one line per error, exit with a code
-//! scripts can rely on.
+//! Runs one action and exits with a code scripts can rely on; every error is one line.
 
-use argh::FromArgs;
-use dnsredir::attach::{self, AttachRequest, Attached};
+use dnsredir::bpf::embedded;
+use dnsredir::cli::{self, Action, Args, EXIT_ERROR, EXIT_NOT_ATTACHED, EXIT_USAGE};
 use dnsredir::error::Error;
-use dnsredir::netns::Target;
-use dnsredir::{embedded, layout, status};
-use std::net::{Ipv4Addr, SocketAddrV4};
-use std::path::PathBuf;
+use dnsredir::redirect::{self, AttachRequest, Attached};
+use dnsredir::report::status as report;
+use dnsredir::{inspect, layout};
 use std::process::ExitCode;
-
-const EXIT_ERROR: u8 = 1;
-const EXIT_USAGE: u8 = 2;
-const EXIT_NOT_ATTACHED: u8 = 3;
-
-#[derive(FromArgs)]
-/// Send a Docker container's DNS (queries to 127.0.0.11) to another resolver, with two
-/// TC-BPF programs in the container's network namespace. Attaches and exits; the
-/// programs stay until --detach.
-#[argh(
-    example = "dnsredir --pid $(docker inspect -f '{{{{.State.Pid}}}}' web) --upstream 1.1.1.1",
-    example = "dnsredir --pid 1234 --dockerd-port 41552 --upstream 10.0.0.53:5353",
-    example = "dnsredir --pid 1234 --status --json",
-    example = "dnsredir --netns /var/run/netns/blue --detach",
-    error_code(1, "an error (one line on stderr says what and what to do)"),
-    error_code(2, "bad command line"),
-    error_code(3, "--status: dnsredir is not attached (fully) in that namespace")
-)]
-struct Args {
-    /// pid of a process in the container (docker inspect -f '{{{{.State.Pid}}}}' NAME)
-    #[argh(option)]
-    pid: Option<u32>,
-    /// path of the network namespace instead of --pid (/var/run/netns/NAME, /proc/PID/ns/net)
-    #[argh(option)]
-    netns: Option<PathBuf>,
-    /// resolver to send queries to: IP or IP:PORT (port 53 by default)
-    #[argh(option)]
-    upstream: Option<String>,
-    /// UDP port of dockerd's embedded resolver behind Docker's DNAT (found in the namespace when omitted)
-    #[argh(option)]
-    dockerd_port: Option<u16>,
-    /// TCP port of dockerd's embedded resolver (found in the namespace when omitted)
-    #[argh(option)]
-    dockerd_tcp_port: Option<u16>,
-    /// also redirect single-label names (container and service names), which otherwise stay with dockerd
-    #[argh(switch)]
-    redirect_all: bool,
-    /// the container's interface toward the upstream (default eth0)
-    #[argh(option, default = "String::from(\"eth0\")")]
-    interface: String,
-    /// remove dnsredir's filters (and the clsact qdisc when nothing else uses it)
-    #[argh(switch)]
-    detach: bool,
-    /// show whether dnsredir is attached, its configuration and counters (exit 3 if not attached)
-    #[argh(switch)]
-    status: bool,
-    /// with --status: print one JSON object
-    #[argh(switch)]
-    json: bool,
-    /// print each step of attach and detach
-    #[argh(switch, short = 'v')]
-    verbose: bool,
-    /// print the version, the git revision and the hash of the embedded BPF object
-    #[argh(switch, short = 'V')]
-    version: bool,
-}
-
-enum Action {
-    Version,
-    Attach(AttachRequest),
-    Detach(Target),
-    Status { target: Target, json: bool },
-}
-
-fn parse_upstream(text: &str) -> Result<SocketAddrV4, String> {
-    let addr = match text.parse::<SocketAddrV4>() {
-        Ok(a) => a,
-        Err(_) => match text.parse::<Ipv4Addr>() {
-            Ok(ip) => SocketAddrV4::new(ip, 53),
-            Err(_) if text.contains(':') && text.matches(':').count() > 1 => {
-                return Err(format!(
-                    "{text:?} looks like IPv6; dnsredir redirects to IPv4 upstreams only"
-                ))
-            }
-            Err(_) => {
-                return Err(format!(
-                    "{text:?} is not IP or IP:PORT (for example 1.1.1.1 or 10.0.0.53:5353)"
-                ))
-            }
-        },
-    };
-    let ip = addr.ip();
-    if addr.port() == 0 {
-        return Err(format!("{text:?}: port 0 is not a port"));
-    }
-    if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() {
-        return Err(format!("{text:?} is not a unicast address"));
-    }
-    if ip.is_loopback() {
-        return Err(format!("{text:?} is a loopback address; the upstream must be reachable through the container's eth0"));
-    }
-    Ok(addr)
-}
-
-fn action(args: Args) -> Result<Action, String> {
-    if args.version {
-        return Ok(Action::Version);
-    }
-    let target = match (args.pid, args.netns) {
-        (Some(pid), None) => Target::Pid(pid),
-        (None, Some(path)) => Target::Path(path),
-        (Some(_), Some(_)) => return Err("give either --pid or --netns, not both".into()),
-        (None, None) => return Err("say which container: --pid PID (or --netns PATH)".into()),
-    };
-    let attach_only = args.upstream.is_some()
-        || args.dockerd_port.is_some()
-        || args.dockerd_tcp_port.is_some()
-        || args.redirect_all;
-    match (args.detach, args.status) {
-        (true, true) => Err("--detach and --status exclude each other".into()),
-        (true, false) if attach_only || args.json => {
-            Err("--detach takes only --pid/--netns (and --interface)".into())
-        }
-        (true, false) => Ok(Action::Detach(target)),
-        (false, true) if attach_only => {
-            Err("--status takes only --pid/--netns, --interface and --json".into())
-        }
-        (false, true) => Ok(Action::Status {
-            target,
-            json: args.json,
-        }),
-        (false, false) => {
-            if args.json {
-                return Err("--json goes with --status".into());
-            }
-            let upstream = args
-                .upstream
-                .ok_or("say where DNS should go: --upstream IP[:PORT]")?;
-            let upstream = parse_upstream(&upstream).map_err(|e| format!("bad --upstream: {e}"))?;
-            for port in [args.dockerd_port, args.dockerd_tcp_port]
-                .into_iter()
-                .flatten()
-            {
-                if port == 0 {
-                    return Err("--dockerd-port and --dockerd-tcp-port must not be 0".into());
-                }
-            }
-            Ok(Action::Attach(AttachRequest {
-                target,
-                upstream,
-                dockerd_udp_port: args.dockerd_port,
-                dockerd_tcp_port: args.dockerd_tcp_port,
-                redirect_all: args.redirect_all,
-                interface: args.interface,
-            }))
-        }
-    }
-}
 
 fn summary(request: &AttachRequest, a: &Attached) -> String {
     let port = |p: Option<u16>| p.map_or("not redirected".to_string(), |p| p.to_string());
@@ -171,7 +21,7 @@ fn summary(request: &AttachRequest, a: &Attached) -> String {
     )
 }
 
-fn run(action: Action, verbose: bool, interface: &str) -> Result<u8, Error> {
+fn run(action: Action, verbose: bool) -> Result<u8, Error> {
     let mut log = |line: String| {
         if verbose {
             eprintln!("dnsredir: {line}");
@@ -188,12 +38,12 @@ fn run(action: Action, verbose: bool, interface: &str) -> Result<u8, Error> {
             Ok(0)
         }
         Action::Attach(request) => {
-            let attached = attach::attach(&request, &mut log)?;
+            let attached = redirect::attach(&request, &mut log)?;
             println!("{}", summary(&request, &attached));
             Ok(0)
         }
-        Action::Detach(target) => {
-            let removed = attach::detach(&target, interface, &mut log)?;
+        Action::Detach { target, interface } => {
+            let removed = redirect::detach(&target, &interface, &mut log)?;
             if removed == 0 {
                 println!("dnsredir: not attached to {target}; nothing to remove");
             } else {
@@ -201,12 +51,16 @@ fn run(action: Action, verbose: bool, interface: &str) -> Result<u8, Error> {
             }
             Ok(0)
         }
-        Action::Status { target, json } => {
-            let s = status::status(&target, interface)?;
+        Action::Status {
+            target,
+            interface,
+            json,
+        } => {
+            let s = inspect::status(&target, &interface)?;
             if json {
-                println!("{}", status::render_json(&s));
+                println!("{}", report::render_json(&s));
             } else {
-                print!("{}", status::render_text(&s, interface));
+                print!("{}", report::render_text(&s, &interface));
             }
             Ok(if s.attached() { 0 } else { EXIT_NOT_ATTACHED })
         }
@@ -219,7 +73,7 @@ fn main() -> ExitCode {
         .first()
         .map_or("dnsredir", |c| c.rsplit('/').next().unwrap_or(c));
     let rest: Vec<&str> = argv.iter().skip(1).map(String::as_str).collect();
-    let args = match Args::from_args(&[command], &rest) {
+    let args = match <Args as argh::FromArgs>::from_args(&[command], &rest) {
         Ok(args) => args,
         Err(early) => {
             return match early.status {
@@ -236,43 +90,21 @@ fn main() -> ExitCode {
         }
     };
     let verbose = args.verbose;
-    let interface = args.interface.clone();
-    let action = match action(args) {
+    let action = match cli::action(args) {
         Ok(a) => a,
         Err(message) => {
             eprintln!("dnsredir: error: {message}");
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    match run(action, verbose, &interface) {
+    match run(action, verbose) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("dnsredir: error: {e}");
+            eprintln!("dnsredir: error: {}", e.one_line());
             if let Some(details) = e.details() {
                 eprintln!("verifier log:\n{details}");
             }
             ExitCode::from(EXIT_ERROR)
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn upstream_forms() {
-        assert_eq!(parse_upstream("1.1.1.1"), Ok("1.1.1.1:53".parse().unwrap()));
-        assert_eq!(
-            parse_upstream("10.0.0.53:5353"),
-            Ok("10.0.0.53:5353".parse().unwrap())
-        );
-        assert!(parse_upstream("not-an-ip").is_err());
-        assert!(parse_upstream("1.1.1.1:0").is_err());
-        assert!(parse_upstream("127.0.0.1").is_err());
-        assert!(parse_upstream("2606:4700::1111")
-            .unwrap_err()
-            .contains("IPv6"));
-        assert!(parse_upstream("1.1.1.1:99999").is_err());
     }
 }

@@ -3,10 +3,10 @@
 mod support;
 
 use dnsredir::abi::QUERY_SECTION;
-use dnsredir::elf::ObjectFile;
+use dnsredir::bpf::elf::ObjectFile;
+use dnsredir::bpf::insn::Insn;
+use dnsredir::bpf::load::{self, LoadError};
 use dnsredir::error::Error;
-use dnsredir::insn::Insn;
-use dnsredir::load::{self, LoadError};
 use support::require_root;
 
 #[test]
@@ -14,7 +14,7 @@ fn a_verifier_rejection_carries_the_log() {
     if !require_root() {
         return;
     }
-    let mut object = ObjectFile::parse(dnsredir::embedded::object_bytes()).expect("parses");
+    let mut object = ObjectFile::parse(dnsredir::bpf::embedded::object_bytes()).expect("parses");
     let query = object
         .programs
         .iter_mut()
@@ -34,7 +34,7 @@ fn a_verifier_rejection_carries_the_log() {
         },
     ];
     query.relocations.clear();
-    let Err(e) = load::load(&object) else {
+    let Err(e) = load::load(&object, &load::Options::sched_cls()) else {
         panic!("the verifier must refuse an out-of-bounds context read")
     };
     let LoadError::Verifier { program, log, .. } = &e else {

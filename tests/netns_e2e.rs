@@ -472,7 +472,7 @@ fn status_json_counts_exactly() {
     assert_eq!(code, 0, "{before}");
     assert!(before.bool_at(&["attached"]), "{before}");
     assert!(
-        before.bool_at(&["lo", "attached"]) && before.bool_at(&["eth0", "attached"]),
+        before.bool_at(&["lo", "attached"]) && before.bool_at(&["interface", "attached"]),
         "{before}"
     );
     assert_eq!(

@@ -3,10 +3,10 @@
 //! must not touch comes back identical with TC_ACT_OK.
 
 use dnsredir::abi::{Counters, COUNTERS_MAP, FLAG_REDIRECT_ALL, QUERY_SECTION, REPLY_SECTION};
-use dnsredir::elf::ObjectFile;
+use dnsredir::bpf::elf::ObjectFile;
+use dnsredir::bpf::load::Loaded;
+use dnsredir::bpf::sys;
 use dnsredir::layout::sum_percpu_counters;
-use dnsredir::load::Loaded;
-use dnsredir::sys;
 use std::net::Ipv4Addr;
 
 mod support;

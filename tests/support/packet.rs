@@ -4,10 +4,10 @@
 #![allow(dead_code)]
 
 use dnsredir::abi::{Config, CONFIG_SYMBOL};
-use dnsredir::elf::ObjectFile;
-use dnsredir::embedded;
+use dnsredir::bpf::elf::ObjectFile;
+use dnsredir::bpf::embedded;
+use dnsredir::bpf::load::{self, Loaded};
 use dnsredir::layout::{addr_raw, encode_config, port_raw};
-use dnsredir::load::{self, Loaded};
 use std::net::Ipv4Addr;
 
 pub const TC_ACT_OK: u32 = 0;
@@ -39,7 +39,8 @@ pub fn load_programs(upstream_port: u16, flags: u16) -> Result<(ObjectFile, Load
     object
         .set_global(CONFIG_SYMBOL, &encode_config(&config))
         .map_err(|e| format!("config: {e}"))?;
-    let loaded = load::load(&object).map_err(|e| format!("load: {e}"))?;
+    let loaded =
+        load::load(&object, &load::Options::sched_cls()).map_err(|e| format!("load: {e}"))?;
     Ok((object, loaded))
 }
 

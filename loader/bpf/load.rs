@@ -1,9 +1,9 @@
 //! Turns a parsed object into kernel objects: maps created and filled, `.rodata` frozen,
 //! instructions relocated, programs through the verifier.
 
-use crate::elf::ObjectFile;
-use crate::reloc::{self, RelocError};
-use crate::sys;
+use super::elf::ObjectFile;
+use super::reloc::{self, RelocError};
+use super::sys;
 use std::fmt;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -41,13 +41,21 @@ impl fmt::Display for LoadError {
             }
             LoadError::MissingHelper { program, helper, min_kernel } => write!(
                 f,
-                "this kernel lacks the BPF helper {helper}, which {program} needs: dnsredir requires Linux {min_kernel} or newer"
+                "this kernel lacks the BPF helper {helper}, which {program} needs (Linux {min_kernel})"
             ),
         }
     }
 }
 
-impl std::error::Error for LoadError {}
+impl std::error::Error for LoadError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            LoadError::Map { source, .. } | LoadError::Verifier { source, .. } => Some(source),
+            LoadError::Reloc(e) => Some(e),
+            LoadError::MissingHelper { .. } => None,
+        }
+    }
+}
 
 /// Helpers that came late to the kernel: (helper id as the verifier names it, name, version).
 const LATE_HELPERS: [(&str, &str, &str); 1] = [("#152", "bpf_redirect_neigh", "5.10")];
@@ -83,7 +91,32 @@ pub fn missing_helper(log: &str) -> Option<(&'static str, &'static str)> {
     })
 }
 
-pub fn load(object: &ObjectFile) -> Result<Loaded, LoadError> {
+/// What to load from an object, and as what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    pub kind: sys::ProgKind,
+    /// Sections of the programs to load; `None` loads every program of the object.
+    pub sections: Option<Vec<String>>,
+}
+
+impl Options {
+    /// Every program, as tc classifiers (`BPF_PROG_TYPE_SCHED_CLS`).
+    pub fn sched_cls() -> Options {
+        Options {
+            kind: sys::ProgKind::SCHED_CLS,
+            sections: None,
+        }
+    }
+
+    fn wants(&self, section: &str) -> bool {
+        self.sections
+            .as_ref()
+            .map_or(true, |s| s.iter().any(|w| w == section))
+    }
+}
+
+pub fn load(object: &ObjectFile, options: &Options) -> Result<Loaded, LoadError> {
+    raise_memlock_limit();
     let mut maps = Vec::with_capacity(object.maps.len());
     for spec in &object.maps {
         let map_err = |action: &'static str| {
@@ -119,11 +152,11 @@ pub fn load(object: &ObjectFile) -> Result<Loaded, LoadError> {
     let fds: Vec<i32> = maps.iter().map(|m| m.as_raw_fd()).collect();
 
     let mut programs = Vec::with_capacity(object.programs.len());
-    for spec in &object.programs {
+    for spec in object.programs.iter().filter(|p| options.wants(&p.section)) {
         let insns = reloc::relocate(spec, &fds).map_err(LoadError::Reloc)?;
         let fd =
-            sys::prog_load(&spec.name, &insns, &object.license).map_err(
-                |e| match missing_helper(&e.log) {
+            sys::prog_load(&spec.name, options.kind, &insns, &object.license).map_err(|e| {
+                match missing_helper(&e.log) {
                     Some((helper, min_kernel)) => LoadError::MissingHelper {
                         program: spec.name.clone(),
                         helper,
@@ -134,8 +167,8 @@ pub fn load(object: &ObjectFile) -> Result<Loaded, LoadError> {
                         source: e.error,
                         log: e.log,
                     },
-                },
-            )?;
+                }
+            })?;
         programs.push(LoadedProgram {
             section: spec.section.clone(),
             name: spec.name.clone(),
@@ -143,6 +176,44 @@ pub fn load(object: &ObjectFile) -> Result<Loaded, LoadError> {
         });
     }
     Ok(Loaded { maps, programs })
+}
+
+/// Before 5.11 the kernel charges BPF maps to RLIMIT_MEMLOCK, whose default (64 KiB or 8 MiB)
+/// is too small for the flow table: lift it there, as far as we may. Newer kernels charge
+/// memory cgroups instead, and the limit is left alone.
+fn raise_memlock_limit() {
+    if !kernel_before(5, 11) {
+        return;
+    }
+    let unlimited = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: a valid rlimit struct; a refusal leaves the limit as it was and map creation
+    // then reports EPERM with advice.
+    unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) };
+}
+
+fn kernel_before(major: u32, minor: u32) -> bool {
+    // SAFETY: uname fills the zeroed struct.
+    let mut name: libc::utsname = unsafe { std::mem::zeroed() };
+    if unsafe { libc::uname(&mut name) } != 0 {
+        return false;
+    }
+    // SAFETY: the kernel NUL-terminates release.
+    let release = unsafe { std::ffi::CStr::from_ptr(name.release.as_ptr()) };
+    release_before(&release.to_string_lossy(), major, minor)
+}
+
+/// "5.10.0-23-amd64" → (5, 10), compared with (major, minor).
+fn release_before(release: &str, major: u32, minor: u32) -> bool {
+    let mut parts = release
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|p| p.parse::<u32>().ok());
+    match (parts.next().flatten(), parts.next().flatten()) {
+        (Some(a), Some(b)) => (a, b) < (major, minor),
+        _ => false,
+    }
 }
 
 #[cfg(test)]
@@ -155,5 +226,13 @@ mod tests {
         let log = "0: (b7) r2 = 0\n1: (85) call unknown#152\ninvalid func unknown#152\n";
         assert_eq!(missing_helper(log), Some(("bpf_redirect_neigh", "5.10")));
         assert_eq!(missing_helper("R1 invalid mem access 'scalar'"), None);
+    }
+
+    #[test]
+    fn kernel_releases_compare_by_major_and_minor() {
+        assert!(release_before("5.10.0-23-amd64", 5, 11));
+        assert!(!release_before("5.11.0", 5, 11));
+        assert!(!release_before("6.18.44-fc-v1045", 5, 11));
+        assert!(!release_before("garbage", 5, 11));
     }
 }

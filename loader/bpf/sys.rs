@@ -1,7 +1,7 @@
 //! The one place that calls bpf(2). Each command has its own attribute struct laid out as in
 //! `union bpf_attr` (include/uapi/linux/bpf.h; vendor-docs/bpf-syscall.md).
 
-use crate::insn::Insn;
+use super::insn::Insn;
 use std::ffi::CStr;
 use std::io;
 use std::mem::size_of;
@@ -161,21 +161,45 @@ struct ProgLoadAttr {
     kern_version: u32,
     prog_flags: u32,
     prog_name: [u8; OBJ_NAME_LEN],
+    prog_ifindex: u32,
+    expected_attach_type: u32,
 }
 
+/// What the kernel said when it refused a program.
 #[derive(Debug)]
-pub struct LoadError {
+pub struct ProgLoadError {
     pub error: io::Error,
     /// The verifier's log, empty when the kernel refused before verifying.
     pub log: String,
 }
 
-/// Loads a SCHED_CLS program. The first attempt runs without a log (faster); a failure is
-/// retried with the verifier's log so the caller can show why.
-pub fn prog_load(name: &str, insns: &[Insn], license: &CStr) -> Result<OwnedFd, LoadError> {
+/// What kind of program to load: `prog_type` and `expected_attach_type` of BPF_PROG_LOAD.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProgKind {
+    pub prog_type: u32,
+    pub expected_attach_type: u32,
+}
+
+impl ProgKind {
+    /// A tc classifier, attached by rtnetlink (no expected attach type).
+    pub const SCHED_CLS: ProgKind = ProgKind {
+        prog_type: BPF_PROG_TYPE_SCHED_CLS,
+        expected_attach_type: 0,
+    };
+}
+
+/// Loads a program. The first attempt runs without a log (faster); a failure is retried with
+/// the verifier's log so the caller can show why.
+pub fn prog_load(
+    name: &str,
+    kind: ProgKind,
+    insns: &[Insn],
+    license: &CStr,
+) -> Result<OwnedFd, ProgLoadError> {
     let attempt = |log: Option<&mut Vec<u8>>| {
         let mut attr = ProgLoadAttr {
-            prog_type: BPF_PROG_TYPE_SCHED_CLS,
+            prog_type: kind.prog_type,
+            expected_attach_type: kind.expected_attach_type,
             insn_cnt: insns.len() as u32,
             insns: insns.as_ptr() as u64,
             license: license.as_ptr() as u64,
@@ -203,7 +227,7 @@ pub fn prog_load(name: &str, insns: &[Insn], license: &CStr) -> Result<OwnedFd, 
                     } else {
                         error
                     };
-                    Err(LoadError { error, log })
+                    Err(ProgLoadError { error, log })
                 }
             }
         }
@@ -304,6 +328,8 @@ struct ProgInfoRaw {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProgInfo {
     pub id: u32,
+    /// The kernel's hash of the instructions (what `bpftool prog` shows as tag).
+    pub tag: [u8; 8],
     pub name: String,
     pub map_ids: Vec<u32>,
 }
@@ -329,6 +355,7 @@ pub fn prog_info(prog: &OwnedFd) -> io::Result<ProgInfo> {
     map_ids.truncate((raw.nr_map_ids as usize).min(map_ids.len()));
     Ok(ProgInfo {
         id: raw.id,
+        tag: raw.tag,
         name: name_from(&raw.name),
         map_ids,
     })
@@ -384,7 +411,7 @@ pub fn possible_cpus() -> io::Result<usize> {
     })
 }
 
-/// "0-3,5" → 5 CPUs counted as highest id + 1, as the kernel sizes per-CPU values.
+/// "0-3,5" → 6: the highest id + 1, as the kernel sizes per-CPU values (holes count).
 pub fn parse_cpu_list(list: &str) -> Option<usize> {
     let mut highest = None;
     for part in list.split(',') {
@@ -403,6 +430,7 @@ mod tests {
     fn attr_layouts_match_union_bpf_attr() {
         // Offsets of the last field we use, from include/uapi/linux/bpf.h.
         assert_eq!(std::mem::offset_of!(ProgLoadAttr, prog_name), 48);
+        assert_eq!(std::mem::offset_of!(ProgLoadAttr, expected_attach_type), 68);
         assert_eq!(std::mem::offset_of!(MapCreateAttr, map_name), 28);
         assert_eq!(std::mem::offset_of!(TestRunAttr, duration), 36);
         assert_eq!(std::mem::offset_of!(ProgInfoRaw, nr_map_ids), 52);
@@ -415,6 +443,7 @@ mod tests {
         assert_eq!(parse_cpu_list("0-1"), Some(2));
         assert_eq!(parse_cpu_list("0"), Some(1));
         assert_eq!(parse_cpu_list("0-3,8-9"), Some(10));
+        assert_eq!(parse_cpu_list("0-3,5"), Some(6));
         assert_eq!(parse_cpu_list("x"), None);
     }
 

@@ -1,7 +1,7 @@
 //! The clsact qdisc and direct-action bpf filters over rtnetlink.
 //! Message numbers and attributes: vendor-docs/tc-rtnetlink.md.
 
-use crate::netlink::{Netlink, NetlinkError};
+use super::netlink::{Netlink, NetlinkError};
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE};
 use netlink_packet_route::tc::{
     TcAttribute, TcBpfFlags, TcFilterBpfOption, TcHandle, TcHeader, TcMessage, TcOption,
@@ -9,7 +9,8 @@ use netlink_packet_route::tc::{
 use netlink_packet_route::RouteNetlinkMessage;
 use std::os::fd::{AsRawFd, OwnedFd};
 
-/// All protocols, as the kernel reads tcm_info's low half: in network byte order.
+/// All protocols (if_ether.h), in host order; tcm_info carries it in network order
+/// ([`filter_info`] swaps it).
 pub const ETH_P_ALL: u16 = 0x0003;
 const EEXIST: i32 = libc::EEXIST;
 
@@ -29,6 +30,15 @@ impl Hook {
             major: TcHandle::CLSACT.major,
             minor,
         }
+    }
+}
+
+impl std::fmt::Display for Hook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Hook::Ingress => "ingress",
+            Hook::Egress => "egress",
+        })
     }
 }
 

@@ -1,8 +1,8 @@
 //! Patches a program's `ld_imm64` instructions with the file descriptors of its maps.
 //! Pure: the fds come in as numbers, so this is tested without a kernel.
 
-use crate::elf::{ProgramSpec, RelocationKind};
-use crate::insn::{Insn, PSEUDO_MAP_FD, PSEUDO_MAP_VALUE};
+use super::elf::{ProgramSpec, RelocationKind};
+use super::insn::{Insn, PSEUDO_MAP_FD, PSEUDO_MAP_VALUE};
 use std::fmt;
 
 #[derive(Debug, PartialEq, Eq)]
@@ -76,8 +76,8 @@ pub fn relocate(program: &ProgramSpec, map_fds: &[i32]) -> Result<Vec<Insn>, Rel
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::elf::Relocation;
-    use crate::insn::LD_IMM64;
+    use crate::bpf::elf::Relocation;
+    use crate::bpf::insn::LD_IMM64;
 
     fn ld_imm64(dst: u8, imm: i32) -> [Insn; 2] {
         [

@@ -1,5 +1,6 @@
-//! Facts about the target namespace, looked up, never assumed: interface indexes, eth0's
-//! address, and the ports Docker's embedded resolver listens on behind its DNAT.
+//! Facts about the target namespace, looked up, never assumed: interface indexes, the
+//! interface's address, the route to the upstream, and the ports Docker's embedded resolver
+//! listens on behind its DNAT. Everything here reads the calling thread's namespace.
 
 use std::ffi::{CStr, CString};
 use std::fmt;
@@ -11,7 +12,7 @@ use std::path::PathBuf;
 pub const DOCKER_RESOLVER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 11);
 
 #[derive(Debug)]
-pub enum ContainerError {
+pub enum TargetError {
     NoInterface(String),
     NoIpv4(String),
     Interfaces(io::Error),
@@ -31,27 +32,36 @@ pub enum ContainerError {
     },
 }
 
-impl fmt::Display for ContainerError {
+impl fmt::Display for TargetError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ContainerError::NoInterface(name) => write!(f, "the namespace has no interface {name}: is this a container on a Docker network? (use --interface for another name)"),
-            ContainerError::NoIpv4(name) => write!(f, "{name} has no IPv4 address: dnsredir needs one as the source of redirected queries"),
-            ContainerError::Interfaces(e) => write!(f, "cannot list the namespace's interfaces: {e}"),
-            ContainerError::Proc { path, source } => write!(f, "cannot read {}: {source}", path.display()),
-            ContainerError::NoResolver => write!(
+            TargetError::NoInterface(name) => write!(f, "the namespace has no interface {name}"),
+            TargetError::NoIpv4(name) => write!(f, "{name} has no IPv4 address"),
+            TargetError::Interfaces(e) => write!(f, "cannot list the namespace's interfaces: {e}"),
+            TargetError::Proc { path, source } => write!(f, "cannot read {}: {source}", path.display()),
+            TargetError::NoResolver => write!(
                 f,
-                "nothing listens on {DOCKER_RESOLVER} in this namespace, so there is no Docker embedded resolver to redirect: it exists only on user-defined networks (docker network create), not on the default bridge; pass --dockerd-port if the resolver is elsewhere"
+                "nothing listens on {DOCKER_RESOLVER} in this namespace, so there is no Docker embedded resolver to redirect"
             ),
-            ContainerError::NoRoute { upstream, interface, source } => write!(
+            TargetError::NoRoute { upstream, interface, source } => write!(
                 f,
-                "the upstream {upstream} cannot be reached through {interface} ({source}): dnsredir sends queries out of {interface}; give an upstream this container can reach (a container on an --internal network has no route out)"
+                "the upstream {upstream} cannot be reached through {interface} ({source})"
             ),
-            ContainerError::Ambiguous { proto, ports } => write!(f, "several {proto} sockets listen on {DOCKER_RESOLVER} (ports {ports:?}): say which is dockerd's with --dockerd-port / --dockerd-tcp-port"),
+            TargetError::Ambiguous { proto, ports } => write!(f, "several {proto} sockets listen on {DOCKER_RESOLVER} (ports {ports:?}): say which is dockerd's with --dockerd-port / --dockerd-tcp-port"),
         }
     }
 }
 
-impl std::error::Error for ContainerError {}
+impl std::error::Error for TargetError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            TargetError::Interfaces(source)
+            | TargetError::Proc { source, .. }
+            | TargetError::NoRoute { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Interface {
@@ -60,12 +70,12 @@ pub struct Interface {
 }
 
 /// Looks an interface up by name in the calling thread's network namespace.
-pub fn interface(name: &str) -> Result<Interface, ContainerError> {
-    let c_name = CString::new(name).map_err(|_| ContainerError::NoInterface(name.to_string()))?;
+pub fn interface(name: &str) -> Result<Interface, TargetError> {
+    let c_name = CString::new(name).map_err(|_| TargetError::NoInterface(name.to_string()))?;
     // SAFETY: a NUL-terminated string.
     let ifindex = unsafe { libc::if_nametoindex(c_name.as_ptr()) };
     if ifindex == 0 {
-        return Err(ContainerError::NoInterface(name.to_string()));
+        return Err(TargetError::NoInterface(name.to_string()));
     }
     Ok(Interface {
         ifindex,
@@ -74,11 +84,11 @@ pub fn interface(name: &str) -> Result<Interface, ContainerError> {
 }
 
 /// The first IPv4 address on the interface (the primary one).
-fn ipv4_of(name: &str) -> Result<Option<Ipv4Addr>, ContainerError> {
+fn ipv4_of(name: &str) -> Result<Option<Ipv4Addr>, TargetError> {
     let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
     // SAFETY: getifaddrs fills `list`, freed below with freeifaddrs.
     if unsafe { libc::getifaddrs(&mut list) } != 0 {
-        return Err(ContainerError::Interfaces(io::Error::last_os_error()));
+        return Err(TargetError::Interfaces(io::Error::last_os_error()));
     }
     let mut found = None;
     let mut cursor = list;
@@ -112,8 +122,8 @@ pub fn check_route(
     interface: &str,
     source: Ipv4Addr,
     upstream: Ipv4Addr,
-) -> Result<(), ContainerError> {
-    let problem = |source| ContainerError::NoRoute {
+) -> Result<(), TargetError> {
+    let problem = |source| TargetError::NoRoute {
         upstream,
         interface: interface.to_string(),
         source,
@@ -123,7 +133,7 @@ pub fn check_route(
     let chosen = socket.local_addr().map_err(problem)?.ip();
     if chosen != std::net::IpAddr::V4(source) {
         return Err(problem(io::Error::other(format!(
-            "the container's route to it leaves from {chosen}, not {interface}'s {source}; pass --interface"
+            "the container's route to it leaves from {chosen}, not {interface}'s {source}"
         ))));
     }
     Ok(())
@@ -158,16 +168,16 @@ pub fn ports_in_proc_table(table: &str, addr: Ipv4Addr, tcp: bool) -> Vec<u16> {
 }
 
 /// The resolver's ports as the current namespace's sockets show them.
-pub fn resolver_ports(addr: Ipv4Addr) -> Result<ResolverPorts, ContainerError> {
-    let read = |proto: &'static str| -> Result<Option<u16>, ContainerError> {
+pub fn resolver_ports(addr: Ipv4Addr) -> Result<ResolverPorts, TargetError> {
+    let read = |proto: &'static str| -> Result<Option<u16>, TargetError> {
         let path = PathBuf::from(format!("/proc/thread-self/net/{proto}"));
-        let table = std::fs::read_to_string(&path)
-            .map_err(|source| ContainerError::Proc { path, source })?;
+        let table =
+            std::fs::read_to_string(&path).map_err(|source| TargetError::Proc { path, source })?;
         let ports = ports_in_proc_table(&table, addr, proto == "tcp");
         match ports.as_slice() {
             [] => Ok(None),
             [port] => Ok(Some(*port)),
-            _ => Err(ContainerError::Ambiguous {
+            _ => Err(TargetError::Ambiguous {
                 proto: if proto == "tcp" { "TCP" } else { "UDP" },
                 ports,
             }),

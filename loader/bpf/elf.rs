@@ -1,7 +1,7 @@
 //! Reads a BPF ELF object into plain values: programs with their instructions and the
 //! relocations they need, map definitions, the license. No syscalls here.
 
-use crate::insn::Insn;
+use super::insn::Insn;
 use object::elf;
 use object::{Object, ObjectSection, ObjectSymbol, RelocationFlags, RelocationTarget, SectionKind};
 use std::collections::HashMap;
@@ -386,9 +386,9 @@ impl std::error::Error for GlobalError {}
 mod tests {
     use super::*;
     use crate::abi::{self, Config, Counters, FlowKey, FlowValue};
-    use crate::embedded;
-    use crate::insn::{PSEUDO_MAP_FD, PSEUDO_MAP_VALUE};
-    use crate::reloc::relocate;
+    use crate::bpf::embedded;
+    use crate::bpf::insn::{PSEUDO_MAP_FD, PSEUDO_MAP_VALUE};
+    use crate::bpf::reloc::relocate;
     use std::mem::size_of;
 
     fn object() -> ObjectFile {

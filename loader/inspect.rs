@@ -1,0 +1,176 @@
+//! What is attached in a namespace, read back from the kernel (filter dumps, program and map
+//! info) — there is no state file to go stale. `--status` shows it; everything that reads an
+//! attached program starts here.
+
+use crate::abi::{Config, Counters, CONFIG_SYMBOL, COUNTERS_MAP, FLOWS_MAP};
+use crate::bpf::elf::ObjectFile;
+use crate::bpf::{embedded, sys};
+use crate::error::{Context, Error};
+use crate::layout::{self, addr_from_raw, port_from_raw};
+use crate::net::netlink::Netlink;
+use crate::net::netns::Target;
+use crate::net::tc::{self, Hook};
+use crate::redirect::{in_namespace, FILTER_PREFIX};
+use crate::target::{self, DOCKER_RESOLVER};
+use std::os::fd::OwnedFd;
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HookStatus {
+    pub attached: bool,
+    pub prog_id: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Status {
+    pub lo: HookStatus,
+    /// The `--interface`'s ingress.
+    pub interface: HookStatus,
+    pub config: Option<Config>,
+    pub tracked_flows: Option<usize>,
+    pub counters: Option<Counters>,
+    /// Why the configuration in force no longer fits the container, with what to run.
+    pub stale: Option<String>,
+}
+
+impl Status {
+    pub fn attached(&self) -> bool {
+        self.lo.attached && self.interface.attached
+    }
+}
+
+pub fn status(target: &Target, interface: &str) -> Result<Status, Error> {
+    in_namespace(target, |nl| {
+        let mut status = Status::default();
+        let lo = target::interface("lo")?;
+        status.lo = hook_status(nl, "lo", lo.ifindex)?;
+        if let Ok(iface) = target::interface(interface) {
+            status.interface = hook_status(nl, interface, iface.ifindex)?;
+        }
+        let Some(prog_id) = status.lo.prog_id.or(status.interface.prog_id) else {
+            return Ok(status);
+        };
+        read_maps(prog_id, &mut status)?;
+
+        let rerun = format!("run dnsredir {} --upstream ... again", target_args(target));
+        status.stale = match (
+            &status.config,
+            status.lo.attached,
+            status.interface.attached,
+        ) {
+            (_, true, false) => Some(format!(
+                "only lo has dnsredir's filter, {interface} has none: {rerun}"
+            )),
+            (_, false, true) => Some(format!(
+                "only {interface} has dnsredir's filter, lo has none: {rerun}"
+            )),
+            (Some(config), _, _) => stale_reason(config, interface, &rerun)?,
+            (None, _, _) => None,
+        };
+        Ok(status)
+    })
+}
+
+fn target_args(target: &Target) -> String {
+    match target {
+        Target::Pid(pid) => format!("--pid {pid}"),
+        Target::Path(p) => format!("--netns {}", p.display()),
+    }
+}
+
+fn hook_status(nl: &mut Netlink, ifname: &str, ifindex: u32) -> Result<HookStatus, Error> {
+    if !tc::has_clsact(nl, ifindex).context(|| format!("listing qdiscs on {ifname}"))? {
+        return Ok(HookStatus::default());
+    }
+    let filters = tc::filters(nl, ifindex, Hook::Ingress)
+        .context(|| format!("listing filters on {ifname} ingress"))?;
+    let ours = filters.into_iter().find(|f| f.is_named(FILTER_PREFIX));
+    Ok(HookStatus {
+        attached: ours.is_some(),
+        prog_id: ours.and_then(|f| f.prog_id),
+    })
+}
+
+/// Finds the program's maps by name and reads configuration, flow count and counters.
+fn read_maps(prog_id: u32, status: &mut Status) -> Result<(), Error> {
+    let prog = sys::prog_fd_by_id(prog_id).context(|| "opening the attached program".into())?;
+    let info = sys::prog_info(&prog).context(|| "reading the program's info".into())?;
+    let object = ObjectFile::parse(embedded::object_bytes())?;
+    let rodata = object
+        .globals
+        .get(CONFIG_SYMBOL)
+        .map(|g| (object.maps[g.map].name.clone(), g.offset));
+    for map_id in info.map_ids {
+        let map = sys::map_fd_by_id(map_id).context(|| "opening the program's map".into())?;
+        let map_info = sys::map_info(&map).context(|| "reading the map's info".into())?;
+        if Some(&map_info.name) == rodata.as_ref().map(|r| &r.0) {
+            let mut value = vec![0u8; map_info.value_size as usize];
+            sys::map_lookup(&map, &0u32.to_ne_bytes(), &mut value)
+                .context(|| "reading the configuration".into())?;
+            let offset = rodata.as_ref().map_or(0, |r| r.1);
+            status.config = value
+                .get(offset..offset + std::mem::size_of::<Config>())
+                .and_then(layout::decode_config);
+        } else if map_info.name == FLOWS_MAP {
+            status.tracked_flows = Some(count_keys(&map, map_info.key_size as usize)?);
+        } else if map_info.name == COUNTERS_MAP {
+            let cpus = sys::possible_cpus().context(|| "counting CPUs".into())?;
+            let mut value = vec![0u8; (map_info.value_size as usize).next_multiple_of(8) * cpus];
+            sys::map_lookup(&map, &0u32.to_ne_bytes(), &mut value)
+                .context(|| "reading the counters".into())?;
+            status.counters = Some(layout::sum_percpu_counters(&value));
+        }
+    }
+    Ok(())
+}
+
+fn count_keys(map: &OwnedFd, key_size: usize) -> Result<usize, Error> {
+    let mut key = vec![0u8; key_size];
+    let mut next = vec![0u8; key_size];
+    let mut count = 0;
+    let mut first = true;
+    while sys::map_next_key(map, if first { None } else { Some(&key) }, &mut next)
+        .context(|| "walking the flow table".into())?
+    {
+        std::mem::swap(&mut key, &mut next);
+        first = false;
+        count += 1;
+    }
+    Ok(count)
+}
+
+/// Compares the configuration in force with the container as it is now.
+fn stale_reason(config: &Config, interface: &str, rerun: &str) -> Result<Option<String>, Error> {
+    let now = target::resolver_ports(DOCKER_RESOLVER)?;
+    let check = |what: &str, in_force: u16, now: Option<u16>| -> Option<String> {
+        let in_force = (in_force != 0).then(|| port_from_raw(in_force));
+        match (in_force, now) {
+            (Some(a), Some(b)) if a != b => Some(format!("dockerd's {what} port is now {b} but dnsredir redirects {a} (the container restarted?)")),
+            (Some(a), None) => Some(format!("dnsredir redirects {what} port {a} but nothing listens there any more")),
+            (None, Some(b)) => Some(format!("dockerd now has a {what} port ({b}) that dnsredir does not redirect")),
+            _ => None,
+        }
+    };
+    let mut reasons: Vec<String> = [
+        check("UDP", config.dockerd_udp_port, now.udp),
+        check("TCP", config.dockerd_tcp_port, now.tcp),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    match target::interface(interface) {
+        Ok(eth0) if eth0.addr != Some(addr_from_raw(config.container_addr)) => {
+            reasons.push(format!(
+                "{interface}'s address is now {} but dnsredir sends from {}",
+                eth0.addr.map_or("none".to_string(), |a| a.to_string()),
+                addr_from_raw(config.container_addr)
+            ))
+        }
+        Ok(eth0) if eth0.ifindex != config.eth0_ifindex => reasons.push(format!(
+            "{interface} is now ifindex {} but dnsredir sends to {}",
+            eth0.ifindex, config.eth0_ifindex
+        )),
+        Err(_) => reasons.push(format!("{interface} is gone")),
+        _ => {}
+    }
+    Ok((!reasons.is_empty()).then(|| format!("{}: {rerun}", reasons.join("; "))))
+}

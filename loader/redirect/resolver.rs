@@ -1,0 +1,145 @@
+//! The embedded-resolver path (Docker's user-defined networks): queries that Docker's DNAT sends
+//! to dockerd on 127.0.0.11 are taken on lo ingress and sent out of the interface to the
+//! upstream; the answers are taken on the interface's ingress and handed back to lo.
+
+use super::{in_namespace, put, remove_ours, HookRef, Log, Program};
+use crate::abi::{Config, CONFIG_SYMBOL, FLAG_REDIRECT_ALL, QUERY_SECTION, REPLY_SECTION};
+use crate::bpf::elf::{ObjectFile, ParseError};
+use crate::bpf::embedded;
+use crate::bpf::load::{self, Loaded, LoadedProgram};
+use crate::bpf::sys;
+use crate::error::Error;
+use crate::layout::{addr_raw, encode_config, port_raw};
+use crate::net::netns::Target;
+use crate::net::tc::Hook;
+use crate::target::{self, ResolverPorts, TargetError, DOCKER_RESOLVER};
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttachRequest {
+    pub target: Target,
+    pub upstream: SocketAddrV4,
+    pub dockerd_udp_port: Option<u16>,
+    pub dockerd_tcp_port: Option<u16>,
+    pub redirect_all: bool,
+    pub interface: String,
+}
+
+/// What was attached, for the report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attached {
+    pub config: Config,
+    pub container_addr: Ipv4Addr,
+    pub ports: ResolverPorts,
+}
+
+pub fn attach(request: &AttachRequest, log: Log) -> Result<Attached, Error> {
+    in_namespace(&request.target, |nl| {
+        log(format!(
+            "entered the network namespace of {}",
+            request.target
+        ));
+        let lo = target::interface("lo")?;
+        let iface = target::interface(&request.interface)?;
+        let container_addr = iface
+            .addr
+            .ok_or_else(|| TargetError::NoIpv4(request.interface.clone()))?;
+        log(format!(
+            "lo is ifindex {}; {} is ifindex {} with address {container_addr}",
+            lo.ifindex, request.interface, iface.ifindex
+        ));
+        if *request.upstream.ip() == container_addr {
+            return Err(Error::Upstream(format!(
+                "{} is the container's own address",
+                request.upstream.ip()
+            )));
+        }
+        target::check_route(&request.interface, container_addr, *request.upstream.ip())?;
+        let ports = dockerd_ports(request, log)?;
+        let config = Config {
+            resolver_addr: addr_raw(DOCKER_RESOLVER),
+            container_addr: addr_raw(container_addr),
+            upstream_addr: addr_raw(*request.upstream.ip()),
+            upstream_port: port_raw(request.upstream.port()),
+            dockerd_udp_port: ports.udp.map_or(0, port_raw),
+            dockerd_tcp_port: ports.tcp.map_or(0, port_raw),
+            flags: if request.redirect_all {
+                FLAG_REDIRECT_ALL
+            } else {
+                0
+            },
+            eth0_ifindex: iface.ifindex,
+            lo_ifindex: lo.ifindex,
+        };
+
+        // Programs go through the verifier before anything in the namespace changes.
+        let loaded = load_programs(&config)?;
+        let query = program(&loaded, QUERY_SECTION)?;
+        let reply = program(&loaded, REPLY_SECTION)?;
+        let hooks = [
+            HookRef {
+                ifname: &request.interface,
+                ifindex: iface.ifindex,
+                hook: Hook::Ingress,
+            },
+            HookRef {
+                ifname: "lo",
+                ifindex: lo.ifindex,
+                hook: Hook::Ingress,
+            },
+        ];
+        // The reply side goes first: once queries leave, their answers must already be handled.
+        let result = put(nl, hooks[0], &reply, log).and_then(|()| put(nl, hooks[1], &query, log));
+        if let Err(e) = result {
+            // Nothing half-attached: whatever of ours is on either interface goes.
+            for at in hooks {
+                let _ = remove_ours(nl, at.ifname, at.ifindex, &mut |_| {});
+            }
+            return Err(e);
+        }
+        Ok(Attached {
+            config,
+            container_addr,
+            ports,
+        })
+    })
+}
+
+fn load_programs(config: &Config) -> Result<Loaded, Error> {
+    let mut object = ObjectFile::parse(embedded::object_bytes())?;
+    object.set_global(CONFIG_SYMBOL, &encode_config(config))?;
+    Ok(load::load(&object, &load::Options::sched_cls())?)
+}
+
+fn program<'a>(loaded: &'a Loaded, section: &str) -> Result<Program<'a>, Error> {
+    let LoadedProgram { name, fd, .. } = loaded
+        .program(section)
+        .ok_or(Error::Object(ParseError::NoPrograms))?;
+    Ok(Program {
+        name,
+        fd,
+        id: sys::prog_info(fd).map(|i| i.id).unwrap_or(0),
+    })
+}
+
+fn dockerd_ports(request: &AttachRequest, log: Log) -> Result<ResolverPorts, Error> {
+    let found = target::resolver_ports(DOCKER_RESOLVER)?;
+    let ports = ResolverPorts {
+        udp: request.dockerd_udp_port.or(found.udp),
+        tcp: request.dockerd_tcp_port.or(found.tcp),
+    };
+    if ports.udp.is_none() && ports.tcp.is_none() {
+        return Err(TargetError::NoResolver.into());
+    }
+    let describe = |given: Option<u16>, found: Option<u16>| match (given, found) {
+        (Some(p), _) => format!("{p} (given)"),
+        (None, Some(p)) => format!("{p} (found)"),
+        _ => "none found, not redirected".to_string(),
+    };
+    log(format!(
+        "dockerd's resolver on {DOCKER_RESOLVER}: UDP port {}, TCP port {}",
+        describe(request.dockerd_udp_port, found.udp),
+        describe(request.dockerd_tcp_port, found.tcp)
+    ));
+    Ok(ports)
+}
