@@ -5,7 +5,7 @@ use crate::container::{self, ResolverPorts, DOCKER_RESOLVER};
 use crate::elf::ObjectFile;
 use crate::embedded;
 use crate::error::{check_privileges, Error};
-use crate::layout::{addr_raw, encode_config, port_raw};
+use crate::layout::{addr_raw, port_raw};
 use crate::load::{self, LoadedProgram};
 use crate::netlink::Netlink;
 use crate::netns::{self, Target};
@@ -14,6 +14,13 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 /// Filter names start with this; only such filters are ever replaced or deleted.
 pub const FILTER_PREFIX: &str = "dnsredir";
+
+/// The EDNS UDP payload size redirected queries may announce at most: DNS Flag Day 2020's
+/// safe size, below which answers are not fragmented on common paths.
+pub const EDNS_MAX: u16 = 1232;
+
+/// How long a closing TCP flow keeps being restored (retransmitted FINs and ACKs).
+pub const TCP_CLOSE_GRACE_NS: u64 = 10_000_000_000;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AttachRequest {
@@ -75,6 +82,7 @@ pub fn attach(request: &AttachRequest, log: Log) -> Result<Attached, Error> {
     container::check_route(&request.interface, container_addr, *request.upstream.ip())?;
     let ports = dockerd_ports(request, log)?;
     let config = Config {
+        build_id: embedded::object_hash(),
         resolver_addr: addr_raw(DOCKER_RESOLVER),
         container_addr: addr_raw(container_addr),
         upstream_addr: addr_raw(*request.upstream.ip()),
@@ -86,12 +94,15 @@ pub fn attach(request: &AttachRequest, log: Log) -> Result<Attached, Error> {
         } else {
             0
         },
-        eth0_ifindex: eth0.ifindex,
+        edns_max: port_raw(EDNS_MAX),
+        iface_ifindex: eth0.ifindex,
         lo_ifindex: lo.ifindex,
+        tcp_close_grace_ns: TCP_CLOSE_GRACE_NS,
+        ..Config::UNSET
     };
 
     let mut object = ObjectFile::parse(embedded::object_bytes())?;
-    object.set_global(CONFIG_SYMBOL, &encode_config(&config))?;
+    object.set_global(CONFIG_SYMBOL, &config.to_bytes())?;
     let loaded = load::load(&object)?;
     let query = loaded
         .program(QUERY_SECTION)

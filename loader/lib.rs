@@ -4,8 +4,7 @@
 //! Data flows one way: command line → [`attach::AttachRequest`] → [`elf`] (parse) →
 //! [`reloc`] + [`load`] (kernel objects) → [`tc`] (attach) → report.
 
-#[path = "../bpf-prog/src/abi.rs"]
-pub mod abi;
+pub use dnsredir_abi as abi;
 pub mod attach;
 pub mod container;
 pub mod elf;

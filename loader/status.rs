@@ -121,9 +121,7 @@ fn read_maps(prog_id: u32, status: &mut Status) -> Result<(), Error> {
                 sys::map_lookup(&map, &0u32.to_ne_bytes(), &mut value),
             )?;
             let offset = rodata.as_ref().map_or(0, |r| r.1);
-            status.config = value
-                .get(offset..offset + std::mem::size_of::<Config>())
-                .and_then(layout::decode_config);
+            status.config = value.get(offset..).and_then(Config::from_bytes);
         } else if map_info.name == FLOWS_MAP {
             status.tracked_flows = Some(count_keys(&map, map_info.key_size as usize)?);
         } else if map_info.name == COUNTERS_MAP {
@@ -182,9 +180,9 @@ fn stale_reason(config: &Config, interface: &str, rerun: &str) -> Result<Option<
                 addr_from_raw(config.container_addr)
             ))
         }
-        Ok(eth0) if eth0.ifindex != config.eth0_ifindex => reasons.push(format!(
+        Ok(eth0) if eth0.ifindex != config.iface_ifindex => reasons.push(format!(
             "{interface} is now ifindex {} but dnsredir sends to {}",
-            eth0.ifindex, config.eth0_ifindex
+            eth0.ifindex, config.iface_ifindex
         )),
         Err(_) => reasons.push(format!("{interface} is gone")),
         _ => {}
@@ -222,10 +220,7 @@ pub fn render_text(s: &Status, interface: &str) -> String {
         out.push_str(&format!("tracked flows: {n}\n"));
     }
     if let Some(c) = &s.counters {
-        for (name, value) in layout::COUNTER_NAMES
-            .iter()
-            .zip(layout::counters_as_array(c))
-        {
+        for (name, value) in Counters::NAMES.iter().zip(c.as_array()) {
             out.push_str(&format!("{name}: {value}\n"));
         }
     }
@@ -265,9 +260,9 @@ pub fn render_json(s: &Status) -> String {
         )
     });
     let counters = s.counters.as_ref().map_or("null".to_string(), |c| {
-        let fields: Vec<String> = layout::COUNTER_NAMES
+        let fields: Vec<String> = Counters::NAMES
             .iter()
-            .zip(layout::counters_as_array(c))
+            .zip(c.as_array())
             .map(|(n, v)| format!("\"{n}\":{v}"))
             .collect();
         format!("{{{}}}", fields.join(","))
