@@ -549,8 +549,14 @@ fn a_large_edns_size_is_clamped_with_a_valid_checksum() {
         return;
     }
     let (object, loaded) = load(0);
-    // The field's offset from the UDP header: 27 + the name's length, so both word alignments.
-    for (id, name) in [(21, "example.com"), (22, "c2.mynet")] {
+    // The field's offset from the UDP header: 27 + the name's length, so both word alignments;
+    // and the longest name there is, 127 labels in 255 bytes: every step of the walk.
+    let longest = vec!["a"; 127].join(".");
+    for (id, name) in [
+        (21, "example.com"),
+        (22, "c2.mynet"),
+        (24, longest.as_str()),
+    ] {
         let query = edns_query(id, name, 4096);
         let bytes = query.bytes();
         assert_eq!(edns_size_in(&bytes, name), 4096);
@@ -566,7 +572,7 @@ fn a_large_edns_size_is_clamped_with_a_valid_checksum() {
         assert_eq!(seen.payload, expected, "{name}: nothing else changed");
     }
     let c = counters(&object, &loaded);
-    assert_eq!((c.queries_redirected_udp, c.edns_clamped), (2, 2));
+    assert_eq!((c.queries_redirected_udp, c.edns_clamped), (3, 3));
 }
 
 #[test]
@@ -633,6 +639,10 @@ fn queries_the_clamp_does_not_understand_are_redirected_unchanged() {
     let long_name =
         ["abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz0"; 4].join(".");
     assert!(long_name.len() + 2 > 255);
+    cases.push((
+        "128 labels, 257 bytes",
+        dns_query_edns(49, &vec!["a"; 128].join("."), 4096),
+    ));
     cases.push((
         "name longer than 255 bytes",
         dns_query_edns(43, &long_name, 4096),
