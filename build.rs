@@ -15,6 +15,7 @@ fn main() {
     let out = PathBuf::from(env("OUT_DIR"));
     let crate_dir = root.join("bpf-prog");
     println!("cargo:rerun-if-changed=bpf-prog/src");
+    println!("cargo:rerun-if-changed=bpf-prog/abi");
     println!("cargo:rerun-if-changed=bpf-prog/Cargo.toml");
     println!("cargo:rerun-if-changed=bpf-prog/Cargo.lock");
     println!("cargo:rerun-if-changed=.git/HEAD");

@@ -92,6 +92,17 @@ fn query_packet(id: u16) -> Vec<u8> {
     .bytes()
 }
 
+fn edns_query_packet(id: u16) -> Vec<u8> {
+    Packet::udp(
+        CLIENT,
+        CLIENT_PORT,
+        RESOLVER,
+        DOCKERD_UDP,
+        dns_query_edns(id, "www.example.com", 4096),
+    )
+    .bytes()
+}
+
 fn reply_packet(id: u16) -> Vec<u8> {
     Packet::udp(
         UPSTREAM,
@@ -127,12 +138,21 @@ fn https_packet(to_upstream: bool) -> Vec<u8> {
 fn cases<'a>(label: &str, query_prog: &'a OwnedFd, reply_prog: &'a OwnedFd) -> Vec<Case<'a>> {
     let ids = 0..IDS;
     let queries: Vec<Vec<u8>> = ids.clone().map(query_packet).collect();
+    let edns_queries: Vec<Vec<u8>> = ids.clone().map(edns_query_packet).collect();
     let replies: Vec<Vec<u8>> = ids.map(reply_packet).collect();
     vec![
         Case {
             name: format!("query redirected{label}"),
             prog: query_prog,
             packets: queries.clone(),
+            expect: TC_ACT_REDIRECT,
+            before: None,
+            after: Some((reply_prog, replies.clone())),
+        },
+        Case {
+            name: format!("query redirected, EDNS 4096 clamped{label}"),
+            prog: query_prog,
+            packets: edns_queries,
             expect: TC_ACT_REDIRECT,
             before: None,
             after: Some((reply_prog, replies.clone())),
@@ -158,7 +178,7 @@ fn cases<'a>(label: &str, query_prog: &'a OwnedFd, reply_prog: &'a OwnedFd) -> V
             name: format!("non-DNS TCP:443, lo prog{label}"),
             prog: query_prog,
             packets: vec![https_packet(true)],
-            expect: TC_ACT_OK,
+            expect: TC_ACT_UNSPEC,
             before: None,
             after: None,
         },
@@ -166,7 +186,7 @@ fn cases<'a>(label: &str, query_prog: &'a OwnedFd, reply_prog: &'a OwnedFd) -> V
             name: format!("non-DNS TCP:443, eth0 prog{label}"),
             prog: reply_prog,
             packets: vec![https_packet(false)],
-            expect: TC_ACT_OK,
+            expect: TC_ACT_UNSPEC,
             before: None,
             after: None,
         },
@@ -174,7 +194,7 @@ fn cases<'a>(label: &str, query_prog: &'a OwnedFd, reply_prog: &'a OwnedFd) -> V
             name: format!("ARP, eth0 prog{label}"),
             prog: reply_prog,
             packets: vec![arp_packet()],
-            expect: TC_ACT_OK,
+            expect: TC_ACT_UNSPEC,
             before: None,
             after: None,
         },
@@ -189,7 +209,7 @@ fn cases<'a>(label: &str, query_prog: &'a OwnedFd, reply_prog: &'a OwnedFd) -> V
                 dns_query(1, "www.example.com"),
             )
             .bytes()],
-            expect: TC_ACT_OK,
+            expect: TC_ACT_UNSPEC,
             before: None,
             after: None,
         },
@@ -204,7 +224,7 @@ fn cases<'a>(label: &str, query_prog: &'a OwnedFd, reply_prog: &'a OwnedFd) -> V
                 dns_answer(1, "www.example.com"),
             )
             .bytes()],
-            expect: TC_ACT_OK,
+            expect: TC_ACT_UNSPEC,
             before: None,
             after: None,
         },

@@ -1,6 +1,7 @@
 //! The command line: flags in, one plain [`Action`] out. Nothing here touches the system.
 
 use crate::net::netns::Target;
+use crate::redirect::resolver::EDNS_MAX;
 use crate::redirect::AttachRequest;
 use argh::FromArgs;
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -42,6 +43,9 @@ pub struct Args {
     /// also redirect single-label names (container and service names), which otherwise stay with dockerd
     #[argh(switch)]
     redirect_all: bool,
+    /// lower the EDNS UDP payload size redirected queries announce to at most this (default 1232, so answers are not fragmented; larger ones come truncated and are fetched over TCP); 0 leaves it alone
+    #[argh(option, default = "EDNS_MAX")]
+    edns_max: u16,
     /// the container's interface toward the upstream (default eth0)
     #[argh(option, default = "String::from(\"eth0\")")]
     interface: String,
@@ -117,6 +121,7 @@ pub fn action(args: Args) -> Result<Action, String> {
         (None, None) => return Err("say which container: --pid PID (or --netns PATH)".into()),
     };
     let attach_only = args.upstream.is_some()
+        || args.edns_max != EDNS_MAX
         || args.dockerd_port.is_some()
         || args.dockerd_tcp_port.is_some()
         || args.redirect_all;
@@ -160,6 +165,7 @@ pub fn action(args: Args) -> Result<Action, String> {
                 dockerd_tcp_port: args.dockerd_tcp_port,
                 redirect_all: args.redirect_all,
                 interface: args.interface,
+                edns_max: args.edns_max,
             }))
         }
     }

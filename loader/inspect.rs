@@ -2,8 +2,9 @@
 //! info) — there is no state file to go stale. `--status` shows it; everything that reads an
 //! attached program starts here.
 
-use crate::abi::{Config, Counters, CONFIG_SYMBOL, COUNTERS_MAP, FLOWS_MAP};
-use crate::bpf::elf::ObjectFile;
+use crate::abi::{
+    Config, ConfigHeader, Counters, CONFIG_MAGIC, COUNTERS_MAP, FLOWS_MAP, LAYOUT_VERSION,
+};
 use crate::bpf::{embedded, sys};
 use crate::error::{Context, Error};
 use crate::layout::{self, addr_from_raw, port_from_raw};
@@ -28,6 +29,8 @@ pub struct Status {
     pub config: Option<Config>,
     pub tracked_flows: Option<usize>,
     pub counters: Option<Counters>,
+    /// Which build attached the program (`None` when nothing is attached).
+    pub build: Option<Build>,
     /// Why the configuration in force no longer fits the container, with what to run.
     pub stale: Option<String>,
 }
@@ -64,7 +67,15 @@ pub fn status(target: &Target, interface: &str) -> Result<Status, Error> {
                 "only {interface} has dnsredir's filter, lo has none: {rerun}"
             )),
             (Some(config), _, _) => stale_reason(config, interface, &rerun)?,
-            (None, _, _) => None,
+            (None, _, _) => match status.build {
+                Some(Build::OtherLayout { layout, build_id }) => Some(format!(
+                    "attached by another dnsredir build (object fnv1a64 {build_id:016x}, layout {layout}; this binary reads layout {LAYOUT_VERSION}), so its configuration and counters are not shown: {rerun} with this binary"
+                )),
+                Some(Build::Unknown) => Some(format!(
+                    "attached by a dnsredir build older than this one's configuration format, so its configuration and counters are not shown: {rerun} with this binary"
+                )),
+                _ => None,
+            },
         };
         Ok(status)
     })
@@ -90,32 +101,74 @@ fn hook_status(nl: &mut Netlink, ifname: &str, ifindex: u32) -> Result<HookStatu
     })
 }
 
-/// Finds the program's maps by name and reads configuration, flow count and counters.
+/// The build that attached a program, from its configuration's header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Build {
+    /// This very binary's object.
+    This,
+    /// Another build with the same layouts: decoded, but worth re-attaching.
+    SameLayout { build_id: u64 },
+    /// Another layout: nothing is decoded.
+    OtherLayout { layout: u32, build_id: u64 },
+    /// No dnsredir configuration header (a build older than the header, or not dnsredir's).
+    Unknown,
+}
+
+/// Where the configuration sits in a `.rodata` value: other constants may precede it, and only
+/// its header's magic (the same in every build) tells where.
+fn config_offset(rodata: &[u8]) -> Option<usize> {
+    (0..rodata.len()).step_by(4).find(|&at| {
+        rodata
+            .get(at..)
+            .and_then(ConfigHeader::from_bytes)
+            .is_some_and(|h| h.magic == CONFIG_MAGIC)
+    })
+}
+
+fn build_of(header: Option<ConfigHeader>) -> Build {
+    match header {
+        None => Build::Unknown,
+        Some(h) if h.layout != LAYOUT_VERSION => Build::OtherLayout {
+            layout: h.layout,
+            build_id: h.build_id,
+        },
+        Some(h) if h.build_id == embedded::object_hash() => Build::This,
+        Some(h) => Build::SameLayout {
+            build_id: h.build_id,
+        },
+    }
+}
+
+/// Reads the attached program's maps: first its configuration's header, to know whose they
+/// are, then — only if their layout is this build's — configuration, flow count and counters.
 fn read_maps(prog_id: u32, status: &mut Status) -> Result<(), Error> {
     let prog = sys::prog_fd_by_id(prog_id).context(|| "opening the attached program".into())?;
     let info = sys::prog_info(&prog).context(|| "reading the program's info".into())?;
-    let object = ObjectFile::parse(embedded::object_bytes())?;
-    let rodata = object
-        .globals
-        .get(CONFIG_SYMBOL)
-        .map(|g| (object.maps[g.map].name.clone(), g.offset));
+    let mut maps = Vec::new();
     for map_id in info.map_ids {
         let map = sys::map_fd_by_id(map_id).context(|| "opening the program's map".into())?;
         let map_info = sys::map_info(&map).context(|| "reading the map's info".into())?;
-        if Some(&map_info.name) == rodata.as_ref().map(|r| &r.0) {
-            let mut value = vec![0u8; map_info.value_size as usize];
-            sys::map_lookup(&map, &0u32.to_ne_bytes(), &mut value)
-                .context(|| "reading the configuration".into())?;
-            let offset = rodata.as_ref().map_or(0, |r| r.1);
-            status.config = value
-                .get(offset..offset + std::mem::size_of::<Config>())
-                .and_then(layout::decode_config);
-        } else if map_info.name == FLOWS_MAP {
-            status.tracked_flows = Some(count_keys(&map, map_info.key_size as usize)?);
+        maps.push((map, map_info));
+    }
+    let mut rodata = Vec::new();
+    for (map, map_info) in maps.iter().filter(|(_, i)| i.name.ends_with(".rodata")) {
+        rodata = vec![0u8; map_info.value_size as usize];
+        sys::map_lookup(map, &0u32.to_ne_bytes(), &mut rodata)
+            .context(|| "reading the configuration".into())?;
+    }
+    let config = config_offset(&rodata).and_then(|at| rodata.get(at..));
+    status.build = Some(build_of(config.and_then(ConfigHeader::from_bytes)));
+    if !matches!(status.build, Some(Build::This | Build::SameLayout { .. })) {
+        return Ok(());
+    }
+    status.config = config.and_then(Config::from_bytes);
+    for (map, map_info) in &maps {
+        if map_info.name == FLOWS_MAP {
+            status.tracked_flows = Some(count_keys(map, map_info.key_size as usize)?);
         } else if map_info.name == COUNTERS_MAP {
             let cpus = sys::possible_cpus().context(|| "counting CPUs".into())?;
             let mut value = vec![0u8; (map_info.value_size as usize).next_multiple_of(8) * cpus];
-            sys::map_lookup(&map, &0u32.to_ne_bytes(), &mut value)
+            sys::map_lookup(map, &0u32.to_ne_bytes(), &mut value)
                 .context(|| "reading the counters".into())?;
             status.counters = Some(layout::sum_percpu_counters(&value));
         }
@@ -165,12 +218,71 @@ fn stale_reason(config: &Config, interface: &str, rerun: &str) -> Result<Option<
                 addr_from_raw(config.container_addr)
             ))
         }
-        Ok(eth0) if eth0.ifindex != config.eth0_ifindex => reasons.push(format!(
+        Ok(eth0) if eth0.ifindex != config.iface_ifindex => reasons.push(format!(
             "{interface} is now ifindex {} but dnsredir sends to {}",
-            eth0.ifindex, config.eth0_ifindex
+            eth0.ifindex, config.iface_ifindex
         )),
         Err(_) => reasons.push(format!("{interface} is gone")),
         _ => {}
     }
     Ok((!reasons.is_empty()).then(|| format!("{}: {rerun}", reasons.join("; "))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rodata_with(config: &Config, before: usize) -> Vec<u8> {
+        let mut bytes = vec![0xaa; before];
+        bytes.extend_from_slice(&config.to_bytes());
+        bytes.extend_from_slice(&[0x55; 8]);
+        bytes
+    }
+
+    #[test]
+    fn the_configuration_is_found_by_its_magic_wherever_it_sits() {
+        let config = Config {
+            build_id: embedded::object_hash(),
+            upstream_port: 53u16.to_be(),
+            ..Config::UNSET
+        };
+        for before in [0, 4, 8, 20] {
+            let rodata = rodata_with(&config, before);
+            let at = config_offset(&rodata).expect("found");
+            assert_eq!(at, before);
+            assert_eq!(Config::from_bytes(&rodata[at..]), Some(config));
+            let header = ConfigHeader::from_bytes(&rodata[at..]);
+            assert_eq!(build_of(header), Build::This);
+        }
+        assert_eq!(config_offset(&[0xaa; 64]), None);
+        assert_eq!(build_of(None), Build::Unknown);
+    }
+
+    #[test]
+    fn another_build_is_told_apart_before_anything_is_decoded() {
+        let other = Config {
+            build_id: embedded::object_hash() ^ 1,
+            ..Config::UNSET
+        };
+        let header = ConfigHeader::from_bytes(&other.to_bytes());
+        assert_eq!(
+            build_of(header),
+            Build::SameLayout {
+                build_id: other.build_id
+            }
+        );
+        let older = Config {
+            layout: LAYOUT_VERSION - 1,
+            ..other
+        };
+        let bytes = older.to_bytes();
+        assert_eq!(
+            build_of(ConfigHeader::from_bytes(&bytes)),
+            Build::OtherLayout {
+                layout: LAYOUT_VERSION - 1,
+                build_id: other.build_id
+            }
+        );
+        assert_eq!(Config::from_bytes(&bytes), None, "never decoded");
+    }
 }

@@ -1,11 +1,8 @@
-//! Byte encodings of the shared layouts in `abi`, field by field in the same order and sizes
-//! as the `#[repr(C)]` structs (checked by the tests), in the host's byte order as the kernel
-//! stores map values.
+//! The loader's view of the shared layouts in [`abi`](crate::abi): raw forms of addresses and
+//! ports as the programs compare them, and per-CPU counter sums. The byte encodings themselves
+//! are the abi crate's.
 
-use crate::abi::{Config, Counters, FlowKey};
-use byteorder::{NativeEndian, ReadBytesExt, WriteBytesExt};
-use std::io::{Cursor, Write};
-use std::mem::size_of;
+use crate::abi::{Config, Counters};
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 /// An address as the programs compare it: its network-order bytes loaded as a native u32.
@@ -17,49 +14,14 @@ pub fn addr_from_raw(raw: u32) -> Ipv4Addr {
     Ipv4Addr::from(raw.to_ne_bytes())
 }
 
-/// A port as the programs compare it: network-order bytes loaded as a native u16.
+/// A port (or any 16-bit field compared with packet bytes, like the EDNS size) as the programs
+/// compare it: network-order bytes loaded as a native u16.
 pub fn port_raw(port: u16) -> u16 {
     u16::from_ne_bytes(port.to_be_bytes())
 }
 
 pub fn port_from_raw(raw: u16) -> u16 {
     u16::from_be_bytes(raw.to_ne_bytes())
-}
-
-pub fn encode_config(c: &Config) -> Vec<u8> {
-    let mut out = Vec::with_capacity(size_of::<Config>());
-    // Writes into a Vec cannot fail.
-    let _ = (|| -> std::io::Result<()> {
-        out.write_u32::<NativeEndian>(c.resolver_addr)?;
-        out.write_u32::<NativeEndian>(c.container_addr)?;
-        out.write_u32::<NativeEndian>(c.upstream_addr)?;
-        out.write_u16::<NativeEndian>(c.upstream_port)?;
-        out.write_u16::<NativeEndian>(c.dockerd_udp_port)?;
-        out.write_u16::<NativeEndian>(c.dockerd_tcp_port)?;
-        out.write_u16::<NativeEndian>(c.flags)?;
-        out.write_u32::<NativeEndian>(c.eth0_ifindex)?;
-        out.write_u32::<NativeEndian>(c.lo_ifindex)?;
-        out.flush()
-    })();
-    out
-}
-
-pub fn decode_config(bytes: &[u8]) -> Option<Config> {
-    if bytes.len() != size_of::<Config>() {
-        return None;
-    }
-    let mut r = Cursor::new(bytes);
-    Some(Config {
-        resolver_addr: r.read_u32::<NativeEndian>().ok()?,
-        container_addr: r.read_u32::<NativeEndian>().ok()?,
-        upstream_addr: r.read_u32::<NativeEndian>().ok()?,
-        upstream_port: r.read_u16::<NativeEndian>().ok()?,
-        dockerd_udp_port: r.read_u16::<NativeEndian>().ok()?,
-        dockerd_tcp_port: r.read_u16::<NativeEndian>().ok()?,
-        flags: r.read_u16::<NativeEndian>().ok()?,
-        eth0_ifindex: r.read_u32::<NativeEndian>().ok()?,
-        lo_ifindex: r.read_u32::<NativeEndian>().ok()?,
-    })
 }
 
 pub fn upstream_of(c: &Config) -> SocketAddrV4 {
@@ -69,62 +31,27 @@ pub fn upstream_of(c: &Config) -> SocketAddrV4 {
     )
 }
 
-pub const COUNTER_NAMES: [&str; 8] = [
-    "queries_redirected_udp",
-    "queries_redirected_tcp",
-    "tcp_segments_redirected",
-    "queries_kept_for_dockerd",
-    "replies_restored",
-    "replies_unknown_flow",
-    "passed",
-    "failures",
-];
-
-pub fn counters_as_array(c: &Counters) -> [u64; 8] {
-    [
-        c.queries_redirected_udp,
-        c.queries_redirected_tcp,
-        c.tcp_segments_redirected,
-        c.queries_kept_for_dockerd,
-        c.replies_restored,
-        c.replies_unknown_flow,
-        c.passed,
-        c.failures,
-    ]
-}
-
 /// Sums a per-CPU lookup result: one `Counters` per possible CPU, each slot rounded up to 8 bytes.
 pub fn sum_percpu_counters(bytes: &[u8]) -> Counters {
-    let slot = size_of::<Counters>().next_multiple_of(8);
-    let mut total = [0u64; COUNTER_NAMES.len()];
-    for cpu in bytes.chunks_exact(slot) {
-        let mut r = Cursor::new(cpu);
-        for t in total.iter_mut() {
-            *t += r.read_u64::<NativeEndian>().unwrap_or(0);
+    let mut total = [0u64; Counters::COUNT];
+    for cpu in bytes.chunks_exact(Counters::SIZE.next_multiple_of(8)) {
+        if let Some(c) = Counters::from_bytes(cpu) {
+            for (t, v) in total.iter_mut().zip(c.as_array()) {
+                *t += v;
+            }
         }
     }
-    Counters {
-        queries_redirected_udp: total[0],
-        queries_redirected_tcp: total[1],
-        tcp_segments_redirected: total[2],
-        queries_kept_for_dockerd: total[3],
-        replies_restored: total[4],
-        replies_unknown_flow: total[5],
-        passed: total[6],
-        failures: total[7],
-    }
+    Counters::from_array(total)
 }
-
-pub const FLOW_KEY_SIZE: usize = size_of::<FlowKey>();
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::mem::offset_of;
+    use crate::abi::{ConfigHeader, FlowKey, FlowValue, CONFIG_MAGIC, LAYOUT_VERSION};
 
-    #[test]
-    fn config_encoding_matches_repr_c_layout() {
-        let c = Config {
+    fn config() -> Config {
+        Config {
+            build_id: 0x0102_0304_0506_0708,
             resolver_addr: addr_raw(Ipv4Addr::new(127, 0, 0, 11)),
             container_addr: addr_raw(Ipv4Addr::new(172, 18, 0, 2)),
             upstream_addr: addr_raw(Ipv4Addr::new(1, 1, 1, 1)),
@@ -132,80 +59,141 @@ mod tests {
             dockerd_udp_port: port_raw(41552),
             dockerd_tcp_port: port_raw(37011),
             flags: 1,
-            eth0_ifindex: 43,
+            edns_max: port_raw(1232),
+            iface_ifindex: 43,
             lo_ifindex: 1,
-        };
-        let bytes = encode_config(&c);
-        assert_eq!(bytes.len(), size_of::<Config>());
+            tcp_close_grace_ns: 10_000_000_000,
+            ..Config::UNSET
+        }
+    }
+
+    #[test]
+    fn config_bytes_sit_at_fixed_offsets() {
+        let c = config();
+        let b = c.to_bytes();
+        assert_eq!(b.len(), 56);
+        assert_eq!(&b[0..4], b"DNSR", "magic");
+        assert_eq!(&b[4..8], &2u32.to_ne_bytes(), "layout");
+        assert_eq!(&b[8..16], &0x0102_0304_0506_0708u64.to_ne_bytes());
+        assert_eq!(&b[16..20], &[127, 0, 0, 11], "resolver, network order");
+        assert_eq!(&b[20..24], &[172, 18, 0, 2]);
+        assert_eq!(&b[24..28], &[1, 1, 1, 1]);
+        assert_eq!(&b[28..30], &[0, 53], "ports in network order");
+        assert_eq!(&b[30..32], &41552u16.to_be_bytes());
+        assert_eq!(&b[32..34], &37011u16.to_be_bytes());
+        assert_eq!(&b[34..36], &1u16.to_ne_bytes(), "flags");
         assert_eq!(
-            &bytes[offset_of!(Config, resolver_addr)..][..4],
-            &[127, 0, 0, 11]
+            &b[36..38],
+            &1232u16.to_be_bytes(),
+            "edns_max, network order"
         );
-        assert_eq!(
-            &bytes[offset_of!(Config, container_addr)..][..4],
-            &[172, 18, 0, 2]
-        );
-        assert_eq!(
-            &bytes[offset_of!(Config, upstream_addr)..][..4],
-            &[1, 1, 1, 1]
-        );
-        assert_eq!(
-            &bytes[offset_of!(Config, upstream_port)..][..2],
-            &[0, 53],
-            "network order"
-        );
-        assert_eq!(
-            &bytes[offset_of!(Config, dockerd_udp_port)..][..2],
-            &41552u16.to_be_bytes()
-        );
-        assert_eq!(
-            &bytes[offset_of!(Config, dockerd_tcp_port)..][..2],
-            &37011u16.to_be_bytes()
-        );
-        assert_eq!(
-            &bytes[offset_of!(Config, eth0_ifindex)..][..4],
-            &43u32.to_ne_bytes()
-        );
-        assert_eq!(
-            &bytes[offset_of!(Config, lo_ifindex)..][..4],
-            &1u32.to_ne_bytes()
-        );
-        assert_eq!(decode_config(&bytes), Some(c));
+        assert_eq!(&b[38..40], &[0, 0], "padding");
+        assert_eq!(&b[40..44], &43u32.to_ne_bytes(), "iface_ifindex");
+        assert_eq!(&b[44..48], &1u32.to_ne_bytes(), "lo_ifindex");
+        assert_eq!(&b[48..56], &10_000_000_000u64.to_ne_bytes());
+        assert_eq!(Config::from_bytes(&b), Some(c));
         assert_eq!(upstream_of(&c), "1.1.1.1:53".parse().unwrap());
     }
 
     #[test]
-    fn counter_names_follow_the_struct() {
-        assert_eq!(COUNTER_NAMES.len() * 8, size_of::<Counters>());
+    fn a_config_of_another_layout_is_recognised_and_not_decoded() {
+        let mut b = config().to_bytes();
+        assert_eq!(
+            ConfigHeader::from_bytes(&b),
+            Some(ConfigHeader {
+                magic: CONFIG_MAGIC,
+                layout: LAYOUT_VERSION,
+                build_id: 0x0102_0304_0506_0708
+            })
+        );
+        assert_eq!(Config::from_bytes(&b[..55]), None, "short");
+        b[4..8].copy_from_slice(&1u32.to_ne_bytes());
+        let header = ConfigHeader::from_bytes(&b).expect("16 bytes");
+        assert_eq!(header.layout, 1);
+        assert!(!header.is_current());
+        assert_eq!(Config::from_bytes(&b), None, "another layout");
+        b[0] = b'X';
+        assert_eq!(Config::from_bytes(&b), None, "not ours");
+        assert_eq!(ConfigHeader::from_bytes(&b[..15]), None);
+    }
+
+    #[test]
+    fn flow_layouts_sit_at_fixed_offsets() {
+        let k = FlowKey {
+            port: port_raw(50123),
+            dns_id: 0x1234,
+            proto: 17,
+            ..FlowKey::default()
+        };
+        let b = k.to_bytes();
+        assert_eq!(b.len(), 8);
+        assert_eq!(&b[0..2], &50123u16.to_be_bytes());
+        assert_eq!(&b[2..4], &0x1234u16.to_ne_bytes());
+        assert_eq!(&b[4..8], &[17, 0, 0, 0]);
+        assert_eq!(FlowKey::from_bytes(&b), Some(k));
+
+        let v = FlowValue {
+            closing_since_ns: 7,
+            client_addr: addr_raw(Ipv4Addr::new(127, 0, 0, 1)),
+            resolver_addr: addr_raw(Ipv4Addr::new(127, 0, 0, 11)),
+            resolver_port: port_raw(41552),
+            ..FlowValue::default()
+        };
+        let b = v.to_bytes();
+        assert_eq!(b.len(), 24);
+        assert_eq!(&b[0..8], &7u64.to_ne_bytes());
+        assert_eq!(&b[8..12], &[127, 0, 0, 1]);
+        assert_eq!(&b[12..16], &[127, 0, 0, 11]);
+        assert_eq!(&b[16..18], &41552u16.to_be_bytes());
+        assert_eq!(&b[18..24], &[0; 6]);
+        assert_eq!(FlowValue::from_bytes(&b), Some(v));
+    }
+
+    #[test]
+    fn counter_names_and_values_follow_the_fields() {
+        assert_eq!(
+            Counters::NAMES,
+            [
+                "queries_redirected_udp",
+                "queries_redirected_tcp",
+                "tcp_segments_redirected",
+                "queries_kept_for_dockerd",
+                "replies_restored",
+                "replies_unknown_flow",
+                "passed",
+                "failures",
+                "edns_clamped",
+                "replies_fragmented",
+            ]
+        );
         let c = Counters {
             tcp_segments_redirected: 3,
             failures: 9,
+            replies_fragmented: 11,
             ..Counters::default()
         };
-        let array = counters_as_array(&c);
-        assert_eq!(
-            array[COUNTER_NAMES
-                .iter()
-                .position(|n| *n == "tcp_segments_redirected")
-                .unwrap()],
-            3
-        );
-        assert_eq!(
-            array[COUNTER_NAMES.iter().position(|n| *n == "failures").unwrap()],
-            9
-        );
+        assert_eq!(c.as_array(), [0, 0, 3, 0, 0, 0, 0, 9, 0, 11]);
+        assert_eq!(Counters::from_array(c.as_array()), c);
+        let b = c.to_bytes();
+        assert_eq!(b.len(), 80);
+        assert_eq!(&b[16..24], &3u64.to_ne_bytes(), "tcp_segments_redirected");
+        assert_eq!(&b[56..64], &9u64.to_ne_bytes(), "failures");
+        assert_eq!(&b[72..80], &11u64.to_ne_bytes(), "replies_fragmented");
+        assert_eq!(Counters::from_bytes(&b), Some(c));
     }
 
     #[test]
     fn percpu_counters_are_summed() {
-        let slot = size_of::<Counters>().next_multiple_of(8);
+        let slot = Counters::SIZE.next_multiple_of(8);
         let mut bytes = vec![0u8; slot * 2];
         bytes[0] = 3; // cpu 0: queries_redirected_udp
         bytes[slot] = 4; // cpu 1: queries_redirected_udp
         bytes[slot + 8 * 4] = 5; // cpu 1: replies_restored
+        bytes[slot + 8 * 8] = 6; // cpu 1: edns_clamped
         let sum = sum_percpu_counters(&bytes);
         assert_eq!(sum.queries_redirected_udp, 7);
         assert_eq!(sum.replies_restored, 5);
+        assert_eq!(sum.edns_clamped, 6);
         assert_eq!(sum.failures, 0);
     }
 }

@@ -5,8 +5,7 @@
 //! target namespace ([`target`]) → the object loaded ([`bpf`]) → attached ([`redirect`], over
 //! [`net`]) → read back ([`inspect`]) → shown ([`report`]).
 
-#[path = "../bpf-prog/src/abi.rs"]
-pub mod abi;
+pub use dnsredir_abi as abi;
 pub mod bpf;
 pub mod cli;
 pub mod error;

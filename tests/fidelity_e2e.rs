@@ -27,7 +27,7 @@ const MID: &str = "mid.test";
 
 fn txt_strings(count: usize) -> Vec<String> {
     (0..count)
-        .map(|i| std::iter::repeat_n((b'a' + i as u8) as char, 250).collect())
+        .map(|i| ((b'a' + i as u8) as char).to_string().repeat(250))
         .collect()
 }
 

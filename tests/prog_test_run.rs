@@ -1,8 +1,10 @@
 //! The BPF programs run by the kernel on crafted packets (BPF_PROG_TEST_RUN): rewrites are
 //! checked byte for byte, checksums are recomputed from scratch, and everything the programs
-//! must not touch comes back identical with TC_ACT_OK.
+//! must not touch comes back identical with TC_ACT_UNSPEC (on to the next tc filter).
 
-use dnsredir::abi::{Counters, COUNTERS_MAP, FLAG_REDIRECT_ALL, QUERY_SECTION, REPLY_SECTION};
+use dnsredir::abi::{
+    Config, Counters, COUNTERS_MAP, FLAG_REDIRECT_ALL, QUERY_SECTION, REPLY_SECTION,
+};
 use dnsredir::bpf::elf::ObjectFile;
 use dnsredir::bpf::load::Loaded;
 use dnsredir::bpf::sys;
@@ -17,6 +19,10 @@ const UPSTREAM_PORT: u16 = 5353;
 
 fn load(flags: u16) -> (ObjectFile, Loaded) {
     load_programs(UPSTREAM_PORT, flags).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn load_config(config: &Config) -> (ObjectFile, Loaded) {
+    load_with(config).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn run(loaded: &Loaded, section: &str, packet: &[u8]) -> (u32, Vec<u8>) {
@@ -67,7 +73,11 @@ fn parse_checked(frame: &[u8]) -> Seen {
         "{} checksum must verify",
         if proto == UDP { "UDP" } else { "TCP" }
     );
-    let header = if proto == UDP { 8 } else { 20 };
+    let header = if proto == UDP {
+        8
+    } else {
+        ((l4[12] >> 4) as usize) * 4
+    };
     Seen {
         src,
         dst,
@@ -146,7 +156,7 @@ fn reply_to_a_redirected_query_is_restored_once() {
     let again = reply.bytes();
     assert_eq!(
         run(&loaded, REPLY_SECTION, &again),
-        (TC_ACT_OK, again.clone())
+        (TC_ACT_UNSPEC, again.clone())
     );
 
     let c = counters(&object, &loaded);
@@ -180,21 +190,21 @@ fn reply_with_another_dns_id_or_port_is_untouched() {
     let other_id = reply_packet(8, "example.com").bytes();
     assert_eq!(
         run(&loaded, REPLY_SECTION, &other_id),
-        (TC_ACT_OK, other_id.clone())
+        (TC_ACT_UNSPEC, other_id.clone())
     );
     let mut other_port = reply_packet(7, "example.com");
     other_port.dport = CLIENT_PORT + 1;
     let other_port = other_port.bytes();
     assert_eq!(
         run(&loaded, REPLY_SECTION, &other_port),
-        (TC_ACT_OK, other_port.clone())
+        (TC_ACT_UNSPEC, other_port.clone())
     );
     let mut other_source = reply_packet(7, "example.com");
     other_source.sport = 53;
     let other_source = other_source.bytes();
     assert_eq!(
         run(&loaded, REPLY_SECTION, &other_source),
-        (TC_ACT_OK, other_source.clone())
+        (TC_ACT_UNSPEC, other_source.clone())
     );
 }
 
@@ -267,12 +277,12 @@ fn a_tcp_connection_older_than_the_attach_stays_with_dockerd() {
     let segment = tcp(false, ACK);
     assert_eq!(
         run(&loaded, QUERY_SECTION, &segment),
-        (TC_ACT_OK, segment.clone())
+        (TC_ACT_UNSPEC, segment.clone())
     );
     let answer = tcp(true, ACK);
     assert_eq!(
         run(&loaded, REPLY_SECTION, &answer),
-        (TC_ACT_OK, answer.clone())
+        (TC_ACT_UNSPEC, answer.clone())
     );
 }
 
@@ -295,12 +305,12 @@ fn a_tcp_flow_ends_with_its_connection() {
     let late = tcp(true, ACK);
     assert_eq!(
         run(&loaded, REPLY_SECTION, &late),
-        (TC_ACT_OK, late.clone())
+        (TC_ACT_UNSPEC, late.clone())
     );
     let client = tcp(false, ACK);
     assert_eq!(
         run(&loaded, QUERY_SECTION, &client),
-        (TC_ACT_OK, client.clone()),
+        (TC_ACT_UNSPEC, client.clone()),
         "no flow: not redirected"
     );
 
@@ -318,7 +328,7 @@ fn a_tcp_flow_ends_with_its_connection() {
     let late = tcp(true, ACK);
     assert_eq!(
         run(&loaded, REPLY_SECTION, &late),
-        (TC_ACT_OK, late.clone())
+        (TC_ACT_UNSPEC, late.clone())
     );
 
     // FINs: the closing handshake still gets through (within the grace period).
@@ -386,7 +396,10 @@ fn single_label_names_stay_with_dockerd_unless_redirect_all() {
     }
     let (object, loaded) = load(0);
     let c2 = query_packet(9, "c2").bytes();
-    assert_eq!(run(&loaded, QUERY_SECTION, &c2), (TC_ACT_OK, c2.clone()));
+    assert_eq!(
+        run(&loaded, QUERY_SECTION, &c2),
+        (TC_ACT_UNSPEC, c2.clone())
+    );
     let two_labels = query_packet(10, "c2.mynet").bytes();
     assert_eq!(
         run(&loaded, QUERY_SECTION, &two_labels).0,
@@ -464,7 +477,7 @@ fn everything_else_passes_byte_for_byte() {
     for (what, packet) in &cases {
         for section in [QUERY_SECTION, REPLY_SECTION] {
             let (ret, out) = run(&loaded, section, packet);
-            assert_eq!(ret, TC_ACT_OK, "{what} through {section}");
+            assert_eq!(ret, TC_ACT_UNSPEC, "{what} through {section}");
             assert_eq!(
                 &out, packet,
                 "{what} through {section} must come back untouched"
@@ -484,7 +497,11 @@ fn a_closed_tcp_flow_is_forgotten_after_the_grace_period() {
     if !require_root() {
         return;
     }
-    let (object, loaded) = load(0);
+    let grace = std::time::Duration::from_millis(200);
+    let (object, loaded) = load_config(&Config {
+        tcp_close_grace_ns: grace.as_nanos() as u64,
+        ..test_config(UPSTREAM_PORT, 0)
+    });
     assert_eq!(
         run(&loaded, QUERY_SECTION, &tcp(false, SYN)).0,
         TC_ACT_REDIRECT
@@ -493,15 +510,310 @@ fn a_closed_tcp_flow_is_forgotten_after_the_grace_period() {
         run(&loaded, REPLY_SECTION, &tcp(true, FIN_ACK)).0,
         TC_ACT_REDIRECT
     );
-    std::thread::sleep(
-        std::time::Duration::from_nanos(dnsredir::abi::TCP_CLOSE_GRACE_NS)
-            + std::time::Duration::from_millis(200),
+    assert_eq!(
+        run(&loaded, REPLY_SECTION, &tcp(true, ACK)).0,
+        TC_ACT_REDIRECT,
+        "within the grace period"
     );
+    std::thread::sleep(grace + std::time::Duration::from_millis(100));
     // As a later direct connection from the same port would be answered.
     let direct = tcp(true, SYN | ACK);
     assert_eq!(
         run(&loaded, REPLY_SECTION, &direct),
-        (TC_ACT_OK, direct.clone())
+        (TC_ACT_UNSPEC, direct.clone())
     );
     assert_eq!(counters(&object, &loaded).replies_unknown_flow, 1);
+}
+
+// ---- EDNS ----
+
+fn edns_query(id: u16, name: &str, size: u16) -> Packet {
+    Packet::udp(
+        CLIENT,
+        CLIENT_PORT,
+        RESOLVER,
+        DOCKERD_UDP,
+        dns_query_edns(id, name, size),
+    )
+}
+
+/// The payload size field of the OPT record in a frame built by [`edns_query`].
+fn edns_size_in(frame: &[u8], name: &str) -> u16 {
+    let at = 14 + 20 + 8 + edns_size_offset(name);
+    u16::from_be_bytes([frame[at], frame[at + 1]])
+}
+
+#[test]
+fn a_large_edns_size_is_clamped_with_a_valid_checksum() {
+    if !require_root() {
+        return;
+    }
+    let (object, loaded) = load(0);
+    // The field's offset from the UDP header: 27 + the name's length, so both word alignments;
+    // and the longest name there is, 127 labels in 255 bytes: every step of the walk.
+    let longest = vec!["a"; 127].join(".");
+    for (id, name) in [
+        (21, "example.com"),
+        (22, "c2.mynet"),
+        (24, longest.as_str()),
+    ] {
+        let query = edns_query(id, name, 4096);
+        let bytes = query.bytes();
+        assert_eq!(edns_size_in(&bytes, name), 4096);
+        let (ret, out) = run(&loaded, QUERY_SECTION, &bytes);
+        assert_eq!(ret, TC_ACT_REDIRECT, "{name}");
+        assert_eq!(edns_size_in(&out, name), EDNS_MAX, "{name}");
+        // parse_checked recomputes the UDP checksum from scratch.
+        let seen = parse_checked(&out);
+        assert_eq!((seen.dst, seen.dport), (UPSTREAM, UPSTREAM_PORT));
+        let mut expected = query.payload.clone();
+        let at = edns_size_offset(name);
+        expected[at..at + 2].copy_from_slice(&EDNS_MAX.to_be_bytes());
+        assert_eq!(seen.payload, expected, "{name}: nothing else changed");
+    }
+    let c = counters(&object, &loaded);
+    assert_eq!((c.queries_redirected_udp, c.edns_clamped), (3, 3));
+}
+
+#[test]
+fn a_clamped_query_without_udp_checksum_keeps_zero() {
+    if !require_root() {
+        return;
+    }
+    let (_, loaded) = load(0);
+    let mut query = edns_query(23, "example.com", 4096);
+    query.zero_udp_checksum = true;
+    let (ret, out) = run(&loaded, QUERY_SECTION, &query.bytes());
+    assert_eq!(ret, TC_ACT_REDIRECT);
+    assert_eq!(edns_size_in(&out, "example.com"), EDNS_MAX);
+    assert_eq!(&out[14 + 20 + 6..14 + 20 + 8], &[0, 0]);
+}
+
+#[test]
+fn edns_sizes_within_the_limit_and_queries_without_opt_are_not_changed() {
+    if !require_root() {
+        return;
+    }
+    let (object, loaded) = load(0);
+    let cases = [
+        ("OPT 512", edns_query(31, "example.com", 512)),
+        ("OPT at the limit", edns_query(32, "example.com", EDNS_MAX)),
+        ("no OPT", query_packet(33, "example.com")),
+    ];
+    for (what, query) in &cases {
+        let (ret, out) = run(&loaded, QUERY_SECTION, &query.bytes());
+        assert_eq!(ret, TC_ACT_REDIRECT, "{what}");
+        let seen = parse_checked(&out);
+        assert_eq!(seen.payload, query.payload, "{what}: DNS message untouched");
+    }
+    assert_eq!(counters(&object, &loaded).edns_clamped, 0);
+
+    let (object, loaded) = load_config(&Config {
+        edns_max: 0,
+        ..test_config(UPSTREAM_PORT, 0)
+    });
+    let query = edns_query(34, "example.com", 4096);
+    let (ret, out) = run(&loaded, QUERY_SECTION, &query.bytes());
+    assert_eq!(ret, TC_ACT_REDIRECT);
+    assert_eq!(
+        parse_checked(&out).payload,
+        query.payload,
+        "edns_max 0: no clamp"
+    );
+    assert_eq!(counters(&object, &loaded).edns_clamped, 0);
+}
+
+#[test]
+fn queries_the_clamp_does_not_understand_are_redirected_unchanged() {
+    if !require_root() {
+        return;
+    }
+    let (object, loaded) = load(0);
+    let mut cases: Vec<(&str, Vec<u8>)> = Vec::new();
+    let mut pointer = dns_query_edns(41, "example.com", 4096);
+    pointer[12 + 8] = 0xc0; // "com" becomes a compression pointer
+    cases.push(("compression pointer in the question", pointer));
+    let mut long_label = dns_query_edns(42, "example.com", 4096);
+    long_label[12] = 64;
+    cases.push(("label longer than 63", long_label));
+    let long_name =
+        ["abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz0"; 4].join(".");
+    assert!(long_name.len() + 2 > 255);
+    cases.push((
+        "128 labels, 257 bytes",
+        dns_query_edns(49, &vec!["a"; 128].join("."), 4096),
+    ));
+    cases.push((
+        "name longer than 255 bytes",
+        dns_query_edns(43, &long_name, 4096),
+    ));
+    let mut two_additional = dns_query_edns(44, "example.com", 4096);
+    two_additional[11] = 2; // a signature could follow
+    cases.push(("two additional records", two_additional));
+    let mut answer_count = dns_query_edns(45, "example.com", 4096);
+    answer_count[7] = 1;
+    cases.push(("an answer record", answer_count));
+    let mut not_opt = dns_query_edns(46, "example.com", 4096);
+    not_opt[12 + 13 + 4 + 2] = 1; // TYPE A, not OPT
+    cases.push(("additional record is not OPT", not_opt));
+    let mut truncated = dns_query_edns(47, "example.com", 4096);
+    truncated.truncate(12 + 13 + 4 + 4); // ends inside the OPT record
+    cases.push(("OPT record cut short", truncated));
+    let mut unterminated = dns_query(48, "example.com");
+    unterminated.truncate(12 + 12); // the name runs to the end
+    cases.push(("name runs off the end", unterminated));
+
+    for (what, payload) in &cases {
+        let query = Packet::udp(CLIENT, CLIENT_PORT, RESOLVER, DOCKERD_UDP, payload.clone());
+        let (ret, out) = run(&loaded, QUERY_SECTION, &query.bytes());
+        assert_eq!(ret, TC_ACT_REDIRECT, "{what}: still redirected");
+        let seen = parse_checked(&out);
+        assert_eq!((seen.dst, seen.dport), (UPSTREAM, UPSTREAM_PORT), "{what}");
+        assert_eq!(&seen.payload, payload, "{what}: DNS message untouched");
+    }
+    let c = counters(&object, &loaded);
+    assert_eq!(
+        (
+            c.queries_redirected_udp,
+            c.edns_clamped,
+            c.queries_kept_for_dockerd
+        ),
+        (cases.len() as u64, 0, 0)
+    );
+}
+
+#[test]
+fn a_single_label_name_with_opt_stays_with_dockerd() {
+    if !require_root() {
+        return;
+    }
+    let (object, loaded) = load(0);
+    let c2 = edns_query(51, "c2", 4096).bytes();
+    assert_eq!(
+        run(&loaded, QUERY_SECTION, &c2),
+        (TC_ACT_UNSPEC, c2.clone())
+    );
+    assert_eq!(counters(&object, &loaded).queries_kept_for_dockerd, 1);
+
+    let (object, all) = load(FLAG_REDIRECT_ALL);
+    let (ret, out) = run(&all, QUERY_SECTION, &c2);
+    assert_eq!(ret, TC_ACT_REDIRECT);
+    assert_eq!(edns_size_in(&out, "c2"), EDNS_MAX);
+    parse_checked(&out);
+    assert_eq!(counters(&object, &all).edns_clamped, 1);
+}
+
+// ---- fragments and truncated TCP ----
+
+#[test]
+fn a_fragmented_reply_to_a_known_flow_is_counted_and_passed() {
+    if !require_root() {
+        return;
+    }
+    let (object, loaded) = load(0);
+    assert_eq!(
+        run(
+            &loaded,
+            QUERY_SECTION,
+            &query_packet(0x0f0f, "example.com").bytes()
+        )
+        .0,
+        TC_ACT_REDIRECT
+    );
+    let mut first = reply_packet(0x0f0f, "example.com");
+    first.frag = 0x2000; // more fragments, offset 0
+    let first = first.bytes();
+    assert_eq!(
+        run(&loaded, REPLY_SECTION, &first),
+        (TC_ACT_UNSPEC, first.clone())
+    );
+    let mut later = reply_packet(0x0f0f, "example.com");
+    later.frag = 0x0005; // offset 40 bytes, last
+    let later = later.bytes();
+    assert_eq!(
+        run(&loaded, REPLY_SECTION, &later),
+        (TC_ACT_UNSPEC, later.clone())
+    );
+    let mut unknown = reply_packet(0x0f10, "example.com");
+    unknown.frag = 0x2000;
+    let unknown = unknown.bytes();
+    assert_eq!(
+        run(&loaded, REPLY_SECTION, &unknown),
+        (TC_ACT_UNSPEC, unknown.clone())
+    );
+    let c = counters(&object, &loaded);
+    assert_eq!(
+        (
+            c.replies_fragmented,
+            c.replies_unknown_flow,
+            c.passed,
+            c.replies_restored
+        ),
+        (1, 1, 1, 0)
+    );
+    // The flow is still there for an unfragmented answer.
+    assert_eq!(
+        run(
+            &loaded,
+            REPLY_SECTION,
+            &reply_packet(0x0f0f, "example.com").bytes()
+        )
+        .0,
+        TC_ACT_REDIRECT
+    );
+}
+
+#[test]
+fn tcp_segments_cut_inside_their_header_pass_untouched() {
+    if !require_root() {
+        return;
+    }
+    let (object, loaded) = load(0);
+    // A flow exists both ways, so only the header decides.
+    assert_eq!(
+        run(&loaded, QUERY_SECTION, &tcp(false, SYN)).0,
+        TC_ACT_REDIRECT
+    );
+    let timestamps = vec![1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2]; // NOP NOP timestamp: doff 8
+    for options in [vec![], timestamps] {
+        let mut to_upstream = Packet::tcp(CLIENT, CLIENT_PORT, RESOLVER, DOCKERD_TCP, vec![]);
+        to_upstream.tcp_flags = ACK;
+        to_upstream.tcp_options = options.clone();
+        let mut from_upstream =
+            Packet::tcp(UPSTREAM, UPSTREAM_PORT, CONTAINER, CLIENT_PORT, vec![]);
+        from_upstream.tcp_flags = ACK;
+        from_upstream.tcp_options = options.clone();
+        let header_end = 14 + 20 + 20 + options.len();
+        for whole in [to_upstream.bytes(), from_upstream.bytes()] {
+            assert_eq!(whole.len(), header_end);
+            for cut in 14 + 20..header_end {
+                let packet = &whole[..cut];
+                for section in [QUERY_SECTION, REPLY_SECTION] {
+                    assert_eq!(
+                        run(&loaded, section, packet),
+                        (TC_ACT_UNSPEC, packet.to_vec()),
+                        "{cut} of {header_end} bytes through {section}"
+                    );
+                }
+            }
+        }
+        // Whole headers are still redirected, both ways.
+        assert_eq!(
+            run(&loaded, QUERY_SECTION, &to_upstream.bytes()).0,
+            TC_ACT_REDIRECT
+        );
+        let (ret, out) = run(&loaded, REPLY_SECTION, &from_upstream.bytes());
+        assert_eq!(ret, TC_ACT_REDIRECT);
+        assert_eq!(parse_checked(&out).dport, CLIENT_PORT);
+    }
+    let mut bad_doff = tcp(false, ACK);
+    bad_doff[14 + 20 + 12] = 0x40; // data offset 4: shorter than a header
+    for section in [QUERY_SECTION, REPLY_SECTION] {
+        assert_eq!(
+            run(&loaded, section, &bad_doff),
+            (TC_ACT_UNSPEC, bad_doff.clone()),
+            "data offset 4 through {section}"
+        );
+    }
+    assert_eq!(counters(&object, &loaded).failures, 0);
 }

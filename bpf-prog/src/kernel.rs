@@ -1,13 +1,16 @@
-//! The kernel's side of the contract: `__sk_buff` fields, map definitions and helper calls.
-//! Ids and numbers come from include/uapi/linux/bpf.h (see vendor-docs/bpf-helpers.md).
+//! The kernel's side of the contract: `__sk_buff` fields, map definitions, helper calls and tc
+//! verdicts. Ids and numbers come from include/uapi/linux/bpf.h and pkt_cls.h (see
+//! vendor-docs/bpf-helpers.md).
 
 use core::ffi::c_void;
 
-pub const TC_ACT_OK: i32 = 0;
+/// Go on to the next tc filter, and from the last one pass the packet. Not TC_ACT_OK (0): that
+/// ends classification and would hide the packet from every filter after ours.
+pub const TC_ACT_UNSPEC: i32 = -1;
 pub const TC_ACT_SHOT: i32 = 2;
 
-pub const BPF_MAP_TYPE_LRU_HASH: u32 = 9;
 pub const BPF_MAP_TYPE_PERCPU_ARRAY: u32 = 6;
+pub const BPF_MAP_TYPE_LRU_HASH: u32 = 9;
 
 pub const BPF_F_PSEUDO_HDR: u64 = 1 << 4;
 pub const BPF_F_MARK_MANGLED_0: u64 = 1 << 5;
@@ -22,12 +25,20 @@ pub struct MapDef {
     pub map_flags: u32,
 }
 
-/// `struct __sk_buff` up to `data_end`; only `data` and `data_end` are read.
+/// `struct __sk_buff` up to `data_end`: only the packet bounds are read.
 #[repr(C)]
 pub struct SkBuff {
-    pub head: [u32; 19],
-    pub data: u32,
-    pub data_end: u32,
+    _before_data: [u32; 19],
+    data: u32,
+    data_end: u32,
+}
+
+/// The packet's first byte and the end of its linear part, for direct packet access.
+#[inline(always)]
+pub unsafe fn packet_bounds(skb: *const SkBuff) -> (*mut u8, *const u8) {
+    let data = (*skb).data as usize as *mut u8;
+    let end = (*skb).data_end as usize as *const u8;
+    (data, end)
 }
 
 /// Each helper is a call to its id; the cast only tells LLVM the signature.
@@ -45,7 +56,10 @@ pub unsafe fn map_lookup_elem(map: *const MapDef, key: *const c_void) -> *mut c_
 
 #[inline(always)]
 pub unsafe fn map_update_elem(map: *const MapDef, key: *const c_void, value: *const c_void) -> i64 {
-    helper!(2, fn(*const MapDef, *const c_void, *const c_void, u64) -> i64)(map, key, value, 0)
+    helper!(
+        2,
+        fn(*const MapDef, *const c_void, *const c_void, u64) -> i64
+    )(map, key, value, 0)
 }
 
 #[inline(always)]
@@ -68,11 +82,7 @@ pub unsafe fn l4_csum_replace(skb: *mut SkBuff, offset: u32, diff: u32, flags: u
     helper!(11, fn(*mut SkBuff, u32, u64, u64, u64) -> i64)(skb, offset, 0, diff as u64, flags)
 }
 
-#[inline(always)]
-pub unsafe fn skb_load_bytes(skb: *mut SkBuff, offset: u32, to: *mut c_void, len: u32) -> i64 {
-    helper!(26, fn(*mut SkBuff, u32, *mut c_void, u32) -> i64)(skb, offset, to, len)
-}
-
+/// TC_ACT_REDIRECT, or TC_ACT_SHOT if the kernel refused.
 #[inline(always)]
 pub unsafe fn redirect_neigh(ifindex: u32) -> i32 {
     helper!(152, fn(u32, *const c_void, i32, u64) -> i64)(ifindex, core::ptr::null(), 0, 0) as i32

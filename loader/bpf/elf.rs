@@ -498,6 +498,18 @@ mod tests {
     }
 
     #[test]
+    fn the_compiled_in_config_carries_this_builds_header() {
+        let o = object();
+        let g = o.globals[abi::CONFIG_SYMBOL];
+        let data = o.maps[g.map].data.as_ref().expect("data");
+        let compiled_in = &data[g.offset..g.offset + g.size];
+        let header = abi::ConfigHeader::from_bytes(compiled_in).expect("a header");
+        assert!(header.is_current(), "{header:?}");
+        assert_eq!(header.build_id, 0, "the loader fills it");
+        assert_eq!(Config::from_bytes(compiled_in), Some(Config::UNSET));
+    }
+
+    #[test]
     fn config_is_written_at_its_symbol() {
         let mut o = object();
         let g = o.globals[abi::CONFIG_SYMBOL];

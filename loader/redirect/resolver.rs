@@ -9,7 +9,7 @@ use crate::bpf::embedded;
 use crate::bpf::load::{self, Loaded, LoadedProgram};
 use crate::bpf::sys;
 use crate::error::Error;
-use crate::layout::{addr_raw, encode_config, port_raw};
+use crate::layout::{addr_raw, port_raw};
 use crate::net::netns::Target;
 use crate::net::tc::Hook;
 use crate::target::{self, ResolverPorts, TargetError, DOCKER_RESOLVER};
@@ -23,7 +23,16 @@ pub struct AttachRequest {
     pub dockerd_tcp_port: Option<u16>,
     pub redirect_all: bool,
     pub interface: String,
+    /// The largest EDNS UDP payload size redirected queries may announce; 0 leaves it alone.
+    pub edns_max: u16,
 }
+
+/// `--edns-max`'s default: DNS Flag Day 2020's size, below which answers are not fragmented
+/// on common paths.
+pub const EDNS_MAX: u16 = 1232;
+
+/// How long a closing TCP flow keeps being restored (retransmitted FINs and ACKs).
+const TCP_CLOSE_GRACE_NS: u64 = 10_000_000_000;
 
 /// What was attached, for the report.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +66,7 @@ pub fn attach(request: &AttachRequest, log: Log) -> Result<Attached, Error> {
         target::check_route(&request.interface, container_addr, *request.upstream.ip())?;
         let ports = dockerd_ports(request, log)?;
         let config = Config {
+            build_id: embedded::object_hash(),
             resolver_addr: addr_raw(DOCKER_RESOLVER),
             container_addr: addr_raw(container_addr),
             upstream_addr: addr_raw(*request.upstream.ip()),
@@ -68,8 +78,11 @@ pub fn attach(request: &AttachRequest, log: Log) -> Result<Attached, Error> {
             } else {
                 0
             },
-            eth0_ifindex: iface.ifindex,
+            edns_max: port_raw(request.edns_max),
+            iface_ifindex: iface.ifindex,
             lo_ifindex: lo.ifindex,
+            tcp_close_grace_ns: TCP_CLOSE_GRACE_NS,
+            ..Config::UNSET
         };
 
         // Programs go through the verifier before anything in the namespace changes.
@@ -107,7 +120,7 @@ pub fn attach(request: &AttachRequest, log: Log) -> Result<Attached, Error> {
 
 fn load_programs(config: &Config) -> Result<Loaded, Error> {
     let mut object = ObjectFile::parse(embedded::object_bytes())?;
-    object.set_global(CONFIG_SYMBOL, &encode_config(config))?;
+    object.set_global(CONFIG_SYMBOL, &config.to_bytes())?;
     Ok(load::load(&object, &load::Options::sched_cls())?)
 }
 

@@ -1,7 +1,8 @@
 //! `--status` as text for people and as one JSON object for scripts.
 
-use crate::abi::FLAG_REDIRECT_ALL;
-use crate::inspect::{HookStatus, Status};
+use crate::abi::{Counters, FLAG_REDIRECT_ALL, LAYOUT_VERSION};
+use crate::bpf::embedded;
+use crate::inspect::{Build, HookStatus, Status};
 use crate::layout::{self, addr_from_raw, port_from_raw};
 use crate::report::json_string;
 
@@ -22,23 +23,34 @@ pub fn render_text(s: &Status, interface: &str) -> String {
     out.push_str(&hook(interface, &s.interface));
     if let Some(c) = &s.config {
         out.push_str(&format!(
-            "upstream: {}\ncontainer address: {}\nresolver: {} (dockerd UDP port {}, TCP port {})\nsingle-label names: {}\n",
+            "upstream: {}\ncontainer address: {}\nresolver: {} (dockerd UDP port {}, TCP port {})\nsingle-label names: {}\nEDNS UDP size of queries: {}\n",
             layout::upstream_of(c),
             addr_from_raw(c.container_addr),
             addr_from_raw(c.resolver_addr),
             port_or_none(c.dockerd_udp_port),
             port_or_none(c.dockerd_tcp_port),
-            if c.flags & FLAG_REDIRECT_ALL != 0 { "redirected too (--redirect-all)" } else { "left to dockerd" }
+            if c.flags & FLAG_REDIRECT_ALL != 0 { "redirected too (--redirect-all)" } else { "left to dockerd" },
+            match port_from_raw(c.edns_max) {
+                0 => "not clamped".to_string(),
+                max => format!("at most {max}"),
+            }
         ));
+    }
+    match s.build {
+        Some(Build::This) | None => {}
+        Some(Build::SameLayout { build_id }) => out.push_str(&format!(
+            "attached by: another dnsredir build (object fnv1a64 {build_id:016x}), same layout\n"
+        )),
+        Some(Build::OtherLayout { layout, build_id }) => out.push_str(&format!(
+            "attached by: another dnsredir build (object fnv1a64 {build_id:016x}, layout {layout})\n"
+        )),
+        Some(Build::Unknown) => out.push_str("attached by: an older dnsredir build\n"),
     }
     if let Some(n) = s.tracked_flows {
         out.push_str(&format!("tracked flows: {n}\n"));
     }
     if let Some(c) = &s.counters {
-        for (name, value) in layout::COUNTER_NAMES
-            .iter()
-            .zip(layout::counters_as_array(c))
-        {
+        for (name, value) in Counters::NAMES.iter().zip(c.as_array()) {
             out.push_str(&format!("{name}: {value}\n"));
         }
     }
@@ -68,28 +80,46 @@ pub fn render_json(s: &Status) -> String {
     let config = s.config.as_ref().map_or("null".to_string(), |c| {
         let port = |raw: u16| if raw == 0 { "null".to_string() } else { port_from_raw(raw).to_string() };
         format!(
-            "{{\"upstream\":{},\"container_addr\":{},\"resolver_addr\":{},\"dockerd_udp_port\":{},\"dockerd_tcp_port\":{},\"redirect_all\":{}}}",
+            "{{\"upstream\":{},\"container_addr\":{},\"resolver_addr\":{},\"dockerd_udp_port\":{},\"dockerd_tcp_port\":{},\"redirect_all\":{},\"edns_max\":{}}}",
             json_string(&layout::upstream_of(c).to_string()),
             json_string(&addr_from_raw(c.container_addr).to_string()),
             json_string(&addr_from_raw(c.resolver_addr).to_string()),
             port(c.dockerd_udp_port),
             port(c.dockerd_tcp_port),
-            c.flags & FLAG_REDIRECT_ALL != 0
+            c.flags & FLAG_REDIRECT_ALL != 0,
+            port_from_raw(c.edns_max)
         )
     });
+    let build = match s.build {
+        None => "null".to_string(),
+        Some(Build::This) => format!(
+            "{{\"this_binary\":true,\"build_id\":\"{:016x}\",\"layout\":{LAYOUT_VERSION}}}",
+            embedded::object_hash()
+        ),
+        Some(Build::SameLayout { build_id }) => format!(
+            "{{\"this_binary\":false,\"build_id\":\"{build_id:016x}\",\"layout\":{LAYOUT_VERSION}}}"
+        ),
+        Some(Build::OtherLayout { layout, build_id }) => format!(
+            "{{\"this_binary\":false,\"build_id\":\"{build_id:016x}\",\"layout\":{layout}}}"
+        ),
+        Some(Build::Unknown) => {
+            "{\"this_binary\":false,\"build_id\":null,\"layout\":null}".to_string()
+        }
+    };
     let counters = s.counters.as_ref().map_or("null".to_string(), |c| {
-        let fields: Vec<String> = layout::COUNTER_NAMES
+        let fields: Vec<String> = Counters::NAMES
             .iter()
-            .zip(layout::counters_as_array(c))
+            .zip(c.as_array())
             .map(|(n, v)| format!("\"{n}\":{v}"))
             .collect();
         format!("{{{}}}", fields.join(","))
     });
     format!(
-        "{{\"attached\":{},\"lo\":{},\"interface\":{},\"config\":{},\"tracked_flows\":{},\"counters\":{},\"stale\":{},\"stale_reason\":{}}}",
+        "{{\"attached\":{},\"lo\":{},\"interface\":{},\"build\":{},\"config\":{},\"tracked_flows\":{},\"counters\":{},\"stale\":{},\"stale_reason\":{}}}",
         s.attached(),
         hook(&s.lo),
         hook(&s.interface),
+        build,
         config,
         s.tracked_flows.unwrap_or(0),
         counters,
@@ -107,7 +137,7 @@ mod tests {
         let json = render_json(&Status::default());
         assert_eq!(
             json,
-            "{\"attached\":false,\"lo\":{\"attached\":false,\"prog_id\":null},\"interface\":{\"attached\":false,\"prog_id\":null},\"config\":null,\"tracked_flows\":0,\"counters\":null,\"stale\":false,\"stale_reason\":null}"
+            "{\"attached\":false,\"lo\":{\"attached\":false,\"prog_id\":null},\"interface\":{\"attached\":false,\"prog_id\":null},\"build\":null,\"config\":null,\"tracked_flows\":0,\"counters\":null,\"stale\":false,\"stale_reason\":null}"
         );
     }
 }

@@ -7,10 +7,11 @@ use dnsredir::abi::{Config, CONFIG_SYMBOL};
 use dnsredir::bpf::elf::ObjectFile;
 use dnsredir::bpf::embedded;
 use dnsredir::bpf::load::{self, Loaded};
-use dnsredir::layout::{addr_raw, encode_config, port_raw};
+use dnsredir::layout::{addr_raw, port_raw};
 use std::net::Ipv4Addr;
 
-pub const TC_ACT_OK: u32 = 0;
+/// TC_ACT_UNSPEC (-1) as BPF_PROG_TEST_RUN reports it: pass on to the next filter.
+pub const TC_ACT_UNSPEC: u32 = u32::MAX;
 pub const TC_ACT_REDIRECT: u32 = 7;
 
 pub const RESOLVER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 11);
@@ -21,9 +22,13 @@ pub const DOCKERD_UDP: u16 = 41552;
 pub const DOCKERD_TCP: u16 = 37011;
 pub const CLIENT_PORT: u16 = 50123;
 
-/// The embedded object, configured for the addresses above, loaded into the kernel.
-pub fn load_programs(upstream_port: u16, flags: u16) -> Result<(ObjectFile, Loaded), String> {
-    let config = Config {
+/// The EDNS size limit of [`test_config`], as the loader sets it.
+pub const EDNS_MAX: u16 = 1232;
+
+/// The configuration for the addresses above, as the loader would write it.
+pub fn test_config(upstream_port: u16, flags: u16) -> Config {
+    Config {
+        build_id: embedded::object_hash(),
         resolver_addr: addr_raw(RESOLVER),
         container_addr: addr_raw(CONTAINER),
         upstream_addr: addr_raw(UPSTREAM),
@@ -31,13 +36,25 @@ pub fn load_programs(upstream_port: u16, flags: u16) -> Result<(ObjectFile, Load
         dockerd_udp_port: port_raw(DOCKERD_UDP),
         dockerd_tcp_port: port_raw(DOCKERD_TCP),
         flags,
-        eth0_ifindex: 1,
+        edns_max: port_raw(EDNS_MAX),
+        iface_ifindex: 1,
         lo_ifindex: 1,
-    };
+        tcp_close_grace_ns: 10_000_000_000,
+        ..Config::UNSET
+    }
+}
+
+/// The embedded object, configured for the addresses above, loaded into the kernel.
+pub fn load_programs(upstream_port: u16, flags: u16) -> Result<(ObjectFile, Loaded), String> {
+    load_with(&test_config(upstream_port, flags))
+}
+
+/// The embedded object with this configuration, loaded into the kernel.
+pub fn load_with(config: &Config) -> Result<(ObjectFile, Loaded), String> {
     let mut object =
         ObjectFile::parse(embedded::object_bytes()).map_err(|e| format!("parse: {e}"))?;
     object
-        .set_global(CONFIG_SYMBOL, &encode_config(&config))
+        .set_global(CONFIG_SYMBOL, &config.to_bytes())
         .map_err(|e| format!("config: {e}"))?;
     let loaded =
         load::load(&object, &load::Options::sched_cls()).map_err(|e| format!("load: {e}"))?;
@@ -78,6 +95,8 @@ pub struct Packet {
     pub frag: u16,
     pub zero_udp_checksum: bool,
     pub tcp_flags: u8,
+    /// Whole 4-byte words; the data offset counts them.
+    pub tcp_options: Vec<u8>,
 }
 
 impl Packet {
@@ -93,6 +112,7 @@ impl Packet {
             frag: 0,
             zero_udp_checksum: false,
             tcp_flags: 0x18,
+            tcp_options: vec![],
         }
     }
 
@@ -120,7 +140,7 @@ impl Packet {
                 0,
                 0,
                 0,
-                0x50,
+                ((5 + self.tcp_options.len() / 4) as u8) << 4,
                 self.tcp_flags,
                 0xff,
                 0xff,
@@ -129,6 +149,7 @@ impl Packet {
                 0,
                 0,
             ]);
+            l4.extend_from_slice(&self.tcp_options);
         }
         l4.extend_from_slice(&self.payload);
         let csum_at = if self.proto == UDP { 6 } else { 16 };
@@ -164,6 +185,29 @@ pub fn dns_query(id: u16, name: &str) -> Vec<u8> {
     }
     m.extend_from_slice(&[0, 0, 1, 0, 1]);
     m
+}
+
+/// A query with an EDNS OPT record announcing `udp_size` (RFC 6891), as dig sends one.
+pub fn dns_query_edns(id: u16, name: &str, udp_size: u16) -> Vec<u8> {
+    let mut m = dns_query(id, name);
+    m[11] = 1; // ARCOUNT
+    m.push(0); // root owner name
+    m.extend_from_slice(&41u16.to_be_bytes());
+    m.extend_from_slice(&udp_size.to_be_bytes());
+    m.extend_from_slice(&[0, 0, 0, 0]); // extended RCODE, version, flags
+    m.extend_from_slice(&[0, 0]); // no options
+    m
+}
+
+/// Where the OPT record's payload size of [`dns_query_edns`] sits in the DNS message.
+pub fn edns_size_offset(name: &str) -> usize {
+    let name_len: usize = name
+        .split('.')
+        .filter(|l| !l.is_empty())
+        .map(|l| l.len() + 1)
+        .sum::<usize>()
+        + 1;
+    12 + name_len + 4 + 3
 }
 
 pub fn dns_answer(id: u16, name: &str) -> Vec<u8> {

@@ -1,0 +1,290 @@
+//! Memory layouts shared by dnsredir's BPF programs (kernel side) and its loader (user side).
+//!
+//! Every struct is `#[repr(C)]` and spells out its padding as fields, so each of its bytes is
+//! defined: the loader fills maps with [`Config::to_bytes`] and reads them back with the
+//! `from_bytes` functions, never by casting memory. A compile-time check per struct proves that
+//! the fields cover it entirely.
+//!
+//! Addresses and ports are kept in network byte order exactly as they sit in a packet, so the
+//! programs compare raw loads against them without swapping; every other integer is in the
+//! host's order, as the kernel stores map values.
+#![no_std]
+
+use core::mem::{offset_of, size_of};
+
+/// Declares a `#[repr(C)]` struct together with its byte encoding, from one list of fields.
+macro_rules! layout {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident {
+            $( $(#[$field_meta:meta])* pub $field:ident: $ty:ty, )*
+        }
+    ) => {
+        $(#[$meta])*
+        #[repr(C)]
+        pub struct $name {
+            $( $(#[$field_meta])* pub $field: $ty, )*
+        }
+
+        // Implicit padding would be bytes no field defines: the fields must cover the struct.
+        const _: () = assert!(0 $( + size_of::<$ty>() )* == size_of::<$name>());
+
+        impl $name {
+            pub const SIZE: usize = size_of::<$name>();
+
+            /// The struct's bytes as the kernel holds them in a map.
+            pub fn to_bytes(&self) -> [u8; $name::SIZE] {
+                let mut out = [0u8; $name::SIZE];
+                $( put(&mut out, offset_of!($name, $field), &self.$field.to_ne_bytes()); )*
+                out
+            }
+
+            fn decode(bytes: &[u8]) -> Option<$name> {
+                Some($name {
+                    $( $field: <$ty>::from_ne_bytes(get(bytes, offset_of!($name, $field))?), )*
+                })
+            }
+        }
+    };
+}
+
+fn put(out: &mut [u8], at: usize, value: &[u8]) {
+    if let Some(slot) = out.get_mut(at..at + value.len()) {
+        slot.copy_from_slice(value);
+    }
+}
+
+fn get<const N: usize>(bytes: &[u8], at: usize) -> Option<[u8; N]> {
+    bytes.get(at..at + N)?.try_into().ok()
+}
+
+/// Set in [`Config::flags`]: redirect every query, also single-label names (Docker's own names).
+pub const FLAG_REDIRECT_ALL: u16 = 1;
+/// Set in [`Config::flags`] by the benchmark only: skip the counters, to measure what they cost.
+/// The verifier sees the frozen flag and drops the dead branch, so the program is the same
+/// as one compiled without counters.
+pub const FLAG_NO_COUNTERS: u16 = 2;
+
+/// The bytes `DNSR` read as a native u32: how every [`Config`] starts, whatever its layout.
+pub const CONFIG_MAGIC: u32 = u32::from_ne_bytes(*b"DNSR");
+/// The layout of everything the loader reads back from attached programs: [`Config`] after
+/// its header, [`Counters`], [`FlowKey`] and [`FlowValue`]. Bump it whenever one of their
+/// fields is added, removed, moved or changes meaning, so that a reader never decodes another
+/// build's maps as its own.
+pub const LAYOUT_VERSION: u32 = 2;
+
+layout! {
+    /// The first bytes of every [`Config`], the same in every build: read them first to tell
+    /// which build wrote a configuration before decoding anything else.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct ConfigHeader {
+        /// [`CONFIG_MAGIC`].
+        pub magic: u32,
+        /// [`LAYOUT_VERSION`] of the build that wrote it.
+        pub layout: u32,
+        /// FNV-1a 64 of the BPF object the loader loaded with it; 0 in the object itself.
+        pub build_id: u64,
+    }
+}
+
+impl ConfigHeader {
+    /// The header at the start of `bytes`; `None` only if there are fewer than 16 bytes.
+    pub fn from_bytes(bytes: &[u8]) -> Option<ConfigHeader> {
+        ConfigHeader::decode(bytes)
+    }
+
+    /// Written by a build with this layout of [`Config`].
+    pub fn is_current(&self) -> bool {
+        self.magic == CONFIG_MAGIC && self.layout == LAYOUT_VERSION
+    }
+}
+
+layout! {
+    /// The per-container configuration, the value of the `CONFIG` symbol in `.rodata`.
+    /// The loader writes it into the read-only map before loading, so the verifier sees constants.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct Config {
+        /// [`CONFIG_MAGIC`]; with `layout` and `build_id` the same 16 bytes as [`ConfigHeader`].
+        pub magic: u32,
+        pub layout: u32,
+        pub build_id: u64,
+        /// The address applications query: 127.0.0.11 in Docker.
+        pub resolver_addr: u32,
+        /// The address of the interface queries leave through: their new source.
+        pub container_addr: u32,
+        pub upstream_addr: u32,
+        pub upstream_port: u16,
+        /// The port dockerd's resolver listens on for UDP after Docker's DNAT; 0 leaves UDP alone.
+        pub dockerd_udp_port: u16,
+        /// Same for TCP; 0 leaves TCP alone.
+        pub dockerd_tcp_port: u16,
+        pub flags: u16,
+        /// The largest EDNS UDP payload size a redirected query may announce (network order, as
+        /// in the packet); larger ones are lowered to it, so that answers come unfragmented.
+        /// 0 leaves them alone.
+        pub edns_max: u16,
+        pub pad0: u16,
+        /// The interface redirected queries leave through (`--interface`).
+        pub iface_ifindex: u32,
+        pub lo_ifindex: u32,
+        /// How long a closing TCP flow still gets its segments restored (retransmitted FINs and
+        /// ACKs), before its entry is dropped so that its port cannot capture a later direct
+        /// connection.
+        pub tcp_close_grace_ns: u64,
+    }
+}
+
+// The header never moves, whatever comes after it.
+const _: () = assert!(ConfigHeader::SIZE == 16);
+const _: () = assert!(offset_of!(Config, magic) == offset_of!(ConfigHeader, magic));
+const _: () = assert!(offset_of!(Config, layout) == offset_of!(ConfigHeader, layout));
+const _: () = assert!(offset_of!(Config, build_id) == offset_of!(ConfigHeader, build_id));
+const _: () = assert!(Config::SIZE == 56);
+
+impl Config {
+    /// The header of this build and every other field 0: the object's compiled-in value, and
+    /// the base the loader fills in.
+    pub const UNSET: Config = Config {
+        magic: CONFIG_MAGIC,
+        layout: LAYOUT_VERSION,
+        build_id: 0,
+        resolver_addr: 0,
+        container_addr: 0,
+        upstream_addr: 0,
+        upstream_port: 0,
+        dockerd_udp_port: 0,
+        dockerd_tcp_port: 0,
+        flags: 0,
+        edns_max: 0,
+        pad0: 0,
+        iface_ifindex: 0,
+        lo_ifindex: 0,
+        tcp_close_grace_ns: 0,
+    };
+
+    /// Decodes a configuration written by a build with this layout; `None` for fewer than
+    /// [`Config::SIZE`] bytes or another build's header (see [`ConfigHeader`]).
+    pub fn from_bytes(bytes: &[u8]) -> Option<Config> {
+        if !ConfigHeader::from_bytes(bytes)?.is_current() {
+            return None;
+        }
+        Config::decode(bytes)
+    }
+}
+
+layout! {
+    /// A redirected flow, as the reply will show it on the interface.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct FlowKey {
+        /// The client's source port (network order), unchanged by the redirect.
+        pub port: u16,
+        /// The DNS message id for UDP, so a stale entry cannot capture a direct query that
+        /// reuses the port; 0 for TCP.
+        pub dns_id: u16,
+        /// IPPROTO_UDP or IPPROTO_TCP.
+        pub proto: u8,
+        pub pad0: u8,
+        pub pad1: u16,
+    }
+}
+
+const _: () = assert!(FlowKey::SIZE == 8);
+
+impl FlowKey {
+    pub fn from_bytes(bytes: &[u8]) -> Option<FlowKey> {
+        FlowKey::decode(bytes)
+    }
+}
+
+layout! {
+    /// What the reply must get back: the addresses the client originally used.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct FlowValue {
+        /// For TCP: when the first FIN of the connection was seen (bpf_ktime_get_ns), 0 while open.
+        pub closing_since_ns: u64,
+        pub client_addr: u32,
+        pub resolver_addr: u32,
+        pub resolver_port: u16,
+        pub pad0: u16,
+        pub pad1: u32,
+    }
+}
+
+const _: () = assert!(FlowValue::SIZE == 24);
+
+impl FlowValue {
+    pub fn from_bytes(bytes: &[u8]) -> Option<FlowValue> {
+        FlowValue::decode(bytes)
+    }
+}
+
+/// Declares [`Counters`] with its names and array form in the order of its fields.
+macro_rules! counters {
+    ( $( $(#[$field_meta:meta])* $field:ident, )* ) => {
+        layout! {
+            /// Per-CPU packet counters, one array element; the loader sums them over CPUs.
+            #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+            pub struct Counters {
+                $( $(#[$field_meta])* pub $field: u64, )*
+            }
+        }
+
+        impl Counters {
+            pub const COUNT: usize = [$(stringify!($field)),*].len();
+            /// The field names, in the order of the fields.
+            pub const NAMES: [&'static str; Counters::COUNT] = [$(stringify!($field)),*];
+
+            /// The values in the order of [`Counters::NAMES`].
+            pub fn as_array(&self) -> [u64; Counters::COUNT] {
+                [$(self.$field),*]
+            }
+
+            pub fn from_array(values: [u64; Counters::COUNT]) -> Counters {
+                let [$($field),*] = values;
+                Counters { $($field),* }
+            }
+        }
+    };
+}
+
+counters! {
+    queries_redirected_udp,
+    /// TCP connections redirected (their SYNs).
+    queries_redirected_tcp,
+    /// Every TCP segment sent to the upstream, SYNs included.
+    tcp_segments_redirected,
+    /// Single-label names left to dockerd (Docker's container and service names).
+    queries_kept_for_dockerd,
+    /// One per UDP answer; every segment of a redirected TCP connection.
+    replies_restored,
+    /// Packets from the upstream that matched no redirected flow.
+    replies_unknown_flow,
+    /// Everything else: not DNS to the resolver, not from the upstream, or not parseable.
+    passed,
+    /// A checksum helper or a redirect refused the packet.
+    failures,
+    /// Redirected UDP queries whose EDNS payload size was lowered to [`Config::edns_max`].
+    edns_clamped,
+    /// First fragments of a reply to a redirected flow: passed untouched, since the rest of the
+    /// datagram carries no ports to match (a sign that the upstream ignores the EDNS size).
+    replies_fragmented,
+}
+
+const _: () = assert!(Counters::SIZE == 8 * Counters::COUNT);
+
+impl Counters {
+    /// One CPU's counters (one slot of a per-CPU lookup).
+    pub fn from_bytes(bytes: &[u8]) -> Option<Counters> {
+        Counters::decode(bytes)
+    }
+}
+
+/// Capacity of the LRU table of redirected flows.
+pub const FLOW_TABLE_ENTRIES: u32 = 16384;
+
+/// Section and symbol names the loader looks for.
+pub const QUERY_SECTION: &str = "dnsredir/query";
+pub const REPLY_SECTION: &str = "dnsredir/reply";
+pub const CONFIG_SYMBOL: &str = "CONFIG";
+pub const FLOWS_MAP: &str = "FLOWS";
+pub const COUNTERS_MAP: &str = "COUNTERS";

@@ -1,0 +1,63 @@
+//! What happened to each packet, counted per CPU.
+
+use crate::config::config;
+use crate::kernel::{self, MapDef};
+use core::ffi::c_void;
+use dnsredir_abi::{Counters, FLAG_NO_COUNTERS};
+
+#[no_mangle]
+#[link_section = "maps"]
+pub static COUNTERS: MapDef = MapDef {
+    map_type: kernel::BPF_MAP_TYPE_PERCPU_ARRAY,
+    key_size: 4,
+    value_size: Counters::SIZE as u32,
+    max_entries: 1,
+    map_flags: 0,
+};
+
+pub enum Outcome {
+    Passed,
+    KeptForDockerd,
+    RedirectedUdp { clamped: bool },
+    RedirectedTcp { syn: bool },
+    Restored,
+    UnknownFlow,
+    Fragmented,
+    Failed,
+}
+
+#[inline(always)]
+pub fn count(outcome: &Outcome) {
+    if config!(flags) & FLAG_NO_COUNTERS != 0 {
+        return;
+    }
+    let key: u32 = 0;
+    let counters =
+        unsafe { kernel::map_lookup_elem(&COUNTERS, &key as *const u32 as *const c_void) }
+            as *mut Counters;
+    if counters.is_null() {
+        return;
+    }
+    // Per-CPU value, programs do not migrate mid-run: a plain add is race-free.
+    let c = unsafe { &mut *counters };
+    match outcome {
+        Outcome::Passed => c.passed += 1,
+        Outcome::KeptForDockerd => c.queries_kept_for_dockerd += 1,
+        Outcome::RedirectedUdp { clamped } => {
+            c.queries_redirected_udp += 1;
+            if *clamped {
+                c.edns_clamped += 1;
+            }
+        }
+        Outcome::RedirectedTcp { syn } => {
+            c.tcp_segments_redirected += 1;
+            if *syn {
+                c.queries_redirected_tcp += 1;
+            }
+        }
+        Outcome::Restored => c.replies_restored += 1,
+        Outcome::UnknownFlow => c.replies_unknown_flow += 1,
+        Outcome::Fragmented => c.replies_fragmented += 1,
+        Outcome::Failed => c.failures += 1,
+    }
+}

@@ -1,0 +1,233 @@
+//! Reading and rewriting IPv4 UDP/TCP headers in place.
+//!
+//! Packet memory is only touched through raw pointers compared against `data_end`: a slice
+//! would make LLVM compare lengths, which the verifier cannot follow.
+//!
+//! Every header field we touch sits at an even offset from the frame start (the Ethernet header
+//! is 14 bytes, IHL counts 4-byte words), so those loads and stores are declared 2-byte aligned:
+//! LLVM then emits half-word accesses instead of byte-by-byte ones, and never a wide access on
+//! the stack that the verifier would refuse as misaligned.
+
+use super::checksum;
+use crate::kernel::{self, SkBuff, BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR};
+
+/// A u32 at a 2-byte aligned address.
+#[repr(C, packed(2))]
+struct U32Align2(u32);
+
+#[inline(always)]
+pub unsafe fn load16(p: *const u8) -> u16 {
+    *(p as *const u16)
+}
+
+#[inline(always)]
+unsafe fn load32(p: *const u8) -> u32 {
+    (*(p as *const U32Align2)).0
+}
+
+#[inline(always)]
+unsafe fn store16(p: *mut u8, v: u16) {
+    *(p as *mut u16) = v;
+}
+
+#[inline(always)]
+unsafe fn store32(p: *mut u8, v: u32) {
+    (*(p as *mut U32Align2)).0 = v;
+}
+
+pub const IPPROTO_TCP: u8 = 6;
+pub const IPPROTO_UDP: u8 = 17;
+
+pub const TCP_FIN: u8 = 0x01;
+pub const TCP_SYN: u8 = 0x02;
+pub const TCP_RST: u8 = 0x04;
+pub const TCP_ACK: u8 = 0x10;
+
+const ETH_HLEN: usize = 14;
+const IPV4_MIN_HLEN: usize = 20;
+pub const UDP_HLEN: usize = 8;
+const TCP_MIN_HLEN: usize = 20;
+/// Offsets inside the IPv4 header.
+const IP_FRAG: usize = 6;
+const IP_PROTO: usize = 9;
+const IP_CSUM: usize = 10;
+const IP_SADDR: usize = 12;
+const IP_DADDR: usize = 16;
+/// Offsets inside the L4 headers.
+const UDP_CSUM: u32 = 6;
+const TCP_DOFF: usize = 12;
+const TCP_FLAGS: usize = 13;
+const TCP_CSUM: u32 = 16;
+
+/// An IPv4 packet whose whole UDP or TCP header (TCP options included) is in the linear data:
+/// everything a rewrite of addresses and ports needs.
+pub struct Ipv4 {
+    /// Offset of the L4 header from the start of the frame; IHL honoured.
+    pub l4_off: u32,
+    pub proto: u8,
+    pub saddr: u32,
+    pub daddr: u32,
+    pub sport: u16,
+    pub dport: u16,
+    /// The TCP flags byte; 0 for UDP.
+    pub tcp_flags: u8,
+    /// More fragments follow (and this is the first, or `parse` would have refused it): only
+    /// the start of the datagram is here.
+    pub first_fragment: bool,
+}
+
+impl Ipv4 {
+    /// `None` for anything else, a non-first fragment or a truncated header included: the
+    /// caller then passes the packet on unchanged.
+    #[inline(always)]
+    pub unsafe fn parse(skb: *const SkBuff) -> Option<Ipv4> {
+        let (data, end) = kernel::packet_bounds(skb);
+        if data.add(ETH_HLEN + IPV4_MIN_HLEN) as *const u8 > end {
+            return None;
+        }
+        if load16(data.add(12)) != 0x0800u16.to_be() {
+            return None;
+        }
+        let ip = data.add(ETH_HLEN);
+        let version_ihl = *ip;
+        if version_ihl >> 4 != 4 {
+            return None;
+        }
+        let ihl = ((version_ihl & 0x0f) as usize) * 4;
+        if ihl < IPV4_MIN_HLEN {
+            return None;
+        }
+        let frag = load16(ip.add(IP_FRAG));
+        // A fragment offset: the ports are in an earlier fragment.
+        if frag & 0x1fffu16.to_be() != 0 {
+            return None;
+        }
+        let proto = *ip.add(IP_PROTO);
+        let l4 = ip.add(ihl);
+        let tcp_flags = match proto {
+            IPPROTO_UDP => {
+                if l4.add(UDP_HLEN) as *const u8 > end {
+                    return None;
+                }
+                0
+            }
+            IPPROTO_TCP => {
+                if l4.add(TCP_MIN_HLEN) as *const u8 > end {
+                    return None;
+                }
+                let doff = ((*l4.add(TCP_DOFF) >> 4) as usize) * 4;
+                if doff < TCP_MIN_HLEN || l4.add(doff) as *const u8 > end {
+                    return None;
+                }
+                *l4.add(TCP_FLAGS)
+            }
+            _ => return None,
+        };
+        Some(Ipv4 {
+            l4_off: (ETH_HLEN + ihl) as u32,
+            proto,
+            saddr: load32(ip.add(IP_SADDR)),
+            daddr: load32(ip.add(IP_DADDR)),
+            sport: load16(l4),
+            dport: load16(l4.add(2)),
+            tcp_flags,
+            first_fragment: frag & 0x2000u16.to_be() != 0,
+        })
+    }
+}
+
+/// New addresses and ports for a packet; all in network byte order.
+pub struct Rewrite {
+    pub saddr: u32,
+    pub daddr: u32,
+    pub sport: u16,
+    pub dport: u16,
+}
+
+/// A 2-byte field of the L4 payload to replace along with the headers.
+pub struct Patch {
+    /// Offset from the start of the frame.
+    pub off: u32,
+    /// Raw loads of the bytes there now and of the bytes to write.
+    pub old: u16,
+    pub new: u16,
+}
+
+pub enum RewriteError {
+    /// Refused before any byte was written: the packet can go on as it was.
+    Untouched,
+    /// A checksum helper failed after the rewrite had begun.
+    Broken,
+}
+
+/// Writes the new addresses, ports and payload field and fixes the IPv4 and L4 checksums.
+///
+/// Address deltas go to the L4 checksum with BPF_F_PSEUDO_HDR, port and payload deltas without:
+/// for a CHECKSUM_PARTIAL packet (all of lo's) the field holds only the pseudo-header sum, which
+/// addresses are part of and the rest is not.
+///
+/// Every bound is checked before the first store, so a rewrite cannot stop half-way; the checksum
+/// helpers then work on offsets inside the checked headers, where they do not fail.
+#[inline(always)]
+pub unsafe fn rewrite(
+    skb: *mut SkBuff,
+    ip: &Ipv4,
+    new: &Rewrite,
+    patch: Option<&Patch>,
+) -> Result<(), RewriteError> {
+    let (data, end) = kernel::packet_bounds(skb);
+    // Each pointer checked on its own: the verifier tracks the fixed, the IHL-dependent and
+    // the payload pointer separately.
+    let iph = data.add(ETH_HLEN);
+    let l4 = data.add(ip.l4_off as usize);
+    let l4_hlen = if ip.proto == IPPROTO_UDP {
+        UDP_HLEN
+    } else {
+        TCP_MIN_HLEN
+    };
+    if iph.add(IPV4_MIN_HLEN) as *const u8 > end || l4.add(l4_hlen) as *const u8 > end {
+        return Err(RewriteError::Untouched);
+    }
+    let field = match patch {
+        Some(p) => {
+            // The mask only bounds the offset for the verifier: a DNS question ends well before.
+            let field = data.add((p.off & 0x3ff) as usize);
+            if field.add(2) as *const u8 > end {
+                return Err(RewriteError::Untouched);
+            }
+            field
+        }
+        None => core::ptr::null_mut(),
+    };
+
+    store32(iph.add(IP_SADDR), new.saddr);
+    store32(iph.add(IP_DADDR), new.daddr);
+    store16(l4, new.sport);
+    store16(l4.add(2), new.dport);
+    let mut payload_diff = checksum::port_diff(ip.sport, new.sport, ip.dport, new.dport);
+    if let Some(p) = patch {
+        // Any alignment: DNS names have any length.
+        let bytes = p.new.to_ne_bytes();
+        *field = bytes[0];
+        *field.add(1) = bytes[1];
+        let odd = p.off.wrapping_sub(ip.l4_off) & 1 != 0;
+        payload_diff = checksum::add(payload_diff, checksum::field_diff(p.old, p.new, odd));
+    }
+
+    let addrs = checksum::addr_diff(ip.saddr, new.saddr, ip.daddr, new.daddr);
+    if kernel::l3_csum_replace(skb, (ETH_HLEN + IP_CSUM) as u32, addrs) != 0 {
+        return Err(RewriteError::Broken);
+    }
+    let (csum_off, l4_flags) = if ip.proto == IPPROTO_UDP {
+        (ip.l4_off + UDP_CSUM, BPF_F_MARK_MANGLED_0)
+    } else {
+        (ip.l4_off + TCP_CSUM, 0)
+    };
+    if kernel::l4_csum_replace(skb, csum_off, addrs, l4_flags | BPF_F_PSEUDO_HDR) != 0 {
+        return Err(RewriteError::Broken);
+    }
+    if kernel::l4_csum_replace(skb, csum_off, payload_diff, l4_flags) != 0 {
+        return Err(RewriteError::Broken);
+    }
+    Ok(())
+}
