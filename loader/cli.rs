@@ -40,6 +40,9 @@ pub struct Args {
     /// TCP port of dockerd's embedded resolver (found in the namespace when omitted)
     #[argh(option)]
     dockerd_tcp_port: Option<u16>,
+    /// attach without first checking that the upstream answers a DNS query (sent from the container, 1 s timeout)
+    #[argh(switch)]
+    no_probe: bool,
     /// also redirect single-label names (container and service names), which otherwise stay with dockerd
     #[argh(switch)]
     redirect_all: bool,
@@ -124,7 +127,8 @@ pub fn action(args: Args) -> Result<Action, String> {
         || args.edns_max != EDNS_MAX
         || args.dockerd_port.is_some()
         || args.dockerd_tcp_port.is_some()
-        || args.redirect_all;
+        || args.redirect_all
+        || args.no_probe;
     match (args.detach, args.status) {
         (true, true) => Err("--detach and --status exclude each other".into()),
         (true, false) if attach_only || args.json => {
@@ -164,6 +168,7 @@ pub fn action(args: Args) -> Result<Action, String> {
                 dockerd_udp_port: args.dockerd_port,
                 dockerd_tcp_port: args.dockerd_tcp_port,
                 redirect_all: args.redirect_all,
+                probe_upstream: !args.no_probe,
                 interface: args.interface,
                 edns_max: args.edns_max,
             }))
@@ -174,6 +179,28 @@ pub fn action(args: Args) -> Result<Action, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parse(argv: &[&str]) -> Result<Action, String> {
+        let args = <Args as FromArgs>::from_args(&["dnsredir"], argv).map_err(|e| e.output)?;
+        action(args)
+    }
+
+    #[test]
+    fn no_probe_switch() {
+        let attach = |argv: &[&str]| match parse(argv) {
+            Ok(Action::Attach(r)) => r,
+            _ => panic!("{argv:?} is an attach"),
+        };
+        assert!(attach(&["--pid", "1", "--upstream", "1.1.1.1"]).probe_upstream);
+        assert!(!attach(&["--pid", "1", "--upstream", "1.1.1.1", "--no-probe"]).probe_upstream);
+        assert!(parse(&["--pid", "1", "--status", "--no-probe"]).is_err());
+        assert!(parse(&["--pid", "1", "--detach", "--no-probe"]).is_err());
+        let help = <Args as FromArgs>::from_args(&["dnsredir"], &["--help"])
+            .err()
+            .map(|e| e.output)
+            .unwrap_or_default();
+        assert!(help.contains("--no-probe"), "{help}");
+    }
 
     #[test]
     fn upstream_forms() {

@@ -5,6 +5,7 @@ use crate::bpf::elf::{GlobalError, ParseError};
 use crate::bpf::load::LoadError;
 use crate::net::netlink::NetlinkError;
 use crate::net::netns::NetnsError;
+use crate::probe::NoAnswer;
 use crate::target::TargetError;
 use std::fmt;
 use std::io;
@@ -18,6 +19,8 @@ pub enum Error {
     Target(TargetError),
     /// The upstream cannot work from this namespace.
     Upstream(String),
+    /// The upstream did not answer the DNS query sent before attaching.
+    Probe(NoAnswer),
     /// The embedded object is malformed: a build problem, not the user's.
     Object(ParseError),
     Global(GlobalError),
@@ -44,6 +47,7 @@ impl fmt::Display for Error {
             Error::Netns(e) => e.fmt(f),
             Error::Target(e) => e.fmt(f),
             Error::Upstream(e) => write!(f, "bad --upstream: {e}"),
+            Error::Probe(e) => write!(f, "{e}; nothing attached"),
             Error::Object(e) => write!(f, "the embedded BPF object is malformed ({e})"),
             Error::Global(e) => write!(
                 f,
@@ -62,6 +66,7 @@ impl std::error::Error for Error {
             Error::NotPrivileged { .. } | Error::Upstream(_) => None,
             Error::Netns(e) => Some(e),
             Error::Target(e) => Some(e),
+            Error::Probe(e) => Some(e),
             Error::Object(e) => Some(e),
             Error::Global(e) => Some(e),
             Error::Load(e) => Some(e),
@@ -88,6 +93,7 @@ impl Error {
                 return Some(format!("dnsredir sends queries out of {interface}; give an upstream this container can reach (a container on an --internal network has no route out), or pass --interface"))
             }
             Error::Target(T::Interfaces(_) | T::Proc { .. } | T::Ambiguous { .. }) => return None,
+            Error::Probe(_) => "check the --upstream address and port (is the resolver running there?), or pass --no-probe to attach anyway",
             Error::Object(_) | Error::Global(_) => "rebuild dnsredir",
             Error::Load(LoadError::MissingHelper { min_kernel, .. }) => {
                 return Some(format!("dnsredir requires Linux {min_kernel} or newer"))
@@ -159,6 +165,7 @@ macro_rules! from {
 from!(
     NetnsError => Netns,
     TargetError => Target,
+    NoAnswer => Probe,
     LoadError => Load,
     ParseError => Object,
     GlobalError => Global,

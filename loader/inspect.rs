@@ -12,7 +12,7 @@ use crate::net::netlink::Netlink;
 use crate::net::netns::Target;
 use crate::net::tc::{self, Hook};
 use crate::redirect::{in_namespace, FILTER_PREFIX};
-use crate::target::{self, DOCKER_RESOLVER};
+use crate::target::{self, PortSource, Proto};
 use std::os::fd::OwnedFd;
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -33,6 +33,8 @@ pub struct Status {
     pub build: Option<Build>,
     /// Why the configuration in force no longer fits the container, with what to run.
     pub stale: Option<String>,
+    /// What the stale check could not tell (dockerd's port among several sockets).
+    pub unknown: Option<String>,
 }
 
 impl Status {
@@ -66,7 +68,11 @@ pub fn status(target: &Target, interface: &str) -> Result<Status, Error> {
             (_, false, true) => Some(format!(
                 "only {interface} has dnsredir's filter, lo has none: {rerun}"
             )),
-            (Some(config), _, _) => stale_reason(config, interface, &rerun)?,
+            (Some(config), _, _) => {
+                let (stale, unknown) = stale_reason(config, interface, &rerun)?;
+                status.unknown = unknown;
+                stale
+            }
             (None, _, _) => match status.build {
                 Some(Build::OtherLayout { layout, build_id }) => Some(format!(
                     "attached by another dnsredir build (object fnv1a64 {build_id:016x}, layout {layout}; this binary reads layout {LAYOUT_VERSION}), so its configuration and counters are not shown: {rerun} with this binary"
@@ -191,25 +197,64 @@ fn count_keys(map: &OwnedFd, key_size: usize) -> Result<usize, Error> {
     Ok(count)
 }
 
-/// Compares the configuration in force with the container as it is now.
-fn stale_reason(config: &Config, interface: &str, rerun: &str) -> Result<Option<String>, Error> {
-    let now = target::resolver_ports(DOCKER_RESOLVER)?;
-    let check = |what: &str, in_force: u16, now: Option<u16>| -> Option<String> {
-        let in_force = (in_force != 0).then(|| port_from_raw(in_force));
-        match (in_force, now) {
-            (Some(a), Some(b)) if a != b => Some(format!("dockerd's {what} port is now {b} but dnsredir redirects {a} (the container restarted?)")),
-            (Some(a), None) => Some(format!("dnsredir redirects {what} port {a} but nothing listens there any more")),
-            (None, Some(b)) => Some(format!("dockerd now has a {what} port ({b}) that dnsredir does not redirect")),
-            _ => None,
-        }
+/// dockerd's port for a protocol as the namespace shows it now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum PortNow {
+    Port(u16),
+    Nothing,
+    /// Cannot tell: several sockets and no answer from the NAT.
+    Unknown(Vec<u16>),
+}
+
+/// dockerd's port now, checked against `in_force` (the port dnsredir redirects, if any).
+/// A TCP probe is never made while TCP is redirected: it would be redirected too (and counted).
+fn port_now(proto: Proto, in_force: Option<u16>) -> Result<PortNow, Error> {
+    let from_sockets = |ports: Vec<u16>| match (in_force, ports.as_slice()) {
+        (Some(a), ports) if ports.contains(&a) => PortNow::Port(a),
+        (_, []) => PortNow::Nothing,
+        (_, [b]) => PortNow::Port(*b),
+        _ => PortNow::Unknown(ports),
     };
-    let mut reasons: Vec<String> = [
-        check("UDP", config.dockerd_udp_port, now.udp),
-        check("TCP", config.dockerd_tcp_port, now.tcp),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
+    if in_force.is_none() || proto == Proto::Udp {
+        // The UDP probe is an empty datagram: the programs pass it to dockerd untouched.
+        let found = target::find_port(proto, None)?;
+        return Ok(match found.source {
+            PortSource::Given(p) | PortSource::Nat(p) => PortNow::Port(p),
+            PortSource::Sockets(ports) => from_sockets(ports),
+        });
+    }
+    Ok(from_sockets(target::socket_ports(proto)?))
+}
+
+/// Compares the configuration in force with the container as it is now: (why it is stale,
+/// what could not be told).
+fn stale_reason(
+    config: &Config,
+    interface: &str,
+    rerun: &str,
+) -> Result<(Option<String>, Option<String>), Error> {
+    let mut unknown = Vec::new();
+    let mut check = |proto: Proto, in_force: u16| -> Result<Option<String>, Error> {
+        let what = proto.name();
+        let in_force = (in_force != 0).then(|| port_from_raw(in_force));
+        let now = port_now(proto, in_force)?;
+        Ok(match (in_force, now) {
+            (_, PortNow::Unknown(ports)) => {
+                unknown.push(format!(
+                    "cannot tell which of the {what} sockets on 127.0.0.11 (ports {}) is dockerd's",
+                    target::list(&ports)
+                ));
+                None
+            }
+            (Some(a), PortNow::Port(b)) if a != b => Some(format!("dockerd's {what} port is now {b} but dnsredir redirects {a} (the container restarted?)")),
+            (Some(a), PortNow::Nothing) => Some(format!("dnsredir redirects {what} port {a} but nothing listens there any more")),
+            (None, PortNow::Port(b)) => Some(format!("dockerd now has a {what} port ({b}) that dnsredir does not redirect")),
+            _ => None,
+        })
+    };
+    let udp = check(Proto::Udp, config.dockerd_udp_port)?;
+    let tcp = check(Proto::Tcp, config.dockerd_tcp_port)?;
+    let mut reasons: Vec<String> = [udp, tcp].into_iter().flatten().collect();
     match target::interface(interface) {
         Ok(eth0) if eth0.addr != Some(addr_from_raw(config.container_addr)) => {
             reasons.push(format!(
@@ -225,7 +270,14 @@ fn stale_reason(config: &Config, interface: &str, rerun: &str) -> Result<Option<
         Err(_) => reasons.push(format!("{interface} is gone")),
         _ => {}
     }
-    Ok((!reasons.is_empty()).then(|| format!("{}: {rerun}", reasons.join("; "))))
+    let stale = (!reasons.is_empty()).then(|| format!("{}: {rerun}", reasons.join("; ")));
+    let unknown = (!unknown.is_empty()).then(|| {
+        format!(
+            "{}; pass the ports with --dockerd-port / --dockerd-tcp-port if in doubt",
+            unknown.join("; ")
+        )
+    });
+    Ok((stale, unknown))
 }
 
 #[cfg(test)]

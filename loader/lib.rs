@@ -2,7 +2,7 @@
 //! attached over rtnetlink.
 //!
 //! Data flows one way: the command line ([`cli`]) makes a plain request → facts about the
-//! target namespace ([`target`]) → the object loaded ([`bpf`]) → attached ([`redirect`], over
+//! target namespace ([`target`]), the upstream tried ([`probe`]) → the object loaded ([`bpf`]) → attached ([`redirect`], over
 //! [`net`]) → read back ([`inspect`]) → shown ([`report`]).
 
 pub use dnsredir_abi as abi;
@@ -12,6 +12,7 @@ pub mod error;
 pub mod inspect;
 pub mod layout;
 pub mod net;
+pub mod probe;
 pub mod redirect;
 pub mod report;
 pub mod target;

@@ -39,6 +39,9 @@ fn run(action: Action, verbose: bool) -> Result<u8, Error> {
         }
         Action::Attach(request) => {
             let attached = redirect::attach(&request, &mut log)?;
+            for line in &attached.left_with_dockerd {
+                eprintln!("dnsredir: {line}");
+            }
             println!("{}", summary(&request, &attached));
             Ok(0)
         }

@@ -1,6 +1,8 @@
 //! Kernel networking plumbing: an rtnetlink channel ([`netlink`]), clsact qdiscs and bpf
-//! filters on it ([`tc`]), and work inside another network namespace ([`netns`]).
+//! filters on it ([`tc`]), work inside another network namespace ([`netns`]), and one
+//! question to conntrack over ctnetlink ([`conntrack`]).
 
+pub mod conntrack;
 pub mod netlink;
 pub mod netns;
 pub mod tc;

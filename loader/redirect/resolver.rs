@@ -12,7 +12,10 @@ use crate::error::Error;
 use crate::layout::{addr_raw, port_raw};
 use crate::net::netns::Target;
 use crate::net::tc::Hook;
-use crate::target::{self, ResolverPorts, TargetError, DOCKER_RESOLVER};
+use crate::probe;
+use crate::target::{
+    self, PortFinding, PortSource, Proto, ResolverPorts, TargetError, DOCKER_RESOLVER,
+};
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +25,8 @@ pub struct AttachRequest {
     pub dockerd_udp_port: Option<u16>,
     pub dockerd_tcp_port: Option<u16>,
     pub redirect_all: bool,
+    /// Send one DNS query to the upstream before attaching (off with --no-probe).
+    pub probe_upstream: bool,
     pub interface: String,
     /// The largest EDNS UDP payload size redirected queries may announce; 0 leaves it alone.
     pub edns_max: u16,
@@ -40,6 +45,8 @@ pub struct Attached {
     pub config: Config,
     pub container_addr: Ipv4Addr,
     pub ports: ResolverPorts,
+    /// One line per protocol left with dockerd because its port could not be told.
+    pub left_with_dockerd: Vec<String>,
 }
 
 pub fn attach(request: &AttachRequest, log: Log) -> Result<Attached, Error> {
@@ -64,7 +71,15 @@ pub fn attach(request: &AttachRequest, log: Log) -> Result<Attached, Error> {
             )));
         }
         target::check_route(&request.interface, container_addr, *request.upstream.ip())?;
-        let ports = dockerd_ports(request, log)?;
+        let (ports, left_with_dockerd) = dockerd_ports(request, log)?;
+        if request.probe_upstream {
+            let rtt = probe::probe(container_addr, request.upstream, probe::TIMEOUT)?;
+            log(format!(
+                "upstream {} answered the probe in {}",
+                request.upstream,
+                probe::format_rtt(rtt)
+            ));
+        }
         let config = Config {
             build_id: embedded::object_hash(),
             resolver_addr: addr_raw(DOCKER_RESOLVER),
@@ -114,6 +129,7 @@ pub fn attach(request: &AttachRequest, log: Log) -> Result<Attached, Error> {
             config,
             container_addr,
             ports,
+            left_with_dockerd,
         })
     })
 }
@@ -135,24 +151,51 @@ fn program<'a>(loaded: &'a Loaded, section: &str) -> Result<Program<'a>, Error> 
     })
 }
 
-fn dockerd_ports(request: &AttachRequest, log: Log) -> Result<ResolverPorts, Error> {
-    let found = target::resolver_ports(DOCKER_RESOLVER)?;
+/// dockerd's ports: given ones as given, the others found ([`target::find_port`]). A protocol
+/// whose port cannot be told stays with dockerd (one line for the user says so); only when
+/// neither protocol has a port is there nothing to attach.
+fn dockerd_ports(request: &AttachRequest, log: Log) -> Result<(ResolverPorts, Vec<String>), Error> {
+    let udp = target::find_port(Proto::Udp, request.dockerd_udp_port)?;
+    let tcp = target::find_port(Proto::Tcp, request.dockerd_tcp_port)?;
     let ports = ResolverPorts {
-        udp: request.dockerd_udp_port.or(found.udp),
-        tcp: request.dockerd_tcp_port.or(found.tcp),
+        udp: udp.source.port(),
+        tcp: tcp.source.port(),
     };
     if ports.udp.is_none() && ports.tcp.is_none() {
+        if let Some(f) = [&udp, &tcp]
+            .into_iter()
+            .find(|f| f.source.ambiguous().is_some())
+        {
+            return Err(TargetError::Ambiguous {
+                proto: f.proto.name(),
+                ports: f.source.ambiguous().unwrap_or_default().to_vec(),
+            }
+            .into());
+        }
         return Err(TargetError::NoResolver.into());
     }
-    let describe = |given: Option<u16>, found: Option<u16>| match (given, found) {
-        (Some(p), _) => format!("{p} (given)"),
-        (None, Some(p)) => format!("{p} (found)"),
-        _ => "none found, not redirected".to_string(),
+    let describe = |f: &PortFinding| match (&f.source, f.source.port()) {
+        (PortSource::Given(p), _) => format!("{p} (given)"),
+        (_, Some(p)) => format!("{p} (found)"),
+        (_, None) => "none found, not redirected".to_string(),
     };
     log(format!(
         "dockerd's resolver on {DOCKER_RESOLVER}: UDP port {}, TCP port {}",
-        describe(request.dockerd_udp_port, found.udp),
-        describe(request.dockerd_tcp_port, found.tcp)
+        describe(&udp),
+        describe(&tcp)
     ));
-    Ok(ports)
+    for f in [&udp, &tcp] {
+        if let Some(problem) = &f.nat_problem {
+            log(format!(
+                "{}: Docker's NAT told nothing: {problem}",
+                f.proto.name()
+            ));
+        }
+        log(format!("{} port: {}", f.proto.name(), f.source.how()));
+    }
+    let left = [&udp, &tcp]
+        .into_iter()
+        .filter_map(PortFinding::left_with_dockerd)
+        .collect();
+    Ok((ports, left))
 }

@@ -57,6 +57,9 @@ pub fn render_text(s: &Status, interface: &str) -> String {
     if let Some(reason) = &s.stale {
         out.push_str(&format!("STALE: {reason}\n"));
     }
+    if let Some(unknown) = &s.unknown {
+        out.push_str(&format!("dockerd's ports not checked: {unknown}\n"));
+    }
     out
 }
 
@@ -115,7 +118,7 @@ pub fn render_json(s: &Status) -> String {
         format!("{{{}}}", fields.join(","))
     });
     format!(
-        "{{\"attached\":{},\"lo\":{},\"interface\":{},\"build\":{},\"config\":{},\"tracked_flows\":{},\"counters\":{},\"stale\":{},\"stale_reason\":{}}}",
+        "{{\"attached\":{},\"lo\":{},\"interface\":{},\"build\":{},\"config\":{},\"tracked_flows\":{},\"counters\":{},\"stale\":{},\"stale_reason\":{},\"ports_unknown\":{}}}",
         s.attached(),
         hook(&s.lo),
         hook(&s.interface),
@@ -124,7 +127,8 @@ pub fn render_json(s: &Status) -> String {
         s.tracked_flows.unwrap_or(0),
         counters,
         s.stale.is_some(),
-        s.stale.as_deref().map_or("null".to_string(), json_string)
+        s.stale.as_deref().map_or("null".to_string(), json_string),
+        s.unknown.as_deref().map_or("null".to_string(), json_string)
     )
 }
 
@@ -137,7 +141,7 @@ mod tests {
         let json = render_json(&Status::default());
         assert_eq!(
             json,
-            "{\"attached\":false,\"lo\":{\"attached\":false,\"prog_id\":null},\"interface\":{\"attached\":false,\"prog_id\":null},\"build\":null,\"config\":null,\"tracked_flows\":0,\"counters\":null,\"stale\":false,\"stale_reason\":null}"
+            "{\"attached\":false,\"lo\":{\"attached\":false,\"prog_id\":null},\"interface\":{\"attached\":false,\"prog_id\":null},\"build\":null,\"config\":null,\"tracked_flows\":0,\"counters\":null,\"stale\":false,\"stale_reason\":null,\"ports_unknown\":null}"
         );
     }
 }

@@ -1,0 +1,252 @@
+//! End-to-end tests of how dnsredir finds dockerd's ports (given, from Docker's NAT, from the
+//! sockets on 127.0.0.11) when other sockets listen on 127.0.0.11 too, and of the upstream
+//! probe made before attaching. Root only: run with `--include-ignored` as root.
+
+mod support;
+
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
+use std::time::Duration;
+use support::*;
+
+const T: Duration = Duration::from_secs(3);
+const NEEDS_ROOT: &str = "needs root: network namespaces, bpf(2)";
+
+fn root() {
+    assert!(
+        unsafe { libc::geteuid() } == 0,
+        "{NEEDS_ROOT}: run `cargo test --test detect_e2e -- --include-ignored` as root"
+    );
+}
+
+/// Another program's sockets on 127.0.0.11 in the container (random ports), kept open while
+/// the value lives: what made the old detection fail.
+struct Squatters {
+    _udp: Vec<UdpSocket>,
+    _tcp: Vec<TcpListener>,
+}
+
+fn squat(net: &DockerLikeNet, udp: usize, tcp: usize) -> Squatters {
+    in_netns(&net.ctr_ns, move || Squatters {
+        _udp: (0..udp)
+            .map(|_| UdpSocket::bind((DOCKER_RESOLVER, 0)).expect("extra UDP socket"))
+            .collect(),
+        _tcp: (0..tcp)
+            .map(|_| TcpListener::bind((DOCKER_RESOLVER, 0)).expect("extra TCP listener"))
+            .collect(),
+    })
+    .expect("entering the container namespace")
+}
+
+fn a(net: &DockerLikeNet, name: &str, tcp: bool) -> Result<Vec<Ipv4Addr>, String> {
+    query_a(&net.ctr_ns, net.resolver(), name, tcp, T)
+}
+
+/// UDP and TCP to 127.0.0.11:53 are answered by the upstream, not the stand-in.
+fn assert_redirected(net: &DockerLikeNet) {
+    let si = net.stand_in().queries();
+    assert_eq!(
+        a(net, "example.com", false),
+        Ok(vec![net.upstream_answer]),
+        "UDP"
+    );
+    assert_eq!(
+        a(net, "example.org", true),
+        Ok(vec![net.upstream_answer]),
+        "TCP"
+    );
+    assert_eq!(net.stand_in().queries(), si, "the stand-in got none");
+}
+
+fn pid(net: &DockerLikeNet) -> String {
+    net.ctr_pid.to_string()
+}
+
+fn no_filters(net: &DockerLikeNet) -> bool {
+    net.dnsredir_filters("lo") + net.dnsredir_filters("eth0") == 0
+}
+
+#[test]
+#[ignore = "needs root: network namespaces, bpf(2)"]
+fn both_ports_given_work_whatever_else_listens() {
+    root();
+    let net = DockerLikeNet::new();
+    let _other = squat(&net, 1, 1);
+    let (code, out, err) = run_dnsredir(&net.attach_args());
+    assert_eq!(code, 0, "stdout: {out}\nstderr: {err}");
+    assert_redirected(&net);
+
+    // One port given, the other found.
+    let (pid, up) = (pid(&net), net.up_addr.to_string());
+    let u = net.dockerd_udp_port.to_string();
+    let r = run_dnsredir(&["--pid", &pid, "--dockerd-port", &u, "--upstream", &up, "-v"]);
+    assert_eq!(r.0, 0, "{r:?}");
+    assert!(r.2.contains("UDP port: given"), "{}", r.2);
+    assert!(r.2.contains("TCP port: from Docker's NAT"), "{}", r.2);
+    assert_redirected(&net);
+}
+
+#[test]
+#[ignore = "needs root: network namespaces, bpf(2)"]
+fn no_ports_given_are_found_through_the_nat() {
+    root();
+    let net = DockerLikeNet::new();
+    let _other = squat(&net, 1, 1);
+    let (pid, up) = (pid(&net), net.up_addr.to_string());
+    let (code, out, err) = run_dnsredir(&["--pid", &pid, "--upstream", &up, "--verbose"]);
+    assert_eq!(code, 0, "stdout: {out}\nstderr: {err}");
+    for expected in [
+        format!("UDP port {} (found)", net.dockerd_udp_port),
+        format!("TCP port {} (found)", net.dockerd_tcp_port),
+        "UDP port: from Docker's NAT".to_string(),
+        "TCP port: from Docker's NAT".to_string(),
+    ] {
+        assert!(
+            err.contains(&expected),
+            "--verbose: no {expected:?}:\n{err}"
+        );
+    }
+    assert!(!err.contains("stays with dockerd"), "{err}");
+    assert_redirected(&net);
+    let (code, j) = net.status_json();
+    assert_eq!(code, 0, "{j}");
+    assert_eq!(
+        j.u64_at(&["config", "dockerd_udp_port"]),
+        net.dockerd_udp_port as u64
+    );
+    assert_eq!(
+        j.u64_at(&["config", "dockerd_tcp_port"]),
+        net.dockerd_tcp_port as u64
+    );
+}
+
+#[test]
+#[ignore = "needs root: network namespaces, bpf(2)"]
+fn status_reports_whatever_else_listens() {
+    root();
+    let net = DockerLikeNet::new();
+    let _other = squat(&net, 2, 2);
+    net.attach(&[]);
+    let (code, j) = net.status_json();
+    assert_eq!(code, 0, "{j}");
+    assert!(j.bool_at(&["attached"]), "{j}");
+    assert!(!j.bool_at(&["stale"]), "{j}");
+    let text = run_dnsredir(&["--pid", &pid(&net), "--status"]);
+    assert_eq!(text.0, 0, "{text:?}");
+    assert!(text.1.contains("dnsredir: attached"), "{text:?}");
+    assert!(!text.1.contains("STALE"), "{text:?}");
+
+    // Without Docker's NAT, attached again: UDP stays with dockerd (three UDP sockets), and
+    // the check cannot tell which one is dockerd's: said, not failed.
+    ns_run(&net.ctr_ns, &["iptables", "-t", "nat", "-F"]).expect("flushing the nat rules");
+    let t = net.dockerd_tcp_port.to_string();
+    let r = run_dnsredir(&[
+        "--pid",
+        &pid(&net),
+        "--dockerd-tcp-port",
+        &t,
+        "--upstream",
+        &net.up_addr.to_string(),
+    ]);
+    assert_eq!(r.0, 0, "{r:?}");
+    assert!(r.2.contains("UDP stays with dockerd"), "{r:?}");
+    let (code, j) = net.status_json();
+    assert_eq!(code, 0, "{j}");
+    let unknown = j
+        .path(&["ports_unknown"])
+        .and_then(Json::as_str)
+        .unwrap_or_default()
+        .to_string();
+    assert!(unknown.contains("cannot tell"), "{j}");
+    let text = run_dnsredir(&["--pid", &pid(&net), "--status"]);
+    assert_eq!(text.0, 0, "{text:?}");
+    assert!(text.1.contains("cannot tell"), "{text:?}");
+}
+
+#[test]
+#[ignore = "needs root: network namespaces, bpf(2)"]
+fn without_nat_an_ambiguous_protocol_stays_with_dockerd() {
+    root();
+    let net = DockerLikeNet::new();
+    ns_run(&net.ctr_ns, &["iptables", "-t", "nat", "-F"]).expect("flushing the nat rules");
+    // With the stand-in's: two UDP sockets on 127.0.0.11, one TCP listener.
+    let _other = squat(&net, 1, 0);
+    let (pid, up) = (pid(&net), net.up_addr.to_string());
+    let (code, out, err) = run_dnsredir(&["--pid", &pid, "--upstream", &up]);
+    assert_eq!(code, 0, "stdout: {out}\nstderr: {err}");
+    let l = lines(&err);
+    assert_eq!(l.len(), 1, "one line about UDP:\n{err}");
+    assert!(
+        l[0].contains("UDP") && l[0].contains("dockerd") && l[0].contains("--dockerd-port"),
+        "{}",
+        l[0]
+    );
+    let (code, j) = net.status_json();
+    assert_eq!(code, 0, "{j}");
+    assert_eq!(
+        j.u64_at(&["config", "dockerd_tcp_port"]),
+        net.dockerd_tcp_port as u64,
+        "{j}"
+    );
+    assert!(
+        j.path(&["config", "dockerd_udp_port"])
+            .is_some_and(Json::is_null),
+        "UDP not redirected: {j}"
+    );
+    // No DNAT now, so TCP to dockerd's port itself shows the redirect.
+    let tcp_port = SocketAddr::new(DOCKER_RESOLVER.into(), net.dockerd_tcp_port);
+    assert_eq!(
+        query_a(&net.ctr_ns, tcp_port, "example.org", true, T),
+        Ok(vec![net.upstream_answer]),
+        "TCP redirected"
+    );
+    let udp_port = SocketAddr::new(DOCKER_RESOLVER.into(), net.dockerd_udp_port);
+    assert_eq!(
+        query_a(&net.ctr_ns, udp_port, "example.com", false, T),
+        Ok(vec![net.stand_in_answer]),
+        "UDP left with dockerd"
+    );
+}
+
+#[test]
+#[ignore = "needs root: network namespaces, bpf(2)"]
+fn a_silent_upstream_is_refused_before_anything_is_attached() {
+    root();
+    let net = DockerLikeNet::new();
+    let (pid, bad) = (pid(&net), format!("{}:5353", net.up_addr));
+    let (code, out, err) = run_dnsredir(&["--pid", &pid, "--upstream", &bad]);
+    assert_eq!(code, 1, "stdout: {out}\nstderr: {err}");
+    let l = lines(&err);
+    assert_eq!(l.len(), 1, "one line:\n{err}");
+    assert!(
+        l[0].contains("--no-probe") && l[0].contains(&bad),
+        "{}",
+        l[0]
+    );
+    assert!(no_filters(&net), "nothing attached");
+    assert!(
+        !has_clsact(&net.ctr_ns, "lo") && !has_clsact(&net.ctr_ns, "eth0"),
+        "no qdisc either"
+    );
+
+    let (code, out, err) = run_dnsredir(&["--pid", &pid, "--upstream", &bad, "--no-probe"]);
+    assert_eq!(code, 0, "stdout: {out}\nstderr: {err}");
+    assert_eq!(net.dnsredir_filters("lo"), 1);
+    assert_eq!(net.dnsredir_filters("eth0"), 1);
+}
+
+#[test]
+#[ignore = "needs root: network namespaces, bpf(2)"]
+fn a_good_upstream_shows_its_round_trip_time() {
+    root();
+    let net = DockerLikeNet::new();
+    let (pid, up) = (pid(&net), net.up_addr.to_string());
+    let (code, out, err) = run_dnsredir(&["--pid", &pid, "--upstream", &up, "--verbose"]);
+    assert_eq!(code, 0, "stdout: {out}\nstderr: {err}");
+    let want = format!("upstream {}:53 answered the probe in ", net.up_addr);
+    let line = err
+        .lines()
+        .find(|l| l.contains(&want))
+        .unwrap_or_else(|| panic!("no {want:?}:\n{err}"));
+    assert!(line.ends_with(" ms"), "{line}");
+    assert_redirected(&net);
+}
