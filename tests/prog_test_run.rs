@@ -100,10 +100,9 @@ fn reply_packet(id: u16, name: &str) -> Packet {
 // ---- the tests ----
 
 #[test]
+#[ignore = "needs root: bpf(2)"]
 fn udp_query_is_redirected_with_valid_checksums() {
-    if !require_root() {
-        return;
-    }
+    require_root();
     let (_, loaded) = load(0);
     let query = query_packet(0x1234, "example.com");
     let (ret, out) = run(&loaded, QUERY_SECTION, &query.bytes());
@@ -119,10 +118,9 @@ fn udp_query_is_redirected_with_valid_checksums() {
 }
 
 #[test]
+#[ignore = "needs root: bpf(2)"]
 fn reply_to_a_redirected_query_is_restored_once() {
-    if !require_root() {
-        return;
-    }
+    require_root();
     let (object, loaded) = load(0);
     assert_eq!(
         run(
@@ -162,10 +160,9 @@ fn reply_to_a_redirected_query_is_restored_once() {
 }
 
 #[test]
+#[ignore = "needs root: bpf(2)"]
 fn reply_with_another_dns_id_or_port_is_untouched() {
-    if !require_root() {
-        return;
-    }
+    require_root();
     let (_, loaded) = load(0);
     assert_eq!(
         run(
@@ -199,10 +196,9 @@ fn reply_with_another_dns_id_or_port_is_untouched() {
 }
 
 #[test]
+#[ignore = "needs root: bpf(2)"]
 fn tcp_query_and_reply_round_trip() {
-    if !require_root() {
-        return;
-    }
+    require_root();
     let (object, loaded) = load(0);
     let mut syn = Packet::tcp(CLIENT, CLIENT_PORT, RESOLVER, DOCKERD_TCP, vec![]);
     syn.tcp_flags = 0x02;
@@ -259,10 +255,9 @@ const FIN_ACK: u8 = 0x11;
 const RST: u8 = 0x04;
 
 #[test]
+#[ignore = "needs root: bpf(2)"]
 fn a_tcp_connection_older_than_the_attach_stays_with_dockerd() {
-    if !require_root() {
-        return;
-    }
+    require_root();
     let (_, loaded) = load(0);
     let segment = tcp(false, ACK);
     assert_eq!(
@@ -277,10 +272,9 @@ fn a_tcp_connection_older_than_the_attach_stays_with_dockerd() {
 }
 
 #[test]
+#[ignore = "needs root: bpf(2)"]
 fn a_tcp_flow_ends_with_its_connection() {
-    if !require_root() {
-        return;
-    }
+    require_root();
     // The upstream resets: the flow goes at once.
     let (_, loaded) = load(0);
     assert_eq!(
@@ -346,10 +340,9 @@ fn a_tcp_flow_ends_with_its_connection() {
 }
 
 #[test]
+#[ignore = "needs root: bpf(2)"]
 fn ip_options_are_honoured() {
-    if !require_root() {
-        return;
-    }
+    require_root();
     let (_, loaded) = load(0);
     let mut query = query_packet(3, "example.com");
     query.ip_options = vec![1, 1, 1, 1, 1, 1, 1, 0]; // NOPs and END: IHL 7
@@ -361,10 +354,9 @@ fn ip_options_are_honoured() {
 }
 
 #[test]
+#[ignore = "needs root: bpf(2)"]
 fn udp_without_checksum_keeps_zero() {
-    if !require_root() {
-        return;
-    }
+    require_root();
     let (_, loaded) = load(0);
     let mut query = query_packet(4, "example.com");
     query.zero_udp_checksum = true;
@@ -380,10 +372,9 @@ fn udp_without_checksum_keeps_zero() {
 }
 
 #[test]
+#[ignore = "needs root: bpf(2)"]
 fn single_label_names_stay_with_dockerd_unless_redirect_all() {
-    if !require_root() {
-        return;
-    }
+    require_root();
     let (object, loaded) = load(0);
     let c2 = query_packet(9, "c2").bytes();
     assert_eq!(run(&loaded, QUERY_SECTION, &c2), (TC_ACT_OK, c2.clone()));
@@ -400,10 +391,9 @@ fn single_label_names_stay_with_dockerd_unless_redirect_all() {
 }
 
 #[test]
+#[ignore = "needs root: bpf(2)"]
 fn everything_else_passes_byte_for_byte() {
-    if !require_root() {
-        return;
-    }
+    require_root();
     let (object, loaded) = load(0);
     let query = query_packet(11, "example.com");
     let mut cases: Vec<(&str, Vec<u8>)> = Vec::new();
@@ -480,10 +470,9 @@ fn everything_else_passes_byte_for_byte() {
 }
 
 #[test]
+#[ignore = "needs root: bpf(2)"]
 fn a_closed_tcp_flow_is_forgotten_after_the_grace_period() {
-    if !require_root() {
-        return;
-    }
+    require_root();
     let (object, loaded) = load(0);
     assert_eq!(
         run(&loaded, QUERY_SECTION, &tcp(false, SYN)).0,
