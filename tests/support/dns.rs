@@ -12,7 +12,6 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 pub const TYPE_A: u16 = 1;
-pub const TYPE_AAAA: u16 = 28;
 const POLL: Duration = Duration::from_millis(50);
 
 // ---------------------------------------------------------------------------------------------
@@ -207,7 +206,6 @@ struct Shared {
 pub struct DnsServer {
     shared: Arc<Shared>,
     threads: Vec<JoinHandle<()>>,
-    pub ns: String,
     pub udp_addr: Option<SocketAddr>,
     pub tcp_addr: Option<SocketAddr>,
 }
@@ -257,7 +255,6 @@ impl DnsServerBuilder {
         let mut server = DnsServer {
             shared,
             threads: Vec::new(),
-            ns: self.ns.clone(),
             udp_addr: None,
             tcp_addr: None,
         };
@@ -314,10 +311,6 @@ impl DnsServer {
     }
     pub fn tcp_queries(&self) -> u64 {
         self.shared.tcp_queries.load(Ordering::SeqCst)
-    }
-    /// The address this server gives for any name not in its `names` map.
-    pub fn answer(&self) -> Ipv4Addr {
-        self.shared.answer
     }
 }
 

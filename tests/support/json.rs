@@ -63,10 +63,6 @@ impl Json {
         }
     }
 
-    pub fn is_null(&self) -> bool {
-        matches!(self, Json::Null)
-    }
-
     /// `path` + `as_u64`, with a readable panic message naming the key and the document.
     pub fn u64_at(&self, keys: &[&str]) -> u64 {
         self.path(keys)
