@@ -14,12 +14,22 @@ fn main() {
     let root = PathBuf::from(env("CARGO_MANIFEST_DIR"));
     let out = PathBuf::from(env("OUT_DIR"));
     let crate_dir = root.join("bpf-prog");
-    println!("cargo:rerun-if-changed=bpf-prog/src");
-    println!("cargo:rerun-if-changed=bpf-prog/abi");
-    println!("cargo:rerun-if-changed=bpf-prog/Cargo.toml");
-    println!("cargo:rerun-if-changed=bpf-prog/Cargo.lock");
-    println!("cargo:rerun-if-changed=.git/HEAD");
-    println!("cargo:rerun-if-changed=.git/index");
+    // A path that does not exist makes cargo rerun this script on every build: name only those that do.
+    let inputs = [
+        "bpf-prog/src",
+        "bpf-prog/abi",
+        "bpf-prog/Cargo.toml",
+        "bpf-prog/Cargo.lock",
+    ];
+    for path in inputs
+        .map(|p| root.join(p))
+        .into_iter()
+        .chain(git_inputs(&root))
+    {
+        if path.exists() {
+            println!("cargo:rerun-if-changed={}", path.display());
+        }
+    }
 
     require_components();
     let bitcode = out.join("dnsredir-bpf.bc");
@@ -37,30 +47,45 @@ fn main() {
     );
 }
 
+/// The git files that change with the revision or the dirty state: HEAD, the index and the branch
+/// HEAD names. Asked of git, because in a worktree `.git` is a file and they live elsewhere;
+/// none outside a git checkout (a tarball).
+fn git_inputs(root: &Path) -> Vec<PathBuf> {
+    let dir = |args: &[&str]| git(root, args).map(|d| root.join(d));
+    let Some(git_dir) = dir(&["rev-parse", "--git-dir"]) else {
+        return Vec::new();
+    };
+    let mut paths = vec![git_dir.join("HEAD"), git_dir.join("index")];
+    if let (Some(common), Some(branch)) = (
+        dir(&["rev-parse", "--git-common-dir"]),
+        git(root, &["symbolic-ref", "-q", "HEAD"]),
+    ) {
+        paths.push(common.join(branch));
+    }
+    paths
+}
+
 /// The commit this binary was built from, "unknown" outside a git checkout.
 fn git_revision(root: &Path) -> String {
-    let output = Command::new("git")
-        .arg("-C")
-        .arg(root)
-        .args(["rev-parse", "--short=12", "HEAD"])
-        .output();
-    let dirty = Command::new("git")
-        .arg("-C")
-        .arg(root)
-        .args(["status", "--porcelain", "--untracked-files=no"])
-        .output();
-    match output {
-        Ok(o) if o.status.success() => {
-            let rev = String::from_utf8_lossy(&o.stdout).trim().to_string();
-            let is_dirty = dirty.map(|d| !d.stdout.is_empty()).unwrap_or(false);
-            if is_dirty {
-                format!("{rev}-dirty")
-            } else {
-                rev
-            }
-        }
-        _ => "unknown".to_string(),
+    let Some(rev) = git(root, &["rev-parse", "--short=12", "HEAD"]) else {
+        return "unknown".to_string();
+    };
+    match git(root, &["status", "--porcelain", "--untracked-files=no"]) {
+        Some(_) => format!("{rev}-dirty"),
+        None => rev,
     }
+}
+
+/// What `git -C root ARGS` prints, trimmed; None when git fails or prints nothing.
+fn git(root: &Path, args: &[&str]) -> Option<String> {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(root)
+        .args(args)
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    (out.status.success() && !text.is_empty()).then_some(text)
 }
 
 fn env(name: &str) -> String {

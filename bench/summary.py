@@ -98,7 +98,7 @@ if res.exists():
         for k in ["qps", "sent", "completed", "lost", "cpu_us_per_answer", "responder_cpu_pct"]:
             r[k] = float(r[k])
     for setting, title, resolver in [
-        ("emulation", "namespace emulation (scripts/demo's topology)", "python-standin"),
+        ("emulation", "namespace emulation (scripts/demo's topology)", "standin"),
         ("docker", "real Docker engine (scripts/docker-env)", "docker-resolver"),
     ]:
         rs = [r for r in data if r["setting"] == setting]
@@ -136,7 +136,7 @@ if res.exists():
         p("| path | q/s | ÷ direct (same round) | lost (all rounds) |")
         p("|---|---|---|---|")
         label = {"direct": "direct to the upstream",
-                 "python-standin": "stand-in for Docker's resolver (a Python responder, NOT dockerd)",
+                 "standin": "stand-in for Docker's resolver (dnsmasq, NOT dockerd)",
                  "docker-resolver": "Docker's embedded resolver (dockerd)",
                  "dnsredir": "through dnsredir"}
         for path in ["direct", resolver, "dnsredir"]:
@@ -170,7 +170,7 @@ if res.exists():
         p("|---|---|---|")
         p(f"| saturation dnsredir ≥ 0.95 × direct | {fmt(ratio_direct, '.3f')} | {verdict(None if ratio_direct is None else ratio_direct >= 0.95)} |")
         p(f"| (fixed rate: direct's CPU per answer ÷ dnsredir's ≥ 0.95) | {fmt(None if not cpu_ratio else 1 / cpu_ratio, '.3f')} | {verdict(None if not cpu_ratio else 1 / cpu_ratio >= 0.95)} |")
-        what = "the Python stand-in (not Docker's resolver)" if setting == "emulation" else "Docker's embedded resolver"
+        what = "the dnsmasq stand-in (not Docker's resolver)" if setting == "emulation" else "Docker's embedded resolver"
         p(f"| dnsredir ≥ 4 × {what} | {fmt(ratio_resolver, '.2f')} | {verdict(None if ratio_resolver is None else ratio_resolver >= 4)} |")
         p(f"| 0 lost queries through dnsredir | {lost_all} | {verdict(lost_all == 0)} |")
         p("")

@@ -9,14 +9,6 @@ use std::time::Duration;
 use support::*;
 
 const T: Duration = Duration::from_secs(3);
-const NEEDS_ROOT: &str = "needs root: network namespaces, bpf(2)";
-
-fn root() {
-    assert!(
-        unsafe { libc::geteuid() } == 0,
-        "{NEEDS_ROOT}: run `cargo test --test detect_e2e -- --include-ignored` as root"
-    );
-}
 
 /// Another program's sockets on 127.0.0.11 in the container (random ports), kept open while
 /// the value lives: what made the old detection fail.
@@ -68,7 +60,7 @@ fn no_filters(net: &DockerLikeNet) -> bool {
 #[test]
 #[ignore = "needs root: network namespaces, bpf(2)"]
 fn both_ports_given_work_whatever_else_listens() {
-    root();
+    require_root();
     let net = DockerLikeNet::new();
     let _other = squat(&net, 1, 1);
     let (code, out, err) = run_dnsredir(&net.attach_args());
@@ -88,7 +80,7 @@ fn both_ports_given_work_whatever_else_listens() {
 #[test]
 #[ignore = "needs root: network namespaces, bpf(2)"]
 fn no_ports_given_are_found_through_the_nat() {
-    root();
+    require_root();
     let net = DockerLikeNet::new();
     let _other = squat(&net, 1, 1);
     let (pid, up) = (pid(&net), net.up_addr.to_string());
@@ -122,7 +114,7 @@ fn no_ports_given_are_found_through_the_nat() {
 #[test]
 #[ignore = "needs root: network namespaces, bpf(2)"]
 fn status_reports_whatever_else_listens() {
-    root();
+    require_root();
     let net = DockerLikeNet::new();
     let _other = squat(&net, 2, 2);
     net.attach(&[]);
@@ -165,7 +157,7 @@ fn status_reports_whatever_else_listens() {
 #[test]
 #[ignore = "needs root: network namespaces, bpf(2)"]
 fn without_nat_an_ambiguous_protocol_stays_with_dockerd() {
-    root();
+    require_root();
     let net = DockerLikeNet::new();
     ns_run(&net.ctr_ns, &["iptables", "-t", "nat", "-F"]).expect("flushing the nat rules");
     // With the stand-in's: two UDP sockets on 127.0.0.11, one TCP listener.
@@ -210,7 +202,7 @@ fn without_nat_an_ambiguous_protocol_stays_with_dockerd() {
 #[test]
 #[ignore = "needs root: network namespaces, bpf(2)"]
 fn a_silent_upstream_is_refused_before_anything_is_attached() {
-    root();
+    require_root();
     let net = DockerLikeNet::new();
     let (pid, bad) = (pid(&net), format!("{}:5353", net.up_addr));
     let (code, out, err) = run_dnsredir(&["--pid", &pid, "--upstream", &bad]);
@@ -237,7 +229,7 @@ fn a_silent_upstream_is_refused_before_anything_is_attached() {
 #[test]
 #[ignore = "needs root: network namespaces, bpf(2)"]
 fn a_good_upstream_shows_its_round_trip_time() {
-    root();
+    require_root();
     let net = DockerLikeNet::new();
     let (pid, up) = (pid(&net), net.up_addr.to_string());
     let (code, out, err) = run_dnsredir(&["--pid", &pid, "--upstream", &up, "--verbose"]);

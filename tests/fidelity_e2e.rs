@@ -16,7 +16,7 @@ use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use support::packet::{csum_fold, l4_checksum, sum_words};
-use support::{in_netns, ns_run_timeout, ping, require_root, DockerLikeNet};
+use support::{in_netns, ns_run_timeout, ping, require_root, run_dnsredir, DockerLikeNet};
 
 /// Where dnsmasq listens in the upstream namespace (the stand-in DnsServer has port 53).
 const DNSMASQ_PORT: u16 = 5353;
@@ -110,7 +110,7 @@ fn attach_to_dnsmasq(net: &DockerLikeNet, extra: &[&str]) {
     let upstream = args.len() - 1;
     args[upstream] = format!("{}:{DNSMASQ_PORT}", net.up_addr);
     args.extend(extra.iter().map(|s| s.to_string()));
-    let (code, out, err) = net.run_dnsredir(&args);
+    let (code, out, err) = run_dnsredir(&args);
     assert_eq!(code, 0, "dnsredir {args:?}: {out}{err}");
 }
 

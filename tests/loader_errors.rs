@@ -10,10 +10,9 @@ use dnsredir::error::Error;
 use support::require_root;
 
 #[test]
+#[ignore = "needs root: bpf(2)"]
 fn a_verifier_rejection_carries_the_log() {
-    if !require_root() {
-        return;
-    }
+    require_root();
     let mut object = ObjectFile::parse(dnsredir::bpf::embedded::object_bytes()).expect("parses");
     let query = object
         .programs

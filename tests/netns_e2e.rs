@@ -90,10 +90,9 @@ fn assert_stand_in_answers(net: &DockerLikeNet) {
 }
 
 #[test]
+#[ignore = "needs root: network namespaces"]
 fn before_attach_stand_in_answers_docker_address() {
-    if !require_root() {
-        return;
-    }
+    require_root();
     let net = DockerLikeNet::new();
     assert_ne!(net.eth0_ifindex, 2);
     assert_stand_in_answers(&net);
@@ -112,10 +111,9 @@ fn before_attach_stand_in_answers_docker_address() {
 }
 
 #[test]
+#[ignore = "needs root: network namespaces"]
 fn attach_redirects_udp_tcp_dig_and_burst() {
-    if !require_root() {
-        return;
-    }
+    require_root();
     let net = DockerLikeNet::new();
     net.attach(&[]);
     assert_filters_on_each_hook(&net, 1);
@@ -171,10 +169,9 @@ fn attach_redirects_udp_tcp_dig_and_burst() {
 }
 
 #[test]
+#[ignore = "needs root: network namespaces"]
 fn redirect_all_sends_single_label_names_upstream() {
-    if !require_root() {
-        return;
-    }
+    require_root();
     let net = DockerLikeNet::new();
     net.attach(&["--redirect-all"]);
     let (si, up) = (net.stand_in().queries(), net.upstream().queries());
@@ -187,10 +184,9 @@ fn redirect_all_sends_single_label_names_upstream() {
 }
 
 #[test]
+#[ignore = "needs root: network namespaces"]
 fn direct_queries_to_upstream_still_work_while_attached() {
-    if !require_root() {
-        return;
-    }
+    require_root();
     let net = DockerLikeNet::new();
     net.attach(&[]);
     let up = net.upstream().queries();
@@ -212,10 +208,9 @@ fn direct_queries_to_upstream_still_work_while_attached() {
 }
 
 #[test]
+#[ignore = "needs root: network namespaces"]
 fn ping_and_tcp_to_upstream_host_unaffected() {
-    if !require_root() {
-        return;
-    }
+    require_root();
     let net = DockerLikeNet::new();
     net.attach(&[]);
     assert_eq!(ping(&net.ctr_ns, net.up_addr, 2), Ok(2));
@@ -228,10 +223,9 @@ fn ping_and_tcp_to_upstream_host_unaffected() {
 }
 
 #[test]
+#[ignore = "needs root: network namespaces"]
 fn attach_twice_leaves_one_filter_each() {
-    if !require_root() {
-        return;
-    }
+    require_root();
     let net = DockerLikeNet::new();
     net.attach(&[]);
     net.attach(&[]);
@@ -240,10 +234,9 @@ fn attach_twice_leaves_one_filter_each() {
 }
 
 #[test]
+#[ignore = "needs root: network namespaces"]
 fn detach_restores_dockerd_and_removes_everything() {
-    if !require_root() {
-        return;
-    }
+    require_root();
     let net = DockerLikeNet::new();
     net.attach(&[]);
     assert_redirected(&net);
@@ -255,10 +248,9 @@ fn detach_restores_dockerd_and_removes_everything() {
 }
 
 #[test]
+#[ignore = "needs root: network namespaces"]
 fn foreign_filter_survives_attach_and_detach() {
-    if !require_root() {
-        return;
-    }
+    require_root();
     let net = DockerLikeNet::new();
     let c = net.ctr_ns.as_str();
     // Another tool's filter. This kernel has neither cls_matchall nor act_gact, so it is a u32
@@ -300,10 +292,9 @@ fn foreign_filter_survives_attach_and_detach() {
 }
 
 #[test]
+#[ignore = "needs root: network namespaces"]
 fn auto_detects_dockerd_ports() {
-    if !require_root() {
-        return;
-    }
+    require_root();
     let net = DockerLikeNet::new();
     let pid = net.ctr_pid.to_string();
     let up = net.up_addr.to_string();
@@ -325,10 +316,9 @@ fn auto_detects_dockerd_ports() {
 }
 
 #[test]
+#[ignore = "needs root: network namespaces"]
 fn netns_path_works_like_pid() {
-    if !require_root() {
-        return;
-    }
+    require_root();
     let net = DockerLikeNet::new();
     let path = net.ctr_netns_path();
     let (u, t, up) = (
@@ -364,10 +354,9 @@ fn netns_path_works_like_pid() {
 }
 
 #[test]
+#[ignore = "needs root: network namespaces"]
 fn error_no_such_process() {
-    if !require_root() {
-        return;
-    }
+    require_root();
     let net = DockerLikeNet::new();
     let up = net.up_addr.to_string();
     let r = run_dnsredir(&["--pid", "999999999", "--upstream", &up]);
@@ -377,10 +366,9 @@ fn error_no_such_process() {
 }
 
 #[test]
+#[ignore = "needs root: network namespaces"]
 fn error_namespace_without_eth0() {
-    if !require_root() {
-        return;
-    }
+    require_root();
     let _serial = serial();
     let ns = Netns::new("n").unwrap();
     let r = run_dnsredir(&[
@@ -407,10 +395,9 @@ fn error_namespace_without_eth0() {
 }
 
 #[test]
+#[ignore = "needs root: network namespaces"]
 fn error_eth0_without_ipv4() {
-    if !require_root() {
-        return;
-    }
+    require_root();
     let _serial = serial();
     let ns = Netns::new("a").unwrap();
     run(&[
@@ -445,10 +432,9 @@ fn error_eth0_without_ipv4() {
 }
 
 #[test]
+#[ignore = "needs root: network namespaces"]
 fn error_bad_upstream() {
-    if !require_root() {
-        return;
-    }
+    require_root();
     let net = DockerLikeNet::new();
     let pid = net.ctr_pid.to_string();
     let r = run_dnsredir(&["--pid", &pid, "--upstream", "not-an-ip"]);
@@ -458,10 +444,9 @@ fn error_bad_upstream() {
 }
 
 #[test]
+#[ignore = "needs root: network namespaces"]
 fn status_json_counts_exactly() {
-    if !require_root() {
-        return;
-    }
+    require_root();
     let net = DockerLikeNet::new();
     let (code, j) = net.status_json();
     assert_eq!(code, 3, "not attached yet: {j}");
@@ -523,10 +508,9 @@ fn status_json_counts_exactly() {
 }
 
 #[test]
+#[ignore = "needs root: network namespaces"]
 fn status_says_when_the_configuration_is_stale() {
-    if !require_root() {
-        return;
-    }
+    require_root();
     let net = DockerLikeNet::new();
     // As after `docker restart`: the redirected port is no longer dockerd's.
     let old = net.dockerd_udp_port.wrapping_add(1).max(1).to_string();
@@ -572,10 +556,9 @@ fn status_says_when_the_configuration_is_stale() {
 }
 
 #[test]
+#[ignore = "needs root: network namespaces"]
 fn error_not_root() {
-    if !require_root() {
-        return;
-    }
+    require_root();
     let net = DockerLikeNet::new();
     let (pid, up) = (net.ctr_pid.to_string(), net.up_addr.to_string());
     let bin = dnsredir_bin();
@@ -604,10 +587,9 @@ fn error_not_root() {
 }
 
 #[test]
+#[ignore = "needs root: network namespaces"]
 fn verbose_attach_prints_each_step() {
-    if !require_root() {
-        return;
-    }
+    require_root();
     let net = DockerLikeNet::new();
     let (pid, up) = (net.ctr_pid.to_string(), net.up_addr.to_string());
     let (code, out, err) = run_dnsredir(&["--pid", &pid, "--upstream", &up, "--verbose"]);
@@ -632,10 +614,9 @@ fn verbose_attach_prints_each_step() {
 }
 
 #[test]
+#[ignore = "needs root: network namespaces"]
 fn error_upstream_unreachable_through_eth0() {
-    if !require_root() {
-        return;
-    }
+    require_root();
     let net = DockerLikeNet::new();
     // Like a container on an --internal network: no route out.
     run(&["ip", "-n", &net.ctr_ns, "route", "del", "default"]).unwrap();

@@ -110,10 +110,9 @@ fn reply_packet(id: u16, name: &str) -> Packet {
 // ---- the tests ----
 
 #[test]
+#[ignore = "needs root: bpf(2)"]
 fn udp_query_is_redirected_with_valid_checksums() {
-    if !require_root() {
-        return;
-    }
+    require_root();
     let (_, loaded) = load(0);
     let query = query_packet(0x1234, "example.com");
     let (ret, out) = run(&loaded, QUERY_SECTION, &query.bytes());
@@ -129,10 +128,9 @@ fn udp_query_is_redirected_with_valid_checksums() {
 }
 
 #[test]
+#[ignore = "needs root: bpf(2)"]
 fn reply_to_a_redirected_query_is_restored_once() {
-    if !require_root() {
-        return;
-    }
+    require_root();
     let (object, loaded) = load(0);
     assert_eq!(
         run(
@@ -172,10 +170,9 @@ fn reply_to_a_redirected_query_is_restored_once() {
 }
 
 #[test]
+#[ignore = "needs root: bpf(2)"]
 fn reply_with_another_dns_id_or_port_is_untouched() {
-    if !require_root() {
-        return;
-    }
+    require_root();
     let (_, loaded) = load(0);
     assert_eq!(
         run(
@@ -209,10 +206,9 @@ fn reply_with_another_dns_id_or_port_is_untouched() {
 }
 
 #[test]
+#[ignore = "needs root: bpf(2)"]
 fn tcp_query_and_reply_round_trip() {
-    if !require_root() {
-        return;
-    }
+    require_root();
     let (object, loaded) = load(0);
     let mut syn = Packet::tcp(CLIENT, CLIENT_PORT, RESOLVER, DOCKERD_TCP, vec![]);
     syn.tcp_flags = 0x02;
@@ -269,10 +265,9 @@ const FIN_ACK: u8 = 0x11;
 const RST: u8 = 0x04;
 
 #[test]
+#[ignore = "needs root: bpf(2)"]
 fn a_tcp_connection_older_than_the_attach_stays_with_dockerd() {
-    if !require_root() {
-        return;
-    }
+    require_root();
     let (_, loaded) = load(0);
     let segment = tcp(false, ACK);
     assert_eq!(
@@ -287,10 +282,9 @@ fn a_tcp_connection_older_than_the_attach_stays_with_dockerd() {
 }
 
 #[test]
+#[ignore = "needs root: bpf(2)"]
 fn a_tcp_flow_ends_with_its_connection() {
-    if !require_root() {
-        return;
-    }
+    require_root();
     // The upstream resets: the flow goes at once.
     let (_, loaded) = load(0);
     assert_eq!(
@@ -356,10 +350,9 @@ fn a_tcp_flow_ends_with_its_connection() {
 }
 
 #[test]
+#[ignore = "needs root: bpf(2)"]
 fn ip_options_are_honoured() {
-    if !require_root() {
-        return;
-    }
+    require_root();
     let (_, loaded) = load(0);
     let mut query = query_packet(3, "example.com");
     query.ip_options = vec![1, 1, 1, 1, 1, 1, 1, 0]; // NOPs and END: IHL 7
@@ -371,10 +364,9 @@ fn ip_options_are_honoured() {
 }
 
 #[test]
+#[ignore = "needs root: bpf(2)"]
 fn udp_without_checksum_keeps_zero() {
-    if !require_root() {
-        return;
-    }
+    require_root();
     let (_, loaded) = load(0);
     let mut query = query_packet(4, "example.com");
     query.zero_udp_checksum = true;
@@ -390,10 +382,9 @@ fn udp_without_checksum_keeps_zero() {
 }
 
 #[test]
+#[ignore = "needs root: bpf(2)"]
 fn single_label_names_stay_with_dockerd_unless_redirect_all() {
-    if !require_root() {
-        return;
-    }
+    require_root();
     let (object, loaded) = load(0);
     let c2 = query_packet(9, "c2").bytes();
     assert_eq!(
@@ -413,10 +404,9 @@ fn single_label_names_stay_with_dockerd_unless_redirect_all() {
 }
 
 #[test]
+#[ignore = "needs root: bpf(2)"]
 fn everything_else_passes_byte_for_byte() {
-    if !require_root() {
-        return;
-    }
+    require_root();
     let (object, loaded) = load(0);
     let query = query_packet(11, "example.com");
     let mut cases: Vec<(&str, Vec<u8>)> = Vec::new();
@@ -493,10 +483,9 @@ fn everything_else_passes_byte_for_byte() {
 }
 
 #[test]
+#[ignore = "needs root: bpf(2)"]
 fn a_closed_tcp_flow_is_forgotten_after_the_grace_period() {
-    if !require_root() {
-        return;
-    }
+    require_root();
     let grace = std::time::Duration::from_millis(200);
     let (object, loaded) = load_config(&Config {
         tcp_close_grace_ns: grace.as_nanos() as u64,
@@ -544,10 +533,9 @@ fn edns_size_in(frame: &[u8], name: &str) -> u16 {
 }
 
 #[test]
+#[ignore = "needs root: bpf(2)"]
 fn a_large_edns_size_is_clamped_with_a_valid_checksum() {
-    if !require_root() {
-        return;
-    }
+    require_root();
     let (object, loaded) = load(0);
     // The field's offset from the UDP header: 27 + the name's length, so both word alignments;
     // and the longest name there is, 127 labels in 255 bytes: every step of the walk.
@@ -576,10 +564,9 @@ fn a_large_edns_size_is_clamped_with_a_valid_checksum() {
 }
 
 #[test]
+#[ignore = "needs root: bpf(2)"]
 fn a_clamped_query_without_udp_checksum_keeps_zero() {
-    if !require_root() {
-        return;
-    }
+    require_root();
     let (_, loaded) = load(0);
     let mut query = edns_query(23, "example.com", 4096);
     query.zero_udp_checksum = true;
@@ -590,10 +577,9 @@ fn a_clamped_query_without_udp_checksum_keeps_zero() {
 }
 
 #[test]
+#[ignore = "needs root: bpf(2)"]
 fn edns_sizes_within_the_limit_and_queries_without_opt_are_not_changed() {
-    if !require_root() {
-        return;
-    }
+    require_root();
     let (object, loaded) = load(0);
     let cases = [
         ("OPT 512", edns_query(31, "example.com", 512)),
@@ -624,10 +610,9 @@ fn edns_sizes_within_the_limit_and_queries_without_opt_are_not_changed() {
 }
 
 #[test]
+#[ignore = "needs root: bpf(2)"]
 fn queries_the_clamp_does_not_understand_are_redirected_unchanged() {
-    if !require_root() {
-        return;
-    }
+    require_root();
     let (object, loaded) = load(0);
     let mut cases: Vec<(&str, Vec<u8>)> = Vec::new();
     let mut pointer = dns_query_edns(41, "example.com", 4096);
@@ -683,10 +668,9 @@ fn queries_the_clamp_does_not_understand_are_redirected_unchanged() {
 }
 
 #[test]
+#[ignore = "needs root: bpf(2)"]
 fn a_single_label_name_with_opt_stays_with_dockerd() {
-    if !require_root() {
-        return;
-    }
+    require_root();
     let (object, loaded) = load(0);
     let c2 = edns_query(51, "c2", 4096).bytes();
     assert_eq!(
@@ -706,10 +690,9 @@ fn a_single_label_name_with_opt_stays_with_dockerd() {
 // ---- fragments and truncated TCP ----
 
 #[test]
+#[ignore = "needs root: bpf(2)"]
 fn a_fragmented_reply_to_a_known_flow_is_counted_and_passed() {
-    if !require_root() {
-        return;
-    }
+    require_root();
     let (object, loaded) = load(0);
     assert_eq!(
         run(
@@ -764,10 +747,9 @@ fn a_fragmented_reply_to_a_known_flow_is_counted_and_passed() {
 }
 
 #[test]
+#[ignore = "needs root: bpf(2)"]
 fn tcp_segments_cut_inside_their_header_pass_untouched() {
-    if !require_root() {
-        return;
-    }
+    require_root();
     let (object, loaded) = load(0);
     // A flow exists both ways, so only the header decides.
     assert_eq!(

@@ -12,7 +12,6 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 pub const TYPE_A: u16 = 1;
-pub const TYPE_AAAA: u16 = 28;
 const POLL: Duration = Duration::from_millis(50);
 
 // ---------------------------------------------------------------------------------------------
@@ -41,11 +40,23 @@ pub fn build_query(id: u16, name: &str, qtype: u16) -> Vec<u8> {
 
 /// The first question of a message: (lower-case name without trailing dot, qtype, offset after it).
 pub fn parse_question(msg: &[u8]) -> Option<(String, u16, usize)> {
+    let (qtype, end) = question_end(msg)?;
+    let mut labels = Vec::new();
+    let mut i = 12;
+    while i < end - 5 {
+        let len = msg[i] as usize;
+        labels.push(String::from_utf8_lossy(&msg[i + 1..i + 1 + len]).to_ascii_lowercase());
+        i += 1 + len;
+    }
+    Some((labels.join("."), qtype, end))
+}
+
+/// The first question's qtype and the offset after it, without decoding the name (no allocation).
+fn question_end(msg: &[u8]) -> Option<(u16, usize)> {
     if msg.len() < 12 || u16::from_be_bytes([msg[4], msg[5]]) == 0 {
         return None;
     }
     let mut i = 12;
-    let mut labels = Vec::new();
     loop {
         let len = *msg.get(i)? as usize;
         i += 1;
@@ -55,12 +66,11 @@ pub fn parse_question(msg: &[u8]) -> Option<(String, u16, usize)> {
         if len & 0xC0 != 0 {
             return None; // no compression in a question we accept
         }
-        labels.push(String::from_utf8_lossy(msg.get(i..i + len)?).to_ascii_lowercase());
         i += len;
     }
     let qtype = u16::from_be_bytes([*msg.get(i)?, *msg.get(i + 1)?]);
     msg.get(i + 3)?;
-    Some((labels.join("."), qtype, i + 4))
+    Some((qtype, i + 4))
 }
 
 fn skip_name(msg: &[u8], mut i: usize) -> Option<usize> {
@@ -131,23 +141,38 @@ pub fn build_answer(
     default: Ipv4Addr,
     names: &HashMap<String, Ipv4Addr>,
 ) -> Option<Vec<u8>> {
+    let mut r = Vec::with_capacity(query.len() + 16);
+    write_answer(query, &mut r, || {
+        parse_question(query)
+            .and_then(|(name, ..)| names.get(&name).copied())
+            .unwrap_or(default)
+    })?;
+    Some(r)
+}
+
+/// [`build_answer`] into a reused buffer, for servers that must not allocate per query (the
+/// benchmark's upstream): `address` is asked for the A record's address, only for A queries.
+pub fn write_answer(
+    query: &[u8],
+    out: &mut Vec<u8>,
+    address: impl FnOnce() -> Ipv4Addr,
+) -> Option<()> {
     if query.len() < 12 || query[2] & 0x80 != 0 {
         return None;
     }
-    let (name, qtype, end) = parse_question(query)?;
-    let mut r = Vec::with_capacity(end + 16);
-    r.extend_from_slice(&query[0..2]);
-    r.push(0x80 | (query[2] & 0x79) | 0x04); // QR, opcode + RD copied, AA
-    r.push(0x80); // RA, rcode 0
-    r.extend_from_slice(&[0, 1]);
-    r.extend_from_slice(&[0, (qtype == TYPE_A) as u8, 0, 0, 0, 0]);
-    r.extend_from_slice(&query[12..end]);
+    let (qtype, end) = question_end(query)?;
+    out.clear();
+    out.extend_from_slice(&query[0..2]);
+    out.push(0x80 | (query[2] & 0x79) | 0x04); // QR, opcode + RD copied, AA
+    out.push(0x80); // RA, rcode 0
+    out.extend_from_slice(&[0, 1]);
+    out.extend_from_slice(&[0, (qtype == TYPE_A) as u8, 0, 0, 0, 0]);
+    out.extend_from_slice(&query[12..end]);
     if qtype == TYPE_A {
-        let addr = names.get(&name).copied().unwrap_or(default);
-        r.extend_from_slice(&[0xC0, 0x0C, 0, 1, 0, 1, 0, 0, 0, 0, 0, 4]);
-        r.extend_from_slice(&addr.octets());
+        out.extend_from_slice(&[0xC0, 0x0C, 0, 1, 0, 1, 0, 0, 0, 0, 0, 4]);
+        out.extend_from_slice(&address().octets());
     }
-    Some(r)
+    Some(())
 }
 
 pub fn random_u64() -> u64 {
@@ -181,7 +206,6 @@ struct Shared {
 pub struct DnsServer {
     shared: Arc<Shared>,
     threads: Vec<JoinHandle<()>>,
-    pub ns: String,
     pub udp_addr: Option<SocketAddr>,
     pub tcp_addr: Option<SocketAddr>,
 }
@@ -231,7 +255,6 @@ impl DnsServerBuilder {
         let mut server = DnsServer {
             shared,
             threads: Vec::new(),
-            ns: self.ns.clone(),
             udp_addr: None,
             tcp_addr: None,
         };
@@ -288,10 +311,6 @@ impl DnsServer {
     }
     pub fn tcp_queries(&self) -> u64 {
         self.shared.tcp_queries.load(Ordering::SeqCst)
-    }
-    /// The address this server gives for any name not in its `names` map.
-    pub fn answer(&self) -> Ipv4Addr {
-        self.shared.answer
     }
 }
 

@@ -494,11 +494,6 @@ impl DockerLikeNet {
         ]
     }
 
-    /// Runs `dnsredir` (see [`run_dnsredir`]).
-    pub fn run_dnsredir<S: AsRef<str>>(&self, args: &[S]) -> (i32, String, String) {
-        run_dnsredir(args)
-    }
-
     /// Attaches with [`Self::attach_args`] plus `extra`; panics with the tool's output unless it exits 0.
     pub fn attach(&self, extra: &[&str]) {
         let mut args = self.attach_args();

@@ -49,6 +49,10 @@ impl Json {
         }
     }
 
+    pub fn is_null(&self) -> bool {
+        matches!(self, Json::Null)
+    }
+
     pub fn as_bool(&self) -> Option<bool> {
         match self {
             Json::Bool(b) => Some(*b),
@@ -61,10 +65,6 @@ impl Json {
             Json::Str(s) => Some(s),
             _ => None,
         }
-    }
-
-    pub fn is_null(&self) -> bool {
-        matches!(self, Json::Null)
     }
 
     /// `path` + `as_u64`, with a readable panic message naming the key and the document.

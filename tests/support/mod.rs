@@ -1,6 +1,6 @@
 //! Test harness for dnsredir's end-to-end tests (std + libc only).
 //!
-//! - [`dns`]: a stand-in authoritative DNS server ([`DnsServer`]) and stub-resolver-like clients
+//! - [`dns`]: a stand-in authoritative DNS server ([`dns::DnsServer`]) and stub-resolver-like clients
 //!   ([`query_a`], [`query_many`]) that run inside a network namespace;
 //! - [`netns`]: entering namespaces, running commands in them, RAII [`Netns`], [`TcpEcho`];
 //! - [`docker`]: [`DockerLikeNet`], Docker's topology for one container, plus `run_dnsredir`
@@ -10,6 +10,10 @@
 //!
 //! Every namespace is named `drt<pid>x<n><role>` and deleted on Drop (stale ones from killed
 //! test processes are removed the next time a topology is built).
+// Each test binary (and bench/prog.rs, for dns.rs, netns.rs and packet.rs) compiles its own copy
+// of this module and uses a subset of it, and rustc judges dead code per binary: without this
+// allow, every binary would warn about the helpers only the others use. Helpers that no binary
+// uses are removed (checked by building each test binary without this line).
 #![allow(dead_code, unused_imports)]
 
 pub mod dns;
@@ -18,28 +22,24 @@ pub mod json;
 pub mod netns;
 pub mod packet;
 
-pub use dns::{query, query_a, query_many, DnsServer, DnsServerBuilder, ManyResult, Reply};
+pub use dns::{query_a, query_many};
 pub use docker::{
     count_dnsredir_filters, dnsredir_bin, has_clsact, run_dnsredir, serial, tc_filters,
-    DockerLikeNet, Options, DOCKER_RESOLVER,
+    DockerLikeNet, DOCKER_RESOLVER,
 };
 pub use json::Json;
-pub use netns::{
-    enter_netns, in_netns, ns_run, ns_run_timeout, ping, run, run_timeout, tcp_echo_roundtrip,
-    CmdOutput, Netns, TcpEcho,
-};
+pub use netns::{in_netns, ns_run, ns_run_timeout, ping, run, tcp_echo_roundtrip, Netns, TcpEcho};
 
-/// The root/CI rule: true when the test can run. Not root: with `CI=true` the test FAILS (panic),
-/// otherwise it prints that it is skipped and the caller returns.
-pub fn require_root() -> bool {
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
+/// For the tests marked `#[ignore = "needs root: ..."]`: they run only when asked for with
+/// `cargo test -- --include-ignored` (as `scripts/test` does, as root). Asked for without root,
+/// the test fails here with a clear message instead of passing without having run.
+pub fn require_root() {
+    if unsafe { libc::geteuid() } != 0 {
+        panic!(
+            "this test needs root (bpf(2), network namespaces, tc, iptables): run the ignored tests \
+             as root (scripts/test does), or leave out --include-ignored to skip them"
+        );
     }
-    if std::env::var("CI").map(|v| v == "true").unwrap_or(false) {
-        panic!("this test needs root (CI=true, so not skipping)");
-    }
-    eprintln!("SKIPPED: this test needs root (bpf(2), network namespaces, tc, iptables)");
-    false
 }
 
 /// The non-empty lines of a text.

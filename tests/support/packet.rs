@@ -3,6 +3,7 @@
 //! `tests/prog_test_run.rs` (through `support`) and `bench/prog.rs` (with `#[path]`).
 #![allow(dead_code)]
 
+use super::dns;
 use dnsredir::abi::{Config, CONFIG_SYMBOL};
 use dnsredir::bpf::elf::ObjectFile;
 use dnsredir::bpf::embedded;
@@ -175,16 +176,9 @@ impl Packet {
     }
 }
 
+/// A DNS query for `name` (type A), as the client in the container sends it.
 pub fn dns_query(id: u16, name: &str) -> Vec<u8> {
-    let mut m = Vec::new();
-    m.extend_from_slice(&id.to_be_bytes());
-    m.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
-    for label in name.split('.').filter(|l| !l.is_empty()) {
-        m.push(label.len() as u8);
-        m.extend_from_slice(label.as_bytes());
-    }
-    m.extend_from_slice(&[0, 0, 1, 0, 1]);
-    m
+    dns::build_query(id, name, dns::TYPE_A)
 }
 
 /// A query with an EDNS OPT record announcing `udp_size` (RFC 6891), as dig sends one.
@@ -210,11 +204,8 @@ pub fn edns_size_offset(name: &str) -> usize {
     12 + name_len + 4 + 3
 }
 
+/// The upstream's answer to [`dns_query`]: one A record, 203.0.113.7.
 pub fn dns_answer(id: u16, name: &str) -> Vec<u8> {
-    let mut m = dns_query(id, name);
-    m[2] = 0x81;
-    m[3] = 0x80;
-    m[7] = 1;
-    m.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 0, 0, 4, 203, 0, 113, 7]);
-    m
+    let answer = Ipv4Addr::new(203, 0, 113, 7);
+    dns::build_answer(&dns_query(id, name), answer, &Default::default()).expect("a query")
 }
