@@ -196,8 +196,8 @@ pub fn reply_tuple(orig: &Tuple) -> Result<Option<Tuple>, NetlinkError> {
 
 fn set_receive_timeout(socket: &Socket, timeout: Duration) -> std::io::Result<()> {
     let tv = libc::timeval {
-        tv_sec: timeout.as_secs() as libc::time_t,
-        tv_usec: timeout.subsec_micros() as libc::suseconds_t,
+        tv_sec: timeout.as_secs() as _,
+        tv_usec: timeout.subsec_micros() as _,
     };
     // SAFETY: a valid socket and a timeval of the size given.
     let rc = unsafe {
