@@ -1,0 +1,642 @@
+//! Packet fuzz: frames mutated from valid seeds, each run through the query and the reply
+//! program with BPF_PROG_TEST_RUN, against the programs' promises:
+//! - never TC_ACT_SHOT;
+//! - TC_ACT_UNSPEC ⇒ the frame comes back byte for byte;
+//! - TC_ACT_REDIRECT ⇒ only addresses, ports, checksum fields (and, for a UDP query, the EDNS
+//!   payload size, lowered to the limit) changed, and every checksum valid before is valid after
+//!   (a UDP checksum of 0 stays 0).
+//!
+//! Deterministic: the seed is printed first; DNSREDIR_FUZZ_SEED and DNSREDIR_FUZZ_ITERATIONS
+//! override the seed and the number of frames. Run with `--nocapture` to see the figures.
+
+use dnsredir::abi::{
+    Counters, COUNTERS_MAP, FLOWS_MAP, FLOW_TABLE_ENTRIES, QUERY_SECTION, REPLY_SECTION,
+};
+use dnsredir::bpf::elf::ObjectFile;
+use dnsredir::bpf::load::Loaded;
+use dnsredir::bpf::sys;
+use dnsredir::layout::sum_percpu_counters;
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+mod support;
+use support::packet::*;
+
+const UPSTREAM_PORT: u16 = 5353;
+const TC_ACT_SHOT: u32 = 2;
+const DEFAULT_SEED: u64 = 0x0d05_e7d1_2025_0013;
+const DEFAULT_ITERATIONS: u64 = 500_000;
+/// The id of the query that keeps a UDP flow alive for the reply seeds.
+const LIVE_ID: u16 = 0x0a0b;
+
+/// splitmix64: small, deterministic, good enough to pick mutations.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+    fn byte(&mut self) -> u8 {
+        self.next() as u8
+    }
+    fn chance(&mut self, percent: u64) -> bool {
+        self.next() % 100 < percent
+    }
+}
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    match std::env::var(name) {
+        Ok(v) => {
+            let v = v.trim();
+            let parsed = v
+                .strip_prefix("0x")
+                .map_or_else(|| v.parse(), |hex| u64::from_str_radix(hex, 16));
+            parsed.unwrap_or_else(|_| panic!("{name}={v} is not a number"))
+        }
+        Err(_) => default,
+    }
+}
+
+fn require_root_or_panic() {
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "this test needs root (bpf(2)); run it with sudo and --include-ignored"
+    );
+}
+
+// ---- seeds ----
+
+struct Seed {
+    name: &'static str,
+    frame: Vec<u8>,
+    /// Reply seeds to a live flow need their query run first.
+    needs_flow: bool,
+}
+
+fn query(payload: Vec<u8>) -> Packet {
+    Packet::udp(CLIENT, CLIENT_PORT, RESOLVER, DOCKERD_UDP, payload)
+}
+
+fn tcp_payload(id: u16) -> Vec<u8> {
+    let message = dns_query(id, "example.com");
+    let mut p = (message.len() as u16).to_be_bytes().to_vec();
+    p.extend(message);
+    p
+}
+
+/// The frames that keep flows alive for the reply seeds: a UDP query with [`LIVE_ID`], a SYN.
+fn priming() -> Vec<Vec<u8>> {
+    let mut syn = Packet::tcp(CLIENT, CLIENT_PORT, RESOLVER, DOCKERD_TCP, vec![]);
+    syn.tcp_flags = 0x02;
+    vec![
+        query(dns_query(LIVE_ID, "example.com")).bytes(),
+        syn.bytes(),
+    ]
+}
+
+fn seeds() -> Vec<Seed> {
+    let seed = |name, frame: Vec<u8>| Seed {
+        name,
+        frame,
+        needs_flow: false,
+    };
+    let mut v = vec![
+        seed("udp query", query(dns_query(1, "example.com")).bytes()),
+        seed(
+            "udp query EDNS 4096",
+            query(dns_query_edns(2, "www.example.com", 4096)).bytes(),
+        ),
+        seed(
+            "udp query EDNS 512",
+            query(dns_query_edns(3, "example.com", 512)).bytes(),
+        ),
+        seed("udp query EDNS, no checksum", {
+            let mut p = query(dns_query_edns(4, "a.b.example.org", 65535));
+            p.zero_udp_checksum = true;
+            p.bytes()
+        }),
+        seed("udp query with IP options", {
+            let mut p = query(dns_query_edns(5, "example.com", 4096));
+            p.ip_options = vec![1, 1, 1, 0];
+            p.bytes()
+        }),
+        seed("udp query single label", query(dns_query(6, "c2")).bytes()),
+        seed("tcp SYN with options", {
+            let mut p = Packet::tcp(CLIENT, CLIENT_PORT + 1, RESOLVER, DOCKERD_TCP, vec![]);
+            p.tcp_flags = 0x02;
+            p.tcp_options = vec![2, 4, 0x05, 0xb4, 1, 3, 3, 7];
+            p.bytes()
+        }),
+        seed(
+            "tcp query segment",
+            Packet::tcp(CLIENT, CLIENT_PORT, RESOLVER, DOCKERD_TCP, tcp_payload(7)).bytes(),
+        ),
+        seed("tcp FIN", {
+            let mut p = Packet::tcp(CLIENT, CLIENT_PORT + 2, RESOLVER, DOCKERD_TCP, vec![]);
+            p.tcp_flags = 0x11;
+            p.bytes()
+        }),
+        Seed {
+            name: "udp reply to a live flow",
+            frame: Packet::udp(
+                UPSTREAM,
+                UPSTREAM_PORT,
+                CONTAINER,
+                CLIENT_PORT,
+                dns_answer(LIVE_ID, "example.com"),
+            )
+            .bytes(),
+            needs_flow: true,
+        },
+        Seed {
+            name: "tcp reply to a live flow",
+            frame: Packet::tcp(
+                UPSTREAM,
+                UPSTREAM_PORT,
+                CONTAINER,
+                CLIENT_PORT,
+                tcp_payload(LIVE_ID),
+            )
+            .bytes(),
+            needs_flow: true,
+        },
+        seed(
+            "udp reply to no flow",
+            Packet::udp(
+                UPSTREAM,
+                UPSTREAM_PORT,
+                CONTAINER,
+                CLIENT_PORT + 7,
+                dns_answer(0x7777, "example.com"),
+            )
+            .bytes(),
+        ),
+        seed(
+            "udp to another port",
+            Packet::udp(
+                CLIENT,
+                CLIENT_PORT,
+                RESOLVER,
+                53,
+                dns_query(8, "example.com"),
+            )
+            .bytes(),
+        ),
+        seed("first fragment", {
+            let mut p = query(dns_query(9, "example.com"));
+            p.frag = 0x2000;
+            p.bytes()
+        }),
+        seed("later fragment", {
+            let mut p = query(dns_query(10, "example.com"));
+            p.frag = 0x0010;
+            p.bytes()
+        }),
+        Seed {
+            name: "fragmented reply to a live flow",
+            frame: {
+                let mut p = Packet::udp(
+                    UPSTREAM,
+                    UPSTREAM_PORT,
+                    CONTAINER,
+                    CLIENT_PORT,
+                    dns_answer(LIVE_ID, "example.com"),
+                );
+                p.frag = 0x2000;
+                p.bytes()
+            },
+            needs_flow: true,
+        },
+        seed("icmp", {
+            let mut f = query(vec![8, 0, 0, 0, 0, 1, 0, 1]).bytes();
+            f[23] = 1;
+            f
+        }),
+    ];
+    // IPv6 UDP to port 53 of ::1 and an ARP request: not IPv4, never touched.
+    let mut v6 = vec![0x02, 0, 0, 0, 0, 0xaa, 0x02, 0, 0, 0, 0, 0xbb, 0x86, 0xdd];
+    let dns = dns_query(12, "example.com");
+    v6.extend_from_slice(&[0x60, 0, 0, 0]);
+    v6.extend_from_slice(&((8 + dns.len()) as u16).to_be_bytes());
+    v6.extend_from_slice(&[17, 64]);
+    v6.extend_from_slice(&[0; 15]);
+    v6.push(1);
+    v6.extend_from_slice(&[0; 15]);
+    v6.push(1);
+    v6.extend_from_slice(&CLIENT_PORT.to_be_bytes());
+    v6.extend_from_slice(&DOCKERD_UDP.to_be_bytes());
+    v6.extend_from_slice(&((8 + dns.len()) as u16).to_be_bytes());
+    v6.extend_from_slice(&[0, 0]);
+    v6.extend_from_slice(&dns);
+    v.push(seed("ipv6 udp query", v6));
+    let mut arp = vec![0xff; 6];
+    arp.extend_from_slice(&[0x02, 0, 0, 0, 0, 0xbb, 0x08, 0x06]);
+    arp.extend_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1, 2, 0, 0, 0, 0, 0xbb]);
+    arp.extend_from_slice(&CONTAINER.octets());
+    arp.extend_from_slice(&[0; 6]);
+    arp.extend_from_slice(&RESOLVER.octets());
+    v.push(seed("arp request", arp));
+    v
+}
+
+// ---- mutations ----
+
+const MUTATIONS: [&str; 10] = [
+    "byte flips",
+    "truncation",
+    "growth",
+    "IHL",
+    "fragment bits",
+    "protocol byte",
+    "IP total length",
+    "L4 length/offset",
+    "DNS header",
+    "label length",
+];
+
+/// Where the DNS message starts, as the seed was built (IPv4, UDP or TCP with its 2-byte length).
+fn dns_offset(frame: &[u8]) -> Option<usize> {
+    if frame.len() < 34 || frame[12..14] != [0x08, 0x00] {
+        return None;
+    }
+    let ihl = ((frame[14] & 0x0f) as usize) * 4;
+    let l4 = 14 + ihl;
+    match frame[23] {
+        UDP => Some(l4 + 8),
+        TCP => frame
+            .get(l4 + 12)
+            .map(|&b| l4 + ((b >> 4) as usize) * 4 + 2),
+        _ => None,
+    }
+    .filter(|&at| at + 12 <= frame.len())
+}
+
+fn mutate(rng: &mut Rng, frame: &mut Vec<u8>, kind: usize) {
+    let interesting =
+        |rng: &mut Rng| -> u8 { [0, 1, 0x7f, 0x80, 0xc0, 0xff, 63, 64][rng.below(8)] };
+    match kind {
+        0 => {
+            for _ in 0..1 + rng.below(4) {
+                if frame.is_empty() {
+                    break;
+                }
+                let at = rng.below(frame.len());
+                frame[at] ^= 1 << rng.below(8);
+                if rng.chance(30) {
+                    frame[at] = rng.byte();
+                }
+            }
+        }
+        1 => {
+            let len = rng.below(frame.len() + 1);
+            frame.truncate(len);
+        }
+        2 => {
+            for _ in 0..1 + rng.below(64) {
+                frame.push(rng.byte());
+            }
+        }
+        3 => {
+            if frame.len() > 14 {
+                frame[14] = (frame[14] & 0xf0) | rng.below(16) as u8;
+            }
+        }
+        4 => {
+            if frame.len() > 21 {
+                let bits: u16 = match rng.below(4) {
+                    0 => 0x2000,                     // MF
+                    1 => 0x4000,                     // DF
+                    2 => rng.next() as u16 & 0x1fff, // an offset
+                    _ => rng.next() as u16,          // anything, reserved bit too
+                };
+                frame[20..22].copy_from_slice(&bits.to_be_bytes());
+            }
+        }
+        5 => {
+            if frame.len() > 23 {
+                frame[23] = [UDP, TCP, 1, 0, 255, rng.byte()][rng.below(6)];
+            }
+        }
+        6 => {
+            if frame.len() > 17 {
+                let len = frame.len() as i64 - 14;
+                let total = match rng.below(3) {
+                    0 => len + rng.below(9) as i64 - 4,
+                    1 => rng.below(64) as i64,
+                    _ => rng.next() as u16 as i64,
+                };
+                frame[16..18].copy_from_slice(&(total.clamp(0, 0xffff) as u16).to_be_bytes());
+            }
+        }
+        7 => {
+            if frame.len() > 34 {
+                let ihl = ((frame[14] & 0x0f) as usize) * 4;
+                let l4 = 14 + ihl.max(20);
+                if frame.get(23) == Some(&TCP) {
+                    if let Some(b) = frame.get_mut(l4 + 12) {
+                        *b = (rng.below(16) as u8) << 4 | (*b & 0x0f);
+                    }
+                } else if l4 + 6 <= frame.len() {
+                    let len = frame.len() as i64 - l4 as i64 + rng.below(9) as i64 - 4;
+                    let len = if rng.chance(30) {
+                        rng.next() as u16
+                    } else {
+                        len.clamp(0, 0xffff) as u16
+                    };
+                    frame[l4 + 4..l4 + 6].copy_from_slice(&len.to_be_bytes());
+                }
+            }
+        }
+        8 => {
+            if let Some(at) = dns_offset(frame) {
+                let field = at + rng.below(12);
+                frame[field] = if rng.chance(50) {
+                    interesting(rng)
+                } else {
+                    rng.byte()
+                };
+            } else {
+                mutate(rng, frame, 0);
+            }
+        }
+        _ => {
+            if let Some(at) = dns_offset(frame) {
+                // Walk the question name's labels and edit one length byte.
+                let mut labels = Vec::new();
+                let mut i = at + 12;
+                while i < frame.len() && frame[i] != 0 && frame[i] < 64 {
+                    labels.push(i);
+                    i += 1 + frame[i] as usize;
+                }
+                if i < frame.len() {
+                    labels.push(i);
+                }
+                if let Some(&pos) = labels.get(rng.below(labels.len())) {
+                    frame[pos] = if rng.chance(50) {
+                        interesting(rng)
+                    } else {
+                        rng.byte()
+                    };
+                }
+            } else {
+                mutate(rng, frame, 0);
+            }
+        }
+    }
+}
+
+// ---- checking ----
+
+fn ipv4_header_ok(frame: &[u8]) -> Option<bool> {
+    if frame.len() < 34 || frame[12..14] != [0x08, 0x00] {
+        return None;
+    }
+    let ihl = ((frame[14] & 0x0f) as usize) * 4;
+    let header = frame.get(14..14 + ihl).filter(|_| ihl >= 20)?;
+    Some(csum_fold(sum_words(header)) == 0)
+}
+
+/// The L4 segment, as its IPv4 header delimits it, and its protocol.
+fn segment(frame: &[u8]) -> Option<(usize, usize, u8)> {
+    ipv4_header_ok(frame)?;
+    let ihl = ((frame[14] & 0x0f) as usize) * 4;
+    let total = u16::from_be_bytes([frame[16], frame[17]]) as usize;
+    let (start, end) = (14 + ihl, 14 + total);
+    (total >= ihl && end <= frame.len()).then_some((start, end, frame[23]))
+}
+
+/// UDP or TCP checksum over the segment with the pseudo header: `Some(valid)`, or None when the
+/// frame has no such segment or (UDP) no checksum.
+fn l4_ok(frame: &[u8]) -> Option<bool> {
+    let (start, end, proto) = segment(frame)?;
+    let seg = &frame[start..end];
+    let at = match proto {
+        UDP if seg.len() >= 8 => 6,
+        TCP if seg.len() >= 20 => 16,
+        _ => return None,
+    };
+    if proto == UDP && seg[at..at + 2] == [0, 0] {
+        return None;
+    }
+    let pseudo = sum_words(&frame[26..34]) + proto as u32 + seg.len() as u32;
+    Some(csum_fold(pseudo + sum_words(seg)) == 0)
+}
+
+fn udp_checksum_zero(frame: &[u8]) -> Option<bool> {
+    let (start, end, proto) = segment(frame)?;
+    (proto == UDP && end - start >= 8).then(|| frame[start + 6..start + 8] == [0, 0])
+}
+
+/// Checks a redirected frame against its input; Err says what broke.
+fn check_redirect(section: &str, input: &[u8], out: &[u8]) -> Result<(), String> {
+    if input.len() != out.len() {
+        return Err(format!("length {} became {}", input.len(), out.len()));
+    }
+    if input.len() < 34 || input[12..14] != [0x08, 0x00] || input[14] >> 4 != 4 {
+        return Err("a frame that is not IPv4 was redirected".into());
+    }
+    let ihl = ((input[14] & 0x0f) as usize) * 4;
+    let l4 = 14 + ihl;
+    let proto = input[23];
+    let mut allowed = vec![false; input.len()];
+    for i in (14 + 10..14 + 20).chain(l4..l4 + 4) {
+        allowed[i] = true;
+    }
+    let (csum_at, header) = match proto {
+        UDP => (l4 + 6, 8),
+        TCP => (l4 + 16, 20),
+        p => return Err(format!("protocol {p} was redirected")),
+    };
+    if csum_at + 2 > input.len() {
+        return Err("redirected without a whole L4 header".into());
+    }
+    allowed[csum_at] = true;
+    allowed[csum_at + 1] = true;
+    let diffs: Vec<usize> = (0..input.len())
+        .filter(|&i| input[i] != out[i] && !allowed[i])
+        .collect();
+    if !diffs.is_empty() {
+        // The EDNS clamp: one 16-bit field of a UDP query's DNS message, lowered to the limit.
+        let first = diffs[0];
+        let clamp = section == QUERY_SECTION
+            && proto == UDP
+            && first >= l4 + header + 12
+            && first + 1 < input.len()
+            && diffs.iter().all(|&i| i == first || i == first + 1)
+            && {
+                let old = u16::from_be_bytes([input[first], input[first + 1]]);
+                let new = u16::from_be_bytes([out[first], out[first + 1]]);
+                new == EDNS_MAX && old > EDNS_MAX
+            };
+        // The field may start one byte earlier when only its low byte changed.
+        let clamp_low_byte = section == QUERY_SECTION
+            && proto == UDP
+            && diffs.len() == 1
+            && first > l4 + header + 12
+            && {
+                let old = u16::from_be_bytes([input[first - 1], input[first]]);
+                let new = u16::from_be_bytes([out[first - 1], out[first]]);
+                new == EDNS_MAX && old > EDNS_MAX
+            };
+        if !clamp && !clamp_low_byte {
+            return Err(format!(
+                "bytes changed outside the rewritten fields: {diffs:?}"
+            ));
+        }
+    }
+    if ipv4_header_ok(input) == Some(true) && ipv4_header_ok(out) != Some(true) {
+        return Err("a valid IPv4 header checksum became invalid".into());
+    }
+    if udp_checksum_zero(input) == Some(true) && udp_checksum_zero(out) != Some(true) {
+        return Err("a UDP checksum of 0 did not stay 0".into());
+    }
+    if l4_ok(input) == Some(true) && l4_ok(out) != Some(true) {
+        return Err("a valid L4 checksum became invalid".into());
+    }
+    Ok(())
+}
+
+fn counters(object: &ObjectFile, loaded: &Loaded) -> Counters {
+    let map = loaded.map(object, COUNTERS_MAP).expect("counters map");
+    let cpus = sys::possible_cpus().expect("cpus");
+    let mut value = vec![0u8; std::mem::size_of::<Counters>().next_multiple_of(8) * cpus];
+    sys::map_lookup(map, &0u32.to_ne_bytes(), &mut value).expect("lookup");
+    sum_percpu_counters(&value)
+}
+
+fn flow_count(object: &ObjectFile, loaded: &Loaded) -> u32 {
+    let map = loaded.map(object, FLOWS_MAP).expect("flows map");
+    let mut key = [0u8; 8];
+    let mut next = [0u8; 8];
+    let mut n = 0;
+    let mut first = true;
+    while sys::map_next_key(map, (!first).then_some(&key[..]), &mut next).expect("next key") {
+        n += 1;
+        first = false;
+        key.copy_from_slice(&next);
+        assert!(
+            n <= FLOW_TABLE_ENTRIES + 1,
+            "the flow table grows unbounded"
+        );
+    }
+    n
+}
+
+fn verdict_name(v: u32) -> String {
+    match v {
+        TC_ACT_UNSPEC => "TC_ACT_UNSPEC".into(),
+        TC_ACT_REDIRECT => "TC_ACT_REDIRECT".into(),
+        TC_ACT_SHOT => "TC_ACT_SHOT".into(),
+        v => format!("retval {v}"),
+    }
+}
+
+#[test]
+#[ignore = "needs root: bpf(2)"]
+fn mutated_frames_keep_the_programs_promises() {
+    require_root_or_panic();
+    let seed = env_u64("DNSREDIR_FUZZ_SEED", DEFAULT_SEED);
+    let iterations = env_u64("DNSREDIR_FUZZ_ITERATIONS", DEFAULT_ITERATIONS);
+    println!("fuzz_programs: seed {seed:#018x} (DNSREDIR_FUZZ_SEED), {iterations} frames");
+    let started = Instant::now();
+    let (object, loaded) = load_programs(UPSTREAM_PORT, 0).unwrap_or_else(|e| panic!("{e}"));
+    let programs = [QUERY_SECTION, REPLY_SECTION].map(|s| (s, &loaded.program(s).expect(s).fd));
+    let seeds = seeds();
+    let priming = priming();
+    let mut rng = Rng(seed);
+
+    let mut verdicts: BTreeMap<(&str, String), u64> = BTreeMap::new();
+    let mut by_mutation = [0u64; MUTATIONS.len()];
+    let mut by_seed: BTreeMap<&str, u64> = BTreeMap::new();
+    let (mut not_run, mut runs, mut primed) = (0u64, 0u64, 0u64);
+    let mut failures = Vec::new();
+    let mut broken = 0u64;
+
+    for i in 0..iterations {
+        let s = &seeds[rng.below(seeds.len())];
+        let mut frame = s.frame.clone();
+        let rounds = if rng.chance(25) { 2 + rng.below(2) } else { 1 };
+        let mut applied = Vec::new();
+        for _ in 0..rounds {
+            let kind = rng.below(MUTATIONS.len());
+            mutate(&mut rng, &mut frame, kind);
+            by_mutation[kind] += 1;
+            applied.push(MUTATIONS[kind]);
+        }
+        *by_seed.entry(s.name).or_default() += 1;
+        if s.needs_flow {
+            for p in &priming {
+                let out = sys::prog_test_run(programs[0].1, p, 1).expect("priming query runs");
+                assert_eq!(
+                    out.retval, TC_ACT_REDIRECT,
+                    "the priming query is redirected"
+                );
+                primed += 1;
+            }
+        }
+        for (section, fd) in programs {
+            let out = match sys::prog_test_run(fd, &frame, 1) {
+                Ok(out) => out,
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                    not_run += 1;
+                    continue;
+                }
+                Err(e) => panic!("BPF_PROG_TEST_RUN on {} bytes: {e}", frame.len()),
+            };
+            runs += 1;
+            *verdicts
+                .entry((section, verdict_name(out.retval)))
+                .or_default() += 1;
+            let problem = match out.retval {
+                TC_ACT_UNSPEC if out.data != frame => {
+                    Some("TC_ACT_UNSPEC but the frame changed".into())
+                }
+                TC_ACT_UNSPEC => None,
+                TC_ACT_REDIRECT => check_redirect(section, &frame, &out.data).err(),
+                v => Some(format!("verdict {}", verdict_name(v))),
+            };
+            if let Some(problem) = problem {
+                broken += 1;
+                if failures.len() < 10 {
+                    failures.push(format!(
+                        "frame {i} (seed {seed:#x}), {section}, from \"{}\" by {applied:?}: {problem}\n  in:  {frame:02x?}\n  out: {:02x?}",
+                        s.name, out.data
+                    ));
+                }
+            }
+        }
+    }
+
+    let elapsed = started.elapsed();
+    let c = counters(&object, &loaded);
+    let flows = flow_count(&object, &loaded);
+    println!("fuzz_programs: {iterations} frames, {runs} program runs, {not_run} runs refused by BPF_PROG_TEST_RUN (EINVAL: shorter than its IP header), {primed} priming queries, in {:.1} s", elapsed.as_secs_f64());
+    for ((section, verdict), n) in &verdicts {
+        println!("  {section:>15} {verdict:<16} {n}");
+    }
+    for (name, n) in MUTATIONS.iter().zip(by_mutation) {
+        println!("  mutation {name:<18} {n}");
+    }
+    for (name, n) in &by_seed {
+        println!("  seed {name:<32} {n}");
+    }
+    println!(
+        "  counters: udp redirected {}, tcp redirected {}, replies restored {}, edns clamped {}, failures {}; flows in the table at the end {flows} (max {FLOW_TABLE_ENTRIES})",
+        c.queries_redirected_udp, c.queries_redirected_tcp, c.replies_restored, c.edns_clamped, c.failures
+    );
+    assert!(
+        failures.is_empty(),
+        "{broken} broken promises, first ones:\n{}",
+        failures.join("\n")
+    );
+    assert_eq!(c.failures, 0, "no rewrite failed half-way");
+    assert!(flows <= FLOW_TABLE_ENTRIES);
+}
