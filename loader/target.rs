@@ -452,14 +452,17 @@ fn ns_identity(path: &std::path::Path) -> Result<(u64, u64), TargetError> {
     Ok((meta.dev(), meta.ino()))
 }
 
-/// Refuses a namespace that is the host's own (that of pid 1): called before anything is
-/// loaded or attached.
+/// Refuses a namespace that is the host's own: that of pid 1, or, where pid 1's cannot be
+/// read (no CAP_SYS_PTRACE over it), the one dnsredir itself runs in. Called before anything
+/// is loaded or attached.
 pub fn refuse_host_namespace(ns_path: &std::path::Path, what: &str) -> Result<(), TargetError> {
     // A namespace that cannot be read is reported by whatever enters it.
     let Ok(this) = ns_identity(ns_path) else {
         return Ok(());
     };
-    if this == ns_identity(std::path::Path::new("/proc/1/ns/net"))? {
+    let host = ns_identity(std::path::Path::new("/proc/1/ns/net"))
+        .or_else(|_| ns_identity(std::path::Path::new("/proc/self/ns/net")))?;
+    if this == host {
         return Err(TargetError::HostNamespace(what.to_string()));
     }
     Ok(())
