@@ -313,3 +313,133 @@ fn a_pid_in_the_hosts_namespace_is_refused_before_anything_is_attached() {
     }
     assert!(!host_filters().contains("dnsredir"), "nothing on the host");
 }
+
+/// A process in the container namespace whose /etc/resolv.conf (as `/proc/PID/root` shows it)
+/// says `resolv_conf`: `ip netns exec` bind-mounts /etc/netns/NAME/resolv.conf over it.
+struct CtrProcess {
+    child: std::process::Child,
+    dir: std::path::PathBuf,
+}
+
+impl CtrProcess {
+    fn start(ctr: &Netns, resolv_conf: &str) -> CtrProcess {
+        let dir = std::path::PathBuf::from(format!("/etc/netns/{}", ctr.name));
+        std::fs::create_dir_all(&dir).expect("mkdir /etc/netns/NAME");
+        std::fs::write(dir.join("resolv.conf"), resolv_conf).expect("resolv.conf");
+        let child = std::process::Command::new("ip")
+            .args(["netns", "exec", &ctr.name, "sleep", "600"])
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn");
+        let p = CtrProcess { child, dir };
+        let pid = p.pid();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default() != "sleep\n"
+        {
+            assert!(std::time::Instant::now() < deadline, "sleep did not start");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let seen = std::fs::read_to_string(format!("/proc/{pid}/root/etc/resolv.conf"));
+        assert_eq!(seen.ok().as_deref(), Some(resolv_conf), "the bind mount");
+        p
+    }
+
+    fn pid(&self) -> String {
+        self.child.id().to_string()
+    }
+}
+
+impl Drop for CtrProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn egress_filters(ns: &str) -> usize {
+    ns_run(ns, &["tc", "filter", "show", "dev", "eth0", "egress"])
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("dnsredir"))
+        .count()
+}
+
+#[test]
+#[ignore = "needs root: network namespaces, bpf(2)"]
+fn with_pid_the_nameservers_come_from_its_resolv_conf() {
+    root();
+    let _serial = serial();
+    let net = Cni::new();
+    let ns = SocketAddrV4::new(net.ns_addr, 53);
+    let resolv = format!(
+        "search example.net\nnameserver {}\nnameserver 2001:db8::53\n",
+        net.ns_addr
+    );
+    let p = CtrProcess::start(&net.ctr, &resolv);
+    let up = net.up_addr.to_string();
+    let (code, out, err) = run_dnsredir(&["--pid", &p.pid(), "--upstream", &up]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains(&format!("the nameservers {ns}")), "{out}");
+    assert_eq!(egress_filters(&net.ctr.name), 1);
+    for tcp in [false, true] {
+        assert_eq!(net.ask(ns, tcp), vec![net.upstream.answer()], "tcp {tcp}");
+    }
+    let (code, out, err) = run_dnsredir(&["--pid", &p.pid(), "--detach"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(net.ask(ns, false), vec![net.nameserver.answer()]);
+}
+
+#[test]
+#[ignore = "needs root: network namespaces, bpf(2)"]
+fn a_loopback_nameserver_in_resolv_conf_is_refused() {
+    root();
+    let _serial = serial();
+    let net = Cni::new();
+    let p = CtrProcess::start(&net.ctr, "nameserver 127.0.0.53\noptions edns0\n");
+    let up = net.up_addr.to_string();
+    let (code, out, err) = run_dnsredir(&["--pid", &p.pid(), "--upstream", &up]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("127.0.0.53 is a loopback address"), "{err}");
+    assert_eq!(egress_filters(&net.ctr.name), 0);
+}
+
+#[test]
+#[ignore = "needs root: network namespaces, bpf(2)"]
+fn switching_paths_replaces_the_other_paths_filters() {
+    root();
+    // DockerLikeNet takes the serialization lock itself.
+    let net = support::DockerLikeNet::new();
+    let ctr = net.ctr_ns.clone();
+    net.attach(&[]);
+    assert_eq!(net.dnsredir_filters("lo"), 1);
+    assert_eq!(egress_filters(&ctr), 0);
+
+    // The bridge address stands for a nameserver of the default bridge.
+    let pid = net.ctr_pid.to_string();
+    let up = net.up_addr.to_string();
+    let resolver = net.bridge_addr.to_string();
+    let (code, out, err) =
+        run_dnsredir(&["--pid", &pid, "--upstream", &up, "--resolver", &resolver]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        net.dnsredir_filters("lo"),
+        0,
+        "the lo path's filter is gone"
+    );
+    assert_eq!(net.dnsredir_filters("eth0"), 1);
+    assert_eq!(egress_filters(&ctr), 1);
+    let (_, status) = net.status_json();
+    assert!(format!("{status:?}").contains("nameservers"), "{status:?}");
+
+    net.attach(&[]);
+    assert_eq!(net.dnsredir_filters("lo"), 1);
+    assert_eq!(net.dnsredir_filters("eth0"), 1);
+    assert_eq!(egress_filters(&ctr), 0, "the egress path's filter is gone");
+    // The embedded resolver path works again.
+    let answer =
+        support::query_a(&ctr, net.resolver(), "example.com", false, TIMEOUT).expect("query");
+    assert_eq!(answer, vec![net.upstream_answer]);
+    net.detach();
+}
