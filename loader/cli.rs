@@ -13,12 +13,14 @@ pub const EXIT_USAGE: u8 = 2;
 pub const EXIT_NOT_ATTACHED: u8 = 3;
 
 #[derive(FromArgs)]
-/// Send a Docker container's DNS (queries to 127.0.0.11) to another resolver, with two
-/// TC-BPF programs in the container's network namespace. Attaches and exits; the
-/// programs stay until --detach.
+/// Send a container's DNS to another resolver, with TC-BPF programs in the container's
+/// network namespace: queries to Docker's embedded resolver (127.0.0.11) where there is one,
+/// else queries to the nameservers of its resolv.conf (default bridge, Podman, CNI, pods;
+/// IPv4 only). Attaches and exits; the programs stay until --detach.
 #[argh(
     example = "dnsredir --pid $(docker inspect -f '{{{{.State.Pid}}}}' web) --upstream 1.1.1.1",
     example = "dnsredir --pid 1234 --dockerd-port 41552 --upstream 10.0.0.53:5353",
+    example = "dnsredir --netns /var/run/netns/pod1 --resolver 10.96.0.10 --upstream 10.0.0.53",
     example = "dnsredir --pid 1234 --status --json",
     example = "dnsredir --netns /var/run/netns/blue --detach",
     error_code(1, "an error (one line on stderr says what and what to do)"),

@@ -259,3 +259,26 @@ fn other_ports_other_servers_and_other_paths_are_untouched() {
         &Packet::udp(CONTAINER, CLIENT_PORT, SECOND_NAMESERVER, 53, q()).bytes(),
     );
 }
+
+#[test]
+#[ignore = "needs root: network namespaces, bpf(2)"]
+fn ipv6_dns_passes_untouched() {
+    root();
+    let loaded = load();
+    let query = dns_query(6, "example.com");
+    let mut frame = vec![0x02, 0, 0, 0, 0, 0xaa, 0x02, 0, 0, 0, 0, 0xbb, 0x86, 0xdd];
+    frame.extend_from_slice(&[0x60, 0, 0, 0]);
+    frame.extend_from_slice(&((8 + query.len()) as u16).to_be_bytes());
+    frame.extend_from_slice(&[UDP, 64]);
+    frame.extend_from_slice(&[0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+    frame.extend_from_slice(&[
+        0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x53,
+    ]);
+    frame.extend_from_slice(&CLIENT_PORT.to_be_bytes());
+    frame.extend_from_slice(&53u16.to_be_bytes());
+    frame.extend_from_slice(&((8 + query.len()) as u16).to_be_bytes());
+    frame.extend_from_slice(&[0x12, 0x34]);
+    frame.extend_from_slice(&query);
+    untouched(&loaded, EGRESS_SECTION, &frame);
+    untouched(&loaded, REPLY_SECTION, &frame);
+}
