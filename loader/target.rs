@@ -39,6 +39,13 @@ pub enum TargetError {
     NameserversUnknown,
     /// resolv.conf names no IPv4 nameserver.
     NoNameservers(PathBuf),
+    /// The namespace's route to a nameserver leaves through another interface: its queries
+    /// would never pass the interface's egress.
+    NameserverElsewhere {
+        nameserver: Ipv4Addr,
+        interface: String,
+        problem: String,
+    },
     /// resolv.conf names a loopback nameserver: its queries never leave through the interface.
     LoopbackNameserver(Ipv4Addr),
 }
@@ -61,6 +68,7 @@ impl fmt::Display for TargetError {
             TargetError::HostNamespace(what) => write!(f, "{what} is in the host's network namespace: taking over its nameservers would take over the whole host's DNS; nothing attached"),
             TargetError::NameserversUnknown => write!(f, "nothing listens on {DOCKER_RESOLVER} in this namespace and its nameservers are unknown with --netns"),
             TargetError::NoNameservers(path) => write!(f, "{} names no IPv4 nameserver to take over", path.display()),
+            TargetError::NameserverElsewhere { nameserver, interface, problem } => write!(f, "queries to the nameserver {nameserver} do not leave through {interface} ({problem}), so they cannot be taken on its egress"),
             TargetError::LoopbackNameserver(addr) => write!(f, "the nameserver {addr} is a loopback address: its queries never leave through the interface, so they cannot be taken on its egress"),
             TargetError::Ambiguous { proto, ports } => write!(f, "several {proto} sockets listen on {DOCKER_RESOLVER} (ports {}) and Docker's NAT did not say which is dockerd's: say it with --dockerd-port / --dockerd-tcp-port", list(ports)),
         }
@@ -400,6 +408,34 @@ pub fn dnat_port(orig: &Tuple, reply: &Tuple) -> Option<u16> {
     let from = reply.src;
     (*from.ip() == DOCKER_RESOLVER && from.port() != orig.dst.port() && from.port() != 0)
         .then_some(from.port())
+}
+
+/// Checks that the namespace's queries to `nameserver` leave from `source`, the interface's
+/// address (a connected UDP socket does the route lookup and sends nothing).
+pub fn check_nameserver_route(
+    interface: &str,
+    source: Ipv4Addr,
+    nameserver: SocketAddrV4,
+) -> Result<(), TargetError> {
+    let problem = |problem: String| TargetError::NameserverElsewhere {
+        nameserver: *nameserver.ip(),
+        interface: interface.to_string(),
+        problem,
+    };
+    let socket = UdpSocket::bind("0.0.0.0:0").map_err(|e| problem(e.to_string()))?;
+    socket
+        .connect(nameserver)
+        .map_err(|e| problem(e.to_string()))?;
+    let chosen = socket
+        .local_addr()
+        .map_err(|e| problem(e.to_string()))?
+        .ip();
+    if chosen != std::net::IpAddr::V4(source) {
+        return Err(problem(format!(
+            "the route to it leaves from {chosen}, not {interface}'s {source}"
+        )));
+    }
+    Ok(())
 }
 
 /// Where the processes of `pid` read their resolver configuration.

@@ -50,6 +50,9 @@ pub fn attach_in(
             request.upstream
         )));
     }
+    for ns in nameservers {
+        target::check_nameserver_route(&request.interface, container_addr, *ns)?;
+    }
     target::check_route(&request.interface, container_addr, *request.upstream.ip())?;
     if request.probe_upstream {
         let rtt = probe::probe(container_addr, request.upstream, probe::TIMEOUT)?;
