@@ -339,10 +339,13 @@ fn a_pid_in_the_hosts_namespace_is_refused_before_anything_is_attached() {
 struct CtrProcess {
     child: std::process::Child,
     dir: std::path::PathBuf,
+    /// /etc/netns did not exist before: it goes too (when empty).
+    made_etc_netns: bool,
 }
 
 impl CtrProcess {
     fn start(ctr: &Netns, resolv_conf: &str) -> CtrProcess {
+        let made_etc_netns = !std::path::Path::new("/etc/netns").exists();
         let dir = std::path::PathBuf::from(format!("/etc/netns/{}", ctr.name));
         std::fs::create_dir_all(&dir).expect("mkdir /etc/netns/NAME");
         std::fs::write(dir.join("resolv.conf"), resolv_conf).expect("resolv.conf");
@@ -351,7 +354,11 @@ impl CtrProcess {
             .stdin(std::process::Stdio::null())
             .spawn()
             .expect("spawn");
-        let p = CtrProcess { child, dir };
+        let p = CtrProcess {
+            child,
+            dir,
+            made_etc_netns,
+        };
         let pid = p.pid();
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         while std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default() != "sleep\n"
@@ -374,6 +381,9 @@ impl Drop for CtrProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
+        if self.made_etc_netns {
+            let _ = std::fs::remove_dir("/etc/netns");
+        }
     }
 }
 
