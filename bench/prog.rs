@@ -23,10 +23,13 @@ mod netns;
 #[path = "../tests/support/packet.rs"]
 mod packet;
 
-use dnsredir::abi::{FLAG_NO_COUNTERS, QUERY_SECTION, REPLY_SECTION};
+use dnsredir::abi::{
+    EGRESS_SECTION, FLAG_NO_COUNTERS, PATH_NAMESERVERS, QUERY_SECTION, REPLY_SECTION,
+};
 use dnsredir::bpf::insn::Insn;
 use dnsredir::bpf::load::Loaded;
 use dnsredir::bpf::sys;
+use dnsredir::layout::{addr_raw, port_raw};
 use packet::*;
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -239,6 +242,45 @@ fn cases<'a>(label: &str, query_prog: &'a OwnedFd, reply_prog: &'a OwnedFd) -> V
     ]
 }
 
+/// The nameserver the nameservers path takes over in [`egress_cases`].
+const NAMESERVER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 53);
+
+/// The nameservers path: a query to the nameserver on eth0 egress, its answer on eth0 ingress;
+/// both continue with TC_ACT_UNSPEC.
+fn egress_cases<'a>(egress_prog: &'a OwnedFd, reply_prog: &'a OwnedFd) -> Vec<Case<'a>> {
+    let queries: Vec<Vec<u8>> = (0..IDS)
+        .map(|id| {
+            Packet::udp(
+                CONTAINER,
+                CLIENT_PORT,
+                NAMESERVER,
+                53,
+                dns_query(id, "www.example.com"),
+            )
+            .bytes()
+        })
+        .collect();
+    let replies: Vec<Vec<u8>> = (0..IDS).map(reply_packet).collect();
+    vec![
+        Case {
+            name: "nameservers path: query redirected on egress".into(),
+            prog: egress_prog,
+            packets: queries.clone(),
+            expect: TC_ACT_UNSPEC,
+            before: None,
+            after: Some((reply_prog, replies.clone())),
+        },
+        Case {
+            name: "nameservers path: reply restored in place".into(),
+            prog: reply_prog,
+            packets: replies,
+            expect: TC_ACT_UNSPEC,
+            before: Some((egress_prog, queries)),
+            after: None,
+        },
+    ]
+}
+
 struct Opts {
     rounds: usize,
     calls: usize,
@@ -283,11 +325,15 @@ fn median(v: &mut [f64]) -> f64 {
     }
 }
 
-/// The query or reply around a timed call; both must be redirected.
+/// The query or reply around a timed call, with the case's verdict: redirected (the
+/// embedded-resolver path), or rewritten and passed on (the nameservers path).
 fn untimed(case: &Case, prog: &OwnedFd, packet: &[u8]) -> Result<(), String> {
     let r = sys::prog_test_run(prog, packet, 1).map_err(|e| format!("{}: {e}", case.name))?;
-    if r.retval != TC_ACT_REDIRECT {
+    if r.retval != case.expect {
         return Err(format!("{}: untimed run returned {}", case.name, r.retval));
+    }
+    if r.retval == TC_ACT_UNSPEC && r.data == packet {
+        return Err(format!("{}: untimed run did not rewrite", case.name));
     }
     Ok(())
 }
@@ -425,6 +471,16 @@ fn per_packet(args: &[String]) -> Result<(), String> {
     }];
     all_cases.extend(cases("", wq, wr));
     all_cases.extend(cases(", no counters", nq, nr));
+    let mut config = test_config(UPSTREAM_PORT, 0);
+    config.path = PATH_NAMESERVERS;
+    config.nameservers[0] = addr_raw(NAMESERVER);
+    config.nameserver_ports[0] = port_raw(53);
+    config.nameserver_count = 1;
+    let (_, nameservers) = load_with(&config)?;
+    all_cases.extend(egress_cases(
+        prog(&nameservers, EGRESS_SECTION)?,
+        prog(&nameservers, REPLY_SECTION)?,
+    ));
 
     // warm-up: caches, branch predictors, the flow table's first allocations
     for c in &all_cases {

@@ -1,5 +1,6 @@
 //! The command line: flags in, one plain [`Action`] out. Nothing here touches the system.
 
+use crate::abi::MAX_NAMESERVERS;
 use crate::net::netns::Target;
 use crate::redirect::resolver::EDNS_MAX;
 use crate::redirect::AttachRequest;
@@ -12,12 +13,14 @@ pub const EXIT_USAGE: u8 = 2;
 pub const EXIT_NOT_ATTACHED: u8 = 3;
 
 #[derive(FromArgs)]
-/// Send a Docker container's DNS (queries to 127.0.0.11) to another resolver, with two
-/// TC-BPF programs in the container's network namespace. Attaches and exits; the
-/// programs stay until --detach.
+/// Send a container's DNS to another resolver, with TC-BPF programs in the container's
+/// network namespace: queries to Docker's embedded resolver (127.0.0.11) where there is one,
+/// else queries to the nameservers of its resolv.conf (default bridge, Podman, CNI, pods;
+/// IPv4 only). Attaches and exits; the programs stay until --detach.
 #[argh(
     example = "dnsredir --pid $(docker inspect -f '{{{{.State.Pid}}}}' web) --upstream 1.1.1.1",
     example = "dnsredir --pid 1234 --dockerd-port 41552 --upstream 10.0.0.53:5353",
+    example = "dnsredir --netns /var/run/netns/pod1 --resolver 10.96.0.10 --upstream 10.0.0.53",
     example = "dnsredir --pid 1234 --status --json",
     example = "dnsredir --netns /var/run/netns/blue --detach",
     error_code(1, "an error (one line on stderr says what and what to do)"),
@@ -34,6 +37,9 @@ pub struct Args {
     /// resolver to send queries to: IP or IP:PORT (port 53 by default)
     #[argh(option)]
     upstream: Option<String>,
+    /// a nameserver of the container's resolv.conf to take over on its interface's egress: IP or IP:PORT (port 53 by default); repeatable, up to 4. Without it, a container with no embedded resolver on 127.0.0.11 has the nameservers of /proc/PID/root/etc/resolv.conf taken over (needed with --netns)
+    #[argh(option)]
+    resolver: Vec<String>,
     /// UDP port of dockerd's embedded resolver behind Docker's DNAT (found in the namespace when omitted)
     #[argh(option)]
     dockerd_port: Option<u16>,
@@ -83,6 +89,37 @@ pub enum Action {
     },
 }
 
+/// `--resolver`: a nameserver applications send to directly, taken on the interface's egress.
+fn parse_resolver(text: &str) -> Result<SocketAddrV4, String> {
+    let addr = match text.parse::<SocketAddrV4>() {
+        Ok(a) => a,
+        Err(_) => match text.parse::<Ipv4Addr>() {
+            Ok(ip) => SocketAddrV4::new(ip, 53),
+            Err(_) if text.matches(':').count() > 1 => {
+                return Err(format!(
+                    "{text:?} looks like IPv6; dnsredir takes over IPv4 nameservers only"
+                ))
+            }
+            Err(_) => {
+                return Err(format!(
+                    "{text:?} is not IP or IP:PORT (for example 8.8.8.8)"
+                ))
+            }
+        },
+    };
+    let ip = addr.ip();
+    if addr.port() == 0 {
+        return Err(format!("{text:?}: port 0 is not a port"));
+    }
+    if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() {
+        return Err(format!("{text:?} is not a unicast address"));
+    }
+    if ip.is_loopback() {
+        return Err(format!("{text:?} is a loopback address: queries to it never leave through the interface, so they cannot be taken on its egress"));
+    }
+    Ok(addr)
+}
+
 fn parse_upstream(text: &str) -> Result<SocketAddrV4, String> {
     let addr = match text.parse::<SocketAddrV4>() {
         Ok(a) => a,
@@ -128,7 +165,8 @@ pub fn action(args: Args) -> Result<Action, String> {
         || args.dockerd_port.is_some()
         || args.dockerd_tcp_port.is_some()
         || args.redirect_all
-        || args.no_probe;
+        || args.no_probe
+        || !args.resolver.is_empty();
     match (args.detach, args.status) {
         (true, true) => Err("--detach and --status exclude each other".into()),
         (true, false) if attach_only || args.json => {
@@ -162,9 +200,26 @@ pub fn action(args: Args) -> Result<Action, String> {
                     return Err("--dockerd-port and --dockerd-tcp-port must not be 0".into());
                 }
             }
+            if args.resolver.len() > MAX_NAMESERVERS {
+                return Err(format!(
+                    "--resolver: at most {MAX_NAMESERVERS} nameservers, {} given",
+                    args.resolver.len()
+                ));
+            }
+            let resolvers = args
+                .resolver
+                .iter()
+                .map(|r| parse_resolver(r).map_err(|e| format!("bad --resolver: {e}")))
+                .collect::<Result<Vec<_>, _>>()?;
+            if !resolvers.is_empty()
+                && (args.dockerd_port.is_some() || args.dockerd_tcp_port.is_some())
+            {
+                return Err("--resolver (the nameservers path) excludes --dockerd-port / --dockerd-tcp-port (Docker's embedded resolver)".into());
+            }
             Ok(Action::Attach(AttachRequest {
                 target,
                 upstream,
+                resolvers,
                 dockerd_udp_port: args.dockerd_port,
                 dockerd_tcp_port: args.dockerd_tcp_port,
                 redirect_all: args.redirect_all,
@@ -200,6 +255,54 @@ mod tests {
             .map(|e| e.output)
             .unwrap_or_default();
         assert!(help.contains("--no-probe"), "{help}");
+    }
+
+    #[test]
+    fn resolver_option() {
+        let attach = |argv: &[&str]| match parse(argv) {
+            Ok(Action::Attach(r)) => r,
+            Ok(_) => panic!("{argv:?} is an attach"),
+            Err(e) => panic!("{argv:?}: {e}"),
+        };
+        assert!(attach(&["--pid", "1", "--upstream", "1.1.1.1"])
+            .resolvers
+            .is_empty());
+        let r = attach(&[
+            "--netns",
+            "/run/netns/x",
+            "--upstream",
+            "1.1.1.1",
+            "--resolver",
+            "8.8.8.8",
+            "--resolver",
+            "10.0.0.2:5300",
+        ]);
+        assert_eq!(
+            r.resolvers,
+            vec![
+                "8.8.8.8:53".parse::<SocketAddrV4>().unwrap(),
+                "10.0.0.2:5300".parse().unwrap()
+            ]
+        );
+        let base = ["--pid", "1", "--upstream", "1.1.1.1"];
+        let with = |extra: &[&str]| parse(&[&base[..], extra].concat());
+        assert!(with(&["--resolver", "127.0.0.53"])
+            .err()
+            .unwrap()
+            .contains("loopback"));
+        assert!(with(&["--resolver", "2001:db8::1"])
+            .err()
+            .unwrap()
+            .contains("IPv6"));
+        assert!(with(&["--resolver", "8.8.8.8", "--dockerd-port", "5"]).is_err());
+        let five: Vec<&str> = (0..5).flat_map(|_| ["--resolver", "8.8.8.8"]).collect();
+        assert!(with(&five).err().unwrap().contains("at most 4"));
+        assert!(parse(&["--pid", "1", "--status", "--resolver", "8.8.8.8"]).is_err());
+        let help = <Args as FromArgs>::from_args(&["dnsredir"], &["--help"])
+            .err()
+            .map(|e| e.output)
+            .unwrap_or_default();
+        assert!(help.contains("--resolver"), "{help}");
     }
 
     #[test]

@@ -92,6 +92,11 @@ impl Error {
             Error::Target(T::NoRoute { interface, .. }) => {
                 return Some(format!("dnsredir sends queries out of {interface}; give an upstream this container can reach (a container on an --internal network has no route out), or pass --interface"))
             }
+            Error::Target(T::HostNamespace(_)) => "pass the pid of a process in a container with a network namespace of its own (not --network host)",
+            Error::Target(T::NameserversUnknown) => "name the namespace's nameservers with --resolver IP[:PORT] (repeatable), or pass --pid so that dnsredir reads its resolv.conf",
+            Error::Target(T::NoNameservers(_)) => "name the nameservers to take over with --resolver IP[:PORT]",
+            Error::Target(T::NameserverElsewhere { .. }) => "pass --interface for the interface its queries leave through, or name other nameservers with --resolver IP[:PORT]",
+            Error::Target(T::LoopbackNameserver(_)) => "point that local resolver at the upstream instead, or name nameservers reachable through the interface with --resolver IP[:PORT]",
             Error::Target(T::Interfaces(_) | T::Proc { .. } | T::Ambiguous { .. }) => return None,
             Error::Probe(_) => "check the --upstream address and port (is the resolver running there?), or pass --no-probe to attach anyway",
             Error::Object(_) | Error::Global(_) => "rebuild dnsredir",

@@ -4,6 +4,7 @@
 
 use crate::abi::{
     Config, ConfigHeader, Counters, CONFIG_MAGIC, COUNTERS_MAP, FLOWS_MAP, LAYOUT_VERSION,
+    PATH_NAMESERVERS,
 };
 use crate::bpf::{embedded, sys};
 use crate::error::{Context, Error};
@@ -26,6 +27,8 @@ pub struct Status {
     pub lo: HookStatus,
     /// The `--interface`'s ingress.
     pub interface: HookStatus,
+    /// The `--interface`'s egress (the nameservers path).
+    pub egress: HookStatus,
     pub config: Option<Config>,
     pub tracked_flows: Option<usize>,
     pub counters: Option<Counters>,
@@ -38,8 +41,26 @@ pub struct Status {
 }
 
 impl Status {
+    /// Both programs of the path in force are on their hooks.
     pub fn attached(&self) -> bool {
-        self.lo.attached && self.interface.attached
+        self.interface.attached && self.query_hook().attached
+    }
+
+    /// The nameservers path is in force (by the configuration, else by the filters there).
+    pub fn nameservers_path(&self) -> bool {
+        match &self.config {
+            Some(c) => c.path == PATH_NAMESERVERS,
+            None => self.egress.attached && !self.lo.attached,
+        }
+    }
+
+    /// Where the path in force takes queries: lo ingress, or the interface's egress.
+    pub fn query_hook(&self) -> &HookStatus {
+        if self.nameservers_path() {
+            &self.egress
+        } else {
+            &self.lo
+        }
     }
 }
 
@@ -47,27 +68,41 @@ pub fn status(target: &Target, interface: &str) -> Result<Status, Error> {
     in_namespace(target, |nl| {
         let mut status = Status::default();
         let lo = target::interface("lo")?;
-        status.lo = hook_status(nl, "lo", lo.ifindex)?;
+        status.lo = hook_status(nl, "lo", lo.ifindex, Hook::Ingress)?;
         if let Ok(iface) = target::interface(interface) {
-            status.interface = hook_status(nl, interface, iface.ifindex)?;
+            status.interface = hook_status(nl, interface, iface.ifindex, Hook::Ingress)?;
+            status.egress = hook_status(nl, interface, iface.ifindex, Hook::Egress)?;
         }
-        let Some(prog_id) = status.lo.prog_id.or(status.interface.prog_id) else {
+        let Some(prog_id) = status
+            .interface
+            .prog_id
+            .or(status.lo.prog_id)
+            .or(status.egress.prog_id)
+        else {
             return Ok(status);
         };
         read_maps(prog_id, &mut status)?;
 
         let rerun = format!("run dnsredir {} --upstream ... again", target_args(target));
+        let query_hook = if status.nameservers_path() {
+            format!("{interface} egress")
+        } else {
+            "lo".to_string()
+        };
         status.stale = match (
             &status.config,
-            status.lo.attached,
+            status.query_hook().attached,
             status.interface.attached,
         ) {
             (_, true, false) => Some(format!(
-                "only lo has dnsredir's filter, {interface} has none: {rerun}"
+                "only {query_hook} has dnsredir's filter, {interface} ingress has none: {rerun}"
             )),
             (_, false, true) => Some(format!(
-                "only {interface} has dnsredir's filter, lo has none: {rerun}"
+                "only {interface} ingress has dnsredir's filter, {query_hook} has none: {rerun}"
             )),
+            (Some(config), _, _) if config.path == PATH_NAMESERVERS => {
+                interface_stale(config, interface, &rerun, Vec::new())
+            }
             (Some(config), _, _) => {
                 let (stale, unknown) = stale_reason(config, interface, &rerun)?;
                 status.unknown = unknown;
@@ -94,12 +129,17 @@ fn target_args(target: &Target) -> String {
     }
 }
 
-fn hook_status(nl: &mut Netlink, ifname: &str, ifindex: u32) -> Result<HookStatus, Error> {
+fn hook_status(
+    nl: &mut Netlink,
+    ifname: &str,
+    ifindex: u32,
+    hook: Hook,
+) -> Result<HookStatus, Error> {
     if !tc::has_clsact(nl, ifindex).context(|| format!("listing qdiscs on {ifname}"))? {
         return Ok(HookStatus::default());
     }
-    let filters = tc::filters(nl, ifindex, Hook::Ingress)
-        .context(|| format!("listing filters on {ifname} ingress"))?;
+    let filters =
+        tc::filters(nl, ifindex, hook).context(|| format!("listing filters on {ifname} {hook}"))?;
     let ours = filters.into_iter().find(|f| f.is_named(FILTER_PREFIX));
     Ok(HookStatus {
         attached: ours.is_some(),
@@ -254,7 +294,25 @@ fn stale_reason(
     };
     let udp = check(Proto::Udp, config.dockerd_udp_port)?;
     let tcp = check(Proto::Tcp, config.dockerd_tcp_port)?;
-    let mut reasons: Vec<String> = [udp, tcp].into_iter().flatten().collect();
+    let reasons: Vec<String> = [udp, tcp].into_iter().flatten().collect();
+    let stale = interface_stale(config, interface, rerun, reasons);
+    let unknown = (!unknown.is_empty()).then(|| {
+        format!(
+            "{}; pass the ports with --dockerd-port / --dockerd-tcp-port if in doubt",
+            unknown.join("; ")
+        )
+    });
+    Ok((stale, unknown))
+}
+
+/// `reasons` and what changed about the interface (its address, its index), with what to
+/// run; `None` when nothing did.
+fn interface_stale(
+    config: &Config,
+    interface: &str,
+    rerun: &str,
+    mut reasons: Vec<String>,
+) -> Option<String> {
     match target::interface(interface) {
         Ok(eth0) if eth0.addr != Some(addr_from_raw(config.container_addr)) => {
             reasons.push(format!(
@@ -270,14 +328,7 @@ fn stale_reason(
         Err(_) => reasons.push(format!("{interface} is gone")),
         _ => {}
     }
-    let stale = (!reasons.is_empty()).then(|| format!("{}: {rerun}", reasons.join("; ")));
-    let unknown = (!unknown.is_empty()).then(|| {
-        format!(
-            "{}; pass the ports with --dockerd-port / --dockerd-tcp-port if in doubt",
-            unknown.join("; ")
-        )
-    });
-    Ok((stale, unknown))
+    (!reasons.is_empty()).then(|| format!("{}: {rerun}", reasons.join("; ")))
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! ports as the programs compare them, and per-CPU counter sums. The byte encodings themselves
 //! are the abi crate's.
 
-use crate::abi::{Config, Counters};
+use crate::abi::{Config, Counters, PATH_NAMESERVERS};
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 /// An address as the programs compare it: its network-order bytes loaded as a native u32.
@@ -29,6 +29,28 @@ pub fn upstream_of(c: &Config) -> SocketAddrV4 {
         addr_from_raw(c.upstream_addr),
         port_from_raw(c.upstream_port),
     )
+}
+
+/// The nameservers a nameservers-path configuration takes over (none on the other path).
+pub fn nameservers_of(c: &Config) -> Vec<SocketAddrV4> {
+    if c.path != PATH_NAMESERVERS {
+        return Vec::new();
+    }
+    c.nameservers
+        .iter()
+        .zip(c.nameserver_ports)
+        .take(c.nameserver_count as usize)
+        .map(|(a, p)| SocketAddrV4::new(addr_from_raw(*a), port_from_raw(p)))
+        .collect()
+}
+
+/// The path's name in `--status`.
+pub fn path_name(c: &Config) -> &'static str {
+    if c.path == PATH_NAMESERVERS {
+        "nameservers"
+    } else {
+        "embedded-resolver"
+    }
 }
 
 /// Sums a per-CPU lookup result: one `Counters` per possible CPU, each slot rounded up to 8 bytes.
@@ -63,6 +85,15 @@ mod tests {
             iface_ifindex: 43,
             lo_ifindex: 1,
             tcp_close_grace_ns: 10_000_000_000,
+            nameservers: [
+                addr_raw(Ipv4Addr::new(8, 8, 8, 8)),
+                addr_raw(Ipv4Addr::new(8, 8, 4, 4)),
+                0,
+                0,
+            ],
+            nameserver_ports: [port_raw(53), port_raw(5300), 0, 0],
+            path: PATH_NAMESERVERS,
+            nameserver_count: 2,
             ..Config::UNSET
         }
     }
@@ -71,9 +102,9 @@ mod tests {
     fn config_bytes_sit_at_fixed_offsets() {
         let c = config();
         let b = c.to_bytes();
-        assert_eq!(b.len(), 56);
+        assert_eq!(b.len(), 88);
         assert_eq!(&b[0..4], b"DNSR", "magic");
-        assert_eq!(&b[4..8], &2u32.to_ne_bytes(), "layout");
+        assert_eq!(&b[4..8], &3u32.to_ne_bytes(), "layout");
         assert_eq!(&b[8..16], &0x0102_0304_0506_0708u64.to_ne_bytes());
         assert_eq!(&b[16..20], &[127, 0, 0, 11], "resolver, network order");
         assert_eq!(&b[20..24], &[172, 18, 0, 2]);
@@ -91,7 +122,30 @@ mod tests {
         assert_eq!(&b[40..44], &43u32.to_ne_bytes(), "iface_ifindex");
         assert_eq!(&b[44..48], &1u32.to_ne_bytes(), "lo_ifindex");
         assert_eq!(&b[48..56], &10_000_000_000u64.to_ne_bytes());
+        assert_eq!(
+            &b[56..64],
+            &[8, 8, 8, 8, 8, 8, 4, 4],
+            "nameservers, network order"
+        );
+        assert_eq!(&b[64..72], &[0; 8]);
+        assert_eq!(
+            &b[72..76],
+            &[0, 53, 0x14, 0xb4],
+            "their ports, network order"
+        );
+        assert_eq!(&b[76..80], &[0; 4]);
+        assert_eq!(&b[80..82], &1u16.to_ne_bytes(), "path");
+        assert_eq!(&b[82..84], &2u16.to_ne_bytes(), "nameserver_count");
+        assert_eq!(&b[84..88], &[0; 4], "padding");
         assert_eq!(Config::from_bytes(&b), Some(c));
+        assert_eq!(
+            nameservers_of(&c),
+            vec![
+                "8.8.8.8:53".parse().unwrap(),
+                "8.8.4.4:5300".parse().unwrap()
+            ]
+        );
+        assert_eq!(path_name(&c), "nameservers");
         assert_eq!(upstream_of(&c), "1.1.1.1:53".parse().unwrap());
     }
 

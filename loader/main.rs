@@ -9,6 +9,15 @@ use dnsredir::{inspect, layout};
 use std::process::ExitCode;
 
 fn summary(request: &AttachRequest, a: &Attached) -> String {
+    if !a.nameservers.is_empty() {
+        return format!(
+            "dnsredir: attached to {}: DNS to the nameservers {} now goes to {} (taken on {}'s egress; IPv6 DNS is not redirected)",
+            request.target,
+            redirect::nameservers::list(&a.nameservers),
+            layout::upstream_of(&a.config),
+            request.interface
+        );
+    }
     let port = |p: Option<u16>| p.map_or("not redirected".to_string(), |p| p.to_string());
     format!(
         "dnsredir: attached to {}: DNS to 127.0.0.11 (dockerd UDP port {}, TCP port {}) now goes to {} from {}{}",

@@ -33,6 +33,21 @@ pub enum TargetError {
         proto: &'static str,
         ports: Vec<u16>,
     },
+    /// The target shares the host's network namespace (a `--network host` container).
+    HostNamespace(String),
+    /// No embedded resolver, and the namespace's nameservers must be named (`--netns`).
+    NameserversUnknown,
+    /// resolv.conf names no IPv4 nameserver.
+    NoNameservers(PathBuf),
+    /// The namespace's route to a nameserver leaves through another interface: its queries
+    /// would never pass the interface's egress.
+    NameserverElsewhere {
+        nameserver: Ipv4Addr,
+        interface: String,
+        problem: String,
+    },
+    /// resolv.conf names a loopback nameserver: its queries never leave through the interface.
+    LoopbackNameserver(Ipv4Addr),
 }
 
 impl fmt::Display for TargetError {
@@ -50,6 +65,11 @@ impl fmt::Display for TargetError {
                 f,
                 "the upstream {upstream} cannot be reached through {interface} ({source})"
             ),
+            TargetError::HostNamespace(what) => write!(f, "{what} is in the host's network namespace: taking over its nameservers would take over the whole host's DNS; nothing attached"),
+            TargetError::NameserversUnknown => write!(f, "nothing listens on {DOCKER_RESOLVER} in this namespace and its nameservers are unknown with --netns"),
+            TargetError::NoNameservers(path) => write!(f, "{} names no IPv4 nameserver to take over", path.display()),
+            TargetError::NameserverElsewhere { nameserver, interface, problem } => write!(f, "queries to the nameserver {nameserver} do not leave through {interface} ({problem}), so they cannot be taken on its egress"),
+            TargetError::LoopbackNameserver(addr) => write!(f, "the nameserver {addr} is a loopback address: its queries never leave through the interface, so they cannot be taken on its egress"),
             TargetError::Ambiguous { proto, ports } => write!(f, "several {proto} sockets listen on {DOCKER_RESOLVER} (ports {}) and Docker's NAT did not say which is dockerd's: say it with --dockerd-port / --dockerd-tcp-port", list(ports)),
         }
     }
@@ -390,9 +410,113 @@ pub fn dnat_port(orig: &Tuple, reply: &Tuple) -> Option<u16> {
         .then_some(from.port())
 }
 
+/// Checks that the namespace's queries to `nameserver` leave from `source`, the interface's
+/// address (a connected UDP socket does the route lookup and sends nothing).
+pub fn check_nameserver_route(
+    interface: &str,
+    source: Ipv4Addr,
+    nameserver: SocketAddrV4,
+) -> Result<(), TargetError> {
+    let problem = |problem: String| TargetError::NameserverElsewhere {
+        nameserver: *nameserver.ip(),
+        interface: interface.to_string(),
+        problem,
+    };
+    let socket = UdpSocket::bind("0.0.0.0:0").map_err(|e| problem(e.to_string()))?;
+    socket
+        .connect(nameserver)
+        .map_err(|e| problem(e.to_string()))?;
+    let chosen = socket
+        .local_addr()
+        .map_err(|e| problem(e.to_string()))?
+        .ip();
+    if chosen != std::net::IpAddr::V4(source) {
+        return Err(problem(format!(
+            "the route to it leaves from {chosen}, not {interface}'s {source}"
+        )));
+    }
+    Ok(())
+}
+
+/// Where the processes of `pid` read their resolver configuration.
+pub fn resolv_conf_path(pid: u32) -> PathBuf {
+    PathBuf::from(format!("/proc/{pid}/root/etc/resolv.conf"))
+}
+
+/// The IPv4 `nameserver` lines of a resolv.conf, in order (IPv6 ones are skipped: IPv6 DNS
+/// is not redirected).
+pub fn nameservers_in(resolv_conf: &str) -> Vec<Ipv4Addr> {
+    resolv_conf
+        .lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            (words.next()? == "nameserver").then_some(())?;
+            words.next()?.parse::<Ipv4Addr>().ok()
+        })
+        .collect()
+}
+
+/// The IPv4 nameservers (port 53) that the processes of `pid` use: at least one, none of
+/// them on loopback, at most `max` (the first ones; the resolver library uses 3).
+pub fn pid_nameservers(pid: u32, max: usize) -> Result<Vec<SocketAddrV4>, TargetError> {
+    let path = resolv_conf_path(pid);
+    let text = std::fs::read_to_string(&path).map_err(|source| TargetError::Proc {
+        path: path.clone(),
+        source,
+    })?;
+    let found = nameservers_in(&text);
+    if found.is_empty() {
+        return Err(TargetError::NoNameservers(path));
+    }
+    if let Some(lo) = found.iter().find(|a| a.is_loopback()) {
+        return Err(TargetError::LoopbackNameserver(*lo));
+    }
+    Ok(found
+        .into_iter()
+        .take(max)
+        .map(|a| SocketAddrV4::new(a, 53))
+        .collect())
+}
+
+/// The (device, inode) of a namespace file.
+fn ns_identity(path: &std::path::Path) -> Result<(u64, u64), TargetError> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).map_err(|source| TargetError::Proc {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok((meta.dev(), meta.ino()))
+}
+
+/// Refuses a namespace that is the host's own: that of pid 1, or, where pid 1's cannot be
+/// read (no CAP_SYS_PTRACE over it), the one dnsredir itself runs in. Called before anything
+/// is loaded or attached.
+pub fn refuse_host_namespace(ns_path: &std::path::Path, what: &str) -> Result<(), TargetError> {
+    // A namespace that cannot be read is reported by whatever enters it.
+    let Ok(this) = ns_identity(ns_path) else {
+        return Ok(());
+    };
+    let host = ns_identity(std::path::Path::new("/proc/1/ns/net"))
+        .or_else(|_| ns_identity(std::path::Path::new("/proc/self/ns/net")))?;
+    if this == host {
+        return Err(TargetError::HostNamespace(what.to_string()));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resolv_conf_nameservers() {
+        let text = "# Generated\nsearch example.com\nnameserver 8.8.8.8\nnameserver 2001:4860:4860::8888\n nameserver\t8.8.4.4 \noptions ndots:0\nnameserver bogus\n";
+        assert_eq!(
+            nameservers_in(text),
+            vec![Ipv4Addr::new(8, 8, 8, 8), Ipv4Addr::new(8, 8, 4, 4)]
+        );
+        assert!(nameservers_in("").is_empty());
+    }
 
     const UDP: &str = "   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops
   190: 0B00007F:A250 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 41234 2 0000000000000000 0

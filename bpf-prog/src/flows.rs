@@ -1,6 +1,7 @@
 //! The table of redirected flows: written by the query program, read by the reply program.
 
 use crate::config::config;
+use crate::counters::Outcome;
 use crate::kernel::{self, MapDef};
 use crate::net::packet::{TCP_FIN, TCP_RST};
 use core::ffi::c_void;
@@ -64,4 +65,28 @@ pub unsafe fn track_close(flow: *mut FlowValue, key: &FlowKey, tcp_flags: u8) {
 pub unsafe fn closed(flow: &FlowValue) -> bool {
     flow.closing_since_ns != 0
         && kernel::ktime_get_ns().wrapping_sub(flow.closing_since_ns) > config!(tcp_close_grace_ns)
+}
+
+/// Records a query's flow, or for a later TCP segment finds it: UDP queries and SYNs start a
+/// flow, other segments belong to one only if it started while we were attached (a connection
+/// that was already open stays where it was going). `Err` with the outcome of a packet to pass.
+#[inline(always)]
+pub unsafe fn on_query(
+    key: &FlowKey,
+    value: &FlowValue,
+    starts: bool,
+    tcp_flags: u8,
+) -> Result<(), Outcome> {
+    if starts {
+        if !remember(key, value) {
+            return Err(Outcome::Failed);
+        }
+        return Ok(());
+    }
+    let flow = find(key);
+    if flow.is_null() {
+        return Err(Outcome::Passed);
+    }
+    track_close(flow, key, tcp_flags);
+    Ok(())
 }

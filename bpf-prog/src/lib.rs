@@ -1,12 +1,16 @@
-//! dnsredir's two TC programs: [`query`] on the container's lo ingress sends DNS meant for
-//! Docker's embedded resolver to the upstream through the container's interface; [`reply`] on
-//! that interface's ingress turns the upstream's answers back into the resolver's and hands
-//! them to lo, where conntrack undoes Docker's NAT. Both leave with bpf_redirect_neigh (kernel
-//! ≥ 5.10). Anything they do not fully understand goes on untouched to the next tc filter.
+//! dnsredir's TC programs. The embedded-resolver path: [`query`] on the container's lo ingress
+//! sends DNS meant for Docker's embedded resolver to the upstream through the container's
+//! interface; [`reply`] on that interface's ingress turns the upstream's answers back into the
+//! resolver's and hands them to lo, where conntrack undoes Docker's NAT (both leave with
+//! bpf_redirect_neigh, kernel ≥ 5.10). The nameservers path: [`egress`] on the interface's
+//! egress sends queries to the namespace's nameservers to the upstream instead, and [`reply`]
+//! restores the nameserver as the answers' source in place. Anything they do not fully
+//! understand goes on untouched to the next tc filter.
 #![no_std]
 
 mod config;
 mod counters;
+mod egress;
 mod flows;
 mod kernel;
 mod net;

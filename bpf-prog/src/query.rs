@@ -55,26 +55,16 @@ unsafe fn query(skb: *mut SkBuff) -> (Outcome, i32) {
     let syn = !udp && ip.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
     let key = flows::key(ip.sport, dns_id, ip.proto);
 
-    if udp || syn {
-        let value = FlowValue {
-            closing_since_ns: 0,
-            client_addr: ip.saddr,
-            resolver_addr: ip.daddr,
-            resolver_port: ip.dport,
-            pad0: 0,
-            pad1: 0,
-        };
-        if !flows::remember(&key, &value) {
-            return (Outcome::Failed, TC_ACT_UNSPEC);
-        }
-    } else {
-        // Only connections that started while we are attached go to the upstream; one that
-        // dockerd already serves stays with it.
-        let flow = flows::find(&key);
-        if flow.is_null() {
-            return PASS;
-        }
-        flows::track_close(flow, &key, ip.tcp_flags);
+    let value = FlowValue {
+        closing_since_ns: 0,
+        client_addr: ip.saddr,
+        resolver_addr: ip.daddr,
+        resolver_port: ip.dport,
+        pad0: 0,
+        pad1: 0,
+    };
+    if let Err(outcome) = flows::on_query(&key, &value, udp || syn, ip.tcp_flags) {
+        return (outcome, TC_ACT_UNSPEC);
     }
 
     let rewrite = packet::Rewrite {
@@ -105,7 +95,7 @@ unsafe fn query(skb: *mut SkBuff) -> (Outcome, i32) {
 /// The change that lowers an EDNS payload size above `edns_max` to it: larger answers would
 /// come fragmented, and fragments cannot be restored (see the reply program).
 #[inline(always)]
-fn edns_clamp(size: dns::EdnsSize) -> Option<Patch> {
+pub(crate) fn edns_clamp(size: dns::EdnsSize) -> Option<Patch> {
     let max = config!(edns_max);
     if max == 0 || u16::from_be(size.raw) <= u16::from_be(max) {
         return None;

@@ -1,5 +1,6 @@
-//! Interface ingress: the upstream's answer to a query that the query program redirected is
-//! turned back into the resolver's and handed to lo.
+//! Interface ingress: the upstream's answer to a query that the query (or egress) program
+//! redirected is turned back into the resolver's (or nameserver's) and handed to lo (or let
+//! go on up the interface's stack, on the nameservers path).
 
 use crate::config::config;
 use crate::counters::{count, Outcome};
@@ -7,6 +8,7 @@ use crate::flows;
 use crate::kernel::{self, SkBuff, TC_ACT_SHOT, TC_ACT_UNSPEC};
 use crate::net::dns;
 use crate::net::packet::{self, Ipv4, RewriteError, IPPROTO_UDP};
+use dnsredir_abi::PATH_NAMESERVERS;
 
 /// # Safety
 /// Called by the kernel with its `__sk_buff`.
@@ -72,6 +74,11 @@ unsafe fn reply(skb: *mut SkBuff) -> (Outcome, i32) {
         Ok(()) => {}
         Err(RewriteError::Untouched) => return (Outcome::Failed, TC_ACT_UNSPEC),
         Err(RewriteError::Broken) => return (Outcome::Failed, TC_ACT_SHOT),
+    }
+    // The nameservers path: the answer now comes from the nameserver the client asked and goes
+    // on up this interface's stack, where conntrack finds the query's flow.
+    if config!(path) == PATH_NAMESERVERS {
+        return (Outcome::Restored, TC_ACT_UNSPEC);
     }
     // Through the neighbour layer, not a bare redirect: its route lookup attaches the local
     // route to the packet, which lo keeps, so IP does not look the 127.0.0.1 destination up

@@ -1,17 +1,76 @@
 //! What dnsredir puts into a namespace and takes out again: the steps shared by every redirect
 //! path (our filter on a hook, found, swapped or removed without touching anyone else's), and
-//! the paths themselves ([`resolver`]: Docker's embedded resolver, taken on lo).
+//! the paths themselves ([`resolver`]: Docker's embedded resolver, taken on lo; [`nameservers`]:
+//! the namespace's own nameservers, taken on the interface's egress), and which one applies.
 
+pub mod nameservers;
 pub mod resolver;
 
+use crate::abi::{Config, CONFIG_SYMBOL, MAX_NAMESERVERS};
+use crate::bpf::elf::{ObjectFile, ParseError};
+use crate::bpf::embedded;
+use crate::bpf::load::{self, Loaded, LoadedProgram};
+use crate::bpf::sys;
 use crate::error::{check_privileges, Context, Error};
 use crate::net::netlink::Netlink;
 use crate::net::netns::{self, Target};
 use crate::net::tc::{self, Filter, Hook};
-use crate::target;
+use crate::target::{self, TargetError};
 use std::os::fd::OwnedFd;
 
-pub use resolver::{attach, AttachRequest, Attached};
+pub use resolver::{AttachRequest, Attached};
+
+/// Attaches the path that fits the namespace: with `--resolver`, the nameservers named; else
+/// Docker's embedded resolver when the namespace has one, else the nameservers of the
+/// process's resolv.conf. The host's own namespace is refused before anything is loaded.
+pub fn attach(request: &AttachRequest, log: Log) -> Result<Attached, Error> {
+    check_privileges()?;
+    target::refuse_host_namespace(&request.target.ns_path(), &request.target.to_string())?;
+    in_namespace(&request.target, |nl| {
+        log(format!(
+            "entered the network namespace of {}",
+            request.target
+        ));
+        if !request.resolvers.is_empty() {
+            return nameservers::attach_in(nl, request, &request.resolvers, log);
+        }
+        match resolver::attach_in(nl, request, log) {
+            Err(Error::Target(TargetError::NoResolver)) => {}
+            other => return other,
+        }
+        let found = match &request.target {
+            Target::Pid(pid) => target::pid_nameservers(*pid, MAX_NAMESERVERS)?,
+            Target::Path(_) => return Err(TargetError::NameserversUnknown.into()),
+        };
+        log(format!(
+            "no embedded resolver on {}: taking over the nameservers of {}",
+            target::DOCKER_RESOLVER,
+            match &request.target {
+                Target::Pid(pid) => target::resolv_conf_path(*pid).display().to_string(),
+                Target::Path(p) => p.display().to_string(),
+            }
+        ));
+        nameservers::attach_in(nl, request, &found, log)
+    })
+}
+
+/// The embedded object with this configuration, through the verifier.
+fn load_programs(config: &Config) -> Result<Loaded, Error> {
+    let mut object = ObjectFile::parse(embedded::object_bytes())?;
+    object.set_global(CONFIG_SYMBOL, &config.to_bytes())?;
+    Ok(load::load(&object, &load::Options::sched_cls())?)
+}
+
+fn program<'a>(loaded: &'a Loaded, section: &str) -> Result<Program<'a>, Error> {
+    let LoadedProgram { name, fd, .. } = loaded
+        .program(section)
+        .ok_or(Error::Object(ParseError::NoPrograms))?;
+    Ok(Program {
+        name,
+        fd,
+        id: sys::prog_info(fd).map(|i| i.id).unwrap_or(0),
+    })
+}
 
 /// Filter names start with this; only such filters are ever replaced or deleted.
 pub const FILTER_PREFIX: &str = "dnsredir";
@@ -102,6 +161,26 @@ pub fn slot(existing: &[Filter]) -> (u16, u32) {
         .find(|p| existing.iter().all(|f| f.prio != *p))
         .unwrap_or(u16::MAX);
     (prio, 1)
+}
+
+/// Removes our filter from one hook (the other path's, when switching paths); other filters
+/// and the clsact qdisc stay.
+pub fn remove_from_hook(nl: &mut Netlink, at: HookRef, log: Log) -> Result<(), Error> {
+    if !tc::has_clsact(nl, at.ifindex).context(|| format!("listing qdiscs on {}", at.ifname))? {
+        return Ok(());
+    }
+    let filters =
+        tc::filters(nl, at.ifindex, at.hook).context(|| at.describe("listing filters"))?;
+    for filter in filters.iter().filter(|f| f.is_named(FILTER_PREFIX)) {
+        tc::del_filter(nl, at.ifindex, at.hook, filter)
+            .context(|| at.describe("removing the other path's dnsredir filter"))?;
+        log(format!(
+            "{}: {}",
+            at.describe("removed (the other path's)"),
+            filter.name.as_deref().unwrap_or("?")
+        ));
+    }
+    Ok(())
 }
 
 /// Removes our filters from both hooks of an interface, and its clsact qdisc when nothing

@@ -2,14 +2,12 @@
 //! to dockerd on 127.0.0.11 are taken on lo ingress and sent out of the interface to the
 //! upstream; the answers are taken on the interface's ingress and handed back to lo.
 
-use super::{in_namespace, put, remove_ours, HookRef, Log, Program};
-use crate::abi::{Config, CONFIG_SYMBOL, FLAG_REDIRECT_ALL, QUERY_SECTION, REPLY_SECTION};
-use crate::bpf::elf::{ObjectFile, ParseError};
+use super::{load_programs, program, put, remove_from_hook, remove_ours, HookRef, Log};
+use crate::abi::{Config, FLAG_REDIRECT_ALL, QUERY_SECTION, REPLY_SECTION};
 use crate::bpf::embedded;
-use crate::bpf::load::{self, Loaded, LoadedProgram};
-use crate::bpf::sys;
 use crate::error::Error;
 use crate::layout::{addr_raw, port_raw};
+use crate::net::netlink::Netlink;
 use crate::net::netns::Target;
 use crate::net::tc::Hook;
 use crate::probe;
@@ -22,6 +20,9 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 pub struct AttachRequest {
     pub target: Target,
     pub upstream: SocketAddrV4,
+    /// `--resolver`: the nameservers to take over on the interface's egress (the nameservers
+    /// path); empty: Docker's embedded resolver if there is one, else resolv.conf's nameservers.
+    pub resolvers: Vec<SocketAddrV4>,
     pub dockerd_udp_port: Option<u16>,
     pub dockerd_tcp_port: Option<u16>,
     pub redirect_all: bool,
@@ -37,7 +38,7 @@ pub struct AttachRequest {
 pub const EDNS_MAX: u16 = 1232;
 
 /// How long a closing TCP flow keeps being restored (retransmitted FINs and ACKs).
-const TCP_CLOSE_GRACE_NS: u64 = 10_000_000_000;
+pub const TCP_CLOSE_GRACE_NS: u64 = 10_000_000_000;
 
 /// What was attached, for the report.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,107 +48,96 @@ pub struct Attached {
     pub ports: ResolverPorts,
     /// One line per protocol left with dockerd because its port could not be told.
     pub left_with_dockerd: Vec<String>,
+    /// The nameservers path: the nameservers taken over (empty on the embedded-resolver path).
+    pub nameservers: Vec<SocketAddrV4>,
 }
 
-pub fn attach(request: &AttachRequest, log: Log) -> Result<Attached, Error> {
-    in_namespace(&request.target, |nl| {
+/// Attaches the embedded-resolver path, in the target's namespace already. Fails with
+/// [`TargetError::NoResolver`] before anything is loaded when there is no embedded resolver.
+pub fn attach_in(nl: &mut Netlink, request: &AttachRequest, log: Log) -> Result<Attached, Error> {
+    let lo = target::interface("lo")?;
+    let iface = target::interface(&request.interface)?;
+    let container_addr = iface
+        .addr
+        .ok_or_else(|| TargetError::NoIpv4(request.interface.clone()))?;
+    log(format!(
+        "lo is ifindex {}; {} is ifindex {} with address {container_addr}",
+        lo.ifindex, request.interface, iface.ifindex
+    ));
+    if *request.upstream.ip() == container_addr {
+        return Err(Error::Upstream(format!(
+            "{} is the container's own address",
+            request.upstream.ip()
+        )));
+    }
+    target::check_route(&request.interface, container_addr, *request.upstream.ip())?;
+    let (ports, left_with_dockerd) = dockerd_ports(request, log)?;
+    if request.probe_upstream {
+        let rtt = probe::probe(container_addr, request.upstream, probe::TIMEOUT)?;
         log(format!(
-            "entered the network namespace of {}",
-            request.target
+            "upstream {} answered the probe in {}",
+            request.upstream,
+            probe::format_rtt(rtt)
         ));
-        let lo = target::interface("lo")?;
-        let iface = target::interface(&request.interface)?;
-        let container_addr = iface
-            .addr
-            .ok_or_else(|| TargetError::NoIpv4(request.interface.clone()))?;
-        log(format!(
-            "lo is ifindex {}; {} is ifindex {} with address {container_addr}",
-            lo.ifindex, request.interface, iface.ifindex
-        ));
-        if *request.upstream.ip() == container_addr {
-            return Err(Error::Upstream(format!(
-                "{} is the container's own address",
-                request.upstream.ip()
-            )));
-        }
-        target::check_route(&request.interface, container_addr, *request.upstream.ip())?;
-        let (ports, left_with_dockerd) = dockerd_ports(request, log)?;
-        if request.probe_upstream {
-            let rtt = probe::probe(container_addr, request.upstream, probe::TIMEOUT)?;
-            log(format!(
-                "upstream {} answered the probe in {}",
-                request.upstream,
-                probe::format_rtt(rtt)
-            ));
-        }
-        let config = Config {
-            build_id: embedded::object_hash(),
-            resolver_addr: addr_raw(DOCKER_RESOLVER),
-            container_addr: addr_raw(container_addr),
-            upstream_addr: addr_raw(*request.upstream.ip()),
-            upstream_port: port_raw(request.upstream.port()),
-            dockerd_udp_port: ports.udp.map_or(0, port_raw),
-            dockerd_tcp_port: ports.tcp.map_or(0, port_raw),
-            flags: if request.redirect_all {
-                FLAG_REDIRECT_ALL
-            } else {
-                0
-            },
-            edns_max: port_raw(request.edns_max),
-            iface_ifindex: iface.ifindex,
-            lo_ifindex: lo.ifindex,
-            tcp_close_grace_ns: TCP_CLOSE_GRACE_NS,
-            ..Config::UNSET
-        };
+    }
+    let config = Config {
+        build_id: embedded::object_hash(),
+        resolver_addr: addr_raw(DOCKER_RESOLVER),
+        container_addr: addr_raw(container_addr),
+        upstream_addr: addr_raw(*request.upstream.ip()),
+        upstream_port: port_raw(request.upstream.port()),
+        dockerd_udp_port: ports.udp.map_or(0, port_raw),
+        dockerd_tcp_port: ports.tcp.map_or(0, port_raw),
+        flags: if request.redirect_all {
+            FLAG_REDIRECT_ALL
+        } else {
+            0
+        },
+        edns_max: port_raw(request.edns_max),
+        iface_ifindex: iface.ifindex,
+        lo_ifindex: lo.ifindex,
+        tcp_close_grace_ns: TCP_CLOSE_GRACE_NS,
+        ..Config::UNSET
+    };
 
-        // Programs go through the verifier before anything in the namespace changes.
-        let loaded = load_programs(&config)?;
-        let query = program(&loaded, QUERY_SECTION)?;
-        let reply = program(&loaded, REPLY_SECTION)?;
-        let hooks = [
-            HookRef {
-                ifname: &request.interface,
-                ifindex: iface.ifindex,
-                hook: Hook::Ingress,
-            },
-            HookRef {
-                ifname: "lo",
-                ifindex: lo.ifindex,
-                hook: Hook::Ingress,
-            },
-        ];
-        // The reply side goes first: once queries leave, their answers must already be handled.
-        let result = put(nl, hooks[0], &reply, log).and_then(|()| put(nl, hooks[1], &query, log));
-        if let Err(e) = result {
-            // Nothing half-attached: whatever of ours is on either interface goes.
-            for at in hooks {
-                let _ = remove_ours(nl, at.ifname, at.ifindex, &mut |_| {});
-            }
-            return Err(e);
+    // Programs go through the verifier before anything in the namespace changes.
+    let loaded = load_programs(&config)?;
+    let query = program(&loaded, QUERY_SECTION)?;
+    let reply = program(&loaded, REPLY_SECTION)?;
+    let hooks = [
+        HookRef {
+            ifname: &request.interface,
+            ifindex: iface.ifindex,
+            hook: Hook::Ingress,
+        },
+        HookRef {
+            ifname: "lo",
+            ifindex: lo.ifindex,
+            hook: Hook::Ingress,
+        },
+    ];
+    // The reply side goes first: once queries leave, their answers must already be handled.
+    // The nameservers path's egress filter goes last, when this path is in force.
+    let egress = HookRef {
+        hook: Hook::Egress,
+        ..hooks[0]
+    };
+    let result = put(nl, hooks[0], &reply, log)
+        .and_then(|()| put(nl, hooks[1], &query, log))
+        .and_then(|()| remove_from_hook(nl, egress, log));
+    if let Err(e) = result {
+        // Nothing half-attached: whatever of ours is on either interface goes.
+        for at in hooks {
+            let _ = remove_ours(nl, at.ifname, at.ifindex, &mut |_| {});
         }
-        Ok(Attached {
-            config,
-            container_addr,
-            ports,
-            left_with_dockerd,
-        })
-    })
-}
-
-fn load_programs(config: &Config) -> Result<Loaded, Error> {
-    let mut object = ObjectFile::parse(embedded::object_bytes())?;
-    object.set_global(CONFIG_SYMBOL, &config.to_bytes())?;
-    Ok(load::load(&object, &load::Options::sched_cls())?)
-}
-
-fn program<'a>(loaded: &'a Loaded, section: &str) -> Result<Program<'a>, Error> {
-    let LoadedProgram { name, fd, .. } = loaded
-        .program(section)
-        .ok_or(Error::Object(ParseError::NoPrograms))?;
-    Ok(Program {
-        name,
-        fd,
-        id: sys::prog_info(fd).map(|i| i.id).unwrap_or(0),
+        return Err(e);
+    }
+    Ok(Attached {
+        config,
+        container_addr,
+        ports,
+        left_with_dockerd,
+        nameservers: Vec::new(),
     })
 }
 

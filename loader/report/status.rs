@@ -4,24 +4,42 @@ use crate::abi::{Counters, FLAG_REDIRECT_ALL, LAYOUT_VERSION};
 use crate::bpf::embedded;
 use crate::inspect::{Build, HookStatus, Status};
 use crate::layout::{self, addr_from_raw, port_from_raw};
+use crate::redirect::nameservers;
 use crate::report::json_string;
 
 /// The human-readable report.
 pub fn render_text(s: &Status, interface: &str) -> String {
     let mut out = String::new();
     let hook = |name: &str, h: &HookStatus| match (h.attached, h.prog_id) {
-        (true, Some(id)) => format!("{name} ingress: attached (program id {id})\n"),
-        (true, None) => format!("{name} ingress: attached\n"),
-        _ => format!("{name} ingress: not attached\n"),
+        (true, Some(id)) => format!("{name}: attached (program id {id})\n"),
+        (true, None) => format!("{name}: attached\n"),
+        _ => format!("{name}: not attached\n"),
     };
     out.push_str(if s.attached() {
         "dnsredir: attached\n"
     } else {
         "dnsredir: not attached\n"
     });
-    out.push_str(&hook("lo", &s.lo));
-    out.push_str(&hook(interface, &s.interface));
+    let nameservers = s.nameservers_path();
+    if !nameservers || s.lo.attached {
+        out.push_str(&hook("lo ingress", &s.lo));
+    }
+    out.push_str(&hook(&format!("{interface} ingress"), &s.interface));
+    if nameservers || s.egress.attached {
+        out.push_str(&hook(&format!("{interface} egress"), &s.egress));
+    }
     if let Some(c) = &s.config {
+        out.push_str(&format!("path: {}\n", layout::path_name(c)));
+    }
+    if let Some(c) = s.config.as_ref().filter(|_| nameservers) {
+        out.push_str(&format!(
+            "upstream: {}\ncontainer address: {}\nnameservers taken over: {}\nIPv6 DNS: not redirected\nEDNS UDP size of queries: {}\n",
+            layout::upstream_of(c),
+            addr_from_raw(c.container_addr),
+            nameservers::list(&layout::nameservers_of(c)),
+            edns(c.edns_max)
+        ));
+    } else if let Some(c) = &s.config {
         out.push_str(&format!(
             "upstream: {}\ncontainer address: {}\nresolver: {} (dockerd UDP port {}, TCP port {})\nsingle-label names: {}\nEDNS UDP size of queries: {}\n",
             layout::upstream_of(c),
@@ -30,10 +48,7 @@ pub fn render_text(s: &Status, interface: &str) -> String {
             port_or_none(c.dockerd_udp_port),
             port_or_none(c.dockerd_tcp_port),
             if c.flags & FLAG_REDIRECT_ALL != 0 { "redirected too (--redirect-all)" } else { "left to dockerd" },
-            match port_from_raw(c.edns_max) {
-                0 => "not clamped".to_string(),
-                max => format!("at most {max}"),
-            }
+            edns(c.edns_max)
         ));
     }
     match s.build {
@@ -63,6 +78,13 @@ pub fn render_text(s: &Status, interface: &str) -> String {
     out
 }
 
+fn edns(raw: u16) -> String {
+    match port_from_raw(raw) {
+        0 => "not clamped".to_string(),
+        max => format!("at most {max}"),
+    }
+}
+
 fn port_or_none(raw: u16) -> String {
     if raw == 0 {
         "none".to_string()
@@ -83,9 +105,15 @@ pub fn render_json(s: &Status) -> String {
     let config = s.config.as_ref().map_or("null".to_string(), |c| {
         let port = |raw: u16| if raw == 0 { "null".to_string() } else { port_from_raw(raw).to_string() };
         format!(
-            "{{\"upstream\":{},\"container_addr\":{},\"resolver_addr\":{},\"dockerd_udp_port\":{},\"dockerd_tcp_port\":{},\"redirect_all\":{},\"edns_max\":{}}}",
+            "{{\"path\":{},\"upstream\":{},\"container_addr\":{},\"nameservers\":[{}],\"resolver_addr\":{},\"dockerd_udp_port\":{},\"dockerd_tcp_port\":{},\"redirect_all\":{},\"edns_max\":{}}}",
+            json_string(layout::path_name(c)),
             json_string(&layout::upstream_of(c).to_string()),
             json_string(&addr_from_raw(c.container_addr).to_string()),
+            layout::nameservers_of(c)
+                .iter()
+                .map(|n| json_string(&n.to_string()))
+                .collect::<Vec<_>>()
+                .join(","),
             json_string(&addr_from_raw(c.resolver_addr).to_string()),
             port(c.dockerd_udp_port),
             port(c.dockerd_tcp_port),
@@ -118,10 +146,14 @@ pub fn render_json(s: &Status) -> String {
         format!("{{{}}}", fields.join(","))
     });
     format!(
-        "{{\"attached\":{},\"lo\":{},\"interface\":{},\"build\":{},\"config\":{},\"tracked_flows\":{},\"counters\":{},\"stale\":{},\"stale_reason\":{},\"ports_unknown\":{}}}",
+        "{{\"attached\":{},\"path\":{},\"lo\":{},\"interface\":{},\"egress\":{},\"build\":{},\"config\":{},\"tracked_flows\":{},\"counters\":{},\"stale\":{},\"stale_reason\":{},\"ports_unknown\":{}}}",
         s.attached(),
+        s.config
+            .as_ref()
+            .map_or("null".to_string(), |c| json_string(layout::path_name(c))),
         hook(&s.lo),
         hook(&s.interface),
+        hook(&s.egress),
         build,
         config,
         s.tracked_flows.unwrap_or(0),
@@ -141,7 +173,7 @@ mod tests {
         let json = render_json(&Status::default());
         assert_eq!(
             json,
-            "{\"attached\":false,\"lo\":{\"attached\":false,\"prog_id\":null},\"interface\":{\"attached\":false,\"prog_id\":null},\"build\":null,\"config\":null,\"tracked_flows\":0,\"counters\":null,\"stale\":false,\"stale_reason\":null,\"ports_unknown\":null}"
+            "{\"attached\":false,\"path\":null,\"lo\":{\"attached\":false,\"prog_id\":null},\"interface\":{\"attached\":false,\"prog_id\":null},\"egress\":{\"attached\":false,\"prog_id\":null},\"build\":null,\"config\":null,\"tracked_flows\":0,\"counters\":null,\"stale\":false,\"stale_reason\":null,\"ports_unknown\":null}"
         );
     }
 }

@@ -48,6 +48,38 @@ macro_rules! layout {
     };
 }
 
+/// Native-order bytes for the array fields (the integers have these as inherent methods).
+pub trait NeBytes<const N: usize>: Sized {
+    fn to_ne_bytes(&self) -> [u8; N];
+    fn from_ne_bytes(bytes: [u8; N]) -> Self;
+}
+
+macro_rules! array_bytes {
+    ($elem:ty, $len:literal, $n:literal) => {
+        impl NeBytes<$n> for [$elem; $len] {
+            fn to_ne_bytes(&self) -> [u8; $n] {
+                let mut out = [0u8; $n];
+                let w = size_of::<$elem>();
+                for (i, v) in self.iter().enumerate() {
+                    put(&mut out, i * w, &v.to_ne_bytes());
+                }
+                out
+            }
+            fn from_ne_bytes(bytes: [u8; $n]) -> Self {
+                let mut out = [0; $len];
+                let w = size_of::<$elem>();
+                for (i, v) in out.iter_mut().enumerate() {
+                    *v = <$elem>::from_ne_bytes(get(&bytes, i * w).unwrap_or_default());
+                }
+                out
+            }
+        }
+    };
+}
+
+array_bytes!(u32, 4, 16);
+array_bytes!(u16, 4, 8);
+
 fn put(out: &mut [u8], at: usize, value: &[u8]) {
     if let Some(slot) = out.get_mut(at..at + value.len()) {
         slot.copy_from_slice(value);
@@ -71,7 +103,15 @@ pub const CONFIG_MAGIC: u32 = u32::from_ne_bytes(*b"DNSR");
 /// its header, [`Counters`], [`FlowKey`] and [`FlowValue`]. Bump it whenever one of their
 /// fields is added, removed, moved or changes meaning, so that a reader never decodes another
 /// build's maps as its own.
-pub const LAYOUT_VERSION: u32 = 2;
+pub const LAYOUT_VERSION: u32 = 3;
+
+/// [`Config::path`]: Docker's embedded resolver, taken on lo ingress (the query program).
+pub const PATH_EMBEDDED_RESOLVER: u16 = 0;
+/// [`Config::path`]: the namespace's own nameservers, taken on the interface's egress (the
+/// egress program); the reply program restores answers in place instead of handing them to lo.
+pub const PATH_NAMESERVERS: u16 = 1;
+/// How many nameservers one configuration can take over.
+pub const MAX_NAMESERVERS: usize = 4;
 
 layout! {
     /// The first bytes of every [`Config`], the same in every build: read them first to tell
@@ -131,6 +171,15 @@ layout! {
         /// ACKs), before its entry is dropped so that its port cannot capture a later direct
         /// connection.
         pub tcp_close_grace_ns: u64,
+        /// [`PATH_NAMESERVERS`]: the addresses applications query (resolv.conf), the first
+        /// `nameserver_count` used, the rest 0.
+        pub nameservers: [u32; MAX_NAMESERVERS],
+        /// Their ports, one per address.
+        pub nameserver_ports: [u16; MAX_NAMESERVERS],
+        /// [`PATH_EMBEDDED_RESOLVER`] or [`PATH_NAMESERVERS`]: which path is in force.
+        pub path: u16,
+        pub nameserver_count: u16,
+        pub pad1: u32,
     }
 }
 
@@ -139,7 +188,7 @@ const _: () = assert!(ConfigHeader::SIZE == 16);
 const _: () = assert!(offset_of!(Config, magic) == offset_of!(ConfigHeader, magic));
 const _: () = assert!(offset_of!(Config, layout) == offset_of!(ConfigHeader, layout));
 const _: () = assert!(offset_of!(Config, build_id) == offset_of!(ConfigHeader, build_id));
-const _: () = assert!(Config::SIZE == 56);
+const _: () = assert!(Config::SIZE == 88);
 
 impl Config {
     /// The header of this build and every other field 0: the object's compiled-in value, and
@@ -160,6 +209,11 @@ impl Config {
         iface_ifindex: 0,
         lo_ifindex: 0,
         tcp_close_grace_ns: 0,
+        nameservers: [0; MAX_NAMESERVERS],
+        nameserver_ports: [0; MAX_NAMESERVERS],
+        path: PATH_EMBEDDED_RESOLVER,
+        nameserver_count: 0,
+        pad1: 0,
     };
 
     /// Decodes a configuration written by a build with this layout; `None` for fewer than
@@ -203,6 +257,8 @@ layout! {
         /// For TCP: when the first FIN of the connection was seen (bpf_ktime_get_ns), 0 while open.
         pub closing_since_ns: u64,
         pub client_addr: u32,
+        /// The address and port the client asked: Docker's resolver (and dockerd's port), or
+        /// the nameserver taken over on egress.
         pub resolver_addr: u32,
         pub resolver_port: u16,
         pub pad0: u16,
@@ -285,6 +341,7 @@ pub const FLOW_TABLE_ENTRIES: u32 = 16384;
 /// Section and symbol names the loader looks for.
 pub const QUERY_SECTION: &str = "dnsredir/query";
 pub const REPLY_SECTION: &str = "dnsredir/reply";
+pub const EGRESS_SECTION: &str = "dnsredir/egress";
 pub const CONFIG_SYMBOL: &str = "CONFIG";
 pub const FLOWS_MAP: &str = "FLOWS";
 pub const COUNTERS_MAP: &str = "COUNTERS";

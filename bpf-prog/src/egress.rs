@@ -1,0 +1,109 @@
+//! Interface egress, the nameservers path: a query to one of the namespace's own nameservers
+//! (resolv.conf without Docker's embedded resolver) goes to the upstream instead. Only the
+//! destination changes; the packet goes on out of the same interface, and the reply program
+//! restores the nameserver as the answer's source.
+
+use crate::config::config;
+use crate::counters::{count, Outcome};
+use crate::flows;
+use crate::kernel::{SkBuff, TC_ACT_SHOT, TC_ACT_UNSPEC};
+use crate::net::dns;
+use crate::net::packet::{self, Ipv4, RewriteError, IPPROTO_TCP, IPPROTO_UDP};
+use crate::net::packet::{TCP_ACK, TCP_SYN};
+use crate::query::edns_clamp;
+use dnsredir_abi::{FlowValue, MAX_NAMESERVERS, PATH_NAMESERVERS};
+
+/// # Safety
+/// Called by the kernel with its `__sk_buff`.
+#[no_mangle]
+#[link_section = "dnsredir/egress"]
+pub unsafe extern "C" fn dnsredir_egress(skb: *mut SkBuff) -> i32 {
+    let (outcome, action) = egress(skb);
+    count(&outcome);
+    action
+}
+
+const PASS: (Outcome, i32) = (Outcome::Passed, TC_ACT_UNSPEC);
+
+/// One of the nameservers taken over, by address and port (both raw, as in the packet).
+#[inline(always)]
+fn is_nameserver(addr: u32, port: u16) -> bool {
+    let count = config!(nameserver_count) as usize;
+    let mut i = 0;
+    while i < MAX_NAMESERVERS {
+        // Constant indexes after unrolling: the verifier reads each frozen value.
+        let (a, p) = unsafe {
+            (
+                core::ptr::read_volatile(&crate::config::CONFIG.nameservers[i]),
+                core::ptr::read_volatile(&crate::config::CONFIG.nameserver_ports[i]),
+            )
+        };
+        if i < count && a != 0 && a == addr && p == port {
+            return true;
+        }
+        i += 1;
+    }
+    false
+}
+
+#[inline(always)]
+unsafe fn egress(skb: *mut SkBuff) -> (Outcome, i32) {
+    if config!(path) != PATH_NAMESERVERS {
+        return PASS;
+    }
+    let Some(ip) = Ipv4::parse(skb) else {
+        return PASS;
+    };
+    // The rest of a fragmented query would still reach the nameserver: all of it goes there.
+    if ip.first_fragment || !is_nameserver(ip.daddr, ip.dport) {
+        return PASS;
+    }
+    let udp = match ip.proto {
+        IPPROTO_UDP => true,
+        IPPROTO_TCP => false,
+        _ => return PASS,
+    };
+    let mut dns_id = 0;
+    let mut clamp = None;
+    if udp {
+        let Some(query) = dns::query(skb, &ip) else {
+            return PASS;
+        };
+        dns_id = query.id;
+        clamp = query.edns_size.and_then(edns_clamp);
+    }
+    let syn = !udp && ip.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
+    let key = flows::key(ip.sport, dns_id, ip.proto);
+    let value = FlowValue {
+        closing_since_ns: 0,
+        client_addr: ip.saddr,
+        resolver_addr: ip.daddr,
+        resolver_port: ip.dport,
+        pad0: 0,
+        pad1: 0,
+    };
+    if let Err(outcome) = flows::on_query(&key, &value, udp || syn, ip.tcp_flags) {
+        return (outcome, TC_ACT_UNSPEC);
+    }
+
+    let rewrite = packet::Rewrite {
+        saddr: ip.saddr,
+        daddr: config!(upstream_addr),
+        sport: ip.sport,
+        dport: config!(upstream_port),
+    };
+    match packet::rewrite(skb, &ip, &rewrite, clamp.as_ref()) {
+        Ok(()) => {}
+        Err(RewriteError::Untouched) => return (Outcome::Failed, TC_ACT_UNSPEC),
+        Err(RewriteError::Broken) => return (Outcome::Failed, TC_ACT_SHOT),
+    }
+    let outcome = if udp {
+        Outcome::RedirectedUdp {
+            clamped: clamp.is_some(),
+        }
+    } else {
+        Outcome::RedirectedTcp { syn }
+    };
+    // On out of the same interface; later filters see the rewritten packet.
+    (outcome, TC_ACT_UNSPEC)
+}

@@ -1,0 +1,475 @@
+//! The nameservers path end to end, in a CNI-style namespace: a container namespace with eth0
+//! (a veth to a bridge host), no NAT rules and no embedded resolver, whose resolv.conf would
+//! name the bridge host's nameserver; an upstream host behind the bridge host. dnsredir takes
+//! over the nameserver on eth0's egress: queries to it are answered by the upstream.
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::time::Duration;
+
+mod support;
+use support::netns::{ns_run, run, Netns};
+use support::{query_a, run_dnsredir, serial, DnsServer, DnsServerBuilder};
+
+const TIMEOUT: Duration = Duration::from_secs(2);
+
+fn root() {
+    assert!(
+        unsafe { libc::geteuid() } == 0,
+        "this test needs root: network namespaces, bpf(2)"
+    );
+}
+
+/// The topology. Fields drop in order: servers first, then the namespaces.
+struct Cni {
+    nameserver: DnsServer,
+    /// The same bridge host, another port: must stay untouched.
+    other_port: DnsServer,
+    upstream: DnsServer,
+    ctr: Netns,
+    _host: Netns,
+    _up: Netns,
+    ns_addr: Ipv4Addr,
+    up_addr: Ipv4Addr,
+}
+
+const OTHER_PORT: u16 = 5300;
+
+impl Cni {
+    fn new() -> Cni {
+        support::netns::cleanup_stale_namespaces();
+        let host = Netns::new("h").expect("netns");
+        let ctr = Netns::new("c").expect("netns");
+        let up = Netns::new("u").expect("netns");
+        let k = (std::process::id() % 200 + 20) as u8;
+        let ns_addr = Ipv4Addr::new(10, 215, k, 1);
+        let ctr_addr = Ipv4Addr::new(10, 215, k, 2);
+        let uplink = Ipv4Addr::new(10, 216, k, 1);
+        let up_addr = Ipv4Addr::new(10, 216, k, 2);
+        let (h, c, u) = (&host.name, &ctr.name, &up.name);
+        let tag = support::netns::next_id();
+        let vc = format!("egc{tag}");
+        let vu = format!("egu{tag}");
+        let sh = |argv: &[&str]| run(argv).unwrap_or_else(|e| panic!("{e}"));
+        let nsh = |ns: &str, argv: &[&str]| {
+            ns_run(ns, argv).unwrap_or_else(|e| panic!("{e}"));
+        };
+        sh(&[
+            "ip", "-n", h, "link", "add", &vc, "type", "veth", "peer", "name", "eth0", "netns", c,
+        ]);
+        sh(&["ip", "-n", h, "link", "add", "br0", "type", "bridge"]);
+        sh(&[
+            "ip",
+            "-n",
+            h,
+            "addr",
+            "add",
+            &format!("{ns_addr}/24"),
+            "dev",
+            "br0",
+        ]);
+        sh(&["ip", "-n", h, "link", "set", "br0", "up"]);
+        sh(&["ip", "-n", h, "link", "set", &vc, "master", "br0", "up"]);
+        sh(&[
+            "ip", "-n", h, "link", "add", &vu, "type", "veth", "peer", "name", "uplink0", "netns",
+            u,
+        ]);
+        sh(&[
+            "ip",
+            "-n",
+            h,
+            "addr",
+            "add",
+            &format!("{uplink}/24"),
+            "dev",
+            &vu,
+        ]);
+        sh(&["ip", "-n", h, "link", "set", &vu, "up"]);
+        sh(&[
+            "ip",
+            "-n",
+            u,
+            "addr",
+            "add",
+            &format!("{up_addr}/24"),
+            "dev",
+            "uplink0",
+        ]);
+        sh(&["ip", "-n", u, "link", "set", "uplink0", "up"]);
+        sh(&[
+            "ip",
+            "-n",
+            u,
+            "route",
+            "add",
+            "default",
+            "via",
+            &uplink.to_string(),
+        ]);
+        nsh(h, &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+        sh(&[
+            "ip",
+            "-n",
+            c,
+            "addr",
+            "add",
+            &format!("{ctr_addr}/24"),
+            "dev",
+            "eth0",
+        ]);
+        sh(&["ip", "-n", c, "link", "set", "eth0", "up"]);
+        sh(&[
+            "ip",
+            "-n",
+            c,
+            "route",
+            "add",
+            "default",
+            "via",
+            &ns_addr.to_string(),
+        ]);
+        // A wrong checksum must get the packet dropped, as a real NIC's would.
+        nsh(h, &["ethtool", "-K", &vc, "tx", "off"]);
+        nsh(c, &["ethtool", "-K", "eth0", "tx", "off"]);
+        nsh(h, &["ethtool", "-K", &vu, "tx", "off"]);
+        nsh(u, &["ethtool", "-K", "uplink0", "tx", "off"]);
+
+        let server = |ns: &str, addr: SocketAddr, answer: Ipv4Addr| {
+            DnsServerBuilder::new(ns, answer)
+                .udp(addr)
+                .tcp(addr)
+                .start()
+                .unwrap_or_else(|e| panic!("dns server: {e}"))
+        };
+        let nameserver = server(h, (ns_addr, 53).into(), Ipv4Addr::new(198, 51, 100, k));
+        let other_port = server(h, (ns_addr, OTHER_PORT).into(), Ipv4Addr::new(192, 0, 2, k));
+        let upstream = server(u, (up_addr, 53).into(), Ipv4Addr::new(203, 0, 113, k));
+        Cni {
+            nameserver,
+            other_port,
+            upstream,
+            ctr,
+            _host: host,
+            _up: up,
+            ns_addr,
+            up_addr,
+        }
+    }
+
+    fn ask(&self, server: SocketAddrV4, tcp: bool) -> Vec<Ipv4Addr> {
+        query_a(&self.ctr.name, server.into(), "example.com", tcp, TIMEOUT)
+            .unwrap_or_else(|e| panic!("query to {server} (tcp {tcp}): {e}"))
+    }
+
+    fn dnsredir(&self, extra: &[&str]) -> (i32, String, String) {
+        let path = self.ctr.path();
+        let mut args = vec!["--netns", path.as_str()];
+        args.extend_from_slice(extra);
+        run_dnsredir(&args)
+    }
+}
+
+#[test]
+#[ignore = "needs root: network namespaces, bpf(2)"]
+fn nameserver_queries_are_answered_by_the_upstream_until_detach() {
+    root();
+    let _serial = serial();
+    let net = Cni::new();
+    let ns = SocketAddrV4::new(net.ns_addr, 53);
+    let up = SocketAddrV4::new(net.up_addr, 53);
+    let other = SocketAddrV4::new(net.ns_addr, OTHER_PORT);
+    for tcp in [false, true] {
+        assert_eq!(
+            net.ask(ns, tcp),
+            vec![net.nameserver.answer()],
+            "before attach"
+        );
+    }
+
+    let (code, out, err) =
+        net.dnsredir(&["--resolver", &ns.to_string(), "--upstream", &up.to_string()]);
+    assert_eq!(code, 0, "attach: {out}{err}");
+    assert!(out.contains("nameservers"), "{out}");
+    for tcp in [false, true] {
+        assert_eq!(
+            net.ask(ns, tcp),
+            vec![net.upstream.answer()],
+            "tcp {tcp}: the upstream answers"
+        );
+        assert_eq!(
+            net.ask(other, tcp),
+            vec![net.other_port.answer()],
+            "another port is untouched"
+        );
+        assert_eq!(
+            net.ask(up, tcp),
+            vec![net.upstream.answer()],
+            "direct queries to the upstream"
+        );
+    }
+    let before = net.nameserver.queries();
+
+    let (code, status, err) = net.dnsredir(&["--status", "--json"]);
+    assert_eq!(code, 0, "status: {status}{err}");
+    assert!(status.contains("\"path\":\"nameservers\""), "{status}");
+    assert!(
+        status.contains(&format!("\"nameservers\":[\"{ns}\"]")),
+        "{status}"
+    );
+    let (code, text, _) = net.dnsredir(&["--status"]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("path: nameservers"), "{text}");
+    assert!(text.contains("IPv6 DNS: not redirected"), "{text}");
+    assert!(text.contains("eth0 egress: attached"), "{text}");
+
+    let (code, out, err) = net.dnsredir(&["--detach"]);
+    assert_eq!(code, 0, "detach: {out}{err}");
+    assert!(out.contains("2 filters removed"), "{out}");
+    for tcp in [false, true] {
+        assert_eq!(
+            net.ask(ns, tcp),
+            vec![net.nameserver.answer()],
+            "after detach"
+        );
+    }
+    assert_eq!(
+        net.nameserver.queries(),
+        before + 2,
+        "only the queries after detach"
+    );
+}
+
+#[test]
+#[ignore = "needs root: network namespaces, bpf(2)"]
+fn nameservers_must_be_named_with_netns_and_reached_through_the_interface() {
+    root();
+    let _serial = serial();
+    let net = Cni::new();
+    let up = SocketAddrV4::new(net.up_addr, 53).to_string();
+    let (code, out, err) = net.dnsredir(&["--upstream", &up]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("--resolver"), "{err}");
+    assert_eq!(egress_filters(&net.ctr.name), 0);
+
+    // A nameserver reached through another interface cannot be taken on eth0's egress.
+    let c = &net.ctr.name;
+    // (A veth pair inside the namespace: this kernel may have no dummy interfaces.)
+    let sh = |argv: &[&str]| run(argv).unwrap_or_else(|e| panic!("{e}"));
+    sh(&[
+        "ip", "-n", c, "link", "add", "side0", "type", "veth", "peer", "name", "side1",
+    ]);
+    sh(&[
+        "ip",
+        "-n",
+        c,
+        "addr",
+        "add",
+        "10.217.0.2/24",
+        "dev",
+        "side0",
+    ]);
+    sh(&["ip", "-n", c, "link", "set", "side1", "up"]);
+    sh(&["ip", "-n", c, "link", "set", "side0", "up"]);
+    let (code, out, err) = net.dnsredir(&["--upstream", &up, "--resolver", "10.217.0.53"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("do not leave through eth0"), "{err}");
+    assert_eq!(egress_filters(&net.ctr.name), 0);
+}
+
+/// Every interface of the machine's own namespace, with what tc shows on both hooks.
+fn host_filters() -> String {
+    let links = run(&["ip", "-o", "link", "show"]).expect("ip link");
+    let mut all = String::new();
+    for line in links.lines() {
+        let Some(name) = line.split(": ").nth(1) else {
+            continue;
+        };
+        let name = name.split('@').next().unwrap_or(name);
+        for hook in ["ingress", "egress"] {
+            if let Ok(o) = run(&["tc", "filter", "show", "dev", name, hook]) {
+                all.push_str(&o);
+            }
+        }
+    }
+    all
+}
+
+#[test]
+#[ignore = "needs root: network namespaces, bpf(2)"]
+fn a_pid_in_the_hosts_namespace_is_refused_before_anything_is_attached() {
+    root();
+    let _serial = serial();
+    assert!(
+        !host_filters().contains("dnsredir"),
+        "dnsredir already on the host"
+    );
+    let me = std::process::id().to_string();
+    // An interface that does not exist, so that even a broken refusal could not attach.
+    for extra in [&["--resolver", "192.0.2.53"][..], &[][..]] {
+        for pid in ["1", me.as_str()] {
+            let mut args = vec![
+                "--pid",
+                pid,
+                "--upstream",
+                "192.0.2.1",
+                "--no-probe",
+                "--interface",
+                "drtnone0",
+            ];
+            args.extend_from_slice(extra);
+            let (code, out, err) = run_dnsredir(&args);
+            assert_eq!(code, 1, "{args:?}: {out}{err}");
+            assert_eq!(err.lines().count(), 1, "one line: {err}");
+            // pid 1's namespace may not even be readable (no CAP_SYS_PTRACE over it), and
+            // then cannot be entered either: refused or not, nothing is attached.
+            assert!(
+                err.contains("would take over the whole host's DNS")
+                    || (pid == "1" && err.contains("Permission denied")),
+                "{err}"
+            );
+            assert!(out.is_empty(), "{out}");
+        }
+    }
+    assert!(!host_filters().contains("dnsredir"), "nothing on the host");
+}
+
+/// A process in the container namespace whose /etc/resolv.conf (as `/proc/PID/root` shows it)
+/// says `resolv_conf`: `ip netns exec` bind-mounts /etc/netns/NAME/resolv.conf over it.
+struct CtrProcess {
+    child: std::process::Child,
+    dir: std::path::PathBuf,
+    /// /etc/netns did not exist before: it goes too (when empty).
+    made_etc_netns: bool,
+}
+
+impl CtrProcess {
+    fn start(ctr: &Netns, resolv_conf: &str) -> CtrProcess {
+        let made_etc_netns = !std::path::Path::new("/etc/netns").exists();
+        let dir = std::path::PathBuf::from(format!("/etc/netns/{}", ctr.name));
+        std::fs::create_dir_all(&dir).expect("mkdir /etc/netns/NAME");
+        std::fs::write(dir.join("resolv.conf"), resolv_conf).expect("resolv.conf");
+        let child = std::process::Command::new("ip")
+            .args(["netns", "exec", &ctr.name, "sleep", "600"])
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn");
+        let p = CtrProcess {
+            child,
+            dir,
+            made_etc_netns,
+        };
+        let pid = p.pid();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default() != "sleep\n"
+        {
+            assert!(std::time::Instant::now() < deadline, "sleep did not start");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let seen = std::fs::read_to_string(format!("/proc/{pid}/root/etc/resolv.conf"));
+        assert_eq!(seen.ok().as_deref(), Some(resolv_conf), "the bind mount");
+        p
+    }
+
+    fn pid(&self) -> String {
+        self.child.id().to_string()
+    }
+}
+
+impl Drop for CtrProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+        if self.made_etc_netns {
+            let _ = std::fs::remove_dir("/etc/netns");
+        }
+    }
+}
+
+fn egress_filters(ns: &str) -> usize {
+    ns_run(ns, &["tc", "filter", "show", "dev", "eth0", "egress"])
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("dnsredir"))
+        .count()
+}
+
+#[test]
+#[ignore = "needs root: network namespaces, bpf(2)"]
+fn with_pid_the_nameservers_come_from_its_resolv_conf() {
+    root();
+    let _serial = serial();
+    let net = Cni::new();
+    let ns = SocketAddrV4::new(net.ns_addr, 53);
+    let resolv = format!(
+        "search example.net\nnameserver {}\nnameserver 2001:db8::53\n",
+        net.ns_addr
+    );
+    let p = CtrProcess::start(&net.ctr, &resolv);
+    let up = net.up_addr.to_string();
+    let (code, out, err) = run_dnsredir(&["--pid", &p.pid(), "--upstream", &up]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains(&format!("the nameservers {ns}")), "{out}");
+    assert_eq!(egress_filters(&net.ctr.name), 1);
+    for tcp in [false, true] {
+        assert_eq!(net.ask(ns, tcp), vec![net.upstream.answer()], "tcp {tcp}");
+    }
+    let (code, out, err) = run_dnsredir(&["--pid", &p.pid(), "--detach"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(net.ask(ns, false), vec![net.nameserver.answer()]);
+}
+
+#[test]
+#[ignore = "needs root: network namespaces, bpf(2)"]
+fn a_loopback_nameserver_in_resolv_conf_is_refused() {
+    root();
+    let _serial = serial();
+    let net = Cni::new();
+    let p = CtrProcess::start(&net.ctr, "nameserver 127.0.0.53\noptions edns0\n");
+    let up = net.up_addr.to_string();
+    let (code, out, err) = run_dnsredir(&["--pid", &p.pid(), "--upstream", &up]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("127.0.0.53 is a loopback address"), "{err}");
+    assert_eq!(egress_filters(&net.ctr.name), 0);
+}
+
+#[test]
+#[ignore = "needs root: network namespaces, bpf(2)"]
+fn switching_paths_replaces_the_other_paths_filters() {
+    root();
+    // DockerLikeNet takes the serialization lock itself.
+    let net = support::DockerLikeNet::new();
+    let ctr = net.ctr_ns.clone();
+    net.attach(&[]);
+    assert_eq!(net.dnsredir_filters("lo"), 1);
+    assert_eq!(egress_filters(&ctr), 0);
+
+    // The bridge address stands for a nameserver of the default bridge.
+    let pid = net.ctr_pid.to_string();
+    let up = net.up_addr.to_string();
+    let resolver = net.bridge_addr.to_string();
+    let (code, out, err) =
+        run_dnsredir(&["--pid", &pid, "--upstream", &up, "--resolver", &resolver]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        net.dnsredir_filters("lo"),
+        0,
+        "the lo path's filter is gone"
+    );
+    assert_eq!(net.dnsredir_filters("eth0"), 1);
+    assert_eq!(egress_filters(&ctr), 1);
+    let (_, status) = net.status_json();
+    assert!(format!("{status:?}").contains("nameservers"), "{status:?}");
+
+    net.attach(&[]);
+    assert_eq!(net.dnsredir_filters("lo"), 1);
+    assert_eq!(net.dnsredir_filters("eth0"), 1);
+    assert_eq!(egress_filters(&ctr), 0, "the egress path's filter is gone");
+    // The embedded resolver path works again.
+    let answer =
+        support::query_a(&ctr, net.resolver(), "example.com", false, TIMEOUT).expect("query");
+    assert_eq!(answer, vec![net.upstream_answer]);
+    net.detach();
+}
