@@ -302,6 +302,11 @@ impl DnsServerBuilder {
 }
 
 impl DnsServer {
+    /// The address it answers for every name it has no special answer for.
+    pub fn answer(&self) -> Ipv4Addr {
+        self.shared.answer
+    }
+
     /// Queries received over UDP and TCP (every message that parsed as a query).
     pub fn queries(&self) -> u64 {
         self.udp_queries() + self.tcp_queries()

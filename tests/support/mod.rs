@@ -22,7 +22,7 @@ pub mod json;
 pub mod netns;
 pub mod packet;
 
-pub use dns::{query_a, query_many};
+pub use dns::{query_a, query_many, DnsServer, DnsServerBuilder};
 pub use docker::{
     count_dnsredir_filters, dnsredir_bin, has_clsact, run_dnsredir, serial, tc_filters,
     DockerLikeNet, DOCKER_RESOLVER,
