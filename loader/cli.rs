@@ -28,7 +28,7 @@ pub const EXIT_NOT_ATTACHED: u8 = 3;
     error_code(3, "--status: dnsredir is not attached (fully) in that namespace")
 )]
 pub struct Args {
-    /// pid of a process in the container (docker inspect -f '{{{{.State.Pid}}}}' NAME)
+    /// pid of a process in the container (docker inspect -f '{{.State.Pid}}' NAME)
     #[argh(option)]
     pid: Option<u32>,
     /// path of the network namespace instead of --pid (/var/run/netns/NAME, /proc/PID/ns/net)
