@@ -27,8 +27,11 @@ pub struct ObjectFile {
 pub struct ProgramSpec {
     /// The function's symbol name, also its name in the kernel.
     pub name: String,
+    /// The ELF section it came from: how callers ask for a program.
     pub section: String,
+    /// As compiled: map references still hold the symbol's addend, not a map.
     pub insns: Vec<Insn>,
+    /// The `ld_imm64` instructions that [`crate::bpf::reloc::relocate`] patches.
     pub relocations: Vec<Relocation>,
 }
 

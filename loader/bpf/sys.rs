@@ -284,20 +284,20 @@ struct GetFdByIdAttr {
     open_flags: u32,
 }
 
-pub fn prog_fd_by_id(id: u32) -> io::Result<OwnedFd> {
+fn fd_by_id(cmd: u32, id: u32) -> io::Result<OwnedFd> {
     let mut attr = GetFdByIdAttr {
         id,
         ..Default::default()
     };
-    bpf(BPF_PROG_GET_FD_BY_ID, &mut attr).map(fd_result)
+    bpf(cmd, &mut attr).map(fd_result)
+}
+
+pub fn prog_fd_by_id(id: u32) -> io::Result<OwnedFd> {
+    fd_by_id(BPF_PROG_GET_FD_BY_ID, id)
 }
 
 pub fn map_fd_by_id(id: u32) -> io::Result<OwnedFd> {
-    let mut attr = GetFdByIdAttr {
-        id,
-        ..Default::default()
-    };
-    bpf(BPF_MAP_GET_FD_BY_ID, &mut attr).map(fd_result)
+    fd_by_id(BPF_MAP_GET_FD_BY_ID, id)
 }
 
 #[repr(C)]

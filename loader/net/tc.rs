@@ -45,12 +45,16 @@ impl std::fmt::Display for Hook {
 /// A filter as a dump reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Filter {
+    /// Its priority (`tc`'s pref): lower numbers run first.
     pub prio: u16,
     /// Host order (decoded from tcm_info's network-order half).
     pub protocol: u16,
     pub handle: u32,
+    /// The classifier: `bpf`, `u32`, ...
     pub kind: String,
+    /// A bpf filter's program name (TCA_BPF_NAME): how dnsredir knows its own.
     pub name: Option<String>,
+    /// A bpf filter's program id, to find the program and its maps.
     pub prog_id: Option<u32>,
 }
 
