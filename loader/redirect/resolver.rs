@@ -2,7 +2,7 @@
 //! to dockerd on 127.0.0.11 are taken on lo ingress and sent out of the interface to the
 //! upstream; the answers are taken on the interface's ingress and handed back to lo.
 
-use super::{in_namespace, put, remove_ours, HookRef, Log, Program};
+use super::{change_namespace, put, snapshot, HookRef, Log, Program};
 use crate::abi::{Config, CONFIG_SYMBOL, FLAG_REDIRECT_ALL, QUERY_SECTION, REPLY_SECTION};
 use crate::bpf::elf::{ObjectFile, ParseError};
 use crate::bpf::embedded;
@@ -10,7 +10,8 @@ use crate::bpf::load::{self, Loaded, LoadedProgram};
 use crate::bpf::sys;
 use crate::error::Error;
 use crate::layout::{addr_raw, port_raw};
-use crate::net::netns::Target;
+use crate::fault;
+use crate::net::netns::{self, NetnsError, Target};
 use crate::net::tc::Hook;
 use crate::probe;
 use crate::target::{
@@ -50,7 +51,7 @@ pub struct Attached {
 }
 
 pub fn attach(request: &AttachRequest, log: Log) -> Result<Attached, Error> {
-    in_namespace(&request.target, |nl| {
+    change_namespace(&request.target, log, |nl, log| {
         log(format!(
             "entered the network namespace of {}",
             request.target
@@ -116,14 +117,27 @@ pub fn attach(request: &AttachRequest, log: Log) -> Result<Attached, Error> {
                 hook: Hook::Ingress,
             },
         ];
+        // A failed attach leaves what was there before (a previous attachment, or nothing),
+        // never half of each: what is on the hooks now is noted (and held) first.
+        let namespace = netns::current().map_err(|e| Error::Inspect {
+            action: "reading the namespace's identity".into(),
+            source: e,
+        })?;
+        let previous = snapshot(nl, &hooks)?;
+        fault::pause("attach");
         // The reply side goes first: once queries leave, their answers must already be handled.
-        let result = put(nl, hooks[0], &reply, log).and_then(|()| put(nl, hooks[1], &query, log));
+        let result = put(nl, hooks[0], &reply, log)
+            .and_then(|()| put(nl, hooks[1], &query, log))
+            .and_then(|()| match &request.target {
+                // The container stopped meanwhile: its namespace is going away (or is another
+                // one's by now); nothing of ours stays.
+                Target::Pid(pid) if !netns::still_names(&request.target, namespace) => {
+                    Err(NetnsError::Exited(*pid).into())
+                }
+                _ => Ok(()),
+            });
         if let Err(e) = result {
-            // Nothing half-attached: whatever of ours is on either interface goes.
-            for at in hooks {
-                let _ = remove_ours(nl, at.ifname, at.ifindex, &mut |_| {});
-            }
-            return Err(e);
+            return Err(previous.undo(nl, e, log));
         }
         Ok(Attached {
             config,
