@@ -3,7 +3,7 @@
 //! emulated container of `support::DockerLikeNet`. The default run is short; scripts/soak runs
 //! the long variants through these knobs:
 //!
-//! - `DNSREDIR_RACE_ROUNDS` (default 20): rounds of 8 concurrent attaches and detaches;
+//! - `DNSREDIR_RACE_ROUNDS` (default 50): rounds of 8 concurrent attaches and detaches;
 //! - `DNSREDIR_LOAD_SECONDS` (5), `DNSREDIR_LOAD_QPS` (20000): the dnsperf run;
 //! - `DNSREDIR_UNANSWERED` (100000): queries the upstream never answers.
 
@@ -312,19 +312,46 @@ fn a_malformed_fault_knob_is_a_usage_error() {
     assert!(one_error_line(&err).contains("DNSREDIR_FAULT"), "{err}");
 }
 
-/// Exit times of children, each waited for on a thread of its own.
+/// Runs the commands (with --verbose) at once: for each, when it took the namespace lock
+/// (the moment its "holding the lock" line arrived) and its output.
 fn run_all_at_once(commands: Vec<Vec<String>>) -> Vec<(Instant, (i32, String, String))> {
-    let children: Vec<Child> = commands.iter().map(|a| spawn_env(a, &[])).collect();
-    let handles: Vec<_> = children
-        .into_iter()
+    use std::io::BufRead;
+    let mut children: Vec<Child> = commands
+        .iter()
+        .map(|a| {
+            let mut a = a.clone();
+            a.push("--verbose".into());
+            spawn_env(&a, &[])
+        })
+        .collect();
+    let readers: Vec<_> = children
+        .iter_mut()
         .map(|c| {
+            let stderr = c.stderr.take().unwrap();
             std::thread::spawn(move || {
-                let out = output_of(c);
-                (Instant::now(), out)
+                let (mut locked, mut text) = (None, String::new());
+                for line in std::io::BufReader::new(stderr).lines() {
+                    let line = line.unwrap_or_default();
+                    if line.contains("holding the lock") {
+                        locked = Some(Instant::now());
+                    }
+                    text.push_str(&line);
+                    text.push('\n');
+                }
+                (locked, text)
             })
         })
         .collect();
-    handles.into_iter().map(|h| h.join().unwrap()).collect()
+    children
+        .into_iter()
+        .zip(readers)
+        .map(|(c, r)| {
+            let (code, out, _) = output_of(c);
+            let (locked, err) = r.join().unwrap();
+            let locked = locked.unwrap_or_else(|| panic!("no lock line:\n{err}"));
+            (locked, (code, out, err))
+        })
+        .collect()
 }
 
 #[test]
@@ -332,7 +359,7 @@ fn run_all_at_once(commands: Vec<Vec<String>>) -> Vec<(Instant, (i32, String, St
 fn eight_attaches_and_detaches_at_once() {
     require_root();
     let net = DockerLikeNet::new();
-    let rounds = knob("DNSREDIR_RACE_ROUNDS", 20);
+    let rounds = knob("DNSREDIR_RACE_ROUNDS", 50);
     let detach_args: Vec<String> = vec![
         "--pid".into(),
         net.ctr_pid.to_string(),
@@ -392,7 +419,7 @@ fn eight_attaches_and_detaches_at_once() {
             // Only when the last two ended within a hair of each other and disagree.
             let second = &results[results.len() - 2];
             assert!(
-                last.0.duration_since(second.0) < Duration::from_millis(3) && second.2 == attached,
+                last.0.duration_since(second.0) < Duration::from_millis(1) && second.2 == attached,
                 "round {round}: state attached={attached} but the last command was attach={}",
                 last.2
             );

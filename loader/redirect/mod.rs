@@ -42,11 +42,16 @@ pub fn change_namespace<T: Send>(
     work: impl FnOnce(&mut Netlink, Log) -> Result<T, Error> + Send,
 ) -> Result<T, Error> {
     check_privileges()?;
+    let asked = std::time::Instant::now();
     let ns = netns::open_locked(target, || {
         log(format!(
             "another dnsredir is changing the namespace of {target}; waiting for it"
         ))
     })?;
+    log(format!(
+        "holding the lock on the namespace of {target} (waited {} ms)",
+        asked.elapsed().as_millis()
+    ));
     netns::run_with(target, ns, || {
         let mut nl = Netlink::open().context(|| "opening an rtnetlink socket".into())?;
         work(&mut nl, log)
