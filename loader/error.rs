@@ -36,7 +36,10 @@ pub enum Error {
     },
     /// An attach that failed once it had begun to change the namespace, and what undoing it
     /// left there.
-    Attach { source: Box<Error>, undo: Undo },
+    Attach {
+        source: Box<Error>,
+        undo: Undo,
+    },
 }
 
 /// What is left after a failed attach was undone.

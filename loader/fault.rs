@@ -46,7 +46,9 @@ static RULES: OnceLock<Vec<Rule>> = OnceLock::new();
 
 /// Parses `DNSREDIR_FAULT`'s value.
 pub fn parse(spec: &str) -> Result<Vec<Rule>, String> {
-    let bad = |part: &str| format!("bad {FAULT_ENV} entry {part:?} (want e.g. bpf:7, netlink:3-5, netlink:4-)");
+    let bad = |part: &str| {
+        format!("bad {FAULT_ENV} entry {part:?} (want e.g. bpf:7, netlink:3-5, netlink:4-)")
+    };
     let mut rules = Vec::new();
     for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let (name, range) = part.split_once(':').ok_or_else(|| bad(part))?;

@@ -81,12 +81,8 @@ fn tc_state(net: &DockerLikeNet) -> BTreeMap<String, String> {
         let qd = ns_run(&net.ctr_ns, &["tc", "qdisc", "show", "dev", dev]).unwrap();
         state.insert(format!("{dev} qdiscs"), qd);
         for hook in ["ingress", "egress"] {
-            let f = ns_run_timeout(
-                &net.ctr_ns,
-                &["tc", "filter", "show", "dev", dev, hook],
-                T,
-            )
-            .unwrap();
+            let f = ns_run_timeout(&net.ctr_ns, &["tc", "filter", "show", "dev", dev, hook], T)
+                .unwrap();
             state.insert(format!("{dev} {hook}"), f.stdout + &f.stderr);
         }
     }
@@ -277,7 +273,10 @@ fn fault_at_every_kernel_call_of_an_attach() {
     }
     eprintln!("re-attach: {tally:?}");
     // A single injected failure is always undone to what was there.
-    assert!(fresh_tally.failed_cleanly >= fresh["netlink"], "{fresh_tally:?}");
+    assert!(
+        fresh_tally.failed_cleanly >= fresh["netlink"],
+        "{fresh_tally:?}"
+    );
     assert!(tally.failed_cleanly >= again["netlink"], "{tally:?}");
 
     // Port detection's conntrack questions failing: found another way, or one line, clean.
@@ -305,7 +304,11 @@ fn fault_at_every_kernel_call_of_an_attach() {
 fn a_malformed_fault_knob_is_a_usage_error() {
     require_root();
     let (code, _, err) = run_env(
-        &["--netns".into(), "/proc/self/ns/net".into(), "--status".into()],
+        &[
+            "--netns".into(),
+            "/proc/self/ns/net".into(),
+            "--status".into(),
+        ],
         &[("DNSREDIR_FAULT", "bpf:zero".into())],
     );
     assert_eq!(code, 2, "{err}");
@@ -360,11 +363,7 @@ fn eight_attaches_and_detaches_at_once() {
     require_root();
     let net = DockerLikeNet::new();
     let rounds = knob("DNSREDIR_RACE_ROUNDS", 50);
-    let detach_args: Vec<String> = vec![
-        "--pid".into(),
-        net.ctr_pid.to_string(),
-        "--detach".into(),
-    ];
+    let detach_args: Vec<String> = vec!["--pid".into(), net.ctr_pid.to_string(), "--detach".into()];
     // Half the commands name the namespace by its bind mount, half by the pid: one lock.
     let mut attach_by_path = net.attach_args();
     attach_by_path[0] = "--netns".into();
@@ -406,7 +405,10 @@ fn eight_attaches_and_detaches_at_once() {
         stop.store(true, std::sync::atomic::Ordering::SeqCst);
         let most = watcher.join().unwrap();
         max_seen = max_seen.max(most);
-        assert!(most <= 1, "round {round}: {most} dnsredir filters on one hook");
+        assert!(
+            most <= 1,
+            "round {round}: {most} dnsredir filters on one hook"
+        );
         for (_, (code, out, err), attach) in &results {
             assert_eq!(*code, 0, "round {round} (attach: {attach}):\n{out}\n{err}");
         }
@@ -632,8 +634,7 @@ fn load_through_dnsredir_loses_nothing() {
     let (tracked, memlock) = flow_table(&net);
     let (_, j) = net.status_json();
     eprintln!(
-        "dnsperf {seconds} s at {qps} q/s: sent {sent}, lost {lost}; upstream ({}) saw {}; flow table at most {most_tracked} entries while it ran, {tracked} after, memlock {memlock} bytes; counters {}\nUDP errors: container {}; upstream host {}\n{out}",
-        "8 MiB buffer",
+        "dnsperf {seconds} s at {qps} q/s: sent {sent}, lost {lost}; upstream (8 MiB buffer) answered {}; flow table at most {most_tracked} entries while it ran, {tracked} after, memlock {memlock} bytes; counters {}\nUDP errors: container {}; upstream host {}\n{out}",
         upstream.answered(),
         j.path(&["counters"]).map(|c| c.to_string()).unwrap_or_default(),
         udp_errors(&net.ctr_ns),
@@ -678,7 +679,8 @@ impl FastUpstream {
                 )
             };
             assert_eq!(rc, 0, "SO_RCVBUFFORCE");
-            sock.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+            sock.set_read_timeout(Some(Duration::from_millis(50)))
+                .unwrap();
             tx.send(()).unwrap();
             let (mut buf, mut out) = ([0u8; 4096], Vec::with_capacity(512));
             while !st.load(Ordering::Relaxed) {

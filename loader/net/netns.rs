@@ -35,11 +35,20 @@ impl fmt::Display for Target {
 #[derive(Debug)]
 pub enum NetnsError {
     NoSuchProcess(u32),
-    Open { path: PathBuf, source: io::Error },
-    Enter { path: PathBuf, source: io::Error },
+    Open {
+        path: PathBuf,
+        source: io::Error,
+    },
+    Enter {
+        path: PathBuf,
+        source: io::Error,
+    },
     Thread(io::Error),
     /// flock(2) on the namespace failed (not: it is taken; then we wait).
-    Lock { path: PathBuf, source: io::Error },
+    Lock {
+        path: PathBuf,
+        source: io::Error,
+    },
     /// The --pid process left the namespace (exited) while we worked in it.
     Exited(u32),
 }
@@ -66,7 +75,11 @@ impl fmt::Display for NetnsError {
                 write!(f, "cannot start a thread for the namespace: {source}")
             }
             NetnsError::Lock { path, source } => {
-                write!(f, "cannot lock network namespace {}: {source}", path.display())
+                write!(
+                    f,
+                    "cannot lock network namespace {}: {source}",
+                    path.display()
+                )
             }
             NetnsError::Exited(pid) => write!(f, "process {pid} exited during the attach"),
         }
