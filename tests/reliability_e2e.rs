@@ -301,6 +301,61 @@ fn fault_at_every_kernel_call_of_an_attach() {
 
 #[test]
 #[ignore = "needs root: network namespaces"]
+fn fault_at_every_kernel_call_of_a_detach() {
+    require_root();
+    let net = DockerLikeNet::new();
+    add_foreign(&net);
+    net.attach(&[]);
+    let args: Vec<String> = vec!["--pid".into(), net.ctr_pid.to_string(), "--detach".into()];
+    let mut verbose = args.clone();
+    verbose.push("--verbose".into());
+    let (code, _, err) = run_env(&verbose, &[]);
+    assert_eq!(code, 0, "{err}");
+    let calls = calls_made(&err);
+    eprintln!("calls of a detach: {calls:?}");
+    let (mut injected, mut failed, mut lo_first) = (0, 0, 0);
+    for funnel in ["bpf", "netlink"] {
+        for n in 1..=calls[funnel] + 1 {
+            for spec in [format!("{funnel}:{n}"), format!("{funnel}:{n}-")] {
+                net.attach(&[]);
+                injected += 1;
+                let (code, out, err) = run_env(&args, &[("DNSREDIR_FAULT", spec.clone())]);
+                let state = tc_state(&net);
+                assert_foreign_intact(&state, &spec);
+                let what = format!("{spec}\n{out}\n{err}\n{state:#?}");
+                let counts = dnsredir_filter_count(&state);
+                let (lo, eth0) = (counts["lo ingress"], counts["eth0 ingress"]);
+                match code {
+                    0 => assert_eq!(attached_state(&state), Some(false), "{what}"),
+                    1 => {
+                        failed += 1;
+                        one_error_line(&err);
+                        // Queries stop first: never lo's query program without eth0's reply one.
+                        assert!(lo == 0 || eth0 == 1, "{what}");
+                        if lo == 0 && eth0 == 1 {
+                            lo_first += 1;
+                        }
+                    }
+                    _ => panic!("{what}"),
+                }
+                let want = if lo == 1 {
+                    net.upstream_answer
+                } else {
+                    net.stand_in_answer
+                };
+                assert_eq!(answered_by(&net), Ok(vec![want]), "{what}");
+                net.detach();
+                assert_eq!(attached_state(&tc_state(&net)), Some(false));
+            }
+        }
+    }
+    eprintln!(
+        "detach: {injected} faults injected, {failed} failed with one line, {lo_first} left only the reply side (DNS with dockerd), a plain --detach cleaned up every time"
+    );
+}
+
+#[test]
+#[ignore = "needs root: network namespaces"]
 fn a_malformed_fault_knob_is_a_usage_error() {
     require_root();
     let (code, _, err) = run_env(
@@ -316,8 +371,8 @@ fn a_malformed_fault_knob_is_a_usage_error() {
 }
 
 /// Runs the commands (with --verbose) at once: for each, when it took the namespace lock
-/// (the moment its "holding the lock" line arrived) and its output.
-fn run_all_at_once(commands: Vec<Vec<String>>) -> Vec<(Instant, (i32, String, String))> {
+/// (the CLOCK_MONOTONIC its "holding the lock" line gives) and its output.
+fn run_all_at_once(commands: Vec<Vec<String>>) -> Vec<(f64, (i32, String, String))> {
     use std::io::BufRead;
     let mut children: Vec<Child> = commands
         .iter()
@@ -336,7 +391,11 @@ fn run_all_at_once(commands: Vec<Vec<String>>) -> Vec<(Instant, (i32, String, St
                 for line in std::io::BufReader::new(stderr).lines() {
                     let line = line.unwrap_or_default();
                     if line.contains("holding the lock") {
-                        locked = Some(Instant::now());
+                        locked = line
+                            .split("CLOCK_MONOTONIC ")
+                            .nth(1)
+                            .and_then(|t| t.split(' ').next())
+                            .and_then(|t| t.parse::<f64>().ok());
                     }
                     text.push_str(&line);
                     text.push('\n');
@@ -369,7 +428,7 @@ fn eight_attaches_and_detaches_at_once() {
     attach_by_path[0] = "--netns".into();
     attach_by_path[1] = net.ctr_netns_path();
     let started = Instant::now();
-    let (mut ambiguous, mut max_seen) = (0, 0);
+    let mut max_seen = 0;
     for round in 0..rounds {
         let mut kinds = Vec::new();
         let mut commands = Vec::new();
@@ -397,7 +456,7 @@ fn eight_attaches_and_detaches_at_once() {
                 most
             })
         };
-        let mut results: Vec<(Instant, (i32, String, String), bool)> = run_all_at_once(commands)
+        let mut results: Vec<(f64, (i32, String, String), bool)> = run_all_at_once(commands)
             .into_iter()
             .zip(kinds)
             .map(|((t, o), k)| (t, o, k))
@@ -412,21 +471,16 @@ fn eight_attaches_and_detaches_at_once() {
         for (_, (code, out, err), attach) in &results {
             assert_eq!(*code, 0, "round {round} (attach: {attach}):\n{out}\n{err}");
         }
-        results.sort_by_key(|r| r.0);
+        results.sort_by(|a, b| a.0.total_cmp(&b.0));
         let last = results.last().unwrap();
         let state = tc_state(&net);
         let attached = attached_state(&state)
             .unwrap_or_else(|| panic!("round {round}: half a state: {state:#?}"));
-        if attached != last.2 {
-            // Only when the last two ended within a hair of each other and disagree.
-            let second = &results[results.len() - 2];
-            assert!(
-                last.0.duration_since(second.0) < Duration::from_millis(1) && second.2 == attached,
-                "round {round}: state attached={attached} but the last command was attach={}",
-                last.2
-            );
-            ambiguous += 1;
-        }
+        assert_eq!(
+            attached, last.2,
+            "round {round}: the last to hold the lock was attach={}, the state is attached={attached}: {results:#?}",
+            last.2
+        );
         let want = if attached {
             net.upstream_answer
         } else {
@@ -435,7 +489,7 @@ fn eight_attaches_and_detaches_at_once() {
         assert_eq!(answered_by(&net), Ok(vec![want]), "round {round}");
     }
     eprintln!(
-        "{rounds} rounds of 8 concurrent commands in {:?}; most dnsredir filters seen on a hook: {max_seen}; rounds whose last two commands ended too close to order: {ambiguous}",
+        "{rounds} rounds of 8 concurrent commands in {:?}; most dnsredir filters seen on a hook: {max_seen}",
         started.elapsed()
     );
 }
@@ -531,6 +585,9 @@ fn dnsperf(net: &DockerLikeNet, seconds: u64, qps: u64) -> Option<(u64, u64, Str
             "2000",
             "-t",
             "2",
+            // dnsperf's own socket (default 208 KiB) overflows on a busy 2-core machine.
+            "-b",
+            "4096",
         ],
         Duration::from_secs(seconds + 60),
     )
@@ -712,4 +769,76 @@ impl Drop for FastUpstream {
             let _ = t.join();
         }
     }
+}
+
+#[test]
+#[ignore = "needs root: network namespaces"]
+fn unanswered_queries_do_not_crowd_out_answered_ones() {
+    require_root();
+    let net = DockerLikeNet::new();
+    net.attach(&[]);
+    let count = knob("DNSREDIR_UNANSWERED", 100_000);
+    let (_, memlock_before) = flow_table(&net);
+    // The upstream host drops every query for a while.
+    let drop_rule = ["INPUT", "-p", "udp", "--dport", "53", "-j", "DROP"];
+    let iptables = |op: &str| {
+        let mut a = vec!["iptables", op];
+        a.extend(drop_rule);
+        ns_run(&net.up_ns, &a).unwrap();
+    };
+    iptables("-I");
+    let started = Instant::now();
+    let sent = in_netns(&net.ctr_ns, || {
+        // 16 sockets (source ports) × every DNS id: distinct flows, as many as asked for.
+        let socks: Vec<UdpSocket> = (0..16)
+            .map(|_| UdpSocket::bind("0.0.0.0:0").unwrap())
+            .collect();
+        let to = SocketAddr::new(DOCKER_RESOLVER.into(), 53);
+        let mut sent = 0u64;
+        let mut query = support::dns::build_query(0, "lost.example.com", 1);
+        while sent < count {
+            let s = &socks[(sent % 16) as usize];
+            let id = ((sent / 16) as u16).to_be_bytes();
+            query[0..2].copy_from_slice(&id);
+            if s.send_to(&query, to).is_ok() {
+                sent += 1;
+            }
+            if sent % 2000 == 0 {
+                // Let lo's backlog drain: queries dropped before the program are not a test.
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+        sent
+    })
+    .unwrap();
+    let flood = started.elapsed();
+    std::thread::sleep(Duration::from_millis(300));
+    let (tracked, memlock) = flow_table(&net);
+    iptables("-D");
+    let (_, j) = net.status_json();
+    eprintln!(
+        "{sent} unanswered queries in {flood:?}; flow table then {tracked} entries (max {FLOW_TABLE_ENTRIES}), memlock {memlock_before} → {memlock} bytes; counters {}",
+        j.path(&["counters"]).map(|c| c.to_string()).unwrap_or_default()
+    );
+    assert!(tracked <= FLOW_TABLE_ENTRIES as u64);
+    assert_eq!(memlock, memlock_before, "the flow table's memory is fixed");
+
+    // Normal queries: all answered, by the upstream.
+    let names: Vec<String> = (0..500).map(|i| format!("n{i}.example.org")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let r = query_many(
+        &net.ctr_ns,
+        net.resolver(),
+        &names,
+        500,
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    eprintln!(
+        "then 500 queries at once: {} answered, {} by the upstream",
+        r.answered,
+        r.count(net.upstream_answer)
+    );
+    assert_eq!(r.answered, 500, "{:?}", r.errors);
+    assert_eq!(r.count(net.upstream_answer), 500);
 }
