@@ -175,6 +175,8 @@ struct FaultTally {
     failed_cleanly: u32,
     tolerated: u32,
     half_then_healed: u32,
+    /// Re-attaches undone to nothing (the old attachment could not be put back).
+    previous_gone: u32,
 }
 
 /// Runs the attach with `DNSREDIR_FAULT=spec`; checks what it left against what was there
@@ -215,13 +217,28 @@ fn attach_with_fault(
                 return;
             }
             tally.failed_cleanly += 1;
+            let now_attached = attached_state(&state);
+            if line.contains("nothing attached") {
+                // Undone to nothing: only when putting the previous one back failed.
+                assert_eq!(now_attached, Some(false), "{what}");
+                assert_eq!(answered_by(net), Ok(vec![net.stand_in_answer]), "{what}");
+                if previous.is_some() {
+                    assert!(
+                        spec.contains(','),
+                        "a single fault lost the old attachment: {what}"
+                    );
+                    tally.previous_gone += 1;
+                    net.attach(&[]);
+                }
+                return;
+            }
             match previous {
                 None => {
-                    assert_eq!(attached_state(&state), Some(false), "{what}");
+                    assert_eq!(now_attached, Some(false), "{what}");
                     assert_eq!(answered_by(net), Ok(vec![net.stand_in_answer]), "{what}");
                 }
                 Some(ids) => {
-                    assert_eq!(attached_state(&state), Some(true), "{what}");
+                    assert_eq!(now_attached, Some(true), "{what}");
                     assert_eq!(prog_ids(net), ids, "old attachment changed: {what}");
                     assert_eq!(answered_by(net), Ok(vec![net.upstream_answer]), "{what}");
                 }
@@ -270,6 +287,16 @@ fn fault_at_every_kernel_call_of_an_attach() {
                 attach_with_fault(&net, &spec, Some(before), &mut tally);
             }
         }
+    }
+    // Two faults: the Nth call, and the first call of the undo after it.
+    for n in 1..=again["netlink"] {
+        let before = prog_ids(&net);
+        attach_with_fault(
+            &net,
+            &format!("netlink:{n},netlink:{}", n + 1),
+            Some(before),
+            &mut tally,
+        );
     }
     eprintln!("re-attach: {tally:?}");
     // A single injected failure is always undone to what was there.
