@@ -34,6 +34,23 @@ pub enum Error {
         action: String,
         source: io::Error,
     },
+    /// An attach that failed once it had begun to change the namespace, and what undoing it
+    /// left there.
+    Attach {
+        source: Box<Error>,
+        undo: Undo,
+    },
+}
+
+/// What is left after a failed attach was undone.
+#[derive(Debug)]
+pub enum Undo {
+    /// Nothing of dnsredir's: dockerd answers again.
+    Nothing,
+    /// The attachment that was there before, untouched or put back.
+    Previous,
+    /// Undoing failed as well: the namespace may hold part of the new attachment.
+    Failed(Box<Error>),
 }
 
 impl fmt::Display for Error {
@@ -56,6 +73,14 @@ impl fmt::Display for Error {
             Error::Load(e) => e.fmt(f),
             Error::Netlink { action, source } => write!(f, "{action} failed: {source}"),
             Error::Inspect { action, source } => write!(f, "{action} failed: {source}"),
+            Error::Attach { source, undo } => match undo {
+                Undo::Nothing => write!(f, "{source}; nothing attached"),
+                Undo::Previous => write!(f, "{source}; the previous attachment is still in place"),
+                Undo::Failed(e) => write!(
+                    f,
+                    "{source}; undoing the attach failed too ({e}), so dnsredir may be half attached"
+                ),
+            },
         }
     }
 }
@@ -72,6 +97,7 @@ impl std::error::Error for Error {
             Error::Load(e) => Some(e),
             Error::Netlink { source, .. } => Some(source),
             Error::Inspect { source, .. } => Some(source),
+            Error::Attach { source, .. } => Some(source.as_ref()),
         }
     }
 }
@@ -81,11 +107,17 @@ impl Error {
     pub fn advice(&self) -> Option<String> {
         use TargetError as T;
         let text = match self {
+            Error::Attach { undo: Undo::Failed(_), .. } => {
+                "run dnsredir with --detach, or the attach again, to leave a whole state"
+            }
+            Error::Attach { source, .. } => return source.advice(),
             Error::NotPrivileged { .. } => "run it as root (sudo), or with CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN",
             Error::Netns(NetnsError::NoSuchProcess(_)) => "pass the pid of a process inside the container, e.g. $(docker inspect -f '{{.State.Pid}}' NAME)",
             Error::Netns(NetnsError::Open { .. }) => "pass /proc/PID/ns/net or /var/run/netns/NAME",
             Error::Netns(NetnsError::Enter { .. }) => "is it a network namespace, and are we root?",
             Error::Netns(NetnsError::Thread(_)) => "this is a bug in dnsredir; please report it",
+            Error::Netns(NetnsError::Lock { .. }) => return None,
+            Error::Netns(NetnsError::Exited(_)) => "did the container stop?",
             Error::Target(T::NoInterface(_)) => "is this a container on a Docker network? (use --interface for another name)",
             Error::Target(T::NoIpv4(_)) => "dnsredir needs one as the source of redirected queries",
             Error::Target(T::NoResolver) => "Docker's embedded resolver exists only on user-defined networks (docker network create), not on the default bridge; pass --dockerd-port if the resolver is elsewhere",
@@ -119,6 +151,7 @@ impl Error {
     pub fn details(&self) -> Option<&str> {
         match self {
             Error::Load(LoadError::Verifier { log, .. }) if !log.is_empty() => Some(log),
+            Error::Attach { source, .. } => source.details(),
             _ => None,
         }
     }

@@ -9,6 +9,7 @@ pub use dnsredir_abi as abi;
 pub mod bpf;
 pub mod cli;
 pub mod error;
+pub mod fault;
 pub mod inspect;
 pub mod layout;
 pub mod net;

@@ -3,6 +3,7 @@
 use dnsredir::bpf::embedded;
 use dnsredir::cli::{self, Action, Args, EXIT_ERROR, EXIT_NOT_ATTACHED, EXIT_USAGE};
 use dnsredir::error::Error;
+use dnsredir::fault;
 use dnsredir::redirect::{self, AttachRequest, Attached};
 use dnsredir::report::status as report;
 use dnsredir::{inspect, layout};
@@ -109,7 +110,15 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    match run(action, verbose) {
+    if let Err(message) = fault::init() {
+        eprintln!("dnsredir: error: {message}");
+        return ExitCode::from(EXIT_USAGE);
+    }
+    let result = run(action, verbose);
+    if verbose {
+        eprintln!("dnsredir: {}", fault::summary());
+    }
+    match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("dnsredir: error: {}", e.one_line());

@@ -25,6 +25,7 @@ const OBJ_NAME_LEN: usize = 16;
 const LOG_SIZE: usize = 4 << 20;
 
 fn bpf<T>(cmd: u32, attr: &mut T) -> io::Result<i64> {
+    crate::fault::call(crate::fault::Funnel::Bpf)?;
     // SAFETY: `attr` is a #[repr(C)] prefix of union bpf_attr for `cmd`, and every pointer in it
     // refers to memory that outlives the call.
     let ret = unsafe {

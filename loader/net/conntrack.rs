@@ -180,6 +180,7 @@ pub fn decode_answer(data: &[u8], sequence: u32) -> Result<Option<Option<Tuple>>
 /// Asks the calling thread's namespace's conntrack table for the reply direction of the flow
 /// `orig`; `None` when conntrack has no such entry.
 pub fn reply_tuple(orig: &Tuple) -> Result<Option<Tuple>, NetlinkError> {
+    crate::fault::call(crate::fault::Funnel::Conntrack)?;
     let mut socket = Socket::new(NETLINK_NETFILTER)?;
     socket.bind_auto()?;
     socket.connect(&SocketAddr::new(0, 0))?;

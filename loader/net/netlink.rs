@@ -84,6 +84,12 @@ impl Netlink {
         message: RouteNetlinkMessage,
         flags: u16,
     ) -> Result<Vec<RouteNetlinkMessage>, NetlinkError> {
+        if let Err(e) = crate::fault::call(crate::fault::Funnel::Netlink) {
+            return Err(NetlinkError::Kernel {
+                errno: e.raw_os_error().unwrap_or(libc::EIO),
+                message: Some(format!("injected by {}", crate::fault::FAULT_ENV)),
+            });
+        }
         self.sequence = self.sequence.wrapping_add(1);
         let mut header = NetlinkHeader::default();
         header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;

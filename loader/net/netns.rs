@@ -35,9 +35,22 @@ impl fmt::Display for Target {
 #[derive(Debug)]
 pub enum NetnsError {
     NoSuchProcess(u32),
-    Open { path: PathBuf, source: io::Error },
-    Enter { path: PathBuf, source: io::Error },
+    Open {
+        path: PathBuf,
+        source: io::Error,
+    },
+    Enter {
+        path: PathBuf,
+        source: io::Error,
+    },
     Thread(io::Error),
+    /// flock(2) on the namespace failed (not: it is taken; then we wait).
+    Lock {
+        path: PathBuf,
+        source: io::Error,
+    },
+    /// The --pid process left the namespace (exited) while we worked in it.
+    Exited(u32),
 }
 
 impl fmt::Display for NetnsError {
@@ -61,6 +74,14 @@ impl fmt::Display for NetnsError {
             NetnsError::Thread(source) => {
                 write!(f, "cannot start a thread for the namespace: {source}")
             }
+            NetnsError::Lock { path, source } => {
+                write!(
+                    f,
+                    "cannot lock network namespace {}: {source}",
+                    path.display()
+                )
+            }
+            NetnsError::Exited(pid) => write!(f, "process {pid} exited during the attach"),
         }
     }
 }
@@ -68,9 +89,10 @@ impl fmt::Display for NetnsError {
 impl std::error::Error for NetnsError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            NetnsError::NoSuchProcess(_) => None,
+            NetnsError::NoSuchProcess(_) | NetnsError::Exited(_) => None,
             NetnsError::Open { source, .. }
             | NetnsError::Enter { source, .. }
+            | NetnsError::Lock { source, .. }
             | NetnsError::Thread(source) => Some(source),
         }
     }
@@ -105,7 +127,65 @@ where
     E: From<NetnsError> + Send,
     F: FnOnce() -> Result<T, E> + Send,
 {
+    run_with(target, open(target)?, work)
+}
+
+/// Opens the target's namespace and takes an exclusive flock(2) on it, waiting for whoever
+/// holds it (`on_wait` is called first when someone does). The lock is on the namespace's own
+/// inode, so every path naming it (/proc/PID/ns/net of any process in it, a bind mount under
+/// /var/run/netns) meets the same lock, no lock file is needed and none is ever left over; it
+/// goes with the returned file (and with the process, however it ends).
+pub fn open_locked(target: &Target, on_wait: impl FnOnce()) -> Result<File, NetnsError> {
     let ns = open(target)?;
+    let lock = |how| {
+        // SAFETY: flock on a descriptor we own; it does not touch our memory.
+        if unsafe { libc::flock(ns.as_raw_fd(), how) } == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    };
+    let failed = |source| NetnsError::Lock {
+        path: target.ns_path(),
+        source,
+    };
+    match lock(libc::LOCK_EX | libc::LOCK_NB) {
+        Ok(()) => return Ok(ns),
+        Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => on_wait(),
+        Err(e) => return Err(failed(e)),
+    }
+    loop {
+        match lock(libc::LOCK_EX) {
+            Ok(()) => return Ok(ns),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(failed(e)),
+        }
+    }
+}
+
+/// (device, inode) of the calling thread's network namespace.
+pub fn current() -> io::Result<(u64, u64)> {
+    identity(Path::new("/proc/thread-self/ns/net"))
+}
+
+fn identity(path: &Path) -> io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).map(|m| (m.dev(), m.ino()))
+}
+
+/// Whether the target still names namespace `ns`: false once a --pid process has exited (or
+/// left it), or a bind mount is gone.
+pub fn still_names(target: &Target, ns: (u64, u64)) -> bool {
+    identity(&target.ns_path()).is_ok_and(|id| id == ns)
+}
+
+/// [`run_in`] in the namespace `ns` (opened by [`open_locked`]), kept open until `work` ends.
+pub fn run_with<T, E, F>(target: &Target, ns: File, work: F) -> Result<T, E>
+where
+    T: Send,
+    E: From<NetnsError> + Send,
+    F: FnOnce() -> Result<T, E> + Send,
+{
     let path = target.ns_path();
     std::thread::scope(|scope| {
         let handle = std::thread::Builder::new()

@@ -11,9 +11,10 @@ use crate::bpf::elf::{ObjectFile, ParseError};
 use crate::bpf::embedded;
 use crate::bpf::load::{self, Loaded, LoadedProgram};
 use crate::bpf::sys;
-use crate::error::{check_privileges, Context, Error};
+use crate::error::{check_privileges, Context, Error, Undo};
+use crate::fault;
 use crate::net::netlink::Netlink;
-use crate::net::netns::{self, Target};
+use crate::net::netns::{self, NetnsError, Target};
 use crate::net::tc::{self, Filter, Hook};
 use crate::target::{self, TargetError};
 use std::os::fd::OwnedFd;
@@ -26,7 +27,7 @@ pub use resolver::{AttachRequest, Attached};
 pub fn attach(request: &AttachRequest, log: Log) -> Result<Attached, Error> {
     check_privileges()?;
     target::refuse_host_namespace(&request.target.ns_path(), &request.target.to_string())?;
-    in_namespace(&request.target, |nl| {
+    change_namespace(&request.target, log, |nl, log| {
         log(format!(
             "entered the network namespace of {}",
             request.target
@@ -89,6 +90,44 @@ pub fn in_namespace<T: Send>(
         let mut nl = Netlink::open().context(|| "opening an rtnetlink socket".into())?;
         work(&mut nl)
     })
+}
+
+/// [`in_namespace`] for work that changes the namespace (attach, detach): one dnsredir at a
+/// time per namespace, by an exclusive lock on the namespace held from before the first look
+/// until the last change ([`netns::open_locked`]). `--status` takes no lock.
+pub fn change_namespace<T: Send>(
+    target: &Target,
+    log: Log,
+    work: impl FnOnce(&mut Netlink, Log) -> Result<T, Error> + Send,
+) -> Result<T, Error> {
+    check_privileges()?;
+    let asked = std::time::Instant::now();
+    let ns = netns::open_locked(target, || {
+        log(format!(
+            "another dnsredir is changing the namespace of {target}; waiting for it"
+        ))
+    })?;
+    log(format!(
+        "holding the lock on the namespace of {target} (waited {} ms; CLOCK_MONOTONIC {:.6} s)",
+        asked.elapsed().as_millis(),
+        monotonic_seconds()
+    ));
+    netns::run_with(target, ns, || {
+        let mut nl = Netlink::open().context(|| "opening an rtnetlink socket".into())?;
+        work(&mut nl, log)
+    })
+}
+
+/// The system-wide monotonic clock: comparable between processes (the lock line of --verbose
+/// orders the holders).
+fn monotonic_seconds() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
 }
 
 /// One of the interface's tc hooks, as messages name it.
@@ -224,9 +263,163 @@ pub fn remove_ours(nl: &mut Netlink, ifname: &str, ifindex: u32, log: Log) -> Re
     Ok(removed)
 }
 
+/// What was on some hooks before an attach changed them: what a failed attach puts back.
+pub struct Previous<'a> {
+    hooks: Vec<Before<'a>>,
+}
+
+struct Before<'a> {
+    at: HookRef<'a>,
+    had_clsact: bool,
+    /// Our filter there, with its program held open so it can go back.
+    ours: Option<(Filter, OwnedFd)>,
+}
+
+/// Changes the namespace's hooks as one step: what is on `hooks` is noted (and held) first, and
+/// a failure — or the `--pid` process gone by the end, its namespace going away — puts it back
+/// ([`Previous::undo`]). `hooks` are in the order the change fills them, reply side first.
+pub fn transact(
+    nl: &mut Netlink,
+    target: &Target,
+    hooks: &[HookRef],
+    log: Log,
+    change: impl FnOnce(&mut Netlink, Log) -> Result<(), Error>,
+) -> Result<(), Error> {
+    let namespace = netns::current().context(|| "reading the namespace's identity".into())?;
+    let previous = snapshot(nl, hooks)?;
+    fault::pause("attach");
+    let result = change(nl, &mut *log).and_then(|()| match target {
+        Target::Pid(pid) if !netns::still_names(target, namespace) => {
+            Err(NetnsError::Exited(*pid).into())
+        }
+        _ => Ok(()),
+    });
+    result.map_err(|e| previous.undo(nl, e, log))
+}
+
+/// Takes note of our filters on `hooks` (read-only). A filter of ours whose program cannot be
+/// held is an error here, before anything changes.
+pub fn snapshot<'a>(nl: &mut Netlink, hooks: &[HookRef<'a>]) -> Result<Previous<'a>, Error> {
+    let mut before = Vec::new();
+    for &at in hooks {
+        let had_clsact = tc::has_clsact(nl, at.ifindex)
+            .context(|| format!("listing qdiscs on {}", at.ifname))?;
+        let mut ours = None;
+        if had_clsact {
+            let filters =
+                tc::filters(nl, at.ifindex, at.hook).context(|| at.describe("listing filters"))?;
+            if let Some(f) = filters.into_iter().find(|f| f.is_named(FILTER_PREFIX)) {
+                let fd = f
+                    .prog_id
+                    .ok_or_else(|| {
+                        std::io::Error::new(std::io::ErrorKind::InvalidData, "no program id")
+                    })
+                    .and_then(sys::prog_fd_by_id)
+                    .context(|| at.describe("holding the dnsredir program attached"))?;
+                ours = Some((f, fd));
+            }
+        }
+        before.push(Before {
+            at,
+            had_clsact,
+            ours,
+        });
+    }
+    Ok(Previous { hooks: before })
+}
+
+impl Previous<'_> {
+    /// Whether dnsredir had a filter on any of the hooks.
+    pub fn attached(&self) -> bool {
+        self.hooks.iter().any(|b| b.ours.is_some())
+    }
+
+    /// Undoes a failed attach: each hook gets back the filter of ours it had, or loses ours;
+    /// a clsact qdisc the attach created goes when it is empty. When that fails, everything of
+    /// ours on the hooks goes (dockerd answers again); the last hooks are undone first (queries
+    /// stop before their answers' path). Wraps `error` with what is left.
+    pub fn undo(self, nl: &mut Netlink, error: Error, log: Log) -> Error {
+        let had = self.attached();
+        let mut first_failure = None;
+        for before in self.hooks.iter().rev() {
+            if let Err(e) = before.restore(nl) {
+                first_failure.get_or_insert(e);
+            }
+        }
+        let undo = match first_failure {
+            None if had => Undo::Previous,
+            None => Undo::Nothing,
+            Some(e) => {
+                let mut last = Ok(());
+                for before in self.hooks.iter().rev() {
+                    last = last.and(remove_on_hook(nl, before.at, before.had_clsact));
+                }
+                match last {
+                    Ok(()) => Undo::Nothing,
+                    Err(_) => Undo::Failed(Box::new(e)),
+                }
+            }
+        };
+        log(format!("undid the failed attach: {undo:?}"));
+        Error::Attach {
+            source: Box::new(error),
+            undo,
+        }
+    }
+}
+
+impl Before<'_> {
+    fn restore(&self, nl: &mut Netlink) -> Result<(), Error> {
+        let Some((old, fd)) = &self.ours else {
+            return remove_on_hook(nl, self.at, self.had_clsact);
+        };
+        let at = self.at;
+        let name = old.name.as_deref().unwrap_or(FILTER_PREFIX);
+        tc::put_bpf_filter(nl, at.ifindex, at.hook, old.prio, old.handle, fd, name)
+            .context(|| at.describe("putting the previous dnsredir filter back"))?;
+        let filters =
+            tc::filters(nl, at.ifindex, at.hook).context(|| at.describe("listing filters"))?;
+        for f in filters
+            .iter()
+            .filter(|f| f.is_named(FILTER_PREFIX) && (f.prio, f.handle) != (old.prio, old.handle))
+        {
+            tc::del_filter(nl, at.ifindex, at.hook, f)
+                .context(|| at.describe("removing the new dnsredir filter"))?;
+        }
+        Ok(())
+    }
+}
+
+/// Removes our filters from one hook; then the clsact qdisc too when it is empty and was not
+/// there before (`had_clsact`).
+fn remove_on_hook(nl: &mut Netlink, at: HookRef, had_clsact: bool) -> Result<(), Error> {
+    if !tc::has_clsact(nl, at.ifindex).context(|| format!("listing qdiscs on {}", at.ifname))? {
+        return Ok(());
+    }
+    let mut left = 0;
+    for hook in [Hook::Ingress, Hook::Egress] {
+        let here = HookRef { hook, ..at };
+        let filters =
+            tc::filters(nl, at.ifindex, hook).context(|| here.describe("listing filters"))?;
+        for f in &filters {
+            if hook == at.hook && f.is_named(FILTER_PREFIX) {
+                tc::del_filter(nl, at.ifindex, hook, f)
+                    .context(|| here.describe("removing the dnsredir filter"))?;
+            } else {
+                left += 1;
+            }
+        }
+    }
+    if left == 0 && !had_clsact {
+        tc::del_clsact(nl, at.ifindex)
+            .context(|| format!("removing the clsact qdisc on {}", at.ifname))?;
+    }
+    Ok(())
+}
+
 /// Removes dnsredir from the namespace; `Ok(0)` when it was not attached.
 pub fn detach(target: &Target, interface: &str, log: Log) -> Result<usize, Error> {
-    in_namespace(target, |nl| {
+    change_namespace(target, log, |nl, log| {
         let mut removed = 0;
         // Queries stop first, then their answers' path.
         for ifname in ["lo", interface] {

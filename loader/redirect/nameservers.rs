@@ -3,7 +3,7 @@
 //! egress and sent to the upstream instead, source unchanged; the answers are restored on the
 //! interface's ingress to come from the nameserver asked, and go on up the stack.
 
-use super::{load_programs, program, put, remove_from_hook, remove_ours, HookRef, Log};
+use super::{load_programs, program, put, remove_from_hook, transact, HookRef, Log};
 use crate::abi::{Config, EGRESS_SECTION, MAX_NAMESERVERS, PATH_NAMESERVERS, REPLY_SECTION};
 use crate::bpf::embedded;
 use crate::error::Error;
@@ -99,15 +99,17 @@ pub fn attach_in(
         hook: Hook::Ingress,
     };
     // The other path's query filter goes first, then the reply side, then the queries.
-    let result = remove_from_hook(nl, lo_ingress, log)
-        .and_then(|()| put(nl, ingress, &reply, log))
-        .and_then(|()| put(nl, out, &egress, log));
-    if let Err(e) = result {
-        // Nothing half-attached: whatever of ours is on either interface goes.
-        let _ = remove_ours(nl, &request.interface, iface.ifindex, &mut |_| {});
-        let _ = remove_ours(nl, "lo", lo.ifindex, &mut |_| {});
-        return Err(e);
-    }
+    transact(
+        nl,
+        &request.target,
+        &[lo_ingress, ingress, out],
+        log,
+        |nl, log| {
+            remove_from_hook(nl, lo_ingress, log)?;
+            put(nl, ingress, &reply, log)?;
+            put(nl, out, &egress, log)
+        },
+    )?;
     Ok(Attached {
         config,
         container_addr,

@@ -2,7 +2,7 @@
 //! to dockerd on 127.0.0.11 are taken on lo ingress and sent out of the interface to the
 //! upstream; the answers are taken on the interface's ingress and handed back to lo.
 
-use super::{load_programs, program, put, remove_from_hook, remove_ours, HookRef, Log};
+use super::{load_programs, program, put, remove_from_hook, transact, HookRef, Log};
 use crate::abi::{Config, FLAG_REDIRECT_ALL, QUERY_SECTION, REPLY_SECTION};
 use crate::bpf::embedded;
 use crate::error::Error;
@@ -116,22 +116,23 @@ pub fn attach_in(nl: &mut Netlink, request: &AttachRequest, log: Log) -> Result<
             hook: Hook::Ingress,
         },
     ];
-    // The reply side goes first: once queries leave, their answers must already be handled.
-    // The nameservers path's egress filter goes last, when this path is in force.
+    // The reply side goes first: once queries leave, their answers must already be handled;
+    // the nameservers path's egress filter, when that path was in force, goes last.
     let egress = HookRef {
         hook: Hook::Egress,
         ..hooks[0]
     };
-    let result = put(nl, hooks[0], &reply, log)
-        .and_then(|()| put(nl, hooks[1], &query, log))
-        .and_then(|()| remove_from_hook(nl, egress, log));
-    if let Err(e) = result {
-        // Nothing half-attached: whatever of ours is on either interface goes.
-        for at in hooks {
-            let _ = remove_ours(nl, at.ifname, at.ifindex, &mut |_| {});
-        }
-        return Err(e);
-    }
+    transact(
+        nl,
+        &request.target,
+        &[hooks[0], hooks[1], egress],
+        log,
+        |nl, log| {
+            put(nl, hooks[0], &reply, log)?;
+            put(nl, hooks[1], &query, log)?;
+            remove_from_hook(nl, egress, log)
+        },
+    )?;
     Ok(Attached {
         config,
         container_addr,
