@@ -5,7 +5,7 @@ use crate::net::netns::Target;
 use crate::redirect::resolver::EDNS_MAX;
 use crate::redirect::AttachRequest;
 use argh::FromArgs;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::path::PathBuf;
 
 pub const EXIT_ERROR: u8 = 1;
@@ -16,11 +16,13 @@ pub const EXIT_NOT_ATTACHED: u8 = 3;
 /// Send a container's DNS to another resolver, with TC-BPF programs in the container's
 /// network namespace: queries to Docker's embedded resolver (127.0.0.11) where there is one,
 /// else queries to the nameservers of its resolv.conf (default bridge, Podman, CNI, pods;
-/// IPv4 only). Attaches and exits; the programs stay until --detach.
+/// IPv6 nameservers too, given an IPv6 upstream). Attaches and exits; the programs stay until
+/// --detach.
 #[argh(
     example = "dnsredir --pid $(docker inspect -f '{{{{.State.Pid}}}}' web) --upstream 1.1.1.1",
     example = "dnsredir --pid 1234 --dockerd-port 41552 --upstream 10.0.0.53:5353",
     example = "dnsredir --netns /var/run/netns/pod1 --resolver 10.96.0.10 --upstream 10.0.0.53",
+    example = "dnsredir --pid 1234 --upstream 10.0.0.53 --upstream [fd00::53]:53",
     example = "dnsredir --pid 1234 --status --json",
     example = "dnsredir --netns /var/run/netns/blue --detach",
     error_code(1, "an error (one line on stderr says what and what to do)"),
@@ -34,10 +36,10 @@ pub struct Args {
     /// path of the network namespace instead of --pid (/var/run/netns/NAME, /proc/PID/ns/net)
     #[argh(option)]
     netns: Option<PathBuf>,
-    /// resolver to send queries to: IP or IP:PORT (port 53 by default)
+    /// resolver to send queries to: IP, IP:PORT or [IPv6]:PORT (port 53 by default); once per address family: a second, IPv6 upstream takes the IPv6 nameservers' queries (nameservers path only)
     #[argh(option)]
-    upstream: Option<String>,
-    /// a nameserver of the container's resolv.conf to take over on its interface's egress: IP or IP:PORT (port 53 by default); repeatable, up to 4. Without it, a container with no embedded resolver on 127.0.0.11 has the nameservers of /proc/PID/root/etc/resolv.conf taken over (needed with --netns)
+    upstream: Vec<String>,
+    /// a nameserver of the container's resolv.conf to take over on its interface's egress: IP, IP:PORT or [IPv6]:PORT (port 53 by default; IPv6 ones need an IPv6 --upstream); repeatable, up to 4 per address family. Without it, a container with no embedded resolver on 127.0.0.11 has the nameservers of /proc/PID/root/etc/resolv.conf taken over (needed with --netns)
     #[argh(option)]
     resolver: Vec<String>,
     /// UDP port of dockerd's embedded resolver behind Docker's DNAT (found in the namespace when omitted)
@@ -89,65 +91,78 @@ pub enum Action {
     },
 }
 
-/// `--resolver`: a nameserver applications send to directly, taken on the interface's egress.
-fn parse_resolver(text: &str) -> Result<SocketAddrV4, String> {
-    let addr = match text.parse::<SocketAddrV4>() {
-        Ok(a) => a,
-        Err(_) => match text.parse::<Ipv4Addr>() {
-            Ok(ip) => SocketAddrV4::new(ip, 53),
-            Err(_) if text.matches(':').count() > 1 => {
-                return Err(format!(
-                    "{text:?} looks like IPv6; dnsredir takes over IPv4 nameservers only"
-                ))
-            }
-            Err(_) => {
-                return Err(format!(
-                    "{text:?} is not IP or IP:PORT (for example 8.8.8.8)"
-                ))
-            }
-        },
+/// `IP`, `IP:PORT`, `[IPv6]:PORT` or a bare IPv6 address; port 53 when none is given.
+fn parse_socket_addr(text: &str) -> Option<SocketAddr> {
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Some(addr);
+    }
+    let ip = match text.strip_prefix('[').and_then(|t| t.strip_suffix(']')) {
+        Some(inner) => IpAddr::V6(inner.parse::<Ipv6Addr>().ok()?),
+        None => text.parse::<IpAddr>().ok()?,
     };
-    let ip = addr.ip();
+    Some(SocketAddr::new(ip, 53))
+}
+
+/// What `--resolver` and `--upstream` share: a unicast address with a port, not on loopback.
+fn parse_server(text: &str, example: &str, loopback: &str) -> Result<SocketAddr, String> {
+    let addr = parse_socket_addr(text)
+        .ok_or_else(|| format!("{text:?} is not IP, IP:PORT or [IPv6]:PORT ({example})"))?;
     if addr.port() == 0 {
         return Err(format!("{text:?}: port 0 is not a port"));
     }
-    if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() {
+    let ip = addr.ip();
+    let broadcast = matches!(ip, IpAddr::V4(v4) if v4.is_broadcast());
+    if ip.is_unspecified() || broadcast || ip.is_multicast() {
         return Err(format!("{text:?} is not a unicast address"));
     }
     if ip.is_loopback() {
-        return Err(format!("{text:?} is a loopback address: queries to it never leave through the interface, so they cannot be taken on its egress"));
+        return Err(format!("{text:?} is a loopback address{loopback}"));
     }
     Ok(addr)
 }
 
-fn parse_upstream(text: &str) -> Result<SocketAddrV4, String> {
-    let addr = match text.parse::<SocketAddrV4>() {
-        Ok(a) => a,
-        Err(_) => match text.parse::<Ipv4Addr>() {
-            Ok(ip) => SocketAddrV4::new(ip, 53),
-            Err(_) if text.contains(':') && text.matches(':').count() > 1 => {
-                return Err(format!(
-                    "{text:?} looks like IPv6; dnsredir redirects to IPv4 upstreams only"
-                ))
+/// `--resolver`: a nameserver applications send to directly, taken on the interface's egress.
+fn parse_resolver(text: &str) -> Result<SocketAddr, String> {
+    parse_server(
+        text,
+        "for example 8.8.8.8 or [fd00::53]:53",
+        ": queries to it never leave through the interface, so they cannot be taken on its egress",
+    )
+}
+
+fn parse_upstream(text: &str) -> Result<SocketAddr, String> {
+    parse_server(
+        text,
+        "for example 1.1.1.1, 10.0.0.53:5353 or [2606:4700::1111]:53",
+        "; the upstream must be reachable through the container's eth0",
+    )
+}
+
+/// The `--upstream`s: one IPv4 (required), at most one IPv6.
+fn upstreams(given: &[String]) -> Result<(SocketAddrV4, Option<SocketAddrV6>), String> {
+    let mut v4 = None;
+    let mut v6 = None;
+    for text in given {
+        match parse_upstream(text).map_err(|e| format!("bad --upstream: {e}"))? {
+            SocketAddr::V4(a) if v4.is_none() => v4 = Some(a),
+            SocketAddr::V6(a) if v6.is_none() => v6 = Some(a),
+            SocketAddr::V4(_) => {
+                return Err(
+                    "--upstream: one IPv4 upstream only (a second --upstream is for IPv6)".into(),
+                )
             }
-            Err(_) => {
-                return Err(format!(
-                    "{text:?} is not IP or IP:PORT (for example 1.1.1.1 or 10.0.0.53:5353)"
-                ))
+            SocketAddr::V6(_) => {
+                return Err(
+                    "--upstream: one IPv6 upstream only (a second --upstream is for IPv4)".into(),
+                )
             }
-        },
-    };
-    let ip = addr.ip();
-    if addr.port() == 0 {
-        return Err(format!("{text:?}: port 0 is not a port"));
+        }
     }
-    if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() {
-        return Err(format!("{text:?} is not a unicast address"));
+    match (v4, v6) {
+        (Some(v4), v6) => Ok((v4, v6)),
+        (None, Some(_)) => Err("--upstream: an IPv4 upstream is needed too (IPv4 DNS always is redirected); add --upstream IP[:PORT]".into()),
+        (None, None) => Err("say where DNS should go: --upstream IP[:PORT]".into()),
     }
-    if ip.is_loopback() {
-        return Err(format!("{text:?} is a loopback address; the upstream must be reachable through the container's eth0"));
-    }
-    Ok(addr)
 }
 
 pub fn action(args: Args) -> Result<Action, String> {
@@ -160,7 +175,7 @@ pub fn action(args: Args) -> Result<Action, String> {
         (Some(_), Some(_)) => return Err("give either --pid or --netns, not both".into()),
         (None, None) => return Err("say which container: --pid PID (or --netns PATH)".into()),
     };
-    let attach_only = args.upstream.is_some()
+    let attach_only = !args.upstream.is_empty()
         || args.edns_max != EDNS_MAX
         || args.dockerd_port.is_some()
         || args.dockerd_tcp_port.is_some()
@@ -188,10 +203,7 @@ pub fn action(args: Args) -> Result<Action, String> {
             if args.json {
                 return Err("--json goes with --status".into());
             }
-            let upstream = args
-                .upstream
-                .ok_or("say where DNS should go: --upstream IP[:PORT]")?;
-            let upstream = parse_upstream(&upstream).map_err(|e| format!("bad --upstream: {e}"))?;
+            let (upstream, upstream6) = upstreams(&args.upstream)?;
             for port in [args.dockerd_port, args.dockerd_tcp_port]
                 .into_iter()
                 .flatten()
@@ -200,18 +212,23 @@ pub fn action(args: Args) -> Result<Action, String> {
                     return Err("--dockerd-port and --dockerd-tcp-port must not be 0".into());
                 }
             }
-            if args.resolver.len() > MAX_NAMESERVERS {
-                return Err(format!(
-                    "--resolver: at most {MAX_NAMESERVERS} nameservers, {} given",
-                    args.resolver.len()
-                ));
+            let mut resolvers = Vec::new();
+            let mut resolvers6 = Vec::new();
+            for text in &args.resolver {
+                match parse_resolver(text).map_err(|e| format!("bad --resolver: {e}"))? {
+                    SocketAddr::V4(a) => resolvers.push(a),
+                    SocketAddr::V6(a) if upstream6.is_some() => resolvers6.push(a),
+                    SocketAddr::V6(a) => return Err(format!("--resolver {a} is IPv6: give an IPv6 --upstream too ([IPv6]:PORT), where its queries go")),
+                }
             }
-            let resolvers = args
-                .resolver
-                .iter()
-                .map(|r| parse_resolver(r).map_err(|e| format!("bad --resolver: {e}")))
-                .collect::<Result<Vec<_>, _>>()?;
-            if !resolvers.is_empty()
+            for (family, n) in [("IPv4", resolvers.len()), ("IPv6", resolvers6.len())] {
+                if n > MAX_NAMESERVERS {
+                    return Err(format!(
+                        "--resolver: at most {MAX_NAMESERVERS} {family} nameservers, {n} given"
+                    ));
+                }
+            }
+            if !(resolvers.is_empty() && resolvers6.is_empty())
                 && (args.dockerd_port.is_some() || args.dockerd_tcp_port.is_some())
             {
                 return Err("--resolver (the nameservers path) excludes --dockerd-port / --dockerd-tcp-port (Docker's embedded resolver)".into());
@@ -226,6 +243,8 @@ pub fn action(args: Args) -> Result<Action, String> {
                 probe_upstream: !args.no_probe,
                 interface: args.interface,
                 edns_max: args.edns_max,
+                upstream6,
+                resolvers6,
             }))
         }
     }
@@ -293,16 +312,71 @@ mod tests {
         assert!(with(&["--resolver", "2001:db8::1"])
             .err()
             .unwrap()
-            .contains("IPv6"));
+            .contains("give an IPv6 --upstream"));
+        let both = attach(&[
+            "--pid",
+            "1",
+            "--upstream",
+            "1.1.1.1",
+            "--upstream",
+            "[2001:db8::53]:5353",
+            "--resolver",
+            "[fd00::53]:5300",
+            "--resolver",
+            "fd00::54",
+            "--resolver",
+            "10.0.0.2",
+        ]);
+        assert_eq!(both.upstream6, Some("[2001:db8::53]:5353".parse().unwrap()));
+        assert_eq!(
+            both.resolvers6,
+            vec![
+                "[fd00::53]:5300".parse::<SocketAddrV6>().unwrap(),
+                "[fd00::54]:53".parse().unwrap()
+            ]
+        );
+        assert_eq!(both.resolvers, vec!["10.0.0.2:53".parse().unwrap()]);
+        assert!(with(&["--resolver", "::1"])
+            .err()
+            .unwrap()
+            .contains("loopback"));
         assert!(with(&["--resolver", "8.8.8.8", "--dockerd-port", "5"]).is_err());
         let five: Vec<&str> = (0..5).flat_map(|_| ["--resolver", "8.8.8.8"]).collect();
-        assert!(with(&five).err().unwrap().contains("at most 4"));
+        assert!(with(&five).err().unwrap().contains("at most 4 IPv4"));
         assert!(parse(&["--pid", "1", "--status", "--resolver", "8.8.8.8"]).is_err());
         let help = <Args as FromArgs>::from_args(&["dnsredir"], &["--help"])
             .err()
             .map(|e| e.output)
             .unwrap_or_default();
         assert!(help.contains("--resolver"), "{help}");
+    }
+
+    #[test]
+    fn one_upstream_per_family() {
+        let up =
+            |given: &[&str]| upstreams(&given.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(up(&["1.1.1.1"]), Ok(("1.1.1.1:53".parse().unwrap(), None)));
+        assert_eq!(
+            up(&["[2606:4700::1111]:5353", "1.1.1.1"]),
+            Ok((
+                "1.1.1.1:53".parse().unwrap(),
+                Some("[2606:4700::1111]:5353".parse().unwrap())
+            ))
+        );
+        assert!(up(&["1.1.1.1", "8.8.8.8"])
+            .unwrap_err()
+            .contains("one IPv4"));
+        assert!(up(&["::2", "fd00::1"]).unwrap_err().contains("one IPv6"));
+        assert!(up(&["fd00::1"])
+            .unwrap_err()
+            .contains("IPv4 upstream is needed"));
+        assert!(up(&[]).unwrap_err().contains("--upstream"));
+        assert!(
+            parse(&["--pid", "1", "--upstream", "1.1.1.1", "--upstream", "::1"])
+                .err()
+                .unwrap()
+                .contains("loopback")
+        );
     }
 
     #[test]
@@ -315,9 +389,20 @@ mod tests {
         assert!(parse_upstream("not-an-ip").is_err());
         assert!(parse_upstream("1.1.1.1:0").is_err());
         assert!(parse_upstream("127.0.0.1").is_err());
-        assert!(parse_upstream("2606:4700::1111")
-            .unwrap_err()
-            .contains("IPv6"));
+        assert_eq!(
+            parse_upstream("2606:4700::1111"),
+            Ok("[2606:4700::1111]:53".parse().unwrap())
+        );
+        assert_eq!(
+            parse_upstream("[2606:4700::1111]"),
+            Ok("[2606:4700::1111]:53".parse().unwrap())
+        );
+        assert_eq!(
+            parse_upstream("[fd00::53]:5353"),
+            Ok("[fd00::53]:5353".parse().unwrap())
+        );
+        assert!(parse_upstream("[fd00::53]:0").is_err());
+        assert!(parse_upstream("ff02::1").is_err());
         assert!(parse_upstream("1.1.1.1:99999").is_err());
     }
 }

@@ -3,8 +3,8 @@
 //! attached program starts here.
 
 use crate::abi::{
-    Config, ConfigHeader, Counters, CONFIG_MAGIC, COUNTERS_MAP, FLOWS_MAP, LAYOUT_VERSION,
-    PATH_NAMESERVERS,
+    Config, ConfigHeader, Counters, CONFIG_MAGIC, COUNTERS_MAP, FLOWS6_MAP, FLOWS_MAP,
+    LAYOUT_VERSION, PATH_NAMESERVERS,
 };
 use crate::bpf::{embedded, sys};
 use crate::error::{Context, Error};
@@ -209,8 +209,10 @@ fn read_maps(prog_id: u32, status: &mut Status) -> Result<(), Error> {
     }
     status.config = config.and_then(Config::from_bytes);
     for (map, map_info) in &maps {
-        if map_info.name == FLOWS_MAP {
-            status.tracked_flows = Some(count_keys(map, map_info.key_size as usize)?);
+        if map_info.name == FLOWS_MAP || map_info.name == FLOWS6_MAP {
+            // IPv4 and IPv6 flows together.
+            let n = count_keys(map, map_info.key_size as usize)?;
+            status.tracked_flows = Some(status.tracked_flows.unwrap_or(0) + n);
         } else if map_info.name == COUNTERS_MAP {
             let cpus = sys::possible_cpus().context(|| "counting CPUs".into())?;
             let mut value = vec![0u8; (map_info.value_size as usize).next_multiple_of(8) * cpus];
@@ -327,6 +329,15 @@ fn interface_stale(
         )),
         Err(_) => reasons.push(format!("{interface} is gone")),
         _ => {}
+    }
+    if let Some(addr6) = layout::container6_of(config) {
+        match target::ipv6_of(interface) {
+            Ok(now) if now != Some(addr6) => reasons.push(format!(
+                "{interface}'s IPv6 address is now {} but dnsredir expects IPv6 answers at {addr6}",
+                now.map_or("none".to_string(), |a| a.to_string())
+            )),
+            _ => {}
+        }
     }
     (!reasons.is_empty()).then(|| format!("{}: {rerun}", reasons.join("; ")))
 }

@@ -3,7 +3,7 @@
 //! are the abi crate's.
 
 use crate::abi::{Config, Counters, PATH_NAMESERVERS};
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 
 /// An address as the programs compare it: its network-order bytes loaded as a native u32.
 pub fn addr_raw(addr: Ipv4Addr) -> u32 {
@@ -12,6 +12,22 @@ pub fn addr_raw(addr: Ipv4Addr) -> u32 {
 
 pub fn addr_from_raw(raw: u32) -> Ipv4Addr {
     Ipv4Addr::from(raw.to_ne_bytes())
+}
+
+/// An IPv6 address as the programs compare it: four raw loads of its bytes.
+pub fn addr6_raw(addr: Ipv6Addr) -> [u32; 4] {
+    let b = addr.octets();
+    std::array::from_fn(|i| {
+        u32::from_ne_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]])
+    })
+}
+
+pub fn addr6_from_raw(raw: &[u32]) -> Ipv6Addr {
+    let mut b = [0u8; 16];
+    for (chunk, word) in b.chunks_exact_mut(4).zip(raw) {
+        chunk.copy_from_slice(&word.to_ne_bytes());
+    }
+    Ipv6Addr::from(b)
 }
 
 /// A port (or any 16-bit field compared with packet bytes, like the EDNS size) as the programs
@@ -29,6 +45,36 @@ pub fn upstream_of(c: &Config) -> SocketAddrV4 {
         addr_from_raw(c.upstream_addr),
         port_from_raw(c.upstream_port),
     )
+}
+
+/// The IPv6 upstream, when there is one (nameservers path).
+pub fn upstream6_of(c: &Config) -> Option<SocketAddrV6> {
+    (c.upstream6_port != 0).then(|| {
+        SocketAddrV6::new(
+            addr6_from_raw(&c.upstream6_addr),
+            port_from_raw(c.upstream6_port),
+            0,
+            0,
+        )
+    })
+}
+
+/// The interface's IPv6 address the configuration expects answers at (with an IPv6 upstream).
+pub fn container6_of(c: &Config) -> Option<Ipv6Addr> {
+    (c.upstream6_port != 0).then(|| addr6_from_raw(&c.container6_addr))
+}
+
+/// The IPv6 nameservers a nameservers-path configuration takes over.
+pub fn nameservers6_of(c: &Config) -> Vec<SocketAddrV6> {
+    if c.path != PATH_NAMESERVERS || c.upstream6_port == 0 {
+        return Vec::new();
+    }
+    c.nameservers6
+        .chunks_exact(4)
+        .zip(c.nameserver6_ports)
+        .take(c.nameserver6_count as usize)
+        .map(|(a, p)| SocketAddrV6::new(addr6_from_raw(a), port_from_raw(p), 0, 0))
+        .collect()
 }
 
 /// The nameservers a nameservers-path configuration takes over (none on the other path).
@@ -102,9 +148,9 @@ mod tests {
     fn config_bytes_sit_at_fixed_offsets() {
         let c = config();
         let b = c.to_bytes();
-        assert_eq!(b.len(), 88);
+        assert_eq!(b.len(), 200);
         assert_eq!(&b[0..4], b"DNSR", "magic");
-        assert_eq!(&b[4..8], &3u32.to_ne_bytes(), "layout");
+        assert_eq!(&b[4..8], &4u32.to_ne_bytes(), "layout");
         assert_eq!(&b[8..16], &0x0102_0304_0506_0708u64.to_ne_bytes());
         assert_eq!(&b[16..20], &[127, 0, 0, 11], "resolver, network order");
         assert_eq!(&b[20..24], &[172, 18, 0, 2]);
@@ -137,6 +183,9 @@ mod tests {
         assert_eq!(&b[80..82], &1u16.to_ne_bytes(), "path");
         assert_eq!(&b[82..84], &2u16.to_ne_bytes(), "nameserver_count");
         assert_eq!(&b[84..88], &[0; 4], "padding");
+        assert_eq!(&b[88..200], &[0; 112], "no IPv6 upstream");
+        assert_eq!(upstream6_of(&c), None);
+        assert!(nameservers6_of(&c).is_empty());
         assert_eq!(Config::from_bytes(&b), Some(c));
         assert_eq!(
             nameservers_of(&c),
@@ -147,6 +196,32 @@ mod tests {
         );
         assert_eq!(path_name(&c), "nameservers");
         assert_eq!(upstream_of(&c), "1.1.1.1:53".parse().unwrap());
+    }
+
+    #[test]
+    fn ipv6_fields_sit_after_the_ipv4_ones() {
+        let up: Ipv6Addr = "2001:db8::53".parse().unwrap();
+        let ns: Ipv6Addr = "fd00:dead:1::1".parse().unwrap();
+        let mut c = Config {
+            upstream6_addr: addr6_raw(up),
+            container6_addr: addr6_raw("fd00:dead:1::2".parse().unwrap()),
+            upstream6_port: port_raw(5353),
+            nameserver6_count: 1,
+            ..config()
+        };
+        c.nameservers6[..4].copy_from_slice(&addr6_raw(ns));
+        c.nameserver6_ports[0] = port_raw(53);
+        let b = c.to_bytes();
+        assert_eq!(&b[88..104], &up.octets(), "upstream6, network order");
+        assert_eq!(&b[120..136], &ns.octets(), "nameservers6[0]");
+        assert_eq!(&b[136..184], &[0; 48]);
+        assert_eq!(&b[184..186], &[0, 53], "nameserver6_ports[0]");
+        assert_eq!(&b[192..194], &5353u16.to_be_bytes(), "upstream6_port");
+        assert_eq!(&b[194..196], &1u16.to_ne_bytes(), "nameserver6_count");
+        assert_eq!(Config::from_bytes(&b), Some(c));
+        assert_eq!(upstream6_of(&c), Some(SocketAddrV6::new(up, 5353, 0, 0)));
+        assert_eq!(nameservers6_of(&c), vec![SocketAddrV6::new(ns, 53, 0, 0)]);
+        assert_eq!(addr6_from_raw(&addr6_raw(up)), up);
     }
 
     #[test]

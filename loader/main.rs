@@ -10,12 +10,30 @@ use dnsredir::{inspect, layout};
 use std::process::ExitCode;
 
 fn summary(request: &AttachRequest, a: &Attached) -> String {
-    if !a.nameservers.is_empty() {
+    if !a.nameservers.is_empty() || !a.nameservers6.is_empty() {
+        let mut to = Vec::new();
+        if !a.nameservers.is_empty() {
+            to.push(format!(
+                "DNS to the nameservers {} now goes to {}",
+                redirect::nameservers::list(&a.nameservers),
+                layout::upstream_of(&a.config)
+            ));
+        }
+        let v6 = match layout::upstream6_of(&a.config) {
+            Some(up6) if !a.nameservers6.is_empty() => {
+                to.push(format!(
+                    "DNS to the IPv6 nameservers {} now goes to {up6}",
+                    redirect::nameservers::list6(&a.nameservers6)
+                ));
+                String::new()
+            }
+            Some(_) => "; no IPv6 nameserver to take over".to_string(),
+            None => "; IPv6 DNS is not redirected".to_string(),
+        };
         return format!(
-            "dnsredir: attached to {}: DNS to the nameservers {} now goes to {} (taken on {}'s egress; IPv6 DNS is not redirected)",
+            "dnsredir: attached to {}: {} (taken on {}'s egress{v6})",
             request.target,
-            redirect::nameservers::list(&a.nameservers),
-            layout::upstream_of(&a.config),
+            to.join(", "),
             request.interface
         );
     }
@@ -49,7 +67,11 @@ fn run(action: Action, verbose: bool) -> Result<u8, Error> {
         }
         Action::Attach(request) => {
             let attached = redirect::attach(&request, &mut log)?;
-            for line in &attached.left_with_dockerd {
+            for line in attached
+                .left_with_dockerd
+                .iter()
+                .chain(&attached.ipv6_not_redirected)
+            {
                 eprintln!("dnsredir: {line}");
             }
             println!("{}", summary(&request, &attached));

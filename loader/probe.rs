@@ -7,7 +7,7 @@ use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::io;
-use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 /// How long the upstream has to answer.
@@ -19,7 +19,7 @@ const CLASS_IN: u16 = 1;
 /// The upstream did not answer the probe.
 #[derive(Debug)]
 pub struct NoAnswer {
-    pub upstream: SocketAddrV4,
+    pub upstream: SocketAddr,
     pub timeout: Duration,
     /// What the socket said, when it said something (e.g. connection refused: ICMP port
     /// unreachable); `None` for silence until the timeout.
@@ -78,13 +78,14 @@ fn random_id() -> u16 {
     h.finish() as u16
 }
 
-/// Sends the query from `source`:0 to `upstream` and waits up to `timeout` for its answer;
-/// returns the round-trip time.
+/// Sends the query from `source`:0 to `upstream` (of the same address family) and waits up to
+/// `timeout` for its answer; returns the round-trip time.
 pub fn probe(
-    source: Ipv4Addr,
-    upstream: SocketAddrV4,
+    source: impl Into<IpAddr>,
+    upstream: impl Into<SocketAddr>,
     timeout: Duration,
 ) -> Result<Duration, NoAnswer> {
+    let (source, upstream) = (source.into(), upstream.into());
     let fail = |cause| NoAnswer {
         upstream,
         timeout,

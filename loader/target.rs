@@ -7,7 +7,9 @@ use crate::net::conntrack::{self, Tuple};
 use std::ffi::{CStr, CString};
 use std::fmt;
 use std::io;
-use std::net::{Ipv4Addr, SocketAddrV4, TcpStream, UdpSocket};
+use std::net::{
+    IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, TcpStream, UdpSocket,
+};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -25,7 +27,7 @@ pub enum TargetError {
     },
     NoResolver,
     NoRoute {
-        upstream: Ipv4Addr,
+        upstream: IpAddr,
         interface: String,
         source: io::Error,
     },
@@ -42,12 +44,12 @@ pub enum TargetError {
     /// The namespace's route to a nameserver leaves through another interface: its queries
     /// would never pass the interface's egress.
     NameserverElsewhere {
-        nameserver: Ipv4Addr,
+        nameserver: IpAddr,
         interface: String,
         problem: String,
     },
     /// resolv.conf names a loopback nameserver: its queries never leave through the interface.
-    LoopbackNameserver(Ipv4Addr),
+    LoopbackNameserver(IpAddr),
 }
 
 impl fmt::Display for TargetError {
@@ -137,24 +139,68 @@ fn ipv4_of(name: &str) -> Result<Option<Ipv4Addr>, TargetError> {
     Ok(found)
 }
 
+/// The interface's first IPv6 address of global scope (ULAs included; not link-local), the
+/// source of the namespace's IPv6 queries to its nameservers.
+pub fn ipv6_of(name: &str) -> Result<Option<Ipv6Addr>, TargetError> {
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `list`, freed below with freeifaddrs.
+    if unsafe { libc::getifaddrs(&mut list) } != 0 {
+        return Err(TargetError::Interfaces(io::Error::last_os_error()));
+    }
+    let mut found = None;
+    let mut cursor = list;
+    while !cursor.is_null() {
+        // SAFETY: a node of the list getifaddrs returned; its fields are valid until freeifaddrs.
+        let entry = unsafe { &*cursor };
+        cursor = entry.ifa_next;
+        if entry.ifa_addr.is_null() || entry.ifa_name.is_null() {
+            continue;
+        }
+        // SAFETY: as above.
+        let entry_name = unsafe { CStr::from_ptr(entry.ifa_name) };
+        let family = unsafe { (*entry.ifa_addr).sa_family } as i32;
+        if entry_name.to_bytes() != name.as_bytes() || family != libc::AF_INET6 {
+            continue;
+        }
+        // SAFETY: AF_INET6 entries hold a sockaddr_in6.
+        let sin6 = unsafe { &*(entry.ifa_addr as *const libc::sockaddr_in6) };
+        let addr = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+        if is_global_scope(addr) {
+            found = Some(addr);
+            break;
+        }
+    }
+    // SAFETY: the list from getifaddrs, freed once.
+    unsafe { libc::freeifaddrs(list) };
+    Ok(found)
+}
+
+/// Not loopback, link-local, multicast or unspecified: an address routed beyond the link.
+pub fn is_global_scope(addr: Ipv6Addr) -> bool {
+    let link_local = addr.segments()[0] & 0xffc0 == 0xfe80;
+    !(addr.is_loopback() || addr.is_unspecified() || addr.is_multicast() || link_local)
+}
+
 /// Checks that the container's own routing sends traffic for `upstream` out of the interface
 /// whose address is `source`: connecting a UDP socket does the route lookup and sends nothing.
 /// (`bpf_redirect_neigh` pins the interface, and with no route there the kernel would just ARP
 /// for the upstream on that link, so a bad upstream would only show as timeouts.)
+/// Either address family; `source` and `upstream` of the same one.
 pub fn check_route(
     interface: &str,
-    source: Ipv4Addr,
-    upstream: Ipv4Addr,
+    source: impl Into<IpAddr>,
+    upstream: impl Into<IpAddr>,
 ) -> Result<(), TargetError> {
+    let (source, upstream) = (source.into(), upstream.into());
     let problem = |source| TargetError::NoRoute {
         upstream,
         interface: interface.to_string(),
         source,
     };
-    let socket = std::net::UdpSocket::bind("0.0.0.0:0").map_err(problem)?;
+    let socket = unbound_udp(upstream).map_err(problem)?;
     socket.connect((upstream, 53)).map_err(problem)?;
     let chosen = socket.local_addr().map_err(problem)?.ip();
-    if chosen != std::net::IpAddr::V4(source) {
+    if chosen != source {
         return Err(problem(io::Error::other(format!(
             "the container's route to it leaves from {chosen}, not {interface}'s {source}"
         ))));
@@ -414,15 +460,16 @@ pub fn dnat_port(orig: &Tuple, reply: &Tuple) -> Option<u16> {
 /// address (a connected UDP socket does the route lookup and sends nothing).
 pub fn check_nameserver_route(
     interface: &str,
-    source: Ipv4Addr,
-    nameserver: SocketAddrV4,
+    source: impl Into<IpAddr>,
+    nameserver: impl Into<SocketAddr>,
 ) -> Result<(), TargetError> {
+    let (source, nameserver) = (source.into(), nameserver.into());
     let problem = |problem: String| TargetError::NameserverElsewhere {
-        nameserver: *nameserver.ip(),
+        nameserver: nameserver.ip(),
         interface: interface.to_string(),
         problem,
     };
-    let socket = UdpSocket::bind("0.0.0.0:0").map_err(|e| problem(e.to_string()))?;
+    let socket = unbound_udp(nameserver.ip()).map_err(|e| problem(e.to_string()))?;
     socket
         .connect(nameserver)
         .map_err(|e| problem(e.to_string()))?;
@@ -430,12 +477,20 @@ pub fn check_nameserver_route(
         .local_addr()
         .map_err(|e| problem(e.to_string()))?
         .ip();
-    if chosen != std::net::IpAddr::V4(source) {
+    if chosen != source {
         return Err(problem(format!(
             "the route to it leaves from {chosen}, not {interface}'s {source}"
         )));
     }
     Ok(())
+}
+
+/// A UDP socket of `peer`'s family on an ephemeral port, for a route lookup by connect().
+fn unbound_udp(peer: IpAddr) -> io::Result<UdpSocket> {
+    match peer {
+        IpAddr::V4(_) => UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)),
+        IpAddr::V6(_) => UdpSocket::bind((Ipv6Addr::UNSPECIFIED, 0)),
+    }
 }
 
 /// Where the processes of `pid` read their resolver configuration.
@@ -469,12 +524,45 @@ pub fn pid_nameservers(pid: u32, max: usize) -> Result<Vec<SocketAddrV4>, Target
         return Err(TargetError::NoNameservers(path));
     }
     if let Some(lo) = found.iter().find(|a| a.is_loopback()) {
-        return Err(TargetError::LoopbackNameserver(*lo));
+        return Err(TargetError::LoopbackNameserver((*lo).into()));
     }
     Ok(found
         .into_iter()
         .take(max)
         .map(|a| SocketAddrV4::new(a, 53))
+        .collect())
+}
+
+/// The IPv6 `nameserver` lines of a resolv.conf, in order (a zone index, `%eth0`, makes a
+/// line link-local: skipped, as are link-local addresses).
+pub fn nameservers6_in(resolv_conf: &str) -> Vec<Ipv6Addr> {
+    resolv_conf
+        .lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            (words.next()? == "nameserver").then_some(())?;
+            words.next()?.parse::<Ipv6Addr>().ok()
+        })
+        .filter(|a| is_global_scope(*a) || a.is_loopback())
+        .collect()
+}
+
+/// The IPv6 nameservers (port 53) that the processes of `pid` use, possibly none; at most
+/// `max`, none on loopback.
+pub fn pid_nameservers6(pid: u32, max: usize) -> Result<Vec<SocketAddrV6>, TargetError> {
+    let path = resolv_conf_path(pid);
+    let text = std::fs::read_to_string(&path).map_err(|source| TargetError::Proc {
+        path: path.clone(),
+        source,
+    })?;
+    let found = nameservers6_in(&text);
+    if let Some(lo) = found.iter().find(|a| a.is_loopback()) {
+        return Err(TargetError::LoopbackNameserver((*lo).into()));
+    }
+    Ok(found
+        .into_iter()
+        .take(max)
+        .map(|a| SocketAddrV6::new(a, 53, 0, 0))
         .collect())
 }
 
@@ -516,6 +604,18 @@ mod tests {
             vec![Ipv4Addr::new(8, 8, 8, 8), Ipv4Addr::new(8, 8, 4, 4)]
         );
         assert!(nameservers_in("").is_empty());
+        assert_eq!(
+            nameservers6_in(&format!(
+                "{text}nameserver fe80::1%eth0\nnameserver fd00::53\n"
+            )),
+            vec![
+                "2001:4860:4860::8888".parse::<Ipv6Addr>().unwrap(),
+                "fd00::53".parse().unwrap()
+            ]
+        );
+        assert!(is_global_scope("fd00:dead:1::2".parse().unwrap()));
+        assert!(!is_global_scope("fe80::1".parse().unwrap()));
+        assert!(!is_global_scope("::1".parse().unwrap()));
     }
 
     const UDP: &str = "   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops

@@ -52,7 +52,7 @@ unsafe fn egress(skb: *mut SkBuff) -> (Outcome, i32) {
         return PASS;
     }
     let Some(ip) = Ipv4::parse(skb) else {
-        return PASS;
+        return crate::egress6::egress(skb);
     };
     // The rest of a fragmented query would still reach the nameserver: all of it goes there.
     if ip.first_fragment || !is_nameserver(ip.daddr, ip.dport) {

@@ -4,18 +4,21 @@
 //! resolver's and hands them to lo, where conntrack undoes Docker's NAT (both leave with
 //! bpf_redirect_neigh, kernel ≥ 5.10). The nameservers path: [`egress`] on the interface's
 //! egress sends queries to the namespace's nameservers to the upstream instead, and [`reply`]
-//! restores the nameserver as the answers' source in place. Anything they do not fully
+//! restores the nameserver as the answers' source in place, for IPv4 and, with an IPv6
+//! upstream, IPv6 ([`egress6`], [`reply6`]). Anything they do not fully
 //! understand goes on untouched to the next tc filter.
 #![no_std]
 
 mod config;
 mod counters;
 mod egress;
+mod egress6;
 mod flows;
 mod kernel;
 mod net;
 mod query;
 mod reply;
+mod reply6;
 
 #[no_mangle]
 #[link_section = "license"]

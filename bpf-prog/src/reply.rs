@@ -25,7 +25,7 @@ const PASS: (Outcome, i32) = (Outcome::Passed, TC_ACT_UNSPEC);
 #[inline(always)]
 unsafe fn reply(skb: *mut SkBuff) -> (Outcome, i32) {
     let Some(ip) = Ipv4::parse(skb) else {
-        return PASS;
+        return crate::reply6::reply(skb);
     };
     if ip.saddr != config!(upstream_addr)
         || ip.daddr != config!(container_addr)

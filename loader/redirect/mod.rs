@@ -32,16 +32,30 @@ pub fn attach(request: &AttachRequest, log: Log) -> Result<Attached, Error> {
             "entered the network namespace of {}",
             request.target
         ));
-        if !request.resolvers.is_empty() {
-            return nameservers::attach_in(nl, request, &request.resolvers, log);
+        if !request.resolvers.is_empty() || !request.resolvers6.is_empty() {
+            return nameservers::attach_in(
+                nl,
+                request,
+                &request.resolvers,
+                &request.resolvers6,
+                log,
+            );
         }
         match resolver::attach_in(nl, request, log) {
             Err(Error::Target(TargetError::NoResolver)) => {}
             other => return other,
         }
-        let found = match &request.target {
-            Target::Pid(pid) => target::pid_nameservers(*pid, MAX_NAMESERVERS)?,
-            Target::Path(_) => return Err(TargetError::NameserversUnknown.into()),
+        let Target::Pid(pid) = &request.target else {
+            return Err(TargetError::NameserversUnknown.into());
+        };
+        // IPv6 nameservers count only with an IPv6 upstream; then they may be the only ones.
+        let found6 = match request.upstream6 {
+            Some(_) => target::pid_nameservers6(*pid, MAX_NAMESERVERS)?,
+            None => Vec::new(),
+        };
+        let found = match target::pid_nameservers(*pid, MAX_NAMESERVERS) {
+            Err(TargetError::NoNameservers(_)) if !found6.is_empty() => Vec::new(),
+            other => other?,
         };
         log(format!(
             "no embedded resolver on {}: taking over the nameservers of {}",
@@ -51,7 +65,7 @@ pub fn attach(request: &AttachRequest, log: Log) -> Result<Attached, Error> {
                 Target::Path(p) => p.display().to_string(),
             }
         ));
-        nameservers::attach_in(nl, request, &found, log)
+        nameservers::attach_in(nl, request, &found, &found6, log)
     })
 }
 

@@ -1,30 +1,37 @@
 //! The nameservers path (namespaces without Docker's embedded resolver: the default bridge,
 //! Podman, CNI, pods): queries to the namespace's own nameservers are taken on the interface's
 //! egress and sent to the upstream instead, source unchanged; the answers are restored on the
-//! interface's ingress to come from the nameserver asked, and go on up the stack.
+//! interface's ingress to come from the nameserver asked, and go on up the stack. IPv6
+//! nameservers likewise go to the IPv6 upstream, when one is given.
 
 use super::{load_programs, program, put, remove_from_hook, transact, HookRef, Log};
 use crate::abi::{Config, EGRESS_SECTION, MAX_NAMESERVERS, PATH_NAMESERVERS, REPLY_SECTION};
 use crate::bpf::embedded;
 use crate::error::Error;
-use crate::layout::{addr_raw, port_raw};
+use crate::layout::{addr6_raw, addr_raw, port_raw};
 use crate::net::netlink::Netlink;
 use crate::net::tc::Hook;
 use crate::probe;
 use crate::redirect::resolver::{AttachRequest, Attached, TCP_CLOSE_GRACE_NS};
 use crate::target::{self, ResolverPorts, TargetError};
-use std::net::SocketAddrV4;
+use std::net::{Ipv6Addr, SocketAddrV4, SocketAddrV6};
 
-/// Attaches the nameservers path for `nameservers` (1 to [`MAX_NAMESERVERS`], none on
-/// loopback), in the target's namespace already; the embedded-resolver path's lo filter goes.
+/// Attaches the nameservers path for `nameservers` and `nameservers6` (up to
+/// [`MAX_NAMESERVERS`] each, at least one in all, none on loopback; the IPv6 ones only with
+/// `request.upstream6`), in the target's namespace already; the embedded-resolver path's lo
+/// filter goes.
 pub fn attach_in(
     nl: &mut Netlink,
     request: &AttachRequest,
     nameservers: &[SocketAddrV4],
+    nameservers6: &[SocketAddrV6],
     log: Log,
 ) -> Result<Attached, Error> {
     if let Some(lo) = nameservers.iter().find(|n| n.ip().is_loopback()) {
-        return Err(TargetError::LoopbackNameserver(*lo.ip()).into());
+        return Err(TargetError::LoopbackNameserver((*lo.ip()).into()).into());
+    }
+    if let Some(lo) = nameservers6.iter().find(|n| n.ip().is_loopback()) {
+        return Err(TargetError::LoopbackNameserver((*lo.ip()).into()).into());
     }
     let nameservers = &nameservers[..nameservers.len().min(MAX_NAMESERVERS)];
     let lo = target::interface("lo")?;
@@ -62,6 +69,17 @@ pub fn attach_in(
             probe::format_rtt(rtt)
         ));
     }
+    let (v6, ipv6_not_redirected) = match request.upstream6 {
+        Some(upstream6) => ipv6_side(request, upstream6, nameservers6, log)?,
+        None => (None, None),
+    };
+    let nameservers6 = v6.as_ref().map_or(&[][..], |v| &v.nameservers[..]);
+    if nameservers.is_empty() && nameservers6.is_empty() {
+        return Err(match &ipv6_not_redirected {
+            Some(why) => Error::Upstream(why.clone()),
+            None => TargetError::NameserversUnknown.into(),
+        });
+    }
     let mut config = Config {
         build_id: embedded::object_hash(),
         container_addr: addr_raw(container_addr),
@@ -78,6 +96,16 @@ pub fn attach_in(
     for (i, ns) in nameservers.iter().enumerate() {
         config.nameservers[i] = addr_raw(*ns.ip());
         config.nameserver_ports[i] = port_raw(ns.port());
+    }
+    if let Some(v6) = &v6 {
+        config.upstream6_addr = addr6_raw(*v6.upstream.ip());
+        config.upstream6_port = port_raw(v6.upstream.port());
+        config.container6_addr = addr6_raw(v6.source);
+        config.nameserver6_count = v6.nameservers.len() as u16;
+        for (i, ns) in v6.nameservers.iter().enumerate() {
+            config.nameservers6[4 * i..4 * i + 4].copy_from_slice(&addr6_raw(*ns.ip()));
+            config.nameserver6_ports[i] = port_raw(ns.port());
+        }
     }
 
     // Programs go through the verifier before anything in the namespace changes.
@@ -116,7 +144,82 @@ pub fn attach_in(
         ports: ResolverPorts::default(),
         left_with_dockerd: Vec::new(),
         nameservers: nameservers.to_vec(),
+        nameservers6: nameservers6.to_vec(),
+        ipv6_not_redirected,
     })
+}
+
+/// The IPv6 half of the configuration, checked.
+struct Ipv6Side {
+    upstream: SocketAddrV6,
+    /// The interface's global IPv6 address: where queries leave from and answers arrive.
+    source: Ipv6Addr,
+    nameservers: Vec<SocketAddrV6>,
+}
+
+/// Checks the IPv6 upstream like the IPv4 one (route, probe) from the interface's global
+/// IPv6 address. Without such an address IPv6 is left alone: `Ok` with the one line that
+/// says why, and IPv4 goes on.
+fn ipv6_side(
+    request: &AttachRequest,
+    upstream: SocketAddrV6,
+    nameservers: &[SocketAddrV6],
+    log: Log,
+) -> Result<(Option<Ipv6Side>, Option<String>), Error> {
+    let Some(source) = target::ipv6_of(&request.interface)? else {
+        return Ok((
+            None,
+            Some(format!(
+                "IPv6 DNS is not redirected: {} has no global IPv6 address to reach the upstream {upstream} from",
+                request.interface
+            )),
+        ));
+    };
+    let nameservers = nameservers[..nameservers.len().min(MAX_NAMESERVERS)].to_vec();
+    log(format!(
+        "{}'s IPv6 address {source}; IPv6 nameservers taken over: {}",
+        request.interface,
+        list6(&nameservers)
+    ));
+    if *upstream.ip() == source {
+        return Err(Error::Upstream(format!(
+            "{} is the container's own address",
+            upstream.ip()
+        )));
+    }
+    if nameservers.contains(&upstream) {
+        return Err(Error::Upstream(format!(
+            "{upstream} is one of the nameservers taken over"
+        )));
+    }
+    for ns in &nameservers {
+        target::check_nameserver_route(&request.interface, source, *ns)?;
+    }
+    target::check_route(&request.interface, source, *upstream.ip())?;
+    if request.probe_upstream {
+        let rtt = probe::probe(source, upstream, probe::TIMEOUT)?;
+        log(format!(
+            "upstream {upstream} answered the probe in {}",
+            probe::format_rtt(rtt)
+        ));
+    }
+    Ok((
+        Some(Ipv6Side {
+            upstream,
+            source,
+            nameservers,
+        }),
+        None,
+    ))
+}
+
+/// IPv6 addresses as "[fd00::53]:53, [fd00::54]:53".
+pub fn list6(addrs: &[SocketAddrV6]) -> String {
+    addrs
+        .iter()
+        .map(SocketAddrV6::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Addresses as "8.8.8.8:53, 8.8.4.4:53".

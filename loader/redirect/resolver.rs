@@ -14,7 +14,7 @@ use crate::probe;
 use crate::target::{
     self, PortFinding, PortSource, Proto, ResolverPorts, TargetError, DOCKER_RESOLVER,
 };
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddrV4, SocketAddrV6};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AttachRequest {
@@ -31,6 +31,11 @@ pub struct AttachRequest {
     pub interface: String,
     /// The largest EDNS UDP payload size redirected queries may announce; 0 leaves it alone.
     pub edns_max: u16,
+    /// The IPv6 upstream (a second `--upstream`), nameservers path only: without it IPv6 DNS
+    /// passes untouched.
+    pub upstream6: Option<SocketAddrV6>,
+    /// `--resolver` nameservers with an IPv6 address (they need [`Self::upstream6`]).
+    pub resolvers6: Vec<SocketAddrV6>,
 }
 
 /// `--edns-max`'s default: DNS Flag Day 2020's size, below which answers are not fragmented
@@ -50,6 +55,10 @@ pub struct Attached {
     pub left_with_dockerd: Vec<String>,
     /// The nameservers path: the nameservers taken over (empty on the embedded-resolver path).
     pub nameservers: Vec<SocketAddrV4>,
+    /// The IPv6 nameservers taken over (to the IPv6 upstream).
+    pub nameservers6: Vec<SocketAddrV6>,
+    /// Why an IPv6 upstream that was given is not used (one line for the user).
+    pub ipv6_not_redirected: Option<String>,
 }
 
 /// Attaches the embedded-resolver path, in the target's namespace already. Fails with
@@ -72,6 +81,11 @@ pub fn attach_in(nl: &mut Netlink, request: &AttachRequest, log: Log) -> Result<
     }
     target::check_route(&request.interface, container_addr, *request.upstream.ip())?;
     let (ports, left_with_dockerd) = dockerd_ports(request, log)?;
+    if let Some(up6) = request.upstream6 {
+        return Err(Error::Upstream(format!(
+            "{up6} is IPv6, but Docker's embedded resolver ({DOCKER_RESOLVER}) is reached over IPv4 only: give one IPv4 --upstream"
+        )));
+    }
     if request.probe_upstream {
         let rtt = probe::probe(container_addr, request.upstream, probe::TIMEOUT)?;
         log(format!(
@@ -139,6 +153,8 @@ pub fn attach_in(nl: &mut Netlink, request: &AttachRequest, log: Log) -> Result<
         ports,
         left_with_dockerd,
         nameservers: Vec::new(),
+        nameservers6: Vec::new(),
+        ipv6_not_redirected: None,
     })
 }
 

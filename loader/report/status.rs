@@ -1,6 +1,6 @@
 //! `--status` as text for people and as one JSON object for scripts.
 
-use crate::abi::{Counters, FLAG_REDIRECT_ALL, LAYOUT_VERSION};
+use crate::abi::{Config, Counters, FLAG_REDIRECT_ALL, LAYOUT_VERSION};
 use crate::bpf::embedded;
 use crate::inspect::{Build, HookStatus, Status};
 use crate::layout::{self, addr_from_raw, port_from_raw};
@@ -33,10 +33,11 @@ pub fn render_text(s: &Status, interface: &str) -> String {
     }
     if let Some(c) = s.config.as_ref().filter(|_| nameservers) {
         out.push_str(&format!(
-            "upstream: {}\ncontainer address: {}\nnameservers taken over: {}\nIPv6 DNS: not redirected\nEDNS UDP size of queries: {}\n",
+            "upstream: {}\ncontainer address: {}\nnameservers taken over: {}\n{}EDNS UDP size of queries: {}\n",
             layout::upstream_of(c),
             addr_from_raw(c.container_addr),
             nameservers::list(&layout::nameservers_of(c)),
+            ipv6_text(c),
             edns(c.edns_max)
         ));
     } else if let Some(c) = &s.config {
@@ -78,6 +79,25 @@ pub fn render_text(s: &Status, interface: &str) -> String {
     out
 }
 
+/// The IPv6 lines of the nameservers path.
+fn ipv6_text(c: &Config) -> String {
+    match (layout::upstream6_of(c), layout::container6_of(c)) {
+        (Some(up6), Some(addr6)) => format!(
+            "IPv6 upstream: {up6}\ncontainer IPv6 address: {addr6}\nIPv6 nameservers taken over: {}\n",
+            or_none(nameservers::list6(&layout::nameservers6_of(c)))
+        ),
+        _ => "IPv6 DNS: not redirected\n".to_string(),
+    }
+}
+
+fn or_none(list: String) -> String {
+    if list.is_empty() {
+        "none".to_string()
+    } else {
+        list
+    }
+}
+
 fn edns(raw: u16) -> String {
     match port_from_raw(raw) {
         0 => "not clamped".to_string(),
@@ -105,7 +125,7 @@ pub fn render_json(s: &Status) -> String {
     let config = s.config.as_ref().map_or("null".to_string(), |c| {
         let port = |raw: u16| if raw == 0 { "null".to_string() } else { port_from_raw(raw).to_string() };
         format!(
-            "{{\"path\":{},\"upstream\":{},\"container_addr\":{},\"nameservers\":[{}],\"resolver_addr\":{},\"dockerd_udp_port\":{},\"dockerd_tcp_port\":{},\"redirect_all\":{},\"edns_max\":{}}}",
+            "{{\"path\":{},\"upstream\":{},\"container_addr\":{},\"nameservers\":[{}],\"resolver_addr\":{},\"dockerd_udp_port\":{},\"dockerd_tcp_port\":{},\"redirect_all\":{},\"edns_max\":{},\"upstream6\":{},\"container_addr6\":{},\"nameservers6\":[{}]}}",
             json_string(layout::path_name(c)),
             json_string(&layout::upstream_of(c).to_string()),
             json_string(&addr_from_raw(c.container_addr).to_string()),
@@ -118,7 +138,14 @@ pub fn render_json(s: &Status) -> String {
             port(c.dockerd_udp_port),
             port(c.dockerd_tcp_port),
             c.flags & FLAG_REDIRECT_ALL != 0,
-            port_from_raw(c.edns_max)
+            port_from_raw(c.edns_max),
+            layout::upstream6_of(c).map_or("null".to_string(), |u| json_string(&u.to_string())),
+            layout::container6_of(c).map_or("null".to_string(), |a| json_string(&a.to_string())),
+            layout::nameservers6_of(c)
+                .iter()
+                .map(|n| json_string(&n.to_string()))
+                .collect::<Vec<_>>()
+                .join(",")
         )
     });
     let build = match s.build {

@@ -79,6 +79,7 @@ macro_rules! array_bytes {
 
 array_bytes!(u32, 4, 16);
 array_bytes!(u16, 4, 8);
+array_bytes!(u32, 16, 64);
 
 fn put(out: &mut [u8], at: usize, value: &[u8]) {
     if let Some(slot) = out.get_mut(at..at + value.len()) {
@@ -100,10 +101,10 @@ pub const FLAG_NO_COUNTERS: u16 = 2;
 /// The bytes `DNSR` read as a native u32: how every [`Config`] starts, whatever its layout.
 pub const CONFIG_MAGIC: u32 = u32::from_ne_bytes(*b"DNSR");
 /// The layout of everything the loader reads back from attached programs: [`Config`] after
-/// its header, [`Counters`], [`FlowKey`] and [`FlowValue`]. Bump it whenever one of their
+/// its header, [`Counters`], [`FlowKey`], [`FlowValue`] and [`FlowValue6`]. Bump it whenever one of their
 /// fields is added, removed, moved or changes meaning, so that a reader never decodes another
 /// build's maps as its own.
-pub const LAYOUT_VERSION: u32 = 3;
+pub const LAYOUT_VERSION: u32 = 4;
 
 /// [`Config::path`]: Docker's embedded resolver, taken on lo ingress (the query program).
 pub const PATH_EMBEDDED_RESOLVER: u16 = 0;
@@ -180,6 +181,19 @@ layout! {
         pub path: u16,
         pub nameserver_count: u16,
         pub pad1: u32,
+        /// The IPv6 upstream of the nameservers path (raw words of its 16 bytes); the port 0
+        /// when there is none, and then IPv6 DNS passes untouched.
+        pub upstream6_addr: [u32; 4],
+        /// The interface's global IPv6 address: the destination of the upstream's answers.
+        pub container6_addr: [u32; 4],
+        /// [`PATH_NAMESERVERS`]: the IPv6 nameservers taken over, four words each, the first
+        /// `nameserver6_count` used, the rest 0.
+        pub nameservers6: [u32; 4 * MAX_NAMESERVERS],
+        /// Their ports, one per address.
+        pub nameserver6_ports: [u16; MAX_NAMESERVERS],
+        pub upstream6_port: u16,
+        pub nameserver6_count: u16,
+        pub pad2: u32,
     }
 }
 
@@ -188,7 +202,7 @@ const _: () = assert!(ConfigHeader::SIZE == 16);
 const _: () = assert!(offset_of!(Config, magic) == offset_of!(ConfigHeader, magic));
 const _: () = assert!(offset_of!(Config, layout) == offset_of!(ConfigHeader, layout));
 const _: () = assert!(offset_of!(Config, build_id) == offset_of!(ConfigHeader, build_id));
-const _: () = assert!(Config::SIZE == 88);
+const _: () = assert!(Config::SIZE == 200);
 
 impl Config {
     /// The header of this build and every other field 0: the object's compiled-in value, and
@@ -214,6 +228,13 @@ impl Config {
         path: PATH_EMBEDDED_RESOLVER,
         nameserver_count: 0,
         pad1: 0,
+        upstream6_addr: [0; 4],
+        container6_addr: [0; 4],
+        nameservers6: [0; 4 * MAX_NAMESERVERS],
+        nameserver6_ports: [0; MAX_NAMESERVERS],
+        upstream6_port: 0,
+        nameserver6_count: 0,
+        pad2: 0,
     };
 
     /// Decodes a configuration written by a build with this layout; `None` for fewer than
@@ -271,6 +292,30 @@ const _: () = assert!(FlowValue::SIZE == 24);
 impl FlowValue {
     pub fn from_bytes(bytes: &[u8]) -> Option<FlowValue> {
         FlowValue::decode(bytes)
+    }
+}
+
+layout! {
+    /// An IPv6 redirected flow's entry (the `FLOWS6` table, keyed by [`FlowKey`] as for IPv4):
+    /// the nameserver the client asked. The client's address is the reply's destination,
+    /// which the redirect never changes.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct FlowValue6 {
+        /// As in [`FlowValue`].
+        pub closing_since_ns: u64,
+        /// The nameserver's 16 bytes as four raw words.
+        pub resolver_addr: [u32; 4],
+        pub resolver_port: u16,
+        pub pad0: u16,
+        pub pad1: u32,
+    }
+}
+
+const _: () = assert!(FlowValue6::SIZE == 32);
+
+impl FlowValue6 {
+    pub fn from_bytes(bytes: &[u8]) -> Option<FlowValue6> {
+        FlowValue6::decode(bytes)
     }
 }
 
@@ -344,4 +389,5 @@ pub const REPLY_SECTION: &str = "dnsredir/reply";
 pub const EGRESS_SECTION: &str = "dnsredir/egress";
 pub const CONFIG_SYMBOL: &str = "CONFIG";
 pub const FLOWS_MAP: &str = "FLOWS";
+pub const FLOWS6_MAP: &str = "FLOWS6";
 pub const COUNTERS_MAP: &str = "COUNTERS";

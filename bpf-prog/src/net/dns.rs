@@ -44,8 +44,14 @@ pub struct EdnsSize {
 /// The id of a UDP message, for matching a reply to its query.
 #[inline(always)]
 pub unsafe fn id(skb: *const SkBuff, ip: &Ipv4) -> Option<u16> {
+    id_at(skb, ip.l4_off)
+}
+
+/// [`id`] for a UDP header at `l4_off` from the start of the frame (any IP version).
+#[inline(always)]
+pub unsafe fn id_at(skb: *const SkBuff, l4_off: u32) -> Option<u16> {
     let (data, end) = kernel::packet_bounds(skb);
-    let dns = data.add(ip.l4_off as usize + UDP_HLEN);
+    let dns = data.add(l4_off as usize + UDP_HLEN);
     if dns.add(2) as *const u8 > end {
         return None;
     }
@@ -56,8 +62,14 @@ pub unsafe fn id(skb: *const SkBuff, ip: &Ipv4) -> Option<u16> {
 /// length byte of a question.
 #[inline(always)]
 pub unsafe fn query(skb: *const SkBuff, ip: &Ipv4) -> Option<Query> {
+    query_at(skb, ip.l4_off)
+}
+
+/// [`query`] for a UDP header at `l4_off` from the start of the frame (any IP version).
+#[inline(always)]
+pub unsafe fn query_at(skb: *const SkBuff, l4_off: u32) -> Option<Query> {
     let (data, end) = kernel::packet_bounds(skb);
-    let dns = data.add(ip.l4_off as usize + UDP_HLEN);
+    let dns = data.add(l4_off as usize + UDP_HLEN);
     if dns.add(DNS_HLEN + 2) as *const u8 > end {
         return None;
     }
@@ -70,7 +82,7 @@ pub unsafe fn query(skb: *const SkBuff, ip: &Ipv4) -> Option<Query> {
         });
     };
     let edns_size = edns_size(dns, name.len, end).map(|(at, raw)| EdnsSize {
-        off: ip.l4_off + (UDP_HLEN + at) as u32,
+        off: l4_off + (UDP_HLEN + at) as u32,
         raw,
     });
     Some(Query {

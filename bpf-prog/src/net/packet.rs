@@ -21,17 +21,17 @@ pub unsafe fn load16(p: *const u8) -> u16 {
 }
 
 #[inline(always)]
-unsafe fn load32(p: *const u8) -> u32 {
+pub(super) unsafe fn load32(p: *const u8) -> u32 {
     (*(p as *const U32Align2)).0
 }
 
 #[inline(always)]
-unsafe fn store16(p: *mut u8, v: u16) {
+pub(super) unsafe fn store16(p: *mut u8, v: u16) {
     *(p as *mut u16) = v;
 }
 
 #[inline(always)]
-unsafe fn store32(p: *mut u8, v: u32) {
+pub(super) unsafe fn store32(p: *mut u8, v: u32) {
     (*(p as *mut U32Align2)).0 = v;
 }
 
@@ -43,10 +43,10 @@ pub const TCP_SYN: u8 = 0x02;
 pub const TCP_RST: u8 = 0x04;
 pub const TCP_ACK: u8 = 0x10;
 
-const ETH_HLEN: usize = 14;
+pub(super) const ETH_HLEN: usize = 14;
 const IPV4_MIN_HLEN: usize = 20;
 pub const UDP_HLEN: usize = 8;
-const TCP_MIN_HLEN: usize = 20;
+pub(super) const TCP_MIN_HLEN: usize = 20;
 /// Offsets inside the IPv4 header.
 const IP_FRAG: usize = 6;
 const IP_PROTO: usize = 9;
@@ -54,10 +54,10 @@ const IP_CSUM: usize = 10;
 const IP_SADDR: usize = 12;
 const IP_DADDR: usize = 16;
 /// Offsets inside the L4 headers.
-const UDP_CSUM: u32 = 6;
-const TCP_DOFF: usize = 12;
-const TCP_FLAGS: usize = 13;
-const TCP_CSUM: u32 = 16;
+pub(super) const UDP_CSUM: u32 = 6;
+pub(super) const TCP_DOFF: usize = 12;
+pub(super) const TCP_FLAGS: usize = 13;
+pub(super) const TCP_CSUM: u32 = 16;
 
 /// An IPv4 packet whose whole UDP or TCP header (TCP options included) is in the linear data:
 /// everything a rewrite of addresses and ports needs.
