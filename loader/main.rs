@@ -23,7 +23,7 @@ fn summary(request: &AttachRequest, a: &Attached) -> String {
             Some(up6) if !a.nameservers6.is_empty() => {
                 to.push(format!(
                     "DNS to the IPv6 nameservers {} now goes to {up6}",
-                    redirect::nameservers::list6(&a.nameservers6)
+                    redirect::nameservers::list(&a.nameservers6)
                 ));
                 String::new()
             }

@@ -108,14 +108,14 @@ pub fn interface(name: &str) -> Result<Interface, TargetError> {
     })
 }
 
-/// The first IPv4 address on the interface (the primary one).
-fn ipv4_of(name: &str) -> Result<Option<Ipv4Addr>, TargetError> {
+/// The interface's addresses in the order the kernel lists them (the primary one first).
+fn addresses_of(name: &str) -> Result<Vec<IpAddr>, TargetError> {
     let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
     // SAFETY: getifaddrs fills `list`, freed below with freeifaddrs.
     if unsafe { libc::getifaddrs(&mut list) } != 0 {
         return Err(TargetError::Interfaces(io::Error::last_os_error()));
     }
-    let mut found = None;
+    let mut found = Vec::new();
     let mut cursor = list;
     while !cursor.is_null() {
         // SAFETY: a node of the list getifaddrs returned; its fields are valid until freeifaddrs.
@@ -126,12 +126,24 @@ fn ipv4_of(name: &str) -> Result<Option<Ipv4Addr>, TargetError> {
         }
         // SAFETY: as above.
         let entry_name = unsafe { CStr::from_ptr(entry.ifa_name) };
-        let family = unsafe { (*entry.ifa_addr).sa_family } as i32;
-        if entry_name.to_bytes() == name.as_bytes() && family == libc::AF_INET {
-            // SAFETY: AF_INET entries hold a sockaddr_in.
-            let sin = unsafe { &*(entry.ifa_addr as *const libc::sockaddr_in) };
-            found = Some(Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes()));
-            break;
+        if entry_name.to_bytes() != name.as_bytes() {
+            continue;
+        }
+        // SAFETY: as above; the family says which sockaddr it is.
+        match unsafe { (*entry.ifa_addr).sa_family } as i32 {
+            libc::AF_INET => {
+                // SAFETY: AF_INET entries hold a sockaddr_in.
+                let sin = unsafe { &*(entry.ifa_addr as *const libc::sockaddr_in) };
+                found.push(IpAddr::V4(Ipv4Addr::from(
+                    sin.sin_addr.s_addr.to_ne_bytes(),
+                )));
+            }
+            libc::AF_INET6 => {
+                // SAFETY: AF_INET6 entries hold a sockaddr_in6.
+                let sin6 = unsafe { &*(entry.ifa_addr as *const libc::sockaddr_in6) };
+                found.push(IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)));
+            }
+            _ => {}
         }
     }
     // SAFETY: the list from getifaddrs, freed once.
@@ -139,40 +151,21 @@ fn ipv4_of(name: &str) -> Result<Option<Ipv4Addr>, TargetError> {
     Ok(found)
 }
 
+/// The first IPv4 address on the interface (the primary one).
+fn ipv4_of(name: &str) -> Result<Option<Ipv4Addr>, TargetError> {
+    Ok(addresses_of(name)?.into_iter().find_map(|a| match a {
+        IpAddr::V4(v4) => Some(v4),
+        IpAddr::V6(_) => None,
+    }))
+}
+
 /// The interface's first IPv6 address of global scope (ULAs included; not link-local), the
 /// source of the namespace's IPv6 queries to its nameservers.
 pub fn ipv6_of(name: &str) -> Result<Option<Ipv6Addr>, TargetError> {
-    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
-    // SAFETY: getifaddrs fills `list`, freed below with freeifaddrs.
-    if unsafe { libc::getifaddrs(&mut list) } != 0 {
-        return Err(TargetError::Interfaces(io::Error::last_os_error()));
-    }
-    let mut found = None;
-    let mut cursor = list;
-    while !cursor.is_null() {
-        // SAFETY: a node of the list getifaddrs returned; its fields are valid until freeifaddrs.
-        let entry = unsafe { &*cursor };
-        cursor = entry.ifa_next;
-        if entry.ifa_addr.is_null() || entry.ifa_name.is_null() {
-            continue;
-        }
-        // SAFETY: as above.
-        let entry_name = unsafe { CStr::from_ptr(entry.ifa_name) };
-        let family = unsafe { (*entry.ifa_addr).sa_family } as i32;
-        if entry_name.to_bytes() != name.as_bytes() || family != libc::AF_INET6 {
-            continue;
-        }
-        // SAFETY: AF_INET6 entries hold a sockaddr_in6.
-        let sin6 = unsafe { &*(entry.ifa_addr as *const libc::sockaddr_in6) };
-        let addr = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
-        if is_global_scope(addr) {
-            found = Some(addr);
-            break;
-        }
-    }
-    // SAFETY: the list from getifaddrs, freed once.
-    unsafe { libc::freeifaddrs(list) };
-    Ok(found)
+    Ok(addresses_of(name)?.into_iter().find_map(|a| match a {
+        IpAddr::V6(v6) if is_global_scope(v6) => Some(v6),
+        _ => None,
+    }))
 }
 
 /// Not loopback, link-local, multicast or unspecified: an address routed beyond the link.

@@ -98,38 +98,34 @@ struct MapElemAttr {
     flags: u64,
 }
 
+impl MapElemAttr {
+    /// `key` and `value` are addresses the kernel reads from or writes to during the call.
+    fn new(map: &OwnedFd, key: u64, value: u64) -> MapElemAttr {
+        MapElemAttr {
+            map_fd: map.as_raw_fd() as u32,
+            pad: 0,
+            key,
+            value,
+            flags: 0,
+        }
+    }
+}
+
 pub fn map_update(map: &OwnedFd, key: &[u8], value: &[u8]) -> io::Result<()> {
-    let mut attr = MapElemAttr {
-        map_fd: map.as_raw_fd() as u32,
-        pad: 0,
-        key: key.as_ptr() as u64,
-        value: value.as_ptr() as u64,
-        flags: 0,
-    };
+    let mut attr = MapElemAttr::new(map, key.as_ptr() as u64, value.as_ptr() as u64);
     bpf(BPF_MAP_UPDATE_ELEM, &mut attr).map(drop)
 }
 
 /// `value` must be as large as the map's value (times the CPU count for per-CPU maps).
 pub fn map_lookup(map: &OwnedFd, key: &[u8], value: &mut [u8]) -> io::Result<()> {
-    let mut attr = MapElemAttr {
-        map_fd: map.as_raw_fd() as u32,
-        pad: 0,
-        key: key.as_ptr() as u64,
-        value: value.as_mut_ptr() as u64,
-        flags: 0,
-    };
+    let mut attr = MapElemAttr::new(map, key.as_ptr() as u64, value.as_mut_ptr() as u64);
     bpf(BPF_MAP_LOOKUP_ELEM, &mut attr).map(drop)
 }
 
 /// The key after `key` (the first key when `key` is `None`); `Ok(false)` at the end.
 pub fn map_next_key(map: &OwnedFd, key: Option<&[u8]>, next: &mut [u8]) -> io::Result<bool> {
-    let mut attr = MapElemAttr {
-        map_fd: map.as_raw_fd() as u32,
-        pad: 0,
-        key: key.map_or(0, |k| k.as_ptr() as u64),
-        value: next.as_mut_ptr() as u64,
-        flags: 0,
-    };
+    let key = key.map_or(0, |k| k.as_ptr() as u64);
+    let mut attr = MapElemAttr::new(map, key, next.as_mut_ptr() as u64);
     match bpf(BPF_MAP_GET_NEXT_KEY, &mut attr) {
         Ok(_) => Ok(true),
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),

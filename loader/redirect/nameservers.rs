@@ -179,7 +179,7 @@ fn ipv6_side(
     log(format!(
         "{}'s IPv6 address {source}; IPv6 nameservers taken over: {}",
         request.interface,
-        list6(&nameservers)
+        list(&nameservers)
     ));
     if *upstream.ip() == source {
         return Err(Error::Upstream(format!(
@@ -213,20 +213,11 @@ fn ipv6_side(
     ))
 }
 
-/// IPv6 addresses as "[fd00::53]:53, [fd00::54]:53".
-pub fn list6(addrs: &[SocketAddrV6]) -> String {
+/// Addresses as "8.8.8.8:53, 8.8.4.4:53" or "[fd00::53]:53, [fd00::54]:53".
+pub fn list<A: std::fmt::Display>(addrs: &[A]) -> String {
     addrs
         .iter()
-        .map(SocketAddrV6::to_string)
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// Addresses as "8.8.8.8:53, 8.8.4.4:53".
-pub fn list(addrs: &[SocketAddrV4]) -> String {
-    addrs
-        .iter()
-        .map(SocketAddrV4::to_string)
+        .map(A::to_string)
         .collect::<Vec<_>>()
         .join(", ")
 }

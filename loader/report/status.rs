@@ -84,7 +84,7 @@ fn ipv6_text(c: &Config) -> String {
     match (layout::upstream6_of(c), layout::container6_of(c)) {
         (Some(up6), Some(addr6)) => format!(
             "IPv6 upstream: {up6}\ncontainer IPv6 address: {addr6}\nIPv6 nameservers taken over: {}\n",
-            or_none(nameservers::list6(&layout::nameservers6_of(c)))
+            or_none(nameservers::list(&layout::nameservers6_of(c)))
         ),
         _ => "IPv6 DNS: not redirected\n".to_string(),
     }
