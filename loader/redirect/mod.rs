@@ -16,7 +16,8 @@ use crate::fault;
 use crate::net::netlink::Netlink;
 use crate::net::netns::{self, NetnsError, Target};
 use crate::net::tc::{self, Filter, Hook};
-use crate::target::{self, TargetError};
+use crate::target::{self, Interface, TargetError};
+use std::net::Ipv4Addr;
 use std::os::fd::OwnedFd;
 
 pub use resolver::{AttachRequest, Attached};
@@ -70,6 +71,23 @@ pub fn attach(request: &AttachRequest, log: Log) -> Result<Attached, Error> {
 }
 
 /// The embedded object with this configuration, through the verifier.
+/// lo and the `--interface` with its IPv4 address, the source of redirected queries: what both
+/// paths start from. The upstream must not be that address.
+fn interfaces(request: &AttachRequest) -> Result<(Interface, Interface, Ipv4Addr), Error> {
+    let lo = target::interface("lo")?;
+    let iface = target::interface(&request.interface)?;
+    let addr = iface
+        .addr
+        .ok_or_else(|| TargetError::NoIpv4(request.interface.clone()))?;
+    if *request.upstream.ip() == addr {
+        return Err(Error::Upstream(format!(
+            "{} is the container's own address",
+            request.upstream.ip()
+        )));
+    }
+    Ok((lo, iface, addr))
+}
+
 fn load_programs(config: &Config) -> Result<Loaded, Error> {
     let mut object = ObjectFile::parse(embedded::object_bytes())?;
     object.set_global(CONFIG_SYMBOL, &config.to_bytes())?;

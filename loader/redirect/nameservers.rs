@@ -4,7 +4,7 @@
 //! interface's ingress to come from the nameserver asked, and go on up the stack. IPv6
 //! nameservers likewise go to the IPv6 upstream, when one is given.
 
-use super::{load_programs, program, put, remove_from_hook, transact, HookRef, Log};
+use super::{interfaces, load_programs, program, put, remove_from_hook, transact, HookRef, Log};
 use crate::abi::{Config, EGRESS_SECTION, MAX_NAMESERVERS, PATH_NAMESERVERS, REPLY_SECTION};
 use crate::bpf::embedded;
 use crate::error::Error;
@@ -34,23 +34,13 @@ pub fn attach_in(
         return Err(TargetError::LoopbackNameserver((*lo.ip()).into()).into());
     }
     let nameservers = &nameservers[..nameservers.len().min(MAX_NAMESERVERS)];
-    let lo = target::interface("lo")?;
-    let iface = target::interface(&request.interface)?;
-    let container_addr = iface
-        .addr
-        .ok_or_else(|| TargetError::NoIpv4(request.interface.clone()))?;
+    let (lo, iface, container_addr) = interfaces(request)?;
     log(format!(
         "{} is ifindex {} with address {container_addr}; nameservers taken over: {}",
         request.interface,
         iface.ifindex,
         list(nameservers)
     ));
-    if *request.upstream.ip() == container_addr {
-        return Err(Error::Upstream(format!(
-            "{} is the container's own address",
-            request.upstream.ip()
-        )));
-    }
     if nameservers.contains(&request.upstream) {
         return Err(Error::Upstream(format!(
             "{} is one of the nameservers taken over",

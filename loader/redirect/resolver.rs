@@ -2,7 +2,7 @@
 //! to dockerd on 127.0.0.11 are taken on lo ingress and sent out of the interface to the
 //! upstream; the answers are taken on the interface's ingress and handed back to lo.
 
-use super::{load_programs, program, put, remove_from_hook, transact, HookRef, Log};
+use super::{interfaces, load_programs, program, put, remove_from_hook, transact, HookRef, Log};
 use crate::abi::{Config, FLAG_REDIRECT_ALL, QUERY_SECTION, REPLY_SECTION};
 use crate::bpf::embedded;
 use crate::error::Error;
@@ -64,21 +64,11 @@ pub struct Attached {
 /// Attaches the embedded-resolver path, in the target's namespace already. Fails with
 /// [`TargetError::NoResolver`] before anything is loaded when there is no embedded resolver.
 pub fn attach_in(nl: &mut Netlink, request: &AttachRequest, log: Log) -> Result<Attached, Error> {
-    let lo = target::interface("lo")?;
-    let iface = target::interface(&request.interface)?;
-    let container_addr = iface
-        .addr
-        .ok_or_else(|| TargetError::NoIpv4(request.interface.clone()))?;
+    let (lo, iface, container_addr) = interfaces(request)?;
     log(format!(
         "lo is ifindex {}; {} is ifindex {} with address {container_addr}",
         lo.ifindex, request.interface, iface.ifindex
     ));
-    if *request.upstream.ip() == container_addr {
-        return Err(Error::Upstream(format!(
-            "{} is the container's own address",
-            request.upstream.ip()
-        )));
-    }
     target::check_route(&request.interface, container_addr, *request.upstream.ip())?;
     let (ports, left_with_dockerd) = dockerd_ports(request, log)?;
     if let Some(up6) = request.upstream6 {
