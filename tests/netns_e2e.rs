@@ -3,15 +3,10 @@
 
 mod support;
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
+use support::redirect::*;
 use support::*;
-
-const T: Duration = Duration::from_secs(3);
-
-fn a(net: &DockerLikeNet, name: &str, tcp: bool) -> Result<Vec<Ipv4Addr>, String> {
-    query_a(&net.ctr_ns, net.resolver(), name, tcp, T)
-}
 
 /// Exit code != 0, exactly one non-empty stderr line, containing one of `words` (case-insensitive).
 fn assert_one_line_error(res: &(i32, String, String), words: &[&str], what: &str) {
@@ -47,46 +42,34 @@ fn assert_filters_on_each_hook(net: &DockerLikeNet, n: usize) {
     }
 }
 
-/// The container's DNS goes to the upstream (UDP and TCP), checked by address and counts.
-fn assert_redirected(net: &DockerLikeNet) {
-    let (si, up) = (net.stand_in().queries(), net.upstream().queries());
-    assert_eq!(
-        a(net, "example.com", false),
-        Ok(vec![net.upstream_answer]),
-        "UDP via 127.0.0.11:53"
-    );
-    assert_eq!(
-        a(net, "example.org", true),
-        Ok(vec![net.upstream_answer]),
-        "TCP via 127.0.0.11:53"
-    );
-    assert_eq!(
-        net.upstream().queries(),
-        up + 2,
-        "upstream should have received both queries"
-    );
-    assert_eq!(
-        net.stand_in().queries(),
-        si,
-        "the stand-in should have received none"
-    );
+/// dnsredir attached in a bare namespace, dockerd's ports given.
+fn attach_with_given_ports(ns: &Netns) -> (i32, String, String) {
+    run_dnsredir(&[
+        "--netns",
+        &ns.path(),
+        "--upstream",
+        "10.214.1.2",
+        "--dockerd-port",
+        "40000",
+        "--dockerd-tcp-port",
+        "40001",
+    ])
 }
 
-/// The stand-in (dockerd) answers 127.0.0.11:53 again.
-fn assert_stand_in_answers(net: &DockerLikeNet) {
-    let (si, up) = (net.stand_in().queries(), net.upstream().queries());
-    assert_eq!(
-        a(net, "example.com", false),
-        Ok(vec![net.stand_in_answer]),
-        "UDP via 127.0.0.11:53"
-    );
-    assert_eq!(
-        a(net, "example.org", true),
-        Ok(vec![net.stand_in_answer]),
-        "TCP via 127.0.0.11:53"
-    );
-    assert_eq!(net.stand_in().queries(), si + 2);
-    assert_eq!(net.upstream().queries(), up);
+/// No dnsredir filter and no clsact qdisc on these devices of a bare namespace.
+fn assert_nothing_on(ns: &Netns, devs: &[&str]) {
+    for &dev in devs {
+        assert_eq!(
+            count_dnsredir_filters(&ns.name, dev),
+            0,
+            "{dev}: {}",
+            tc_filters(&ns.name, dev)
+        );
+        assert!(
+            !has_clsact(&ns.name, dev),
+            "clsact left on {dev} after a failed attach"
+        );
+    }
 }
 
 #[test]
@@ -107,7 +90,7 @@ fn before_attach_stand_in_answers_docker_address() {
         net.dig(&net.ctr_ns, DOCKER_RESOLVER, "example.com", true),
         Ok(vec![net.stand_in_answer])
     );
-    assert_eq!(net.dnsredir_filters("lo") + net.dnsredir_filters("eth0"), 0);
+    assert_no_filters(&net);
 }
 
 #[test]
@@ -303,16 +286,7 @@ fn auto_detects_dockerd_ports() {
     assert_redirected(&net);
     let (code, j) = net.status_json();
     assert_eq!(code, 0, "{j}");
-    assert_eq!(
-        j.u64_at(&["config", "dockerd_udp_port"]),
-        net.dockerd_udp_port as u64,
-        "{j}"
-    );
-    assert_eq!(
-        j.u64_at(&["config", "dockerd_tcp_port"]),
-        net.dockerd_tcp_port as u64,
-        "{j}"
-    );
+    assert_status_has_dockerd_ports(&net, &j);
 }
 
 #[test]
@@ -344,8 +318,7 @@ fn netns_path_works_like_pid() {
     assert_eq!(r.0, 0, "--status with --netns: {r:?}");
     let r = run_dnsredir(&["--netns", &path, "--detach"]);
     assert_eq!(r.0, 0, "--detach with --netns: {r:?}");
-    assert_eq!(net.dnsredir_filters("lo") + net.dnsredir_filters("eth0"), 0);
-    assert_stand_in_answers(&net);
+    assert_refused_untouched(&net);
 
     // Port auto-detection from inside the namespace.
     let r = run_dnsredir(&["--netns", &path, "--upstream", &up]);
@@ -361,8 +334,7 @@ fn error_no_such_process() {
     let up = net.up_addr.to_string();
     let r = run_dnsredir(&["--pid", "999999999", "--upstream", &up]);
     assert_one_line_error(&r, &["999999999", "process", "pid"], "--pid 999999999");
-    assert_eq!(net.dnsredir_filters("lo") + net.dnsredir_filters("eth0"), 0);
-    assert_stand_in_answers(&net);
+    assert_refused_untouched(&net);
 }
 
 #[test]
@@ -371,27 +343,9 @@ fn error_namespace_without_eth0() {
     require_root();
     let _serial = serial();
     let ns = Netns::new("n").unwrap();
-    let r = run_dnsredir(&[
-        "--netns",
-        &ns.path(),
-        "--upstream",
-        "10.214.1.2",
-        "--dockerd-port",
-        "40000",
-        "--dockerd-tcp-port",
-        "40001",
-    ]);
+    let r = attach_with_given_ports(&ns);
     assert_one_line_error(&r, &["eth0"], "namespace without eth0");
-    assert_eq!(
-        count_dnsredir_filters(&ns.name, "lo"),
-        0,
-        "{}",
-        tc_filters(&ns.name, "lo")
-    );
-    assert!(
-        !has_clsact(&ns.name, "lo"),
-        "clsact left on lo after a failed attach"
-    );
+    assert_nothing_on(&ns, &["lo"]);
 }
 
 #[test]
@@ -406,29 +360,9 @@ fn error_eth0_without_ipv4() {
     ])
     .unwrap();
     run(&["ip", "-n", &ns.name, "link", "set", "eth0", "up"]).unwrap();
-    let r = run_dnsredir(&[
-        "--netns",
-        &ns.path(),
-        "--upstream",
-        "10.214.1.2",
-        "--dockerd-port",
-        "40000",
-        "--dockerd-tcp-port",
-        "40001",
-    ]);
+    let r = attach_with_given_ports(&ns);
     assert_one_line_error(&r, &["ipv4", "address"], "eth0 without IPv4");
-    for dev in ["lo", "eth0"] {
-        assert_eq!(
-            count_dnsredir_filters(&ns.name, dev),
-            0,
-            "{dev}: {}",
-            tc_filters(&ns.name, dev)
-        );
-        assert!(
-            !has_clsact(&ns.name, dev),
-            "clsact left on {dev} after a failed attach"
-        );
-    }
+    assert_nothing_on(&ns, &["lo", "eth0"]);
 }
 
 #[test]
@@ -439,8 +373,7 @@ fn error_bad_upstream() {
     let pid = net.ctr_pid.to_string();
     let r = run_dnsredir(&["--pid", &pid, "--upstream", "not-an-ip"]);
     assert_one_line_error(&r, &["not-an-ip", "upstream"], "--upstream not-an-ip");
-    assert_eq!(net.dnsredir_filters("lo") + net.dnsredir_filters("eth0"), 0);
-    assert_stand_in_answers(&net);
+    assert_refused_untouched(&net);
 }
 
 #[test]
@@ -583,7 +516,7 @@ fn error_not_root() {
     );
     assert_one_line_error(&r, &["permission denied"], "as nobody");
     assert!(r.2.contains("root"), "says what to do: {}", r.2);
-    assert_eq!(net.dnsredir_filters("lo") + net.dnsredir_filters("eth0"), 0);
+    assert_no_filters(&net);
 }
 
 #[test]
@@ -627,9 +560,5 @@ fn error_upstream_unreachable_through_eth0() {
         &["cannot be reached through eth0"],
         "no route to the upstream",
     );
-    assert_eq!(net.dnsredir_filters("lo") + net.dnsredir_filters("eth0"), 0);
-    assert!(
-        !has_clsact(&net.ctr_ns, "lo") && !has_clsact(&net.ctr_ns, "eth0"),
-        "nothing attached"
-    );
+    assert_nothing_attached(&net, "nothing attached");
 }
