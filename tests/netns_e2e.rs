@@ -75,8 +75,7 @@ fn assert_nothing_on(ns: &Netns, devs: &[&str]) {
 #[test]
 #[ignore = "needs root: network namespaces"]
 fn before_attach_stand_in_answers_docker_address() {
-    require_root();
-    let net = DockerLikeNet::new();
+    let net = docker_like_net();
     assert_ne!(net.eth0_ifindex, 2);
     assert_stand_in_answers(&net);
     assert_eq!(net.stand_in().udp_queries(), 1);
@@ -96,8 +95,7 @@ fn before_attach_stand_in_answers_docker_address() {
 #[test]
 #[ignore = "needs root: network namespaces"]
 fn attach_redirects_udp_tcp_dig_and_burst() {
-    require_root();
-    let net = DockerLikeNet::new();
+    let net = docker_like_net();
     net.attach(&[]);
     assert_filters_on_each_hook(&net, 1);
     assert_redirected(&net);
@@ -154,8 +152,7 @@ fn attach_redirects_udp_tcp_dig_and_burst() {
 #[test]
 #[ignore = "needs root: network namespaces"]
 fn redirect_all_sends_single_label_names_upstream() {
-    require_root();
-    let net = DockerLikeNet::new();
+    let net = docker_like_net();
     net.attach(&["--redirect-all"]);
     let (si, up) = (net.stand_in().queries(), net.upstream().queries());
     assert_eq!(a(&net, "c2", false), Ok(vec![net.upstream_answer]));
@@ -169,8 +166,7 @@ fn redirect_all_sends_single_label_names_upstream() {
 #[test]
 #[ignore = "needs root: network namespaces"]
 fn direct_queries_to_upstream_still_work_while_attached() {
-    require_root();
-    let net = DockerLikeNet::new();
+    let net = docker_like_net();
     net.attach(&[]);
     let up = net.upstream().queries();
     for tcp in [false, true] {
@@ -193,8 +189,7 @@ fn direct_queries_to_upstream_still_work_while_attached() {
 #[test]
 #[ignore = "needs root: network namespaces"]
 fn ping_and_tcp_to_upstream_host_unaffected() {
-    require_root();
-    let net = DockerLikeNet::new();
+    let net = docker_like_net();
     net.attach(&[]);
     assert_eq!(ping(&net.ctr_ns, net.up_addr, 2), Ok(2));
     let echo = TcpEcho::start(&net.up_ns, SocketAddr::new(net.up_addr.into(), 7007)).unwrap();
@@ -208,8 +203,7 @@ fn ping_and_tcp_to_upstream_host_unaffected() {
 #[test]
 #[ignore = "needs root: network namespaces"]
 fn attach_twice_leaves_one_filter_each() {
-    require_root();
-    let net = DockerLikeNet::new();
+    let net = docker_like_net();
     net.attach(&[]);
     net.attach(&[]);
     assert_filters_on_each_hook(&net, 1);
@@ -219,8 +213,7 @@ fn attach_twice_leaves_one_filter_each() {
 #[test]
 #[ignore = "needs root: network namespaces"]
 fn detach_restores_dockerd_and_removes_everything() {
-    require_root();
-    let net = DockerLikeNet::new();
+    let net = docker_like_net();
     net.attach(&[]);
     assert_redirected(&net);
     net.detach();
@@ -233,8 +226,7 @@ fn detach_restores_dockerd_and_removes_everything() {
 #[test]
 #[ignore = "needs root: network namespaces"]
 fn foreign_filter_survives_attach_and_detach() {
-    require_root();
-    let net = DockerLikeNet::new();
+    let net = docker_like_net();
     let c = net.ctr_ns.as_str();
     // Another tool's filter. This kernel has neither cls_matchall nor act_gact, so it is a u32
     // filter without action (matches ARP, classifies, passes), not `matchall action pass`.
@@ -277,8 +269,7 @@ fn foreign_filter_survives_attach_and_detach() {
 #[test]
 #[ignore = "needs root: network namespaces"]
 fn auto_detects_dockerd_ports() {
-    require_root();
-    let net = DockerLikeNet::new();
+    let net = docker_like_net();
     let pid = net.ctr_pid.to_string();
     let up = net.up_addr.to_string();
     let r = run_dnsredir(&["--pid", &pid, "--upstream", &up]);
@@ -292,8 +283,7 @@ fn auto_detects_dockerd_ports() {
 #[test]
 #[ignore = "needs root: network namespaces"]
 fn netns_path_works_like_pid() {
-    require_root();
-    let net = DockerLikeNet::new();
+    let net = docker_like_net();
     let path = net.ctr_netns_path();
     let (u, t, up) = (
         net.dockerd_udp_port.to_string(),
@@ -329,8 +319,7 @@ fn netns_path_works_like_pid() {
 #[test]
 #[ignore = "needs root: network namespaces"]
 fn error_no_such_process() {
-    require_root();
-    let net = DockerLikeNet::new();
+    let net = docker_like_net();
     let up = net.up_addr.to_string();
     let r = run_dnsredir(&["--pid", "999999999", "--upstream", &up]);
     assert_one_line_error(&r, &["999999999", "process", "pid"], "--pid 999999999");
@@ -368,8 +357,7 @@ fn error_eth0_without_ipv4() {
 #[test]
 #[ignore = "needs root: network namespaces"]
 fn error_bad_upstream() {
-    require_root();
-    let net = DockerLikeNet::new();
+    let net = docker_like_net();
     let pid = net.ctr_pid.to_string();
     let r = run_dnsredir(&["--pid", &pid, "--upstream", "not-an-ip"]);
     assert_one_line_error(&r, &["not-an-ip", "upstream"], "--upstream not-an-ip");
@@ -379,8 +367,7 @@ fn error_bad_upstream() {
 #[test]
 #[ignore = "needs root: network namespaces"]
 fn status_json_counts_exactly() {
-    require_root();
-    let net = DockerLikeNet::new();
+    let net = docker_like_net();
     let (code, j) = net.status_json();
     assert_eq!(code, 3, "not attached yet: {j}");
     assert!(!j.bool_at(&["attached"]), "{j}");
@@ -443,8 +430,7 @@ fn status_json_counts_exactly() {
 #[test]
 #[ignore = "needs root: network namespaces"]
 fn status_says_when_the_configuration_is_stale() {
-    require_root();
-    let net = DockerLikeNet::new();
+    let net = docker_like_net();
     // As after `docker restart`: the redirected port is no longer dockerd's.
     let old = net.dockerd_udp_port.wrapping_add(1).max(1).to_string();
     let (t, up, pid) = (
@@ -491,8 +477,7 @@ fn status_says_when_the_configuration_is_stale() {
 #[test]
 #[ignore = "needs root: network namespaces"]
 fn error_not_root() {
-    require_root();
-    let net = DockerLikeNet::new();
+    let net = docker_like_net();
     let (pid, up) = (net.ctr_pid.to_string(), net.up_addr.to_string());
     let bin = dnsredir_bin();
     let out = std::process::Command::new("setpriv")
@@ -522,8 +507,7 @@ fn error_not_root() {
 #[test]
 #[ignore = "needs root: network namespaces"]
 fn verbose_attach_prints_each_step() {
-    require_root();
-    let net = DockerLikeNet::new();
+    let net = docker_like_net();
     let (pid, up) = (net.ctr_pid.to_string(), net.up_addr.to_string());
     let (code, out, err) = run_dnsredir(&["--pid", &pid, "--upstream", &up, "--verbose"]);
     assert_eq!(code, 0, "{err}");
@@ -549,8 +533,7 @@ fn verbose_attach_prints_each_step() {
 #[test]
 #[ignore = "needs root: network namespaces"]
 fn error_upstream_unreachable_through_eth0() {
-    require_root();
-    let net = DockerLikeNet::new();
+    let net = docker_like_net();
     // Like a container on an --internal network: no route out.
     run(&["ip", "-n", &net.ctr_ns, "route", "del", "default"]).unwrap();
     let (pid, up) = (net.ctr_pid.to_string(), net.up_addr.to_string());

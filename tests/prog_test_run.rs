@@ -9,13 +9,21 @@ use std::net::Ipv4Addr;
 
 mod support;
 use support::packet::*;
-use support::prog::{assert_passed, assert_redirected, counters, load_config};
+use support::prog::{assert_passed, assert_redirected, counters};
 use support::require_root;
 
 const UPSTREAM_PORT: u16 = 5353;
 
+/// The programs loaded (root only: [`require_root`] first).
 fn load(flags: u16) -> (ObjectFile, Loaded) {
+    require_root();
     support::prog::load(UPSTREAM_PORT, flags)
+}
+
+/// The programs loaded with this configuration (root only: [`require_root`] first).
+fn load_config(config: &Config) -> (ObjectFile, Loaded) {
+    require_root();
+    support::prog::load_config(config)
 }
 
 // ---- checking ----
@@ -90,7 +98,6 @@ fn reply_packet(id: u16, name: &str) -> Packet {
 #[test]
 #[ignore = "needs root: bpf(2)"]
 fn udp_query_is_redirected_with_valid_checksums() {
-    require_root();
     let (_, loaded) = load(0);
     let query = query_packet(0x1234, "example.com");
     let out = assert_redirected(&loaded, QUERY_SECTION, &query.bytes(), "the query");
@@ -107,7 +114,6 @@ fn udp_query_is_redirected_with_valid_checksums() {
 #[test]
 #[ignore = "needs root: bpf(2)"]
 fn reply_to_a_redirected_query_is_restored_once() {
-    require_root();
     let (object, loaded) = load(0);
     assert_redirected(
         &loaded,
@@ -142,7 +148,6 @@ fn reply_to_a_redirected_query_is_restored_once() {
 #[test]
 #[ignore = "needs root: bpf(2)"]
 fn reply_with_another_dns_id_or_port_is_untouched() {
-    require_root();
     let (_, loaded) = load(0);
     assert_redirected(
         &loaded,
@@ -166,7 +171,6 @@ fn reply_with_another_dns_id_or_port_is_untouched() {
 #[test]
 #[ignore = "needs root: bpf(2)"]
 fn tcp_query_and_reply_round_trip() {
-    require_root();
     let (object, loaded) = load(0);
     let mut syn = Packet::tcp(CLIENT, CLIENT_PORT, RESOLVER, DOCKERD_TCP, vec![]);
     syn.tcp_flags = 0x02;
@@ -220,7 +224,6 @@ const RST: u8 = 0x04;
 #[test]
 #[ignore = "needs root: bpf(2)"]
 fn a_tcp_connection_older_than_the_attach_stays_with_dockerd() {
-    require_root();
     let (_, loaded) = load(0);
     let segment = tcp(false, ACK);
     assert_passed(
@@ -269,7 +272,6 @@ fn tcp_segments(loaded: &Loaded, steps: &[(Side, u8, Verdict, &str)]) {
 fn a_tcp_flow_ends_with_its_connection() {
     use Side::*;
     use Verdict::*;
-    require_root();
     let syn = (Client, SYN, Redirected, "the client's SYN");
     let cases: [&[(Side, u8, Verdict, &str)]; 3] = [
         // The upstream resets: the flow goes at once.
@@ -308,7 +310,6 @@ fn a_tcp_flow_ends_with_its_connection() {
 #[test]
 #[ignore = "needs root: bpf(2)"]
 fn ip_options_are_honoured() {
-    require_root();
     let (_, loaded) = load(0);
     let mut query = query_packet(3, "example.com");
     query.ip_options = vec![1, 1, 1, 1, 1, 1, 1, 0]; // NOPs and END: IHL 7
@@ -321,7 +322,6 @@ fn ip_options_are_honoured() {
 #[test]
 #[ignore = "needs root: bpf(2)"]
 fn udp_without_checksum_keeps_zero() {
-    require_root();
     let (_, loaded) = load(0);
     let mut query = query_packet(4, "example.com");
     query.zero_udp_checksum = true;
@@ -338,7 +338,6 @@ fn udp_without_checksum_keeps_zero() {
 #[test]
 #[ignore = "needs root: bpf(2)"]
 fn single_label_names_stay_with_dockerd_unless_redirect_all() {
-    require_root();
     let (object, loaded) = load(0);
     let c2 = query_packet(9, "c2").bytes();
     assert_passed(&loaded, QUERY_SECTION, &c2, "c2 (one label)");
@@ -358,7 +357,6 @@ fn single_label_names_stay_with_dockerd_unless_redirect_all() {
 #[test]
 #[ignore = "needs root: bpf(2)"]
 fn everything_else_passes_byte_for_byte() {
-    require_root();
     let (object, loaded) = load(0);
     let query = query_packet(11, "example.com");
     let mut cases: Vec<(&str, Vec<u8>)> = Vec::new();
@@ -432,7 +430,6 @@ fn everything_else_passes_byte_for_byte() {
 #[test]
 #[ignore = "needs root: bpf(2)"]
 fn a_closed_tcp_flow_is_forgotten_after_the_grace_period() {
-    require_root();
     let grace = std::time::Duration::from_millis(200);
     let (object, loaded) = load_config(&Config {
         tcp_close_grace_ns: grace.as_nanos() as u64,
@@ -489,7 +486,6 @@ fn edns_size_in(frame: &[u8], name: &str) -> u16 {
 #[test]
 #[ignore = "needs root: bpf(2)"]
 fn a_large_edns_size_is_clamped_with_a_valid_checksum() {
-    require_root();
     let (object, loaded) = load(0);
     // The field's offset from the UDP header: 27 + the name's length, so both word alignments;
     // and the longest name there is, 127 labels in 255 bytes: every step of the walk.
@@ -519,7 +515,6 @@ fn a_large_edns_size_is_clamped_with_a_valid_checksum() {
 #[test]
 #[ignore = "needs root: bpf(2)"]
 fn a_clamped_query_without_udp_checksum_keeps_zero() {
-    require_root();
     let (_, loaded) = load(0);
     let mut query = edns_query(23, "example.com", 4096);
     query.zero_udp_checksum = true;
@@ -531,7 +526,6 @@ fn a_clamped_query_without_udp_checksum_keeps_zero() {
 #[test]
 #[ignore = "needs root: bpf(2)"]
 fn edns_sizes_within_the_limit_and_queries_without_opt_are_not_changed() {
-    require_root();
     let (object, loaded) = load(0);
     let cases = [
         ("OPT 512", edns_query(31, "example.com", 512)),
@@ -562,7 +556,6 @@ fn edns_sizes_within_the_limit_and_queries_without_opt_are_not_changed() {
 #[test]
 #[ignore = "needs root: bpf(2)"]
 fn queries_the_clamp_does_not_understand_are_redirected_unchanged() {
-    require_root();
     let (object, loaded) = load(0);
     let mut cases: Vec<(&str, Vec<u8>)> = Vec::new();
     let mut pointer = dns_query_edns(41, "example.com", 4096);
@@ -624,7 +617,6 @@ fn queries_the_clamp_does_not_understand_are_redirected_unchanged() {
 #[test]
 #[ignore = "needs root: bpf(2)"]
 fn a_single_label_name_with_opt_stays_with_dockerd() {
-    require_root();
     let (object, loaded) = load(0);
     let c2 = edns_query(51, "c2", 4096).bytes();
     assert_passed(&loaded, QUERY_SECTION, &c2, "c2 (one label)");
@@ -642,7 +634,6 @@ fn a_single_label_name_with_opt_stays_with_dockerd() {
 #[test]
 #[ignore = "needs root: bpf(2)"]
 fn a_fragmented_reply_to_a_known_flow_is_counted_and_passed() {
-    require_root();
     let (object, loaded) = load(0);
     assert_redirected(
         &loaded,
@@ -689,7 +680,6 @@ fn a_fragmented_reply_to_a_known_flow_is_counted_and_passed() {
 #[test]
 #[ignore = "needs root: bpf(2)"]
 fn tcp_segments_cut_inside_their_header_pass_untouched() {
-    require_root();
     let (object, loaded) = load(0);
     // A flow exists both ways, so only the header decides.
     assert_redirected(&loaded, QUERY_SECTION, &tcp(false, SYN), "the client's SYN");

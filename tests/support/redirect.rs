@@ -3,12 +3,18 @@
 
 use super::docker::{has_clsact, DockerLikeNet};
 use super::json::Json;
-use super::query_a;
+use super::{query_a, require_root};
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
 /// How long a query from the container may take.
 pub const T: Duration = Duration::from_secs(3);
+
+/// For a test that needs root: [`require_root`], then a new [`DockerLikeNet`].
+pub fn docker_like_net() -> DockerLikeNet {
+    require_root();
+    DockerLikeNet::new()
+}
 
 /// An A query from the container to 127.0.0.11:53.
 pub fn a(net: &DockerLikeNet, name: &str, tcp: bool) -> Result<Vec<Ipv4Addr>, String> {
