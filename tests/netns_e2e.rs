@@ -42,6 +42,26 @@ fn assert_filters_on_each_hook(net: &DockerLikeNet, n: usize) {
     }
 }
 
+/// dnsredir attached to the container (`target`: `--pid …` or `--netns …`) with this UDP port
+/// and dockerd's TCP port given.
+fn attach_with_ports(net: &DockerLikeNet, target: &[&str], udp_port: u16) -> (i32, String, String) {
+    let (u, t, up) = (
+        udp_port.to_string(),
+        net.dockerd_tcp_port.to_string(),
+        net.up_addr.to_string(),
+    );
+    let mut args = target.to_vec();
+    args.extend([
+        "--dockerd-port",
+        &u,
+        "--dockerd-tcp-port",
+        &t,
+        "--upstream",
+        &up,
+    ]);
+    run_dnsredir(&args)
+}
+
 /// dnsredir attached in a bare namespace, dockerd's ports given.
 fn attach_with_given_ports(ns: &Netns) -> (i32, String, String) {
     run_dnsredir(&[
@@ -285,21 +305,8 @@ fn auto_detects_dockerd_ports() {
 fn netns_path_works_like_pid() {
     let net = docker_like_net();
     let path = net.ctr_netns_path();
-    let (u, t, up) = (
-        net.dockerd_udp_port.to_string(),
-        net.dockerd_tcp_port.to_string(),
-        net.up_addr.to_string(),
-    );
-    let r = run_dnsredir(&[
-        "--netns",
-        &path,
-        "--dockerd-port",
-        &u,
-        "--dockerd-tcp-port",
-        &t,
-        "--upstream",
-        &up,
-    ]);
+    let up = net.up_addr.to_string();
+    let r = attach_with_ports(&net, &["--netns", &path], net.dockerd_udp_port);
     assert_eq!(r.0, 0, "attach with --netns: {r:?}");
     assert_eq!(net.dnsredir_filters("lo"), 1);
     assert_eq!(net.dnsredir_filters("eth0"), 1);
@@ -432,22 +439,9 @@ fn status_json_counts_exactly() {
 fn status_says_when_the_configuration_is_stale() {
     let net = docker_like_net();
     // As after `docker restart`: the redirected port is no longer dockerd's.
-    let old = net.dockerd_udp_port.wrapping_add(1).max(1).to_string();
-    let (t, up, pid) = (
-        net.dockerd_tcp_port.to_string(),
-        net.up_addr.to_string(),
-        net.ctr_pid.to_string(),
-    );
-    let r = run_dnsredir(&[
-        "--pid",
-        &pid,
-        "--dockerd-port",
-        &old,
-        "--dockerd-tcp-port",
-        &t,
-        "--upstream",
-        &up,
-    ]);
+    let old_port = net.dockerd_udp_port.wrapping_add(1).max(1);
+    let (old, pid) = (old_port.to_string(), net.ctr_pid.to_string());
+    let r = attach_with_ports(&net, &["--pid", &pid], old_port);
     assert_eq!(r.0, 0, "{r:?}");
     let (code, j) = net.status_json();
     assert_eq!(code, 0, "attached, if stale: {j}");

@@ -93,6 +93,12 @@ fn reply_packet(id: u16, name: &str) -> Packet {
     )
 }
 
+/// The query with this id is redirected: its flow is live for the answer.
+fn redirect_query(loaded: &Loaded, id: u16) {
+    let query = query_packet(id, "example.com").bytes();
+    assert_redirected(loaded, QUERY_SECTION, &query, "the query");
+}
+
 // ---- the tests ----
 
 #[test]
@@ -115,12 +121,7 @@ fn udp_query_is_redirected_with_valid_checksums() {
 #[ignore = "needs root: bpf(2)"]
 fn reply_to_a_redirected_query_is_restored_once() {
     let (object, loaded) = load(0);
-    assert_redirected(
-        &loaded,
-        QUERY_SECTION,
-        &query_packet(0x0a0b, "example.com").bytes(),
-        "the query",
-    );
+    redirect_query(&loaded, 0x0a0b);
 
     let reply = reply_packet(0x0a0b, "example.com");
     let out = assert_redirected(&loaded, REPLY_SECTION, &reply.bytes(), "the reply");
@@ -149,12 +150,7 @@ fn reply_to_a_redirected_query_is_restored_once() {
 #[ignore = "needs root: bpf(2)"]
 fn reply_with_another_dns_id_or_port_is_untouched() {
     let (_, loaded) = load(0);
-    assert_redirected(
-        &loaded,
-        QUERY_SECTION,
-        &query_packet(7, "example.com").bytes(),
-        "the query",
-    );
+    redirect_query(&loaded, 7);
     // As a direct query from the same port would be answered: another id.
     let other_id = reply_packet(8, "example.com").bytes();
     assert_passed(&loaded, REPLY_SECTION, &other_id, "other id");
@@ -635,12 +631,7 @@ fn a_single_label_name_with_opt_stays_with_dockerd() {
 #[ignore = "needs root: bpf(2)"]
 fn a_fragmented_reply_to_a_known_flow_is_counted_and_passed() {
     let (object, loaded) = load(0);
-    assert_redirected(
-        &loaded,
-        QUERY_SECTION,
-        &query_packet(0x0f0f, "example.com").bytes(),
-        "the query",
-    );
+    redirect_query(&loaded, 0x0f0f);
     let mut first = reply_packet(0x0f0f, "example.com");
     first.frag = 0x2000; // more fragments, offset 0
     let first = first.bytes();
