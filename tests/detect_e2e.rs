@@ -4,11 +4,9 @@
 
 mod support;
 
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
-use std::time::Duration;
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use support::redirect::*;
 use support::*;
-
-const T: Duration = Duration::from_secs(3);
 
 /// Another program's sockets on 127.0.0.11 in the container (random ports), kept open while
 /// the value lives: what made the old detection fail.
@@ -29,39 +27,14 @@ fn squat(net: &DockerLikeNet, udp: usize, tcp: usize) -> Squatters {
     .expect("entering the container namespace")
 }
 
-fn a(net: &DockerLikeNet, name: &str, tcp: bool) -> Result<Vec<Ipv4Addr>, String> {
-    query_a(&net.ctr_ns, net.resolver(), name, tcp, T)
-}
-
-/// UDP and TCP to 127.0.0.11:53 are answered by the upstream, not the stand-in.
-fn assert_redirected(net: &DockerLikeNet) {
-    let si = net.stand_in().queries();
-    assert_eq!(
-        a(net, "example.com", false),
-        Ok(vec![net.upstream_answer]),
-        "UDP"
-    );
-    assert_eq!(
-        a(net, "example.org", true),
-        Ok(vec![net.upstream_answer]),
-        "TCP"
-    );
-    assert_eq!(net.stand_in().queries(), si, "the stand-in got none");
-}
-
 fn pid(net: &DockerLikeNet) -> String {
     net.ctr_pid.to_string()
-}
-
-fn no_filters(net: &DockerLikeNet) -> bool {
-    net.dnsredir_filters("lo") + net.dnsredir_filters("eth0") == 0
 }
 
 #[test]
 #[ignore = "needs root: network namespaces, bpf(2)"]
 fn both_ports_given_work_whatever_else_listens() {
-    require_root();
-    let net = DockerLikeNet::new();
+    let net = docker_like_net();
     let _other = squat(&net, 1, 1);
     let (code, out, err) = run_dnsredir(&net.attach_args());
     assert_eq!(code, 0, "stdout: {out}\nstderr: {err}");
@@ -80,8 +53,7 @@ fn both_ports_given_work_whatever_else_listens() {
 #[test]
 #[ignore = "needs root: network namespaces, bpf(2)"]
 fn no_ports_given_are_found_through_the_nat() {
-    require_root();
-    let net = DockerLikeNet::new();
+    let net = docker_like_net();
     let _other = squat(&net, 1, 1);
     let (pid, up) = (pid(&net), net.up_addr.to_string());
     let (code, out, err) = run_dnsredir(&["--pid", &pid, "--upstream", &up, "--verbose"]);
@@ -101,21 +73,13 @@ fn no_ports_given_are_found_through_the_nat() {
     assert_redirected(&net);
     let (code, j) = net.status_json();
     assert_eq!(code, 0, "{j}");
-    assert_eq!(
-        j.u64_at(&["config", "dockerd_udp_port"]),
-        net.dockerd_udp_port as u64
-    );
-    assert_eq!(
-        j.u64_at(&["config", "dockerd_tcp_port"]),
-        net.dockerd_tcp_port as u64
-    );
+    assert_status_has_dockerd_ports(&net, &j);
 }
 
 #[test]
 #[ignore = "needs root: network namespaces, bpf(2)"]
 fn status_reports_whatever_else_listens() {
-    require_root();
-    let net = DockerLikeNet::new();
+    let net = docker_like_net();
     let _other = squat(&net, 2, 2);
     net.attach(&[]);
     let (code, j) = net.status_json();
@@ -157,8 +121,7 @@ fn status_reports_whatever_else_listens() {
 #[test]
 #[ignore = "needs root: network namespaces, bpf(2)"]
 fn without_nat_an_ambiguous_protocol_stays_with_dockerd() {
-    require_root();
-    let net = DockerLikeNet::new();
+    let net = docker_like_net();
     ns_run(&net.ctr_ns, &["iptables", "-t", "nat", "-F"]).expect("flushing the nat rules");
     // With the stand-in's: two UDP sockets on 127.0.0.11, one TCP listener.
     let _other = squat(&net, 1, 0);
@@ -202,8 +165,7 @@ fn without_nat_an_ambiguous_protocol_stays_with_dockerd() {
 #[test]
 #[ignore = "needs root: network namespaces, bpf(2)"]
 fn a_silent_upstream_is_refused_before_anything_is_attached() {
-    require_root();
-    let net = DockerLikeNet::new();
+    let net = docker_like_net();
     let (pid, bad) = (pid(&net), format!("{}:5353", net.up_addr));
     let (code, out, err) = run_dnsredir(&["--pid", &pid, "--upstream", &bad]);
     assert_eq!(code, 1, "stdout: {out}\nstderr: {err}");
@@ -214,11 +176,7 @@ fn a_silent_upstream_is_refused_before_anything_is_attached() {
         "{}",
         l[0]
     );
-    assert!(no_filters(&net), "nothing attached");
-    assert!(
-        !has_clsact(&net.ctr_ns, "lo") && !has_clsact(&net.ctr_ns, "eth0"),
-        "no qdisc either"
-    );
+    assert_nothing_attached(&net, "no qdisc either");
 
     let (code, out, err) = run_dnsredir(&["--pid", &pid, "--upstream", &bad, "--no-probe"]);
     assert_eq!(code, 0, "stdout: {out}\nstderr: {err}");
@@ -229,8 +187,7 @@ fn a_silent_upstream_is_refused_before_anything_is_attached() {
 #[test]
 #[ignore = "needs root: network namespaces, bpf(2)"]
 fn a_good_upstream_shows_its_round_trip_time() {
-    require_root();
-    let net = DockerLikeNet::new();
+    let net = docker_like_net();
     let (pid, up) = (pid(&net), net.up_addr.to_string());
     let (code, out, err) = run_dnsredir(&["--pid", &pid, "--upstream", &up, "--verbose"]);
     assert_eq!(code, 0, "stdout: {out}\nstderr: {err}");

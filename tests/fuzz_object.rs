@@ -19,51 +19,23 @@ use std::time::Instant;
 const DEFAULT_SEED: u64 = 0x0b1e_c7f0_2025_0013;
 const DEFAULT_ITERATIONS: u64 = 100_000;
 
-/// splitmix64.
-struct Rng(u64);
+mod support;
+use support::rng::{env_u64, Rng};
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
-    /// A value that tends to break parsers: 0, 1, around the file's size, huge, random.
-    fn interesting(&mut self, file_len: usize) -> u64 {
-        let n = file_len as u64;
-        match self.below(10) {
-            0 => 0,
-            1 => 1,
-            2 => n,
-            3 => n + self.below(64) as u64,
-            4 => n.saturating_sub(self.below(64) as u64),
-            5 => u64::MAX - self.below(16) as u64,
-            6 => u32::MAX as u64 - self.below(16) as u64,
-            7 => 1 << self.below(64),
-            8 => self.below(file_len + 1) as u64,
-            _ => self.next(),
-        }
-    }
-}
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    match std::env::var(name) {
-        Ok(v) => {
-            let v = v.trim();
-            let parsed = v
-                .strip_prefix("0x")
-                .map_or_else(|| v.parse(), |hex| u64::from_str_radix(hex, 16));
-            parsed.unwrap_or_else(|_| panic!("{name}={v} is not a number"))
-        }
-        Err(_) => default,
+/// A value that tends to break parsers: 0, 1, around the file's size, huge, random.
+fn interesting(rng: &mut Rng, file_len: usize) -> u64 {
+    let n = file_len as u64;
+    match rng.below(10) {
+        0 => 0,
+        1 => 1,
+        2 => n,
+        3 => n + rng.below(64) as u64,
+        4 => n.saturating_sub(rng.below(64) as u64),
+        5 => u64::MAX - rng.below(16) as u64,
+        6 => u32::MAX as u64 - rng.below(16) as u64,
+        7 => 1 << rng.below(64),
+        8 => rng.below(file_len + 1) as u64,
+        _ => rng.next(),
     }
 }
 
@@ -171,17 +143,17 @@ fn mutate(rng: &mut Rng, original: &[u8], kind: usize) -> Vec<u8> {
                 (48, 8),
                 (56, 8),
             ][rng.below(9)];
-            let v = rng.interesting(len);
+            let v = interesting(rng, len);
             put(&mut b, s.header + at, n, v);
         }
         3 => {
             let rels = entries(&secs, SHT_REL, 16);
             let at = rels[rng.below(rels.len())];
             match rng.below(3) {
-                0 => put(&mut b, at, 8, rng.interesting(len)),
+                0 => put(&mut b, at, 8, interesting(rng, len)),
                 1 => {
                     let typ = get(original, at + 8, 4);
-                    let sym = rng.interesting(64) as u32;
+                    let sym = interesting(rng, 64) as u32;
                     put(&mut b, at + 8, 8, (sym as u64) << 32 | typ);
                 }
                 _ => put(&mut b, at + 8, 4, rng.below(16) as u64),
@@ -191,11 +163,11 @@ fn mutate(rng: &mut Rng, original: &[u8], kind: usize) -> Vec<u8> {
             let syms = entries(&secs, SHT_SYMTAB, 24);
             let at = syms[rng.below(syms.len())];
             match rng.below(5) {
-                0 => put(&mut b, at, 4, rng.interesting(len)),
+                0 => put(&mut b, at, 4, interesting(rng, len)),
                 1 => put(&mut b, at + 4, 1, rng.next()),
-                2 => put(&mut b, at + 6, 2, rng.interesting(secs.len() + 4)),
-                3 => put(&mut b, at + 8, 8, rng.interesting(len)),
-                _ => put(&mut b, at + 16, 8, rng.interesting(len)),
+                2 => put(&mut b, at + 6, 2, interesting(rng, secs.len() + 4)),
+                3 => put(&mut b, at + 8, 8, interesting(rng, len)),
+                _ => put(&mut b, at + 16, 8, interesting(rng, len)),
             }
         }
         5 => {
@@ -209,7 +181,7 @@ fn mutate(rng: &mut Rng, original: &[u8], kind: usize) -> Vec<u8> {
                 (0x3c, 2),
                 (0x3e, 2),
             ][rng.below(7)];
-            let v = rng.interesting(if n == 2 { 64 } else { len });
+            let v = interesting(rng, if n == 2 { 64 } else { len });
             put(&mut b, at, n, v);
         }
         6 => {
@@ -232,9 +204,9 @@ fn mutate(rng: &mut Rng, original: &[u8], kind: usize) -> Vec<u8> {
         _ => {
             let at = config_symbol(original);
             if rng.chance(50) {
-                put(&mut b, at + 8, 8, rng.interesting(len));
+                put(&mut b, at + 8, 8, interesting(rng, len));
             } else {
-                put(&mut b, at + 16, 8, rng.interesting(len));
+                put(&mut b, at + 16, 8, interesting(rng, len));
             }
             if rng.chance(30) {
                 // Keep the size right, so set_global gets as far as the offset.

@@ -9,18 +9,17 @@
 //! Deterministic: the seed is printed first; DNSREDIR_FUZZ_SEED and DNSREDIR_FUZZ_ITERATIONS
 //! override the seed and the number of frames. Run with `--nocapture` to see the figures.
 
-use dnsredir::abi::{
-    Counters, COUNTERS_MAP, FLOWS_MAP, FLOW_TABLE_ENTRIES, QUERY_SECTION, REPLY_SECTION,
-};
+use dnsredir::abi::{FLOWS_MAP, FLOW_TABLE_ENTRIES, QUERY_SECTION, REPLY_SECTION};
 use dnsredir::bpf::elf::ObjectFile;
 use dnsredir::bpf::load::Loaded;
 use dnsredir::bpf::sys;
-use dnsredir::layout::sum_percpu_counters;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
 mod support;
 use support::packet::*;
+use support::prog::{counters, load};
+use support::rng::{env_u64, Rng};
 
 const UPSTREAM_PORT: u16 = 5353;
 const TC_ACT_SHOT: u32 = 2;
@@ -28,41 +27,6 @@ const DEFAULT_SEED: u64 = 0x0d05_e7d1_2025_0013;
 const DEFAULT_ITERATIONS: u64 = 500_000;
 /// The id of the query that keeps a UDP flow alive for the reply seeds.
 const LIVE_ID: u16 = 0x0a0b;
-
-/// splitmix64: small, deterministic, good enough to pick mutations.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-    fn byte(&mut self) -> u8 {
-        self.next() as u8
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
-}
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    match std::env::var(name) {
-        Ok(v) => {
-            let v = v.trim();
-            let parsed = v
-                .strip_prefix("0x")
-                .map_or_else(|| v.parse(), |hex| u64::from_str_radix(hex, 16));
-            parsed.unwrap_or_else(|_| panic!("{name}={v} is not a number"))
-        }
-        Err(_) => default,
-    }
-}
 
 fn require_root_or_panic() {
     assert_eq!(
@@ -282,6 +246,14 @@ fn dns_offset(frame: &[u8]) -> Option<usize> {
 fn mutate(rng: &mut Rng, frame: &mut Vec<u8>, kind: usize) {
     let interesting =
         |rng: &mut Rng| -> u8 { [0, 1, 0x7f, 0x80, 0xc0, 0xff, 63, 64][rng.below(8)] };
+    // Half the time a value that tends to break parsers, else any byte.
+    let edited = |rng: &mut Rng| -> u8 {
+        if rng.chance(50) {
+            interesting(rng)
+        } else {
+            rng.byte()
+        }
+    };
     match kind {
         0 => {
             for _ in 0..1 + rng.below(4) {
@@ -358,11 +330,7 @@ fn mutate(rng: &mut Rng, frame: &mut Vec<u8>, kind: usize) {
         8 => {
             if let Some(at) = dns_offset(frame) {
                 let field = at + rng.below(12);
-                frame[field] = if rng.chance(50) {
-                    interesting(rng)
-                } else {
-                    rng.byte()
-                };
+                frame[field] = edited(rng);
             } else {
                 mutate(rng, frame, 0);
             }
@@ -380,11 +348,7 @@ fn mutate(rng: &mut Rng, frame: &mut Vec<u8>, kind: usize) {
                     labels.push(i);
                 }
                 if let Some(&pos) = labels.get(rng.below(labels.len())) {
-                    frame[pos] = if rng.chance(50) {
-                        interesting(rng)
-                    } else {
-                        rng.byte()
-                    };
+                    frame[pos] = edited(rng);
                 }
             } else {
                 mutate(rng, frame, 0);
@@ -504,14 +468,6 @@ fn check_redirect(section: &str, input: &[u8], out: &[u8]) -> Result<(), String>
     Ok(())
 }
 
-fn counters(object: &ObjectFile, loaded: &Loaded) -> Counters {
-    let map = loaded.map(object, COUNTERS_MAP).expect("counters map");
-    let cpus = sys::possible_cpus().expect("cpus");
-    let mut value = vec![0u8; std::mem::size_of::<Counters>().next_multiple_of(8) * cpus];
-    sys::map_lookup(map, &0u32.to_ne_bytes(), &mut value).expect("lookup");
-    sum_percpu_counters(&value)
-}
-
 fn flow_count(object: &ObjectFile, loaded: &Loaded) -> u32 {
     let map = loaded.map(object, FLOWS_MAP).expect("flows map");
     let mut key = [0u8; 8];
@@ -547,7 +503,7 @@ fn mutated_frames_keep_the_programs_promises() {
     let iterations = env_u64("DNSREDIR_FUZZ_ITERATIONS", DEFAULT_ITERATIONS);
     println!("fuzz_programs: seed {seed:#018x} (DNSREDIR_FUZZ_SEED), {iterations} frames");
     let started = Instant::now();
-    let (object, loaded) = load_programs(UPSTREAM_PORT, 0).unwrap_or_else(|e| panic!("{e}"));
+    let (object, loaded) = load(UPSTREAM_PORT, 0);
     let programs = [QUERY_SECTION, REPLY_SECTION].map(|s| (s, &loaded.program(s).expect(s).fd));
     let seeds = seeds();
     let priming = priming();

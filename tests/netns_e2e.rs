@@ -3,15 +3,10 @@
 
 mod support;
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
+use support::redirect::*;
 use support::*;
-
-const T: Duration = Duration::from_secs(3);
-
-fn a(net: &DockerLikeNet, name: &str, tcp: bool) -> Result<Vec<Ipv4Addr>, String> {
-    query_a(&net.ctr_ns, net.resolver(), name, tcp, T)
-}
 
 /// Exit code != 0, exactly one non-empty stderr line, containing one of `words` (case-insensitive).
 fn assert_one_line_error(res: &(i32, String, String), words: &[&str], what: &str) {
@@ -47,53 +42,60 @@ fn assert_filters_on_each_hook(net: &DockerLikeNet, n: usize) {
     }
 }
 
-/// The container's DNS goes to the upstream (UDP and TCP), checked by address and counts.
-fn assert_redirected(net: &DockerLikeNet) {
-    let (si, up) = (net.stand_in().queries(), net.upstream().queries());
-    assert_eq!(
-        a(net, "example.com", false),
-        Ok(vec![net.upstream_answer]),
-        "UDP via 127.0.0.11:53"
+/// dnsredir attached to the container (`target`: `--pid …` or `--netns …`) with this UDP port
+/// and dockerd's TCP port given.
+fn attach_with_ports(net: &DockerLikeNet, target: &[&str], udp_port: u16) -> (i32, String, String) {
+    let (u, t, up) = (
+        udp_port.to_string(),
+        net.dockerd_tcp_port.to_string(),
+        net.up_addr.to_string(),
     );
-    assert_eq!(
-        a(net, "example.org", true),
-        Ok(vec![net.upstream_answer]),
-        "TCP via 127.0.0.11:53"
-    );
-    assert_eq!(
-        net.upstream().queries(),
-        up + 2,
-        "upstream should have received both queries"
-    );
-    assert_eq!(
-        net.stand_in().queries(),
-        si,
-        "the stand-in should have received none"
-    );
+    let mut args = target.to_vec();
+    args.extend([
+        "--dockerd-port",
+        &u,
+        "--dockerd-tcp-port",
+        &t,
+        "--upstream",
+        &up,
+    ]);
+    run_dnsredir(&args)
 }
 
-/// The stand-in (dockerd) answers 127.0.0.11:53 again.
-fn assert_stand_in_answers(net: &DockerLikeNet) {
-    let (si, up) = (net.stand_in().queries(), net.upstream().queries());
-    assert_eq!(
-        a(net, "example.com", false),
-        Ok(vec![net.stand_in_answer]),
-        "UDP via 127.0.0.11:53"
-    );
-    assert_eq!(
-        a(net, "example.org", true),
-        Ok(vec![net.stand_in_answer]),
-        "TCP via 127.0.0.11:53"
-    );
-    assert_eq!(net.stand_in().queries(), si + 2);
-    assert_eq!(net.upstream().queries(), up);
+/// dnsredir attached in a bare namespace, dockerd's ports given.
+fn attach_with_given_ports(ns: &Netns) -> (i32, String, String) {
+    run_dnsredir(&[
+        "--netns",
+        &ns.path(),
+        "--upstream",
+        "10.214.1.2",
+        "--dockerd-port",
+        "40000",
+        "--dockerd-tcp-port",
+        "40001",
+    ])
+}
+
+/// No dnsredir filter and no clsact qdisc on these devices of a bare namespace.
+fn assert_nothing_on(ns: &Netns, devs: &[&str]) {
+    for &dev in devs {
+        assert_eq!(
+            count_dnsredir_filters(&ns.name, dev),
+            0,
+            "{dev}: {}",
+            tc_filters(&ns.name, dev)
+        );
+        assert!(
+            !has_clsact(&ns.name, dev),
+            "clsact left on {dev} after a failed attach"
+        );
+    }
 }
 
 #[test]
 #[ignore = "needs root: network namespaces"]
 fn before_attach_stand_in_answers_docker_address() {
-    require_root();
-    let net = DockerLikeNet::new();
+    let net = docker_like_net();
     assert_ne!(net.eth0_ifindex, 2);
     assert_stand_in_answers(&net);
     assert_eq!(net.stand_in().udp_queries(), 1);
@@ -107,14 +109,13 @@ fn before_attach_stand_in_answers_docker_address() {
         net.dig(&net.ctr_ns, DOCKER_RESOLVER, "example.com", true),
         Ok(vec![net.stand_in_answer])
     );
-    assert_eq!(net.dnsredir_filters("lo") + net.dnsredir_filters("eth0"), 0);
+    assert_no_filters(&net);
 }
 
 #[test]
 #[ignore = "needs root: network namespaces"]
 fn attach_redirects_udp_tcp_dig_and_burst() {
-    require_root();
-    let net = DockerLikeNet::new();
+    let net = docker_like_net();
     net.attach(&[]);
     assert_filters_on_each_hook(&net, 1);
     assert_redirected(&net);
@@ -171,8 +172,7 @@ fn attach_redirects_udp_tcp_dig_and_burst() {
 #[test]
 #[ignore = "needs root: network namespaces"]
 fn redirect_all_sends_single_label_names_upstream() {
-    require_root();
-    let net = DockerLikeNet::new();
+    let net = docker_like_net();
     net.attach(&["--redirect-all"]);
     let (si, up) = (net.stand_in().queries(), net.upstream().queries());
     assert_eq!(a(&net, "c2", false), Ok(vec![net.upstream_answer]));
@@ -186,8 +186,7 @@ fn redirect_all_sends_single_label_names_upstream() {
 #[test]
 #[ignore = "needs root: network namespaces"]
 fn direct_queries_to_upstream_still_work_while_attached() {
-    require_root();
-    let net = DockerLikeNet::new();
+    let net = docker_like_net();
     net.attach(&[]);
     let up = net.upstream().queries();
     for tcp in [false, true] {
@@ -210,8 +209,7 @@ fn direct_queries_to_upstream_still_work_while_attached() {
 #[test]
 #[ignore = "needs root: network namespaces"]
 fn ping_and_tcp_to_upstream_host_unaffected() {
-    require_root();
-    let net = DockerLikeNet::new();
+    let net = docker_like_net();
     net.attach(&[]);
     assert_eq!(ping(&net.ctr_ns, net.up_addr, 2), Ok(2));
     let echo = TcpEcho::start(&net.up_ns, SocketAddr::new(net.up_addr.into(), 7007)).unwrap();
@@ -225,8 +223,7 @@ fn ping_and_tcp_to_upstream_host_unaffected() {
 #[test]
 #[ignore = "needs root: network namespaces"]
 fn attach_twice_leaves_one_filter_each() {
-    require_root();
-    let net = DockerLikeNet::new();
+    let net = docker_like_net();
     net.attach(&[]);
     net.attach(&[]);
     assert_filters_on_each_hook(&net, 1);
@@ -236,8 +233,7 @@ fn attach_twice_leaves_one_filter_each() {
 #[test]
 #[ignore = "needs root: network namespaces"]
 fn detach_restores_dockerd_and_removes_everything() {
-    require_root();
-    let net = DockerLikeNet::new();
+    let net = docker_like_net();
     net.attach(&[]);
     assert_redirected(&net);
     net.detach();
@@ -250,8 +246,7 @@ fn detach_restores_dockerd_and_removes_everything() {
 #[test]
 #[ignore = "needs root: network namespaces"]
 fn foreign_filter_survives_attach_and_detach() {
-    require_root();
-    let net = DockerLikeNet::new();
+    let net = docker_like_net();
     let c = net.ctr_ns.as_str();
     // Another tool's filter. This kernel has neither cls_matchall nor act_gact, so it is a u32
     // filter without action (matches ARP, classifies, passes), not `matchall action pass`.
@@ -294,8 +289,7 @@ fn foreign_filter_survives_attach_and_detach() {
 #[test]
 #[ignore = "needs root: network namespaces"]
 fn auto_detects_dockerd_ports() {
-    require_root();
-    let net = DockerLikeNet::new();
+    let net = docker_like_net();
     let pid = net.ctr_pid.to_string();
     let up = net.up_addr.to_string();
     let r = run_dnsredir(&["--pid", &pid, "--upstream", &up]);
@@ -303,39 +297,16 @@ fn auto_detects_dockerd_ports() {
     assert_redirected(&net);
     let (code, j) = net.status_json();
     assert_eq!(code, 0, "{j}");
-    assert_eq!(
-        j.u64_at(&["config", "dockerd_udp_port"]),
-        net.dockerd_udp_port as u64,
-        "{j}"
-    );
-    assert_eq!(
-        j.u64_at(&["config", "dockerd_tcp_port"]),
-        net.dockerd_tcp_port as u64,
-        "{j}"
-    );
+    assert_status_has_dockerd_ports(&net, &j);
 }
 
 #[test]
 #[ignore = "needs root: network namespaces"]
 fn netns_path_works_like_pid() {
-    require_root();
-    let net = DockerLikeNet::new();
+    let net = docker_like_net();
     let path = net.ctr_netns_path();
-    let (u, t, up) = (
-        net.dockerd_udp_port.to_string(),
-        net.dockerd_tcp_port.to_string(),
-        net.up_addr.to_string(),
-    );
-    let r = run_dnsredir(&[
-        "--netns",
-        &path,
-        "--dockerd-port",
-        &u,
-        "--dockerd-tcp-port",
-        &t,
-        "--upstream",
-        &up,
-    ]);
+    let up = net.up_addr.to_string();
+    let r = attach_with_ports(&net, &["--netns", &path], net.dockerd_udp_port);
     assert_eq!(r.0, 0, "attach with --netns: {r:?}");
     assert_eq!(net.dnsredir_filters("lo"), 1);
     assert_eq!(net.dnsredir_filters("eth0"), 1);
@@ -344,8 +315,7 @@ fn netns_path_works_like_pid() {
     assert_eq!(r.0, 0, "--status with --netns: {r:?}");
     let r = run_dnsredir(&["--netns", &path, "--detach"]);
     assert_eq!(r.0, 0, "--detach with --netns: {r:?}");
-    assert_eq!(net.dnsredir_filters("lo") + net.dnsredir_filters("eth0"), 0);
-    assert_stand_in_answers(&net);
+    assert_refused_untouched(&net);
 
     // Port auto-detection from inside the namespace.
     let r = run_dnsredir(&["--netns", &path, "--upstream", &up]);
@@ -356,13 +326,11 @@ fn netns_path_works_like_pid() {
 #[test]
 #[ignore = "needs root: network namespaces"]
 fn error_no_such_process() {
-    require_root();
-    let net = DockerLikeNet::new();
+    let net = docker_like_net();
     let up = net.up_addr.to_string();
     let r = run_dnsredir(&["--pid", "999999999", "--upstream", &up]);
     assert_one_line_error(&r, &["999999999", "process", "pid"], "--pid 999999999");
-    assert_eq!(net.dnsredir_filters("lo") + net.dnsredir_filters("eth0"), 0);
-    assert_stand_in_answers(&net);
+    assert_refused_untouched(&net);
 }
 
 #[test]
@@ -371,27 +339,9 @@ fn error_namespace_without_eth0() {
     require_root();
     let _serial = serial();
     let ns = Netns::new("n").unwrap();
-    let r = run_dnsredir(&[
-        "--netns",
-        &ns.path(),
-        "--upstream",
-        "10.214.1.2",
-        "--dockerd-port",
-        "40000",
-        "--dockerd-tcp-port",
-        "40001",
-    ]);
+    let r = attach_with_given_ports(&ns);
     assert_one_line_error(&r, &["eth0"], "namespace without eth0");
-    assert_eq!(
-        count_dnsredir_filters(&ns.name, "lo"),
-        0,
-        "{}",
-        tc_filters(&ns.name, "lo")
-    );
-    assert!(
-        !has_clsact(&ns.name, "lo"),
-        "clsact left on lo after a failed attach"
-    );
+    assert_nothing_on(&ns, &["lo"]);
 }
 
 #[test]
@@ -406,48 +356,25 @@ fn error_eth0_without_ipv4() {
     ])
     .unwrap();
     run(&["ip", "-n", &ns.name, "link", "set", "eth0", "up"]).unwrap();
-    let r = run_dnsredir(&[
-        "--netns",
-        &ns.path(),
-        "--upstream",
-        "10.214.1.2",
-        "--dockerd-port",
-        "40000",
-        "--dockerd-tcp-port",
-        "40001",
-    ]);
+    let r = attach_with_given_ports(&ns);
     assert_one_line_error(&r, &["ipv4", "address"], "eth0 without IPv4");
-    for dev in ["lo", "eth0"] {
-        assert_eq!(
-            count_dnsredir_filters(&ns.name, dev),
-            0,
-            "{dev}: {}",
-            tc_filters(&ns.name, dev)
-        );
-        assert!(
-            !has_clsact(&ns.name, dev),
-            "clsact left on {dev} after a failed attach"
-        );
-    }
+    assert_nothing_on(&ns, &["lo", "eth0"]);
 }
 
 #[test]
 #[ignore = "needs root: network namespaces"]
 fn error_bad_upstream() {
-    require_root();
-    let net = DockerLikeNet::new();
+    let net = docker_like_net();
     let pid = net.ctr_pid.to_string();
     let r = run_dnsredir(&["--pid", &pid, "--upstream", "not-an-ip"]);
     assert_one_line_error(&r, &["not-an-ip", "upstream"], "--upstream not-an-ip");
-    assert_eq!(net.dnsredir_filters("lo") + net.dnsredir_filters("eth0"), 0);
-    assert_stand_in_answers(&net);
+    assert_refused_untouched(&net);
 }
 
 #[test]
 #[ignore = "needs root: network namespaces"]
 fn status_json_counts_exactly() {
-    require_root();
-    let net = DockerLikeNet::new();
+    let net = docker_like_net();
     let (code, j) = net.status_json();
     assert_eq!(code, 3, "not attached yet: {j}");
     assert!(!j.bool_at(&["attached"]), "{j}");
@@ -510,25 +437,11 @@ fn status_json_counts_exactly() {
 #[test]
 #[ignore = "needs root: network namespaces"]
 fn status_says_when_the_configuration_is_stale() {
-    require_root();
-    let net = DockerLikeNet::new();
+    let net = docker_like_net();
     // As after `docker restart`: the redirected port is no longer dockerd's.
-    let old = net.dockerd_udp_port.wrapping_add(1).max(1).to_string();
-    let (t, up, pid) = (
-        net.dockerd_tcp_port.to_string(),
-        net.up_addr.to_string(),
-        net.ctr_pid.to_string(),
-    );
-    let r = run_dnsredir(&[
-        "--pid",
-        &pid,
-        "--dockerd-port",
-        &old,
-        "--dockerd-tcp-port",
-        &t,
-        "--upstream",
-        &up,
-    ]);
+    let old_port = net.dockerd_udp_port.wrapping_add(1).max(1);
+    let (old, pid) = (old_port.to_string(), net.ctr_pid.to_string());
+    let r = attach_with_ports(&net, &["--pid", &pid], old_port);
     assert_eq!(r.0, 0, "{r:?}");
     let (code, j) = net.status_json();
     assert_eq!(code, 0, "attached, if stale: {j}");
@@ -558,8 +471,7 @@ fn status_says_when_the_configuration_is_stale() {
 #[test]
 #[ignore = "needs root: network namespaces"]
 fn error_not_root() {
-    require_root();
-    let net = DockerLikeNet::new();
+    let net = docker_like_net();
     let (pid, up) = (net.ctr_pid.to_string(), net.up_addr.to_string());
     let bin = dnsredir_bin();
     let out = std::process::Command::new("setpriv")
@@ -583,14 +495,13 @@ fn error_not_root() {
     );
     assert_one_line_error(&r, &["permission denied"], "as nobody");
     assert!(r.2.contains("root"), "says what to do: {}", r.2);
-    assert_eq!(net.dnsredir_filters("lo") + net.dnsredir_filters("eth0"), 0);
+    assert_no_filters(&net);
 }
 
 #[test]
 #[ignore = "needs root: network namespaces"]
 fn verbose_attach_prints_each_step() {
-    require_root();
-    let net = DockerLikeNet::new();
+    let net = docker_like_net();
     let (pid, up) = (net.ctr_pid.to_string(), net.up_addr.to_string());
     let (code, out, err) = run_dnsredir(&["--pid", &pid, "--upstream", &up, "--verbose"]);
     assert_eq!(code, 0, "{err}");
@@ -616,8 +527,7 @@ fn verbose_attach_prints_each_step() {
 #[test]
 #[ignore = "needs root: network namespaces"]
 fn error_upstream_unreachable_through_eth0() {
-    require_root();
-    let net = DockerLikeNet::new();
+    let net = docker_like_net();
     // Like a container on an --internal network: no route out.
     run(&["ip", "-n", &net.ctr_ns, "route", "del", "default"]).unwrap();
     let (pid, up) = (net.ctr_pid.to_string(), net.up_addr.to_string());
@@ -627,9 +537,5 @@ fn error_upstream_unreachable_through_eth0() {
         &["cannot be reached through eth0"],
         "no route to the upstream",
     );
-    assert_eq!(net.dnsredir_filters("lo") + net.dnsredir_filters("eth0"), 0);
-    assert!(
-        !has_clsact(&net.ctr_ns, "lo") && !has_clsact(&net.ctr_ns, "eth0"),
-        "nothing attached"
-    );
+    assert_nothing_attached(&net, "nothing attached");
 }

@@ -2,42 +2,28 @@
 //! checked byte for byte, checksums are recomputed from scratch, and everything the programs
 //! must not touch comes back identical with TC_ACT_UNSPEC (on to the next tc filter).
 
-use dnsredir::abi::{
-    Config, Counters, COUNTERS_MAP, FLAG_REDIRECT_ALL, QUERY_SECTION, REPLY_SECTION,
-};
+use dnsredir::abi::{Config, FLAG_REDIRECT_ALL, QUERY_SECTION, REPLY_SECTION};
 use dnsredir::bpf::elf::ObjectFile;
 use dnsredir::bpf::load::Loaded;
-use dnsredir::bpf::sys;
-use dnsredir::layout::sum_percpu_counters;
 use std::net::Ipv4Addr;
 
 mod support;
 use support::packet::*;
+use support::prog::{assert_passed, assert_redirected, counters};
 use support::require_root;
 
 const UPSTREAM_PORT: u16 = 5353;
 
+/// The programs loaded (root only: [`require_root`] first).
 fn load(flags: u16) -> (ObjectFile, Loaded) {
-    load_programs(UPSTREAM_PORT, flags).unwrap_or_else(|e| panic!("{e}"))
+    require_root();
+    support::prog::load(UPSTREAM_PORT, flags)
 }
 
+/// The programs loaded with this configuration (root only: [`require_root`] first).
 fn load_config(config: &Config) -> (ObjectFile, Loaded) {
-    load_with(config).unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn run(loaded: &Loaded, section: &str, packet: &[u8]) -> (u32, Vec<u8>) {
-    let program = loaded.program(section).expect("program");
-    let out = sys::prog_test_run(&program.fd, packet, 1)
-        .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN on {} bytes: {e}", packet.len()));
-    (out.retval, out.data)
-}
-
-fn counters(object: &ObjectFile, loaded: &Loaded) -> Counters {
-    let map = loaded.map(object, COUNTERS_MAP).expect("counters map");
-    let cpus = sys::possible_cpus().expect("cpus");
-    let mut value = vec![0u8; std::mem::size_of::<Counters>().next_multiple_of(8) * cpus];
-    sys::map_lookup(map, &0u32.to_ne_bytes(), &mut value).expect("lookup");
-    sum_percpu_counters(&value)
+    require_root();
+    support::prog::load_config(config)
 }
 
 // ---- checking ----
@@ -107,16 +93,20 @@ fn reply_packet(id: u16, name: &str) -> Packet {
     )
 }
 
+/// The query with this id is redirected: its flow is live for the answer.
+fn redirect_query(loaded: &Loaded, id: u16) {
+    let query = query_packet(id, "example.com").bytes();
+    assert_redirected(loaded, QUERY_SECTION, &query, "the query");
+}
+
 // ---- the tests ----
 
 #[test]
 #[ignore = "needs root: bpf(2)"]
 fn udp_query_is_redirected_with_valid_checksums() {
-    require_root();
     let (_, loaded) = load(0);
     let query = query_packet(0x1234, "example.com");
-    let (ret, out) = run(&loaded, QUERY_SECTION, &query.bytes());
-    assert_eq!(ret, TC_ACT_REDIRECT);
+    let out = assert_redirected(&loaded, QUERY_SECTION, &query.bytes(), "the query");
     let seen = parse_checked(&out);
     assert_eq!((seen.src, seen.sport), (CONTAINER, CLIENT_PORT));
     assert_eq!((seen.dst, seen.dport), (UPSTREAM, UPSTREAM_PORT));
@@ -130,21 +120,11 @@ fn udp_query_is_redirected_with_valid_checksums() {
 #[test]
 #[ignore = "needs root: bpf(2)"]
 fn reply_to_a_redirected_query_is_restored_once() {
-    require_root();
     let (object, loaded) = load(0);
-    assert_eq!(
-        run(
-            &loaded,
-            QUERY_SECTION,
-            &query_packet(0x0a0b, "example.com").bytes()
-        )
-        .0,
-        TC_ACT_REDIRECT
-    );
+    redirect_query(&loaded, 0x0a0b);
 
     let reply = reply_packet(0x0a0b, "example.com");
-    let (ret, out) = run(&loaded, REPLY_SECTION, &reply.bytes());
-    assert_eq!(ret, TC_ACT_REDIRECT);
+    let out = assert_redirected(&loaded, REPLY_SECTION, &reply.bytes(), "the reply");
     let seen = parse_checked(&out);
     assert_eq!((seen.src, seen.sport), (RESOLVER, DOCKERD_UDP));
     assert_eq!((seen.dst, seen.dport), (CLIENT, CLIENT_PORT));
@@ -152,10 +132,7 @@ fn reply_to_a_redirected_query_is_restored_once() {
 
     // The flow is forgotten after its answer: a second copy is not ours any more.
     let again = reply.bytes();
-    assert_eq!(
-        run(&loaded, REPLY_SECTION, &again),
-        (TC_ACT_UNSPEC, again.clone())
-    );
+    assert_passed(&loaded, REPLY_SECTION, &again, "the answer again");
 
     let c = counters(&object, &loaded);
     assert_eq!(
@@ -172,52 +149,32 @@ fn reply_to_a_redirected_query_is_restored_once() {
 #[test]
 #[ignore = "needs root: bpf(2)"]
 fn reply_with_another_dns_id_or_port_is_untouched() {
-    require_root();
     let (_, loaded) = load(0);
-    assert_eq!(
-        run(
-            &loaded,
-            QUERY_SECTION,
-            &query_packet(7, "example.com").bytes()
-        )
-        .0,
-        TC_ACT_REDIRECT
-    );
+    redirect_query(&loaded, 7);
     // As a direct query from the same port would be answered: another id.
     let other_id = reply_packet(8, "example.com").bytes();
-    assert_eq!(
-        run(&loaded, REPLY_SECTION, &other_id),
-        (TC_ACT_UNSPEC, other_id.clone())
-    );
+    assert_passed(&loaded, REPLY_SECTION, &other_id, "other id");
     let mut other_port = reply_packet(7, "example.com");
     other_port.dport = CLIENT_PORT + 1;
     let other_port = other_port.bytes();
-    assert_eq!(
-        run(&loaded, REPLY_SECTION, &other_port),
-        (TC_ACT_UNSPEC, other_port.clone())
-    );
+    assert_passed(&loaded, REPLY_SECTION, &other_port, "other port");
     let mut other_source = reply_packet(7, "example.com");
     other_source.sport = 53;
     let other_source = other_source.bytes();
-    assert_eq!(
-        run(&loaded, REPLY_SECTION, &other_source),
-        (TC_ACT_UNSPEC, other_source.clone())
-    );
+    assert_passed(&loaded, REPLY_SECTION, &other_source, "other source");
 }
 
 #[test]
 #[ignore = "needs root: bpf(2)"]
 fn tcp_query_and_reply_round_trip() {
-    require_root();
     let (object, loaded) = load(0);
     let mut syn = Packet::tcp(CLIENT, CLIENT_PORT, RESOLVER, DOCKERD_TCP, vec![]);
     syn.tcp_flags = 0x02;
-    assert_eq!(run(&loaded, QUERY_SECTION, &syn.bytes()).0, TC_ACT_REDIRECT);
+    assert_redirected(&loaded, QUERY_SECTION, &syn.bytes(), "the SYN");
     let mut payload = vec![0, 29];
     payload.extend(dns_query(0x55aa, "example.com"));
     let query = Packet::tcp(CLIENT, CLIENT_PORT, RESOLVER, DOCKERD_TCP, payload.clone());
-    let (ret, out) = run(&loaded, QUERY_SECTION, &query.bytes());
-    assert_eq!(ret, TC_ACT_REDIRECT);
+    let out = assert_redirected(&loaded, QUERY_SECTION, &query.bytes(), "the query");
     let seen = parse_checked(&out);
     assert_eq!(
         (seen.src, seen.sport, seen.dst, seen.dport),
@@ -225,18 +182,14 @@ fn tcp_query_and_reply_round_trip() {
     );
 
     let reply = Packet::tcp(UPSTREAM, UPSTREAM_PORT, CONTAINER, CLIENT_PORT, payload);
-    let (ret, out) = run(&loaded, REPLY_SECTION, &reply.bytes());
-    assert_eq!(ret, TC_ACT_REDIRECT);
+    let out = assert_redirected(&loaded, REPLY_SECTION, &reply.bytes(), "the reply");
     let seen = parse_checked(&out);
     assert_eq!(
         (seen.src, seen.sport, seen.dst, seen.dport),
         (RESOLVER, DOCKERD_TCP, CLIENT, CLIENT_PORT)
     );
     // A TCP flow stays tracked for the rest of the connection.
-    assert_eq!(
-        run(&loaded, REPLY_SECTION, &reply.bytes()).0,
-        TC_ACT_REDIRECT
-    );
+    assert_redirected(&loaded, REPLY_SECTION, &reply.bytes(), "a second segment");
     let c = counters(&object, &loaded);
     assert_eq!(
         (
@@ -267,97 +220,96 @@ const RST: u8 = 0x04;
 #[test]
 #[ignore = "needs root: bpf(2)"]
 fn a_tcp_connection_older_than_the_attach_stays_with_dockerd() {
-    require_root();
     let (_, loaded) = load(0);
     let segment = tcp(false, ACK);
-    assert_eq!(
-        run(&loaded, QUERY_SECTION, &segment),
-        (TC_ACT_UNSPEC, segment.clone())
+    assert_passed(
+        &loaded,
+        QUERY_SECTION,
+        &segment,
+        "a segment of an older connection",
     );
     let answer = tcp(true, ACK);
-    assert_eq!(
-        run(&loaded, REPLY_SECTION, &answer),
-        (TC_ACT_UNSPEC, answer.clone())
-    );
+    assert_passed(&loaded, REPLY_SECTION, &answer, "its answer");
+}
+
+/// Who sends a segment of the test connection: the client's go through the query program, the
+/// upstream's through the reply program.
+#[derive(Clone, Copy)]
+enum Side {
+    Client,
+    Upstream,
+}
+
+/// What the program does with a segment.
+#[derive(Clone, Copy)]
+enum Verdict {
+    Redirected,
+    Passed,
+}
+
+/// Segments of the test connection, in order, each with the verdict it must get.
+fn tcp_segments(loaded: &Loaded, steps: &[(Side, u8, Verdict, &str)]) {
+    for &(side, flags, verdict, what) in steps {
+        let (section, segment) = match side {
+            Side::Client => (QUERY_SECTION, tcp(false, flags)),
+            Side::Upstream => (REPLY_SECTION, tcp(true, flags)),
+        };
+        match verdict {
+            Verdict::Redirected => {
+                assert_redirected(loaded, section, &segment, what);
+            }
+            Verdict::Passed => assert_passed(loaded, section, &segment, what),
+        }
+    }
 }
 
 #[test]
 #[ignore = "needs root: bpf(2)"]
 fn a_tcp_flow_ends_with_its_connection() {
-    require_root();
-    // The upstream resets: the flow goes at once.
-    let (_, loaded) = load(0);
-    assert_eq!(
-        run(&loaded, QUERY_SECTION, &tcp(false, SYN)).0,
-        TC_ACT_REDIRECT
-    );
-    assert_eq!(
-        run(&loaded, REPLY_SECTION, &tcp(true, RST)).0,
-        TC_ACT_REDIRECT,
-        "the RST itself reaches the client"
-    );
-    let late = tcp(true, ACK);
-    assert_eq!(
-        run(&loaded, REPLY_SECTION, &late),
-        (TC_ACT_UNSPEC, late.clone())
-    );
-    let client = tcp(false, ACK);
-    assert_eq!(
-        run(&loaded, QUERY_SECTION, &client),
-        (TC_ACT_UNSPEC, client.clone()),
-        "no flow: not redirected"
-    );
-
-    // The client resets.
-    let (_, loaded) = load(0);
-    assert_eq!(
-        run(&loaded, QUERY_SECTION, &tcp(false, SYN)).0,
-        TC_ACT_REDIRECT
-    );
-    assert_eq!(
-        run(&loaded, QUERY_SECTION, &tcp(false, RST)).0,
-        TC_ACT_REDIRECT,
-        "the RST itself goes upstream"
-    );
-    let late = tcp(true, ACK);
-    assert_eq!(
-        run(&loaded, REPLY_SECTION, &late),
-        (TC_ACT_UNSPEC, late.clone())
-    );
-
-    // FINs: the closing handshake still gets through (within the grace period).
-    let (_, loaded) = load(0);
-    assert_eq!(
-        run(&loaded, QUERY_SECTION, &tcp(false, SYN)).0,
-        TC_ACT_REDIRECT
-    );
-    assert_eq!(
-        run(&loaded, QUERY_SECTION, &tcp(false, FIN_ACK)).0,
-        TC_ACT_REDIRECT
-    );
-    assert_eq!(
-        run(&loaded, REPLY_SECTION, &tcp(true, FIN_ACK)).0,
-        TC_ACT_REDIRECT
-    );
-    assert_eq!(
-        run(&loaded, QUERY_SECTION, &tcp(false, ACK)).0,
-        TC_ACT_REDIRECT
-    );
-    assert_eq!(
-        run(&loaded, REPLY_SECTION, &tcp(true, ACK)).0,
-        TC_ACT_REDIRECT
-    );
+    use Side::*;
+    use Verdict::*;
+    let syn = (Client, SYN, Redirected, "the client's SYN");
+    let cases: [&[(Side, u8, Verdict, &str)]; 3] = [
+        // The upstream resets: the flow goes at once.
+        &[
+            syn,
+            (
+                Upstream,
+                RST,
+                Redirected,
+                "the RST itself reaches the client",
+            ),
+            (Upstream, ACK, Passed, "a segment after the RST"),
+            (Client, ACK, Passed, "no flow: not redirected"),
+        ],
+        // The client resets.
+        &[
+            syn,
+            (Client, RST, Redirected, "the RST itself goes upstream"),
+            (Upstream, ACK, Passed, "a segment after the RST"),
+        ],
+        // FINs: the closing handshake still gets through (within the grace period).
+        &[
+            syn,
+            (Client, FIN_ACK, Redirected, "the client's FIN"),
+            (Upstream, FIN_ACK, Redirected, "the upstream's FIN"),
+            (Client, ACK, Redirected, "the client's last ACK"),
+            (Upstream, ACK, Redirected, "the upstream's last ACK"),
+        ],
+    ];
+    for steps in cases {
+        let (_, loaded) = load(0);
+        tcp_segments(&loaded, steps);
+    }
 }
 
 #[test]
 #[ignore = "needs root: bpf(2)"]
 fn ip_options_are_honoured() {
-    require_root();
     let (_, loaded) = load(0);
     let mut query = query_packet(3, "example.com");
     query.ip_options = vec![1, 1, 1, 1, 1, 1, 1, 0]; // NOPs and END: IHL 7
-    let (ret, out) = run(&loaded, QUERY_SECTION, &query.bytes());
-    assert_eq!(ret, TC_ACT_REDIRECT);
+    let out = assert_redirected(&loaded, QUERY_SECTION, &query.bytes(), "the query");
     let seen = parse_checked(&out);
     assert_eq!((seen.dst, seen.dport), (UPSTREAM, UPSTREAM_PORT));
     assert_eq!(seen.payload, query.payload);
@@ -366,12 +318,10 @@ fn ip_options_are_honoured() {
 #[test]
 #[ignore = "needs root: bpf(2)"]
 fn udp_without_checksum_keeps_zero() {
-    require_root();
     let (_, loaded) = load(0);
     let mut query = query_packet(4, "example.com");
     query.zero_udp_checksum = true;
-    let (ret, out) = run(&loaded, QUERY_SECTION, &query.bytes());
-    assert_eq!(ret, TC_ACT_REDIRECT);
+    let out = assert_redirected(&loaded, QUERY_SECTION, &query.bytes(), "the query");
     assert_eq!(
         &out[14 + 20 + 6..14 + 20 + 8],
         &[0, 0],
@@ -384,29 +334,25 @@ fn udp_without_checksum_keeps_zero() {
 #[test]
 #[ignore = "needs root: bpf(2)"]
 fn single_label_names_stay_with_dockerd_unless_redirect_all() {
-    require_root();
     let (object, loaded) = load(0);
     let c2 = query_packet(9, "c2").bytes();
-    assert_eq!(
-        run(&loaded, QUERY_SECTION, &c2),
-        (TC_ACT_UNSPEC, c2.clone())
-    );
+    assert_passed(&loaded, QUERY_SECTION, &c2, "c2 (one label)");
     let two_labels = query_packet(10, "c2.mynet").bytes();
-    assert_eq!(
-        run(&loaded, QUERY_SECTION, &two_labels).0,
-        TC_ACT_REDIRECT,
-        "c2.<network> goes to the upstream"
+    assert_redirected(
+        &loaded,
+        QUERY_SECTION,
+        &two_labels,
+        "c2.<network> goes to the upstream",
     );
     assert_eq!(counters(&object, &loaded).queries_kept_for_dockerd, 1);
 
     let (_, all) = load(FLAG_REDIRECT_ALL);
-    assert_eq!(run(&all, QUERY_SECTION, &c2).0, TC_ACT_REDIRECT);
+    assert_redirected(&all, QUERY_SECTION, &c2, "c2 with FLAG_REDIRECT_ALL");
 }
 
 #[test]
 #[ignore = "needs root: bpf(2)"]
 fn everything_else_passes_byte_for_byte() {
-    require_root();
     let (object, loaded) = load(0);
     let query = query_packet(11, "example.com");
     let mut cases: Vec<(&str, Vec<u8>)> = Vec::new();
@@ -466,12 +412,7 @@ fn everything_else_passes_byte_for_byte() {
 
     for (what, packet) in &cases {
         for section in [QUERY_SECTION, REPLY_SECTION] {
-            let (ret, out) = run(&loaded, section, packet);
-            assert_eq!(ret, TC_ACT_UNSPEC, "{what} through {section}");
-            assert_eq!(
-                &out, packet,
-                "{what} through {section} must come back untouched"
-            );
+            assert_passed(&loaded, section, packet, what);
         }
     }
     let c = counters(&object, &loaded);
@@ -485,32 +426,38 @@ fn everything_else_passes_byte_for_byte() {
 #[test]
 #[ignore = "needs root: bpf(2)"]
 fn a_closed_tcp_flow_is_forgotten_after_the_grace_period() {
-    require_root();
     let grace = std::time::Duration::from_millis(200);
     let (object, loaded) = load_config(&Config {
         tcp_close_grace_ns: grace.as_nanos() as u64,
         ..test_config(UPSTREAM_PORT, 0)
     });
-    assert_eq!(
-        run(&loaded, QUERY_SECTION, &tcp(false, SYN)).0,
-        TC_ACT_REDIRECT
-    );
-    assert_eq!(
-        run(&loaded, REPLY_SECTION, &tcp(true, FIN_ACK)).0,
-        TC_ACT_REDIRECT
-    );
-    assert_eq!(
-        run(&loaded, REPLY_SECTION, &tcp(true, ACK)).0,
-        TC_ACT_REDIRECT,
-        "within the grace period"
+    tcp_segments(
+        &loaded,
+        &[
+            (Side::Client, SYN, Verdict::Redirected, "the client's SYN"),
+            (
+                Side::Upstream,
+                FIN_ACK,
+                Verdict::Redirected,
+                "the upstream's FIN",
+            ),
+            (
+                Side::Upstream,
+                ACK,
+                Verdict::Redirected,
+                "within the grace period",
+            ),
+        ],
     );
     std::thread::sleep(grace + std::time::Duration::from_millis(100));
     // As a later direct connection from the same port would be answered.
-    let direct = tcp(true, SYN | ACK);
-    assert_eq!(
-        run(&loaded, REPLY_SECTION, &direct),
-        (TC_ACT_UNSPEC, direct.clone())
+    let direct = (
+        Side::Upstream,
+        SYN | ACK,
+        Verdict::Passed,
+        "a later direct connection",
     );
+    tcp_segments(&loaded, &[direct]);
     assert_eq!(counters(&object, &loaded).replies_unknown_flow, 1);
 }
 
@@ -535,7 +482,6 @@ fn edns_size_in(frame: &[u8], name: &str) -> u16 {
 #[test]
 #[ignore = "needs root: bpf(2)"]
 fn a_large_edns_size_is_clamped_with_a_valid_checksum() {
-    require_root();
     let (object, loaded) = load(0);
     // The field's offset from the UDP header: 27 + the name's length, so both word alignments;
     // and the longest name there is, 127 labels in 255 bytes: every step of the walk.
@@ -548,8 +494,7 @@ fn a_large_edns_size_is_clamped_with_a_valid_checksum() {
         let query = edns_query(id, name, 4096);
         let bytes = query.bytes();
         assert_eq!(edns_size_in(&bytes, name), 4096);
-        let (ret, out) = run(&loaded, QUERY_SECTION, &bytes);
-        assert_eq!(ret, TC_ACT_REDIRECT, "{name}");
+        let out = assert_redirected(&loaded, QUERY_SECTION, &bytes, name);
         assert_eq!(edns_size_in(&out, name), EDNS_MAX, "{name}");
         // parse_checked recomputes the UDP checksum from scratch.
         let seen = parse_checked(&out);
@@ -566,12 +511,10 @@ fn a_large_edns_size_is_clamped_with_a_valid_checksum() {
 #[test]
 #[ignore = "needs root: bpf(2)"]
 fn a_clamped_query_without_udp_checksum_keeps_zero() {
-    require_root();
     let (_, loaded) = load(0);
     let mut query = edns_query(23, "example.com", 4096);
     query.zero_udp_checksum = true;
-    let (ret, out) = run(&loaded, QUERY_SECTION, &query.bytes());
-    assert_eq!(ret, TC_ACT_REDIRECT);
+    let out = assert_redirected(&loaded, QUERY_SECTION, &query.bytes(), "the query");
     assert_eq!(edns_size_in(&out, "example.com"), EDNS_MAX);
     assert_eq!(&out[14 + 20 + 6..14 + 20 + 8], &[0, 0]);
 }
@@ -579,7 +522,6 @@ fn a_clamped_query_without_udp_checksum_keeps_zero() {
 #[test]
 #[ignore = "needs root: bpf(2)"]
 fn edns_sizes_within_the_limit_and_queries_without_opt_are_not_changed() {
-    require_root();
     let (object, loaded) = load(0);
     let cases = [
         ("OPT 512", edns_query(31, "example.com", 512)),
@@ -587,8 +529,7 @@ fn edns_sizes_within_the_limit_and_queries_without_opt_are_not_changed() {
         ("no OPT", query_packet(33, "example.com")),
     ];
     for (what, query) in &cases {
-        let (ret, out) = run(&loaded, QUERY_SECTION, &query.bytes());
-        assert_eq!(ret, TC_ACT_REDIRECT, "{what}");
+        let out = assert_redirected(&loaded, QUERY_SECTION, &query.bytes(), what);
         let seen = parse_checked(&out);
         assert_eq!(seen.payload, query.payload, "{what}: DNS message untouched");
     }
@@ -599,8 +540,7 @@ fn edns_sizes_within_the_limit_and_queries_without_opt_are_not_changed() {
         ..test_config(UPSTREAM_PORT, 0)
     });
     let query = edns_query(34, "example.com", 4096);
-    let (ret, out) = run(&loaded, QUERY_SECTION, &query.bytes());
-    assert_eq!(ret, TC_ACT_REDIRECT);
+    let out = assert_redirected(&loaded, QUERY_SECTION, &query.bytes(), "the query");
     assert_eq!(
         parse_checked(&out).payload,
         query.payload,
@@ -612,7 +552,6 @@ fn edns_sizes_within_the_limit_and_queries_without_opt_are_not_changed() {
 #[test]
 #[ignore = "needs root: bpf(2)"]
 fn queries_the_clamp_does_not_understand_are_redirected_unchanged() {
-    require_root();
     let (object, loaded) = load(0);
     let mut cases: Vec<(&str, Vec<u8>)> = Vec::new();
     let mut pointer = dns_query_edns(41, "example.com", 4096);
@@ -650,8 +589,12 @@ fn queries_the_clamp_does_not_understand_are_redirected_unchanged() {
 
     for (what, payload) in &cases {
         let query = Packet::udp(CLIENT, CLIENT_PORT, RESOLVER, DOCKERD_UDP, payload.clone());
-        let (ret, out) = run(&loaded, QUERY_SECTION, &query.bytes());
-        assert_eq!(ret, TC_ACT_REDIRECT, "{what}: still redirected");
+        let out = assert_redirected(
+            &loaded,
+            QUERY_SECTION,
+            &query.bytes(),
+            &format!("{what}: still redirected"),
+        );
         let seen = parse_checked(&out);
         assert_eq!((seen.dst, seen.dport), (UPSTREAM, UPSTREAM_PORT), "{what}");
         assert_eq!(&seen.payload, payload, "{what}: DNS message untouched");
@@ -670,18 +613,13 @@ fn queries_the_clamp_does_not_understand_are_redirected_unchanged() {
 #[test]
 #[ignore = "needs root: bpf(2)"]
 fn a_single_label_name_with_opt_stays_with_dockerd() {
-    require_root();
     let (object, loaded) = load(0);
     let c2 = edns_query(51, "c2", 4096).bytes();
-    assert_eq!(
-        run(&loaded, QUERY_SECTION, &c2),
-        (TC_ACT_UNSPEC, c2.clone())
-    );
+    assert_passed(&loaded, QUERY_SECTION, &c2, "c2 (one label)");
     assert_eq!(counters(&object, &loaded).queries_kept_for_dockerd, 1);
 
     let (object, all) = load(FLAG_REDIRECT_ALL);
-    let (ret, out) = run(&all, QUERY_SECTION, &c2);
-    assert_eq!(ret, TC_ACT_REDIRECT);
+    let out = assert_redirected(&all, QUERY_SECTION, &c2, "c2 with FLAG_REDIRECT_ALL");
     assert_eq!(edns_size_in(&out, "c2"), EDNS_MAX);
     parse_checked(&out);
     assert_eq!(counters(&object, &all).edns_clamped, 1);
@@ -692,37 +630,24 @@ fn a_single_label_name_with_opt_stays_with_dockerd() {
 #[test]
 #[ignore = "needs root: bpf(2)"]
 fn a_fragmented_reply_to_a_known_flow_is_counted_and_passed() {
-    require_root();
     let (object, loaded) = load(0);
-    assert_eq!(
-        run(
-            &loaded,
-            QUERY_SECTION,
-            &query_packet(0x0f0f, "example.com").bytes()
-        )
-        .0,
-        TC_ACT_REDIRECT
-    );
+    redirect_query(&loaded, 0x0f0f);
     let mut first = reply_packet(0x0f0f, "example.com");
     first.frag = 0x2000; // more fragments, offset 0
     let first = first.bytes();
-    assert_eq!(
-        run(&loaded, REPLY_SECTION, &first),
-        (TC_ACT_UNSPEC, first.clone())
-    );
+    assert_passed(&loaded, REPLY_SECTION, &first, "the first fragment");
     let mut later = reply_packet(0x0f0f, "example.com");
     later.frag = 0x0005; // offset 40 bytes, last
     let later = later.bytes();
-    assert_eq!(
-        run(&loaded, REPLY_SECTION, &later),
-        (TC_ACT_UNSPEC, later.clone())
-    );
+    assert_passed(&loaded, REPLY_SECTION, &later, "a later fragment");
     let mut unknown = reply_packet(0x0f10, "example.com");
     unknown.frag = 0x2000;
     let unknown = unknown.bytes();
-    assert_eq!(
-        run(&loaded, REPLY_SECTION, &unknown),
-        (TC_ACT_UNSPEC, unknown.clone())
+    assert_passed(
+        &loaded,
+        REPLY_SECTION,
+        &unknown,
+        "a fragment of an unknown flow",
     );
     let c = counters(&object, &loaded);
     assert_eq!(
@@ -735,27 +660,20 @@ fn a_fragmented_reply_to_a_known_flow_is_counted_and_passed() {
         (1, 1, 1, 0)
     );
     // The flow is still there for an unfragmented answer.
-    assert_eq!(
-        run(
-            &loaded,
-            REPLY_SECTION,
-            &reply_packet(0x0f0f, "example.com").bytes()
-        )
-        .0,
-        TC_ACT_REDIRECT
+    assert_redirected(
+        &loaded,
+        REPLY_SECTION,
+        &reply_packet(0x0f0f, "example.com").bytes(),
+        "the unfragmented answer",
     );
 }
 
 #[test]
 #[ignore = "needs root: bpf(2)"]
 fn tcp_segments_cut_inside_their_header_pass_untouched() {
-    require_root();
     let (object, loaded) = load(0);
     // A flow exists both ways, so only the header decides.
-    assert_eq!(
-        run(&loaded, QUERY_SECTION, &tcp(false, SYN)).0,
-        TC_ACT_REDIRECT
-    );
+    assert_redirected(&loaded, QUERY_SECTION, &tcp(false, SYN), "the client's SYN");
     let timestamps = vec![1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2]; // NOP NOP timestamp: doff 8
     for options in [vec![], timestamps] {
         let mut to_upstream = Packet::tcp(CLIENT, CLIENT_PORT, RESOLVER, DOCKERD_TCP, vec![]);
@@ -771,31 +689,34 @@ fn tcp_segments_cut_inside_their_header_pass_untouched() {
             for cut in 14 + 20..header_end {
                 let packet = &whole[..cut];
                 for section in [QUERY_SECTION, REPLY_SECTION] {
-                    assert_eq!(
-                        run(&loaded, section, packet),
-                        (TC_ACT_UNSPEC, packet.to_vec()),
-                        "{cut} of {header_end} bytes through {section}"
+                    assert_passed(
+                        &loaded,
+                        section,
+                        packet,
+                        &format!("{cut} of {header_end} bytes"),
                     );
                 }
             }
         }
         // Whole headers are still redirected, both ways.
-        assert_eq!(
-            run(&loaded, QUERY_SECTION, &to_upstream.bytes()).0,
-            TC_ACT_REDIRECT
+        assert_redirected(
+            &loaded,
+            QUERY_SECTION,
+            &to_upstream.bytes(),
+            "a whole segment to the upstream",
         );
-        let (ret, out) = run(&loaded, REPLY_SECTION, &from_upstream.bytes());
-        assert_eq!(ret, TC_ACT_REDIRECT);
+        let out = assert_redirected(
+            &loaded,
+            REPLY_SECTION,
+            &from_upstream.bytes(),
+            "a whole segment from the upstream",
+        );
         assert_eq!(parse_checked(&out).dport, CLIENT_PORT);
     }
     let mut bad_doff = tcp(false, ACK);
     bad_doff[14 + 20 + 12] = 0x40; // data offset 4: shorter than a header
     for section in [QUERY_SECTION, REPLY_SECTION] {
-        assert_eq!(
-            run(&loaded, section, &bad_doff),
-            (TC_ACT_UNSPEC, bad_doff.clone()),
-            "data offset 4 through {section}"
-        );
+        assert_passed(&loaded, section, &bad_doff, "data offset 4");
     }
     assert_eq!(counters(&object, &loaded).failures, 0);
 }

@@ -67,19 +67,24 @@ fn nested(kind: u16, build: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
     buf
 }
 
+/// A tuple attribute (`kind`: CTA_TUPLE_ORIG or CTA_TUPLE_REPLY): addresses, protocol, ports.
+fn encode_tuple(kind: u16, t: &Tuple) -> Vec<u8> {
+    nested(kind, |b| {
+        b.extend(nested(CTA_TUPLE_IP, |ip| {
+            put_attr(ip, CTA_IP_V4_SRC, &t.src.ip().octets());
+            put_attr(ip, CTA_IP_V4_DST, &t.dst.ip().octets());
+        }));
+        b.extend(nested(CTA_TUPLE_PROTO, |p| {
+            put_attr(p, CTA_PROTO_NUM, &[t.proto]);
+            put_attr(p, CTA_PROTO_SRC_PORT, &t.src.port().to_be_bytes());
+            put_attr(p, CTA_PROTO_DST_PORT, &t.dst.port().to_be_bytes());
+        }));
+    })
+}
+
 /// IPCTNL_MSG_CT_GET for the entry whose original direction is `orig`.
 pub fn encode_get(sequence: u32, orig: &Tuple) -> Vec<u8> {
-    let tuple = nested(CTA_TUPLE_ORIG, |t| {
-        t.extend(nested(CTA_TUPLE_IP, |ip| {
-            put_attr(ip, CTA_IP_V4_SRC, &orig.src.ip().octets());
-            put_attr(ip, CTA_IP_V4_DST, &orig.dst.ip().octets());
-        }));
-        t.extend(nested(CTA_TUPLE_PROTO, |p| {
-            put_attr(p, CTA_PROTO_NUM, &[orig.proto]);
-            put_attr(p, CTA_PROTO_SRC_PORT, &orig.src.port().to_be_bytes());
-            put_attr(p, CTA_PROTO_DST_PORT, &orig.dst.port().to_be_bytes());
-        }));
-    });
+    let tuple = encode_tuple(CTA_TUPLE_ORIG, orig);
     let length = NLMSG_HDRLEN + NFGENMSG_LEN + tuple.len();
     let mut msg = Vec::with_capacity(length);
     msg.extend_from_slice(&(length as u32).to_ne_bytes());
@@ -263,27 +268,14 @@ mod tests {
     /// A kernel answer: IPCTNL_MSG_CT_NEW with both tuples (and a status attribute between).
     fn answer(sequence: u32, reply_sport: u16) -> Vec<u8> {
         let orig = probe();
-        let tuple = |kind: u16, t: &Tuple| {
-            nested(kind, |b| {
-                b.extend(nested(CTA_TUPLE_IP, |ip| {
-                    put_attr(ip, CTA_IP_V4_SRC, &t.src.ip().octets());
-                    put_attr(ip, CTA_IP_V4_DST, &t.dst.ip().octets());
-                }));
-                b.extend(nested(CTA_TUPLE_PROTO, |p| {
-                    put_attr(p, CTA_PROTO_NUM, &[t.proto]);
-                    put_attr(p, CTA_PROTO_SRC_PORT, &t.src.port().to_be_bytes());
-                    put_attr(p, CTA_PROTO_DST_PORT, &t.dst.port().to_be_bytes());
-                }));
-            })
-        };
         let reply = Tuple {
             proto: orig.proto,
             src: SocketAddrV4::new(*orig.dst.ip(), reply_sport),
             dst: orig.src,
         };
-        let mut attrs = tuple(CTA_TUPLE_ORIG, &orig);
+        let mut attrs = encode_tuple(CTA_TUPLE_ORIG, &orig);
         put_attr(&mut attrs, 3, &0x1b0u32.to_be_bytes()); // CTA_STATUS
-        attrs.extend(tuple(CTA_TUPLE_REPLY, &reply));
+        attrs.extend(encode_tuple(CTA_TUPLE_REPLY, &reply));
         let length = NLMSG_HDRLEN + NFGENMSG_LEN + attrs.len();
         let mut msg = Vec::new();
         msg.extend_from_slice(&(length as u32).to_ne_bytes());

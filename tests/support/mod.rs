@@ -21,6 +21,9 @@ pub mod docker;
 pub mod json;
 pub mod netns;
 pub mod packet;
+pub mod prog;
+pub mod redirect;
+pub mod rng;
 
 pub use dns::{query_a, query_many, DnsServer, DnsServerBuilder};
 pub use docker::{
