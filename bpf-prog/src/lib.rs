@@ -12,6 +12,7 @@ mod kernel;
 mod net;
 mod query;
 mod reply;
+mod rules;
 
 #[no_mangle]
 #[link_section = "license"]

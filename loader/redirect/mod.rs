@@ -3,6 +3,7 @@
 //! the paths themselves ([`resolver`]: Docker's embedded resolver, taken on lo).
 
 pub mod resolver;
+pub mod rules;
 
 use crate::error::{check_privileges, Context, Error};
 use crate::net::netlink::Netlink;

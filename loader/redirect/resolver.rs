@@ -3,10 +3,13 @@
 //! upstream; the answers are taken on the interface's ingress and handed back to lo.
 
 use super::{in_namespace, put, remove_ours, HookRef, Log, Program};
-use crate::abi::{Config, CONFIG_SYMBOL, FLAG_REDIRECT_ALL, QUERY_SECTION, REPLY_SECTION};
-use crate::bpf::elf::{ObjectFile, ParseError};
+use super::rules::{self, Rules};
+use crate::abi::{
+    Config, CONFIG_SYMBOL, FLAG_REDIRECT_ALL, QUERY_SECTION, REPLY_SECTION, RULES_MAP,
+};
+use crate::bpf::elf::{GlobalError, ObjectFile, ParseError};
 use crate::bpf::embedded;
-use crate::bpf::load::{self, Loaded, LoadedProgram};
+use crate::bpf::load::{self, LoadError, Loaded, LoadedProgram};
 use crate::bpf::sys;
 use crate::error::Error;
 use crate::layout::{addr_raw, port_raw};
@@ -30,6 +33,8 @@ pub struct AttachRequest {
     pub interface: String,
     /// The largest EDNS UDP payload size redirected queries may announce; 0 leaves it alone.
     pub edns_max: u16,
+    /// `--keep` and `--only`: written into the query program's map before it is attached.
+    pub rules: Rules,
 }
 
 /// `--edns-max`'s default: DNS Flag Day 2020's size, below which answers are not fragmented
@@ -92,7 +97,7 @@ pub fn attach(request: &AttachRequest, log: Log) -> Result<Attached, Error> {
                 FLAG_REDIRECT_ALL
             } else {
                 0
-            },
+            } | request.rules.flags(),
             edns_max: port_raw(request.edns_max),
             iface_ifindex: iface.ifindex,
             lo_ifindex: lo.ifindex,
@@ -101,7 +106,10 @@ pub fn attach(request: &AttachRequest, log: Log) -> Result<Attached, Error> {
         };
 
         // Programs go through the verifier before anything in the namespace changes.
-        let loaded = load_programs(&config)?;
+        let loaded = load_programs(&config, &request.rules)?;
+        if !request.rules.is_empty() {
+            log(format!("{} name rules in the query program's map", request.rules.rules.len()));
+        }
         let query = program(&loaded, QUERY_SECTION)?;
         let reply = program(&loaded, REPLY_SECTION)?;
         let hooks = [
@@ -134,10 +142,21 @@ pub fn attach(request: &AttachRequest, log: Log) -> Result<Attached, Error> {
     })
 }
 
-fn load_programs(config: &Config) -> Result<Loaded, Error> {
+/// Loads the programs with their maps (new ones every time: re-attaching replaces the old
+/// programs, and their maps go with them) and fills the rules map.
+fn load_programs(config: &Config, rules: &Rules) -> Result<Loaded, Error> {
     let mut object = ObjectFile::parse(embedded::object_bytes())?;
     object.set_global(CONFIG_SYMBOL, &config.to_bytes())?;
-    Ok(load::load(&object, &load::Options::sched_cls())?)
+    let loaded = load::load(&object, &load::Options::sched_cls())?;
+    let map = loaded
+        .map(&object, RULES_MAP)
+        .ok_or_else(|| GlobalError::Missing(RULES_MAP.into()))?;
+    rules::fill(map, rules).map_err(|e| LoadError::Map {
+        map: RULES_MAP.into(),
+        action: e.action,
+        source: e.source,
+    })?;
+    Ok(loaded)
 }
 
 fn program<'a>(loaded: &'a Loaded, section: &str) -> Result<Program<'a>, Error> {
