@@ -32,13 +32,15 @@ pub static RULES: MapDef = MapDef {
     map_flags: kernel::BPF_F_NO_PREALLOC,
 };
 
-/// Where the key is built. Wire byte `i` of the name (root excluded) goes to `KEY_END - i`,
-/// whatever the name's length `n`; the key then starts at `KEY_END + 1 - n - 4` (its
-/// prefixlen), so its data ends at `KEY_END`. The buffer holds a whole key for every `n`.
-const KEY_END: usize = 259;
-const SCRATCH_SIZE: usize = 520;
-/// Keeps every computed index inside the buffer, for the verifier.
-const INDEX_MASK: usize = 0x1ff;
+/// Where the key is built. Wire byte `i` of the name (root excluded) goes to `i ^ REVERSE`
+/// (= 511 - i), whatever the name's length `n`; the key then starts 4 bytes (its prefixlen)
+/// before `512 - n`, so its data ends at byte 511. The buffer holds a whole key for every `n`.
+/// An XOR rather than a subtraction: LLVM would turn `buf + (511 - i)` into `buf - i + 511`,
+/// a negative variable offset, which the verifier refuses.
+const REVERSE: usize = 0x1ff;
+/// Where the bytes left in the current label are kept during the walk.
+const LEFT_AT: usize = 512 + 256;
+const SCRATCH_SIZE: usize = LEFT_AT + 8;
 
 #[no_mangle]
 #[link_section = "maps"]
@@ -58,7 +60,6 @@ const DNS_HLEN: usize = 12;
 /// Wire length of a name without its root byte.
 const MAX_NAME_BYTES: usize = 254;
 const MAX_LABEL: usize = 63;
-const MAX_LABELS: usize = 127;
 
 /// What the rules say about a UDP query.
 #[derive(Clone, Copy)]
@@ -121,43 +122,41 @@ unsafe fn lookup(skb: *const SkBuff, ip: &Ipv4) -> Option<Option<u32>> {
     let (data, end) = kernel::packet_bounds(skb);
     let name = data.add(ip.l4_off as usize + UDP_HLEN + DNS_HLEN) as *const u8;
     let table = NAME_TABLE.as_ptr();
-    let mut off = 0usize;
-    // One step per length byte; the last one is the root's.
-    for _ in 0..=MAX_LABELS {
+    // Bytes left in the label being read; 0 when the next byte is a length byte. Kept in the
+    // map value, not a register: the verifier does not follow map contents, so the states of
+    // every path through one step are alike and it sees each step once or twice (a counter in
+    // a register would give it one state per possible label length at every step).
+    let left = buf.add(LEFT_AT);
+    core::ptr::write_volatile(left, 0);
+    // One step per byte of the name, root byte included.
+    for i in 0..=MAX_NAME_BYTES {
         // Two bytes checked for a one-byte read, as in dns.rs: the question's type follows.
-        let p = name.add(off & 0xff);
+        let p = name.add(i);
         if p.add(2) > end {
             return None;
         }
-        let len = *p as usize;
-        if len == 0 {
-            return Some(find(buf, off));
-        }
-        if len > MAX_LABEL {
-            return None;
-        }
-        let next = off + len + 1;
-        if next > MAX_NAME_BYTES {
-            return None;
-        }
-        *buf.add((KEY_END - off) & INDEX_MASK) = RULE_LABEL_MARK;
-        let label = p.add(1);
-        for j in 0..MAX_LABEL {
-            if j >= len {
-                break;
+        let c = *p;
+        let n = core::ptr::read_volatile(left);
+        if n == 0 {
+            if c == 0 {
+                return Some(find(buf, i));
             }
-            let q = label.add(j);
-            if q.add(2) > end {
+            // Compression pointers and reserved label types are not in a query's question.
+            if c as usize > MAX_LABEL {
                 return None;
             }
-            let b = *table.add(*q as usize);
+            *buf.add(i ^ REVERSE) = RULE_LABEL_MARK;
+            core::ptr::write_volatile(left, c);
+        } else {
+            let b = *table.add(c as usize);
             if b == 0 {
                 return None;
             }
-            *buf.add((KEY_END - 1 - off - j) & INDEX_MASK) = b;
+            *buf.add(i ^ REVERSE) = b;
+            core::ptr::write_volatile(left, n - 1);
         }
-        off = next;
     }
+    // No root byte within 255 bytes.
     None
 }
 
@@ -167,7 +166,8 @@ unsafe fn find(buf: *mut u8, n: usize) -> Option<u32> {
     if n == 0 {
         return None;
     }
-    let key = buf.add((KEY_END + 1 - 4 - n) & 0xff);
+    // 512 - n - 4; n is at most 254, so the key ends inside the buffer.
+    let key = buf.add(n ^ REVERSE).sub(3);
     // Byte by byte: the key's start is not aligned.
     let prefixlen = ((n as u32) * 8).to_ne_bytes();
     *key = prefixlen[0];
