@@ -4,6 +4,7 @@
 
 use crate::abi::{
     Config, ConfigHeader, Counters, CONFIG_MAGIC, COUNTERS_MAP, FLOWS_MAP, LAYOUT_VERSION,
+    RULES_MAP,
 };
 use crate::bpf::{embedded, sys};
 use crate::error::{Context, Error};
@@ -11,6 +12,7 @@ use crate::layout::{self, addr_from_raw, port_from_raw};
 use crate::net::netlink::Netlink;
 use crate::net::netns::Target;
 use crate::net::tc::{self, Hook};
+use crate::redirect::rules::{self, Rules};
 use crate::redirect::{in_namespace, FILTER_PREFIX};
 use crate::target::{self, PortSource, Proto};
 use std::os::fd::OwnedFd;
@@ -35,6 +37,10 @@ pub struct Status {
     pub stale: Option<String>,
     /// What the stale check could not tell (dockerd's port among several sockets).
     pub unknown: Option<String>,
+    /// The name rules in the attached query program's map (`--keep`, `--only`).
+    pub rules: Option<Rules>,
+    /// That map's id: a re-attach brings a new one.
+    pub rules_map_id: Option<u32>,
 }
 
 impl Status {
@@ -177,6 +183,12 @@ fn read_maps(prog_id: u32, status: &mut Status) -> Result<(), Error> {
             sys::map_lookup(map, &0u32.to_ne_bytes(), &mut value)
                 .context(|| "reading the counters".into())?;
             status.counters = Some(layout::sum_percpu_counters(&value));
+        } else if map_info.name == RULES_MAP {
+            status.rules = Some(rules::read(map).map_err(|e| Error::Inspect {
+                action: "reading the name rules".into(),
+                source: e.source,
+            })?);
+            status.rules_map_id = Some(map_info.id);
         }
     }
     Ok(())
