@@ -226,7 +226,14 @@ mod tests {
             let argv: Vec<&str> = base.iter().chain(extra).copied().collect();
             parse(&argv)
         };
-        match with(&["--keep", ".Internal.test", "--keep", "b", "--only", "corp.test."]) {
+        match with(&[
+            "--keep",
+            ".Internal.test",
+            "--keep",
+            "b",
+            "--only",
+            "corp.test.",
+        ]) {
             Ok(Action::Attach(r)) => assert_eq!(r.rules.rules.len(), 3),
             _ => panic!("an attach"),
         }

@@ -177,10 +177,7 @@ mod tests {
             rule_unparsed: 13,
             ..Counters::default()
         };
-        assert_eq!(
-            c.as_array(),
-            [0, 0, 3, 0, 0, 0, 0, 9, 0, 11, 0, 0, 0, 13]
-        );
+        assert_eq!(c.as_array(), [0, 0, 3, 0, 0, 0, 0, 9, 0, 11, 0, 0, 0, 13]);
         assert_eq!(Counters::from_array(c.as_array()), c);
         let b = c.to_bytes();
         assert_eq!(b.len(), 112);

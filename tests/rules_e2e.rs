@@ -25,8 +25,14 @@ fn rules_in_force(net: &DockerLikeNet) -> (Vec<(String, String)>, u64) {
         .iter()
         .map(|r| {
             (
-                r.get("suffix").and_then(Json::as_str).unwrap_or("?").to_string(),
-                r.get("kind").and_then(Json::as_str).unwrap_or("?").to_string(),
+                r.get("suffix")
+                    .and_then(Json::as_str)
+                    .unwrap_or("?")
+                    .to_string(),
+                r.get("kind")
+                    .and_then(Json::as_str)
+                    .unwrap_or("?")
+                    .to_string(),
             )
         })
         .collect();
@@ -43,11 +49,24 @@ fn keep_leaves_a_dotted_alias_to_dockerd() {
     require_root();
     let net = DockerLikeNet::new();
     net.attach(&["--keep", ".internal.test"]);
-    assert_eq!(a(&net, "api.internal.test", false), Ok(vec![net.stand_in_answer]));
-    assert_eq!(a(&net, "API.Internal.TEST", false), Ok(vec![net.stand_in_answer]));
+    assert_eq!(
+        a(&net, "api.internal.test", false),
+        Ok(vec![net.stand_in_answer])
+    );
+    assert_eq!(
+        a(&net, "API.Internal.TEST", false),
+        Ok(vec![net.stand_in_answer])
+    );
     assert_eq!(a(&net, "example.com", false), Ok(vec![net.upstream_answer]));
-    assert_eq!(a(&net, "xinternal.test", false), Ok(vec![net.upstream_answer]));
-    assert_eq!(a(&net, "c2", false), Ok(vec![net.c2_addr]), "single-label: kept");
+    assert_eq!(
+        a(&net, "xinternal.test", false),
+        Ok(vec![net.upstream_answer])
+    );
+    assert_eq!(
+        a(&net, "c2", false),
+        Ok(vec![net.c2_addr]),
+        "single-label: kept"
+    );
     // TCP is redirected as without rules (the name is not known at the SYN).
     assert_eq!(a(&net, "example.org", true), Ok(vec![net.upstream_answer]));
     assert_eq!(rules_in_force(&net).0, vec![pair("internal.test", "keep")]);
@@ -99,8 +118,16 @@ fn reattaching_replaces_the_rules_and_their_map() {
         assert!(Instant::now() < deadline, "map {old_map} is still there");
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert_eq!(a(&net, "a.test", false), Ok(vec![net.stand_in_answer]), "outside --only");
-    assert_eq!(a(&net, "q.x.corp.test", false), Ok(vec![net.stand_in_answer]), "keep wins");
+    assert_eq!(
+        a(&net, "a.test", false),
+        Ok(vec![net.stand_in_answer]),
+        "outside --only"
+    );
+    assert_eq!(
+        a(&net, "q.x.corp.test", false),
+        Ok(vec![net.stand_in_answer]),
+        "keep wins"
+    );
     assert_eq!(a(&net, "q.corp.test", false), Ok(vec![net.upstream_answer]));
     // And without rules, none are left.
     net.attach(&[]);

@@ -94,7 +94,10 @@ fn keep_matches_whole_labels_in_any_case() {
     assert!(p.kept_name("corp.example"), "the suffix itself");
     assert!(p.kept_name("a.B.corp.EXAMPLE"));
     assert!(p.kept_name("API.Internal.Test"));
-    assert!(!p.kept_name("xcorp.example"), "a suffix of a label is no match");
+    assert!(
+        !p.kept_name("xcorp.example"),
+        "a suffix of a label is no match"
+    );
     assert!(!p.kept_name("corp.example.com"));
     assert!(p.kept_name("example"), "single-label: kept by the default");
     let c = p.counters();
@@ -147,7 +150,10 @@ fn names_at_the_limits() {
     let l61 = "b".repeat(61);
     let p = load(&[&l61, &format!("{l63}.x"), "a.a"], &[], FLAG_REDIRECT_ALL);
     assert!(p.kept_name(&longest), "255-byte name under its last label");
-    assert!(p.kept_name(&format!("{l63}.x")), "63-byte label in the rule");
+    assert!(
+        p.kept_name(&format!("{l63}.x")),
+        "63-byte label in the rule"
+    );
     assert!(p.kept_name(&format!("Q.{}.x", l63.to_uppercase())));
     assert!(!p.kept_name(&format!("{l63}.y")));
     // 127 one-letter labels: 254 bytes and the root.
@@ -187,8 +193,14 @@ fn unreadable_names_follow_the_default_and_are_counted() {
     let only = load(&[], &["corp.test"], 0);
     let keep = load(&["corp.test"], &[], 0);
     for name in &bad {
-        assert!(only.kept(raw_query(name)), "--only: {name:?} stays with dockerd");
-        assert!(!keep.kept(raw_query(name)), "--keep: {name:?} is redirected");
+        assert!(
+            only.kept(raw_query(name)),
+            "--only: {name:?} stays with dockerd"
+        );
+        assert!(
+            !keep.kept(raw_query(name)),
+            "--keep: {name:?} is redirected"
+        );
     }
     let n = bad.len() as u64;
     assert_eq!(rule_counts(&only.counters()), [0, 0, 0, n, n]);
@@ -205,11 +217,16 @@ fn unreadable_names_follow_the_default_and_are_counted() {
 fn many_rules_and_the_last_one_matches() {
     require_root();
     for count in [256, 1024] {
-        let names: Vec<String> = (0..count).map(|i| format!("svc{i}.zone{}.test", i % 7)).collect();
+        let names: Vec<String> = (0..count)
+            .map(|i| format!("svc{i}.zone{}.test", i % 7))
+            .collect();
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
         let p = load(&refs, &[], 0);
         let last = &names[count - 1];
-        assert!(p.kept_name(&format!("www.{last}")), "{count} rules: the last one");
+        assert!(
+            p.kept_name(&format!("www.{last}")),
+            "{count} rules: the last one"
+        );
         assert!(p.kept_name(&names[0]));
         assert!(!p.kept_name(&format!("svc{count}.zone0.test")));
         let read = rules::read(p.loaded.map(&p.object, RULES_MAP).expect("map")).expect("read");

@@ -2,8 +2,8 @@
 
 use crate::config::config;
 use crate::kernel::{self, MapDef};
-use core::ffi::c_void;
 use crate::rules::Rule;
+use core::ffi::c_void;
 use dnsredir_abi::{Counters, FLAG_NO_COUNTERS};
 
 #[no_mangle]
@@ -21,8 +21,13 @@ pub enum Outcome {
     KeptForDockerd,
     /// Kept for dockerd by the name rules.
     KeptByRule(Rule),
-    RedirectedUdp { clamped: bool, rule: Rule },
-    RedirectedTcp { syn: bool },
+    RedirectedUdp {
+        clamped: bool,
+        rule: Rule,
+    },
+    RedirectedTcp {
+        syn: bool,
+    },
     Restored,
     UnknownFlow,
     Fragmented,
@@ -73,7 +78,7 @@ pub fn count(outcome: &Outcome) {
 #[inline(always)]
 fn count_rule(c: &mut Counters, rule: &Rule) {
     match rule {
-        Rule::NoRule => {}
+        Rule::Default => {}
         Rule::Keep => c.rule_kept += 1,
         Rule::OutsideOnly => c.rule_outside_only += 1,
         Rule::Only => c.rule_only_redirected += 1,

@@ -6,9 +6,9 @@ use crate::counters::{count, Outcome};
 use crate::flows;
 use crate::kernel::{self, SkBuff, TC_ACT_SHOT, TC_ACT_UNSPEC};
 use crate::net::dns;
-use crate::rules::{self, Rule};
 use crate::net::packet::{self, Ipv4, Patch, RewriteError, IPPROTO_TCP, IPPROTO_UDP};
 use crate::net::packet::{TCP_ACK, TCP_SYN};
+use crate::rules::{self, Rule};
 use dnsredir_abi::{FlowValue, FLAG_REDIRECT_ALL};
 
 /// # Safety
@@ -48,7 +48,7 @@ unsafe fn query(skb: *mut SkBuff) -> (Outcome, i32) {
     };
     let mut dns_id = 0;
     let mut clamp = None;
-    let mut rule = Rule::NoRule;
+    let mut rule = Rule::Default;
     if udp {
         // Before the walk in dns::query, so that the verifier meets its states only once.
         rule = rules::check(skb, &ip);

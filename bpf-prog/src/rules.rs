@@ -65,7 +65,7 @@ const MAX_LABEL: usize = 63;
 #[derive(Clone, Copy)]
 pub enum Rule {
     /// No rules in force, or (with `--keep` only) a name under none of them: as without rules.
-    NoRule,
+    Default,
     /// Under a `--keep` suffix (or an `--only` suffix that is under one): dockerd's.
     Keep,
     /// `--only` in force and the name under none of its suffixes: dockerd's.
@@ -83,7 +83,7 @@ impl Rule {
         match self {
             Rule::Keep | Rule::OutsideOnly => true,
             Rule::Unparsed => only(),
-            Rule::NoRule | Rule::Only => false,
+            Rule::Default | Rule::Only => false,
         }
     }
 }
@@ -98,12 +98,12 @@ pub fn only() -> bool {
 #[inline(always)]
 pub unsafe fn check(skb: *const SkBuff, ip: &Ipv4) -> Rule {
     if config!(flags) & (FLAG_RULES_KEEP | FLAG_RULES_ONLY) == 0 {
-        return Rule::NoRule;
+        return Rule::Default;
     }
     match lookup(skb, ip) {
         None => Rule::Unparsed,
         Some(None) if only() => Rule::OutsideOnly,
-        Some(None) => Rule::NoRule,
+        Some(None) => Rule::Default,
         Some(Some(RULE_ONLY)) => Rule::Only,
         Some(Some(_)) => Rule::Keep,
     }
@@ -114,8 +114,8 @@ pub unsafe fn check(skb: *const SkBuff, ip: &Ipv4) -> Rule {
 #[inline(always)]
 unsafe fn lookup(skb: *const SkBuff, ip: &Ipv4) -> Option<Option<u32>> {
     let zero: u32 = 0;
-    let buf = kernel::map_lookup_elem(&RULES_SCRATCH, &zero as *const u32 as *const c_void)
-        as *mut u8;
+    let buf =
+        kernel::map_lookup_elem(&RULES_SCRATCH, &zero as *const u32 as *const c_void) as *mut u8;
     if buf.is_null() {
         return None;
     }

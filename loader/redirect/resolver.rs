@@ -2,8 +2,8 @@
 //! to dockerd on 127.0.0.11 are taken on lo ingress and sent out of the interface to the
 //! upstream; the answers are taken on the interface's ingress and handed back to lo.
 
-use super::{in_namespace, put, remove_ours, HookRef, Log, Program};
 use super::rules::{self, Rules};
+use super::{in_namespace, put, remove_ours, HookRef, Log, Program};
 use crate::abi::{
     Config, CONFIG_SYMBOL, FLAG_REDIRECT_ALL, QUERY_SECTION, REPLY_SECTION, RULES_MAP,
 };
@@ -108,7 +108,10 @@ pub fn attach(request: &AttachRequest, log: Log) -> Result<Attached, Error> {
         // Programs go through the verifier before anything in the namespace changes.
         let loaded = load_programs(&config, &request.rules)?;
         if !request.rules.is_empty() {
-            log(format!("{} name rules in the query program's map", request.rules.rules.len()));
+            log(format!(
+                "{} name rules in the query program's map",
+                request.rules.rules.len()
+            ));
         }
         let query = program(&loaded, QUERY_SECTION)?;
         let reply = program(&loaded, REPLY_SECTION)?;

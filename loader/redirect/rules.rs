@@ -313,8 +313,11 @@ mod tests {
     #[test]
     fn keep_wins_over_only() {
         let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-        let r = Rules::new(&s(&["corp.test"]), &s(&["corp.test", "a.corp.test", "other.test"]))
-            .expect("rules");
+        let r = Rules::new(
+            &s(&["corp.test"]),
+            &s(&["corp.test", "a.corp.test", "other.test"]),
+        )
+        .expect("rules");
         assert_eq!(
             r.rules,
             vec![
