@@ -24,12 +24,13 @@ mod netns;
 mod packet;
 
 use dnsredir::abi::{
-    EGRESS_SECTION, FLAG_NO_COUNTERS, PATH_NAMESERVERS, QUERY_SECTION, REPLY_SECTION,
+    EGRESS_SECTION, FLAG_NO_COUNTERS, PATH_NAMESERVERS, QUERY_SECTION, REPLY_SECTION, RULES_MAP,
 };
 use dnsredir::bpf::insn::Insn;
 use dnsredir::bpf::load::Loaded;
 use dnsredir::bpf::sys;
 use dnsredir::layout::{addr_raw, port_raw};
+use dnsredir::redirect::rules::{self, Rules};
 use packet::*;
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -444,6 +445,24 @@ impl Drop for StatsGuard {
     }
 }
 
+/// Suffixes like Docker aliases and split-DNS zones, none of which www.example.com is under.
+fn rule_names(n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| format!("svc{i}.zone{}.internal.test", i % 16))
+        .collect()
+}
+
+fn load_with_rules(keep: &[String], only: &[String]) -> Result<Loaded, String> {
+    let rules = Rules::new(keep, only)?;
+    let config = test_config(UPSTREAM_PORT, rules.flags());
+    let (object, loaded) = load_with(&config)?;
+    let map = loaded
+        .map(&object, RULES_MAP)
+        .ok_or("no rules map".to_string())?;
+    rules::fill(map, &rules).map_err(|e| e.to_string())?;
+    Ok(loaded)
+}
+
 fn prog<'a>(l: &'a Loaded, s: &str) -> Result<&'a OwnedFd, String> {
     Ok(&l.program(s).ok_or(format!("no program {s}"))?.fd)
 }
@@ -481,6 +500,32 @@ fn per_packet(args: &[String]) -> Result<(), String> {
         prog(&nameservers, EGRESS_SECTION)?,
         prog(&nameservers, REPLY_SECTION)?,
     ));
+    // Name rules: www.example.com under none of the --keep suffixes (redirected after the walk
+    // and one LPM lookup), or under one of the --only suffixes.
+    let rule_sets = [
+        ("8 --keep rules", rule_names(8), vec![]),
+        ("256 --keep rules", rule_names(256), vec![]),
+        ("256 --only rules, matched", vec![], {
+            let mut v = rule_names(255);
+            v.push("example.com".into());
+            v
+        }),
+    ];
+    let mut with_rules = Vec::new();
+    for (label, keep, only) in &rule_sets {
+        with_rules.push((*label, load_with_rules(keep, only)?));
+    }
+    for (label, loaded) in &with_rules {
+        let (q, r) = (prog(loaded, QUERY_SECTION)?, prog(loaded, REPLY_SECTION)?);
+        all_cases.push(Case {
+            name: format!("query redirected, {label}"),
+            prog: q,
+            packets: (0..IDS).map(query_packet).collect(),
+            expect: TC_ACT_REDIRECT,
+            before: None,
+            after: Some((r, (0..IDS).map(reply_packet).collect())),
+        });
+    }
 
     // warm-up: caches, branch predictors, the flow table's first allocations
     for c in &all_cases {

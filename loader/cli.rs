@@ -3,6 +3,7 @@
 use crate::abi::MAX_NAMESERVERS;
 use crate::net::netns::Target;
 use crate::redirect::resolver::EDNS_MAX;
+use crate::redirect::rules::{self, Rules};
 use crate::redirect::AttachRequest;
 use argh::FromArgs;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
@@ -54,6 +55,12 @@ pub struct Args {
     /// also redirect single-label names (container and service names), which otherwise stay with dockerd
     #[argh(switch)]
     redirect_all: bool,
+    /// a name equal to SUFFIX or under it stays with dockerd (repeatable; whole labels, any case: corp.example covers a.corp.example, not xcorp.example)
+    #[argh(option)]
+    keep: Vec<String>,
+    /// only names equal to or under SUFFIX are redirected, all others (and TCP) stay with dockerd (repeatable; --keep wins where both match)
+    #[argh(option)]
+    only: Vec<String>,
     /// lower the EDNS UDP payload size redirected queries announce to at most this (default 1232, so answers are not fragmented; larger ones come truncated and are fetched over TCP); 0 leaves it alone
     #[argh(option, default = "EDNS_MAX")]
     edns_max: u16,
@@ -181,7 +188,9 @@ pub fn action(args: Args) -> Result<Action, String> {
         || args.dockerd_tcp_port.is_some()
         || args.redirect_all
         || args.no_probe
-        || !args.resolver.is_empty();
+        || !args.resolver.is_empty()
+        || !args.keep.is_empty()
+        || !args.only.is_empty();
     match (args.detach, args.status) {
         (true, true) => Err("--detach and --status exclude each other".into()),
         (true, false) if attach_only || args.json => {
@@ -233,6 +242,13 @@ pub fn action(args: Args) -> Result<Action, String> {
             {
                 return Err("--resolver (the nameservers path) excludes --dockerd-port / --dockerd-tcp-port (Docker's embedded resolver)".into());
             }
+            let check = |flag: &str, given: &[String]| {
+                given
+                    .iter()
+                    .map(|s| rules::parse_suffix(s).map_err(|e| format!("bad --{flag}: {e}")))
+                    .collect::<Result<Vec<_>, _>>()
+            };
+            let rules = Rules::new(&check("keep", &args.keep)?, &check("only", &args.only)?)?;
             Ok(Action::Attach(AttachRequest {
                 target,
                 upstream,
@@ -245,6 +261,7 @@ pub fn action(args: Args) -> Result<Action, String> {
                 edns_max: args.edns_max,
                 upstream6,
                 resolvers6,
+                rules,
             }))
         }
     }
@@ -377,6 +394,30 @@ mod tests {
                 .unwrap()
                 .contains("loopback")
         );
+    }
+
+    #[test]
+    fn rules_on_the_command_line() {
+        let base = ["--pid", "1", "--upstream", "1.1.1.1"];
+        let with = |extra: &[&str]| {
+            let argv: Vec<&str> = base.iter().chain(extra).copied().collect();
+            parse(&argv)
+        };
+        match with(&[
+            "--keep",
+            ".Internal.test",
+            "--keep",
+            "b",
+            "--only",
+            "corp.test.",
+        ]) {
+            Ok(Action::Attach(r)) => assert_eq!(r.rules.rules.len(), 3),
+            _ => panic!("an attach"),
+        }
+        let e = with(&["--keep", "a..b"]).err().unwrap_or_default();
+        assert!(e.starts_with("bad --keep:") && !e.contains('\n'), "{e}");
+        assert!(with(&["--only", "*.corp"]).is_err());
+        assert!(parse(&["--pid", "1", "--status", "--keep", "a"]).is_err());
     }
 
     #[test]

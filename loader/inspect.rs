@@ -4,7 +4,7 @@
 
 use crate::abi::{
     Config, ConfigHeader, Counters, CONFIG_MAGIC, COUNTERS_MAP, FLOWS6_MAP, FLOWS_MAP,
-    LAYOUT_VERSION, PATH_NAMESERVERS,
+    LAYOUT_VERSION, PATH_NAMESERVERS, RULES_MAP,
 };
 use crate::bpf::{embedded, sys};
 use crate::error::{Context, Error};
@@ -12,6 +12,7 @@ use crate::layout::{self, addr_from_raw, port_from_raw};
 use crate::net::netlink::Netlink;
 use crate::net::netns::Target;
 use crate::net::tc::{self, Hook};
+use crate::redirect::rules::{self, Rules};
 use crate::redirect::{in_namespace, FILTER_PREFIX};
 use crate::target::{self, PortSource, Proto};
 use std::os::fd::OwnedFd;
@@ -38,6 +39,10 @@ pub struct Status {
     pub stale: Option<String>,
     /// What the stale check could not tell (dockerd's port among several sockets).
     pub unknown: Option<String>,
+    /// The name rules in the attached query program's map (`--keep`, `--only`).
+    pub rules: Option<Rules>,
+    /// That map's id: a re-attach brings a new one.
+    pub rules_map_id: Option<u32>,
 }
 
 impl Status {
@@ -73,15 +78,15 @@ pub fn status(target: &Target, interface: &str) -> Result<Status, Error> {
             status.interface = hook_status(nl, interface, iface.ifindex, Hook::Ingress)?;
             status.egress = hook_status(nl, interface, iface.ifindex, Hook::Egress)?;
         }
-        let Some(prog_id) = status
-            .interface
-            .prog_id
-            .or(status.lo.prog_id)
-            .or(status.egress.prog_id)
-        else {
+        // Each program holds some of the maps (the rules are the query program's): all of them.
+        let programs: Vec<u32> = [&status.interface, &status.lo, &status.egress]
+            .iter()
+            .filter_map(|h| h.prog_id)
+            .collect();
+        if programs.is_empty() {
             return Ok(status);
-        };
-        read_maps(prog_id, &mut status)?;
+        }
+        read_maps(&programs, &mut status)?;
 
         let rerun = format!("run dnsredir {} --upstream ... again", target_args(target));
         let query_hook = if status.nameservers_path() {
@@ -187,11 +192,17 @@ fn build_of(header: Option<ConfigHeader>) -> Build {
 
 /// Reads the attached program's maps: first its configuration's header, to know whose they
 /// are, then — only if their layout is this build's — configuration, flow count and counters.
-fn read_maps(prog_id: u32, status: &mut Status) -> Result<(), Error> {
-    let prog = sys::prog_fd_by_id(prog_id).context(|| "opening the attached program".into())?;
-    let info = sys::prog_info(&prog).context(|| "reading the program's info".into())?;
+fn read_maps(programs: &[u32], status: &mut Status) -> Result<(), Error> {
+    let mut map_ids = Vec::new();
+    for &prog_id in programs {
+        let prog = sys::prog_fd_by_id(prog_id).context(|| "opening the attached program".into())?;
+        let info = sys::prog_info(&prog).context(|| "reading the program's info".into())?;
+        map_ids.extend(info.map_ids);
+    }
+    map_ids.sort_unstable();
+    map_ids.dedup();
     let mut maps = Vec::new();
-    for map_id in info.map_ids {
+    for map_id in map_ids {
         let map = sys::map_fd_by_id(map_id).context(|| "opening the program's map".into())?;
         let map_info = sys::map_info(&map).context(|| "reading the map's info".into())?;
         maps.push((map, map_info));
@@ -219,6 +230,12 @@ fn read_maps(prog_id: u32, status: &mut Status) -> Result<(), Error> {
             sys::map_lookup(map, &0u32.to_ne_bytes(), &mut value)
                 .context(|| "reading the counters".into())?;
             status.counters = Some(layout::sum_percpu_counters(&value));
+        } else if map_info.name == RULES_MAP {
+            status.rules = Some(rules::read(map).map_err(|e| Error::Inspect {
+                action: "reading the name rules".into(),
+                source: e.source,
+            })?);
+            status.rules_map_id = Some(map_info.id);
         }
     }
     Ok(())

@@ -150,7 +150,7 @@ mod tests {
         let b = c.to_bytes();
         assert_eq!(b.len(), 200);
         assert_eq!(&b[0..4], b"DNSR", "magic");
-        assert_eq!(&b[4..8], &4u32.to_ne_bytes(), "layout");
+        assert_eq!(&b[4..8], &5u32.to_ne_bytes(), "layout");
         assert_eq!(&b[8..16], &0x0102_0304_0506_0708u64.to_ne_bytes());
         assert_eq!(&b[16..20], &[127, 0, 0, 11], "resolver, network order");
         assert_eq!(&b[20..24], &[172, 18, 0, 2]);
@@ -293,21 +293,27 @@ mod tests {
                 "failures",
                 "edns_clamped",
                 "replies_fragmented",
+                "rule_kept",
+                "rule_outside_only",
+                "rule_only_redirected",
+                "rule_unparsed",
             ]
         );
         let c = Counters {
             tcp_segments_redirected: 3,
             failures: 9,
             replies_fragmented: 11,
+            rule_unparsed: 13,
             ..Counters::default()
         };
-        assert_eq!(c.as_array(), [0, 0, 3, 0, 0, 0, 0, 9, 0, 11]);
+        assert_eq!(c.as_array(), [0, 0, 3, 0, 0, 0, 0, 9, 0, 11, 0, 0, 0, 13]);
         assert_eq!(Counters::from_array(c.as_array()), c);
         let b = c.to_bytes();
-        assert_eq!(b.len(), 80);
+        assert_eq!(b.len(), 112);
         assert_eq!(&b[16..24], &3u64.to_ne_bytes(), "tcp_segments_redirected");
         assert_eq!(&b[56..64], &9u64.to_ne_bytes(), "failures");
         assert_eq!(&b[72..80], &11u64.to_ne_bytes(), "replies_fragmented");
+        assert_eq!(&b[104..112], &13u64.to_ne_bytes(), "rule_unparsed");
         assert_eq!(Counters::from_bytes(&b), Some(c));
     }
 

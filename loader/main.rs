@@ -39,13 +39,17 @@ fn summary(request: &AttachRequest, a: &Attached) -> String {
     }
     let port = |p: Option<u16>| p.map_or("not redirected".to_string(), |p| p.to_string());
     format!(
-        "dnsredir: attached to {}: DNS to 127.0.0.11 (dockerd UDP port {}, TCP port {}) now goes to {} from {}{}",
+        "dnsredir: attached to {}: DNS to 127.0.0.11 (dockerd UDP port {}, TCP port {}) now goes to {} from {}{}{}",
         request.target,
         port(a.ports.udp),
         port(a.ports.tcp),
         layout::upstream_of(&a.config),
         a.container_addr,
-        if request.redirect_all { ", all names" } else { "; single-label names stay with dockerd" }
+        if request.redirect_all { ", all names" } else { "; single-label names stay with dockerd" },
+        match request.rules.rules.len() {
+            0 => String::new(),
+            n => format!("; {n} name rules (see --status)"),
+        }
     )
 }
 

@@ -2,6 +2,7 @@
 
 use crate::config::config;
 use crate::kernel::{self, MapDef};
+use crate::rules::Rule;
 use core::ffi::c_void;
 use dnsredir_abi::{Counters, FLAG_NO_COUNTERS};
 
@@ -18,8 +19,15 @@ pub static COUNTERS: MapDef = MapDef {
 pub enum Outcome {
     Passed,
     KeptForDockerd,
-    RedirectedUdp { clamped: bool },
-    RedirectedTcp { syn: bool },
+    /// Kept for dockerd by the name rules.
+    KeptByRule(Rule),
+    RedirectedUdp {
+        clamped: bool,
+        rule: Rule,
+    },
+    RedirectedTcp {
+        syn: bool,
+    },
     Restored,
     UnknownFlow,
     Fragmented,
@@ -43,11 +51,16 @@ pub fn count(outcome: &Outcome) {
     match outcome {
         Outcome::Passed => c.passed += 1,
         Outcome::KeptForDockerd => c.queries_kept_for_dockerd += 1,
-        Outcome::RedirectedUdp { clamped } => {
+        Outcome::KeptByRule(rule) => {
+            c.queries_kept_for_dockerd += 1;
+            count_rule(c, rule);
+        }
+        Outcome::RedirectedUdp { clamped, rule } => {
             c.queries_redirected_udp += 1;
             if *clamped {
                 c.edns_clamped += 1;
             }
+            count_rule(c, rule);
         }
         Outcome::RedirectedTcp { syn } => {
             c.tcp_segments_redirected += 1;
@@ -59,5 +72,16 @@ pub fn count(outcome: &Outcome) {
         Outcome::UnknownFlow => c.replies_unknown_flow += 1,
         Outcome::Fragmented => c.replies_fragmented += 1,
         Outcome::Failed => c.failures += 1,
+    }
+}
+
+#[inline(always)]
+fn count_rule(c: &mut Counters, rule: &Rule) {
+    match rule {
+        Rule::Default => {}
+        Rule::Keep => c.rule_kept += 1,
+        Rule::OutsideOnly => c.rule_outside_only += 1,
+        Rule::Only => c.rule_only_redirected += 1,
+        Rule::Unparsed => c.rule_unparsed += 1,
     }
 }

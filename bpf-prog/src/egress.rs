@@ -11,6 +11,7 @@ use crate::net::dns;
 use crate::net::packet::{self, Ipv4, RewriteError, IPPROTO_TCP, IPPROTO_UDP};
 use crate::net::packet::{TCP_ACK, TCP_SYN};
 use crate::query::edns_clamp;
+use crate::rules::Rule;
 use dnsredir_abi::{FlowValue, MAX_NAMESERVERS, PATH_NAMESERVERS};
 
 /// # Safety
@@ -100,6 +101,8 @@ unsafe fn egress(skb: *mut SkBuff) -> (Outcome, i32) {
     let outcome = if udp {
         Outcome::RedirectedUdp {
             clamped: clamp.is_some(),
+            // Name rules are the embedded-resolver path's (the loader refuses them here).
+            rule: Rule::Default,
         }
     } else {
         Outcome::RedirectedTcp { syn }

@@ -10,6 +10,7 @@ use crate::net::dns;
 use crate::net::ipv6::{self, Addr6, Ipv6};
 use crate::net::packet::{RewriteError, IPPROTO_TCP, IPPROTO_UDP, TCP_ACK, TCP_SYN};
 use crate::query::edns_clamp;
+use crate::rules::Rule;
 use dnsredir_abi::{FlowValue6, MAX_NAMESERVERS};
 
 const PASS: (Outcome, i32) = (Outcome::Passed, TC_ACT_UNSPEC);
@@ -120,6 +121,8 @@ pub unsafe fn egress(skb: *mut SkBuff) -> (Outcome, i32) {
     let outcome = if udp {
         Outcome::RedirectedUdp {
             clamped: clamp.is_some(),
+            // Name rules are the embedded-resolver path's (the loader refuses them here).
+            rule: Rule::Default,
         }
     } else {
         Outcome::RedirectedTcp { syn }

@@ -11,6 +11,9 @@ pub const TC_ACT_SHOT: i32 = 2;
 
 pub const BPF_MAP_TYPE_PERCPU_ARRAY: u32 = 6;
 pub const BPF_MAP_TYPE_LRU_HASH: u32 = 9;
+pub const BPF_MAP_TYPE_LPM_TRIE: u32 = 11;
+/// Required for LPM tries: their nodes are allocated on update.
+pub const BPF_F_NO_PREALLOC: u32 = 1;
 
 pub const BPF_F_PSEUDO_HDR: u64 = 1 << 4;
 pub const BPF_F_MARK_MANGLED_0: u64 = 1 << 5;

@@ -19,6 +19,7 @@ mod net;
 mod query;
 mod reply;
 mod reply6;
+mod rules;
 
 #[no_mangle]
 #[link_section = "license"]

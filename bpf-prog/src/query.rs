@@ -8,6 +8,7 @@ use crate::kernel::{self, SkBuff, TC_ACT_SHOT, TC_ACT_UNSPEC};
 use crate::net::dns;
 use crate::net::packet::{self, Ipv4, Patch, RewriteError, IPPROTO_TCP, IPPROTO_UDP};
 use crate::net::packet::{TCP_ACK, TCP_SYN};
+use crate::rules::{self, Rule};
 use dnsredir_abi::{FlowValue, FLAG_REDIRECT_ALL};
 
 /// # Safety
@@ -35,19 +36,29 @@ unsafe fn query(skb: *mut SkBuff) -> (Outcome, i32) {
         IPPROTO_UDP if config!(dockerd_udp_port) != 0 && ip.dport == config!(dockerd_udp_port) => {
             true
         }
-        IPPROTO_TCP if config!(dockerd_tcp_port) != 0 && ip.dport == config!(dockerd_tcp_port) => {
+        // With --only, TCP stays with dockerd: the name is not known at the SYN.
+        IPPROTO_TCP
+            if config!(dockerd_tcp_port) != 0
+                && ip.dport == config!(dockerd_tcp_port)
+                && !rules::only() =>
+        {
             false
         }
         _ => return PASS,
     };
     let mut dns_id = 0;
     let mut clamp = None;
+    let mut rule = Rule::Default;
     if udp {
         let Some(query) = dns::query(skb, &ip) else {
             return PASS;
         };
         if query.single_label && config!(flags) & FLAG_REDIRECT_ALL == 0 {
             return (Outcome::KeptForDockerd, TC_ACT_UNSPEC);
+        }
+        rule = rules::check(skb, &ip);
+        if rule.keeps() {
+            return (Outcome::KeptByRule(rule), TC_ACT_UNSPEC);
         }
         dns_id = query.id;
         clamp = query.edns_size.and_then(edns_clamp);
@@ -85,6 +96,7 @@ unsafe fn query(skb: *mut SkBuff) -> (Outcome, i32) {
     let outcome = if udp {
         Outcome::RedirectedUdp {
             clamped: clamp.is_some(),
+            rule,
         }
     } else {
         Outcome::RedirectedTcp { syn }

@@ -5,11 +5,12 @@
 
 pub mod nameservers;
 pub mod resolver;
+pub mod rules;
 
-use crate::abi::{Config, CONFIG_SYMBOL, MAX_NAMESERVERS};
-use crate::bpf::elf::{ObjectFile, ParseError};
+use crate::abi::{Config, CONFIG_SYMBOL, MAX_NAMESERVERS, RULES_MAP};
+use crate::bpf::elf::{GlobalError, ObjectFile, ParseError};
 use crate::bpf::embedded;
-use crate::bpf::load::{self, Loaded, LoadedProgram};
+use crate::bpf::load::{self, LoadError, Loaded, LoadedProgram};
 use crate::bpf::sys;
 use crate::error::{check_privileges, Context, Error, Undo};
 use crate::fault;
@@ -17,6 +18,7 @@ use crate::net::netlink::Netlink;
 use crate::net::netns::{self, NetnsError, Target};
 use crate::net::tc::{self, Filter, Hook};
 use crate::target::{self, Interface, TargetError};
+use rules::Rules;
 use std::net::Ipv4Addr;
 use std::os::fd::OwnedFd;
 
@@ -88,10 +90,21 @@ fn interfaces(request: &AttachRequest) -> Result<(Interface, Interface, Ipv4Addr
     Ok((lo, iface, addr))
 }
 
-fn load_programs(config: &Config) -> Result<Loaded, Error> {
+/// Loads the programs with their maps (new ones every time: re-attaching replaces the old
+/// programs, and their maps go with them) and fills the rules map.
+fn load_programs(config: &Config, rules: &Rules) -> Result<Loaded, Error> {
     let mut object = ObjectFile::parse(embedded::object_bytes())?;
     object.set_global(CONFIG_SYMBOL, &config.to_bytes())?;
-    Ok(load::load(&object, &load::Options::sched_cls())?)
+    let loaded = load::load(&object, &load::Options::sched_cls())?;
+    let map = loaded
+        .map(&object, RULES_MAP)
+        .ok_or_else(|| GlobalError::Missing(RULES_MAP.into()))?;
+    rules::fill(map, rules).map_err(|e| LoadError::Map {
+        map: RULES_MAP.into(),
+        action: e.action,
+        source: e.source,
+    })?;
+    Ok(loaded)
 }
 
 fn program<'a>(loaded: &'a Loaded, section: &str) -> Result<Program<'a>, Error> {

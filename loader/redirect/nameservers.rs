@@ -4,6 +4,7 @@
 //! interface's ingress to come from the nameserver asked, and go on up the stack. IPv6
 //! nameservers likewise go to the IPv6 upstream, when one is given.
 
+use super::rules::Rules;
 use super::{interfaces, load_programs, program, put, remove_from_hook, transact, HookRef, Log};
 use crate::abi::{Config, EGRESS_SECTION, MAX_NAMESERVERS, PATH_NAMESERVERS, REPLY_SECTION};
 use crate::bpf::embedded;
@@ -27,6 +28,9 @@ pub fn attach_in(
     nameservers6: &[SocketAddrV6],
     log: Log,
 ) -> Result<Attached, Error> {
+    if !request.rules.is_empty() {
+        return Err(TargetError::RulesOnNameserversPath.into());
+    }
     if let Some(lo) = nameservers.iter().find(|n| n.ip().is_loopback()) {
         return Err(TargetError::LoopbackNameserver((*lo.ip()).into()).into());
     }
@@ -99,7 +103,7 @@ pub fn attach_in(
     }
 
     // Programs go through the verifier before anything in the namespace changes.
-    let loaded = load_programs(&config)?;
+    let loaded = load_programs(&config, &Rules::default())?;
     let egress = program(&loaded, EGRESS_SECTION)?;
     let reply = program(&loaded, REPLY_SECTION)?;
     let ingress = HookRef {

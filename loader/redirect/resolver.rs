@@ -2,6 +2,7 @@
 //! to dockerd on 127.0.0.11 are taken on lo ingress and sent out of the interface to the
 //! upstream; the answers are taken on the interface's ingress and handed back to lo.
 
+use super::rules::Rules;
 use super::{interfaces, load_programs, program, put, remove_from_hook, transact, HookRef, Log};
 use crate::abi::{Config, FLAG_REDIRECT_ALL, QUERY_SECTION, REPLY_SECTION};
 use crate::bpf::embedded;
@@ -36,6 +37,8 @@ pub struct AttachRequest {
     pub upstream6: Option<SocketAddrV6>,
     /// `--resolver` nameservers with an IPv6 address (they need [`Self::upstream6`]).
     pub resolvers6: Vec<SocketAddrV6>,
+    /// `--keep` and `--only`: written into the query program's map before it is attached.
+    pub rules: Rules,
 }
 
 /// `--edns-max`'s default: DNS Flag Day 2020's size, below which answers are not fragmented
@@ -96,7 +99,7 @@ pub fn attach_in(nl: &mut Netlink, request: &AttachRequest, log: Log) -> Result<
             FLAG_REDIRECT_ALL
         } else {
             0
-        },
+        } | request.rules.flags(),
         edns_max: port_raw(request.edns_max),
         iface_ifindex: iface.ifindex,
         lo_ifindex: lo.ifindex,
@@ -105,7 +108,13 @@ pub fn attach_in(nl: &mut Netlink, request: &AttachRequest, log: Log) -> Result<
     };
 
     // Programs go through the verifier before anything in the namespace changes.
-    let loaded = load_programs(&config)?;
+    let loaded = load_programs(&config, &request.rules)?;
+    if !request.rules.is_empty() {
+        log(format!(
+            "{} name rules in the query program's map",
+            request.rules.rules.len()
+        ));
+    }
     let query = program(&loaded, QUERY_SECTION)?;
     let reply = program(&loaded, REPLY_SECTION)?;
     let hooks = [

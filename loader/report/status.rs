@@ -5,6 +5,7 @@ use crate::bpf::embedded;
 use crate::inspect::{Build, HookStatus, Status};
 use crate::layout::{self, addr_from_raw, port_from_raw};
 use crate::redirect::nameservers;
+use crate::redirect::rules::{Kind, Rules};
 use crate::report::json_string;
 
 /// The human-readable report.
@@ -62,6 +63,9 @@ pub fn render_text(s: &Status, interface: &str) -> String {
         )),
         Some(Build::Unknown) => out.push_str("attached by: an older dnsredir build\n"),
     }
+    if let Some(r) = &s.rules {
+        out.push_str(&rules_text(r));
+    }
     if let Some(n) = s.tracked_flows {
         out.push_str(&format!("tracked flows: {n}\n"));
     }
@@ -103,6 +107,23 @@ fn edns(raw: u16) -> String {
         0 => "not clamped".to_string(),
         max => format!("at most {max}"),
     }
+}
+
+/// The rules in force, one line each; what names not under any of them do.
+fn rules_text(r: &Rules) -> String {
+    if r.is_empty() {
+        return "name rules: none\n".to_string();
+    }
+    let default = if r.rules.iter().any(|x| x.kind != Kind::Keep) {
+        "other names and all TCP stay with dockerd (--only)"
+    } else {
+        "other names are redirected (--keep only)"
+    };
+    let mut out = format!("name rules: {} ({default})\n", r.rules.len());
+    for rule in &r.rules {
+        out.push_str(&format!("  {} {}\n", rule.kind.name(), rule.suffix));
+    }
+    out
 }
 
 fn port_or_none(raw: u16) -> String {
@@ -172,8 +193,22 @@ pub fn render_json(s: &Status) -> String {
             .collect();
         format!("{{{}}}", fields.join(","))
     });
+    let rules = s.rules.as_ref().map_or("null".to_string(), |r| {
+        let items: Vec<String> = r
+            .rules
+            .iter()
+            .map(|x| {
+                format!(
+                    "{{\"suffix\":{},\"kind\":{}}}",
+                    json_string(&x.suffix),
+                    json_string(x.kind.json_name())
+                )
+            })
+            .collect();
+        format!("[{}]", items.join(","))
+    });
     format!(
-        "{{\"attached\":{},\"path\":{},\"lo\":{},\"interface\":{},\"egress\":{},\"build\":{},\"config\":{},\"tracked_flows\":{},\"counters\":{},\"stale\":{},\"stale_reason\":{},\"ports_unknown\":{}}}",
+        "{{\"attached\":{},\"path\":{},\"lo\":{},\"interface\":{},\"egress\":{},\"build\":{},\"config\":{},\"tracked_flows\":{},\"counters\":{},\"stale\":{},\"stale_reason\":{},\"ports_unknown\":{},\"rules\":{},\"rules_map_id\":{}}}",
         s.attached(),
         s.config
             .as_ref()
@@ -187,20 +222,48 @@ pub fn render_json(s: &Status) -> String {
         counters,
         s.stale.is_some(),
         s.stale.as_deref().map_or("null".to_string(), json_string),
-        s.unknown.as_deref().map_or("null".to_string(), json_string)
+        s.unknown.as_deref().map_or("null".to_string(), json_string),
+        rules,
+        s.rules_map_id
+            .map_or("null".to_string(), |i| i.to_string())
     )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::redirect::rules::Rule;
+
+    #[test]
+    fn rules_are_listed() {
+        let s = Status {
+            rules: Some(Rules {
+                rules: vec![
+                    Rule {
+                        suffix: "internal.test".into(),
+                        kind: Kind::Keep,
+                    },
+                    Rule {
+                        suffix: "corp.test".into(),
+                        kind: Kind::Only,
+                    },
+                ],
+            }),
+            rules_map_id: Some(7),
+            ..Status::default()
+        };
+        let text = render_text(&s, "eth0");
+        assert!(text.contains("name rules: 2 (other names and all TCP stay with dockerd (--only))\n  keep internal.test\n  only corp.test\n"), "{text}");
+        let json = render_json(&s);
+        assert!(json.ends_with(",\"rules\":[{\"suffix\":\"internal.test\",\"kind\":\"keep\"},{\"suffix\":\"corp.test\",\"kind\":\"only\"}],\"rules_map_id\":7}"), "{json}");
+    }
 
     #[test]
     fn not_attached_json_has_every_field() {
         let json = render_json(&Status::default());
         assert_eq!(
             json,
-            "{\"attached\":false,\"path\":null,\"lo\":{\"attached\":false,\"prog_id\":null},\"interface\":{\"attached\":false,\"prog_id\":null},\"egress\":{\"attached\":false,\"prog_id\":null},\"build\":null,\"config\":null,\"tracked_flows\":0,\"counters\":null,\"stale\":false,\"stale_reason\":null,\"ports_unknown\":null}"
+            "{\"attached\":false,\"path\":null,\"lo\":{\"attached\":false,\"prog_id\":null},\"interface\":{\"attached\":false,\"prog_id\":null},\"egress\":{\"attached\":false,\"prog_id\":null},\"build\":null,\"config\":null,\"tracked_flows\":0,\"counters\":null,\"stale\":false,\"stale_reason\":null,\"ports_unknown\":null,\"rules\":null,\"rules_map_id\":null}"
         );
     }
 }

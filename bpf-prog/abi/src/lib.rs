@@ -104,7 +104,7 @@ pub const CONFIG_MAGIC: u32 = u32::from_ne_bytes(*b"DNSR");
 /// its header, [`Counters`], [`FlowKey`], [`FlowValue`] and [`FlowValue6`]. Bump it whenever one of their
 /// fields is added, removed, moved or changes meaning, so that a reader never decodes another
 /// build's maps as its own.
-pub const LAYOUT_VERSION: u32 = 4;
+pub const LAYOUT_VERSION: u32 = 5;
 
 /// [`Config::path`]: Docker's embedded resolver, taken on lo ingress (the query program).
 pub const PATH_EMBEDDED_RESOLVER: u16 = 0;
@@ -354,7 +354,8 @@ counters! {
     queries_redirected_tcp,
     /// Every TCP segment sent to the upstream, SYNs included.
     tcp_segments_redirected,
-    /// Single-label names left to dockerd (Docker's container and service names).
+    /// UDP queries left to dockerd by their name: single-label names (Docker's container and
+    /// service names) and the names the rules keep (the `rule_*` counters tell which).
     queries_kept_for_dockerd,
     /// One per UDP answer; every segment of a redirected TCP connection.
     replies_restored,
@@ -369,6 +370,17 @@ counters! {
     /// First fragments of a reply to a redirected flow: passed untouched, since the rest of the
     /// datagram carries no ports to match (a sign that the upstream ignores the EDNS size).
     replies_fragmented,
+    /// UDP queries kept for dockerd because their name is equal to or under a `--keep` suffix.
+    rule_kept,
+    /// UDP queries kept for dockerd because `--only` is in force and their name is under none
+    /// of its suffixes.
+    rule_outside_only,
+    /// UDP queries redirected because their name is equal to or under an `--only` suffix.
+    rule_only_redirected,
+    /// UDP queries whose name the rules could not read (bytes outside letters, digits, `-` and
+    /// `_`, or a malformed name): they follow the default of the rules in force (kept with
+    /// `--only`, redirected with `--keep` alone).
+    rule_unparsed,
 }
 
 const _: () = assert!(Counters::SIZE == 8 * Counters::COUNT);
@@ -391,3 +403,98 @@ pub const CONFIG_SYMBOL: &str = "CONFIG";
 pub const FLOWS_MAP: &str = "FLOWS";
 pub const FLOWS6_MAP: &str = "FLOWS6";
 pub const COUNTERS_MAP: &str = "COUNTERS";
+
+// ---- name rules (`--keep`, `--only`) ----
+
+/// Set in [`Config::flags`]: the `RULES` map holds `--keep` rules.
+pub const FLAG_RULES_KEEP: u16 = 4;
+/// Set in [`Config::flags`]: the `RULES` map holds `--only` rules; names under none of them,
+/// names the program cannot read and all of TCP stay with dockerd.
+pub const FLAG_RULES_ONLY: u16 = 8;
+
+/// The LPM trie of name rules, filled by the loader after loading and before attaching.
+pub const RULES_MAP: &str = "RULES";
+/// Its capacity.
+pub const MAX_RULES: u32 = 1024;
+/// Bytes of a [`RuleKey`]'s name: a name of at most 253 text characters is at most 254 bytes
+/// in the key, rounded up.
+pub const RULE_KEY_DATA: usize = 256;
+/// A key of the LPM trie (`struct bpf_lpm_trie_key` with its data).
+pub const RULE_KEY_SIZE: usize = 4 + RULE_KEY_DATA;
+
+/// [`RuleValue::kind`]: names equal to or under the suffix stay with dockerd.
+pub const RULE_KEEP: u32 = 1;
+/// Names equal to or under the suffix are redirected (and with `--only`, only they).
+pub const RULE_ONLY: u32 = 2;
+/// An `--only` suffix equal to or under a `--keep` suffix: keep wins, so it keeps.
+pub const RULE_ONLY_UNDER_KEEP: u32 = 3;
+
+/// A rule's key: the suffix in the form the query program builds from a question's name.
+///
+/// The name's wire form without its root byte, each length byte replaced by `.`, letters
+/// lowercased, then reversed byte by byte: `api.internal.test` is `tset.lanretni.ipa.`. A
+/// suffix's key is then a prefix of the key of every name equal to or under it, and only
+/// whole labels match, since `.` never occurs inside a label the program accepts.
+/// `prefixlen` is in bits (8 per byte), as the LPM trie wants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RuleKey {
+    pub prefixlen: u32,
+    pub data: [u8; RULE_KEY_DATA],
+}
+
+impl RuleKey {
+    /// The kernel's bytes: prefixlen in host order, then the data.
+    pub fn to_bytes(&self) -> [u8; RULE_KEY_SIZE] {
+        let mut out = [0u8; RULE_KEY_SIZE];
+        put(&mut out, 0, &self.prefixlen.to_ne_bytes());
+        put(&mut out, 4, &self.data);
+        out
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> Option<RuleKey> {
+        let prefixlen = u32::from_ne_bytes(get(bytes, 0)?);
+        let data = get(bytes, 4)?;
+        Some(RuleKey { prefixlen, data })
+    }
+
+    /// The name's bytes in the key: `prefixlen / 8` of them.
+    pub fn name_bytes(&self) -> &[u8] {
+        let n = (self.prefixlen as usize / 8).min(RULE_KEY_DATA);
+        &self.data[..n]
+    }
+}
+
+layout! {
+    /// What a rule says.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct RuleValue {
+        /// [`RULE_KEEP`], [`RULE_ONLY`] or [`RULE_ONLY_UNDER_KEEP`].
+        pub kind: u32,
+    }
+}
+
+impl RuleValue {
+    pub fn from_bytes(bytes: &[u8]) -> Option<RuleValue> {
+        RuleValue::decode(bytes)
+    }
+}
+
+/// What the query program maps each byte of a question's name to in a [`RuleKey`]: letters
+/// lowercased, digits, `-` and `_` as they are, every other byte 0 (the name is then not read).
+pub const NAME_BYTES: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = match c {
+            b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' => c,
+            b'A'..=b'Z' => c | 0x20,
+            _ => 0,
+        };
+        b += 1;
+    }
+    t
+};
+
+/// The `.` that stands for a length byte in a [`RuleKey`].
+pub const RULE_LABEL_MARK: u8 = b'.';
