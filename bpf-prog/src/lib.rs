@@ -7,6 +7,7 @@
 
 mod config;
 mod counters;
+mod events;
 mod flows;
 mod kernel;
 mod net;

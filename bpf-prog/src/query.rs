@@ -3,12 +3,13 @@
 
 use crate::config::config;
 use crate::counters::{count, Outcome};
+use crate::events;
 use crate::flows;
 use crate::kernel::{self, SkBuff, TC_ACT_SHOT, TC_ACT_UNSPEC};
 use crate::net::dns;
 use crate::net::packet::{self, Ipv4, Patch, RewriteError, IPPROTO_TCP, IPPROTO_UDP};
 use crate::net::packet::{TCP_ACK, TCP_SYN};
-use dnsredir_abi::{FlowValue, FLAG_REDIRECT_ALL};
+use dnsredir_abi::{FlowValue, FLAG_REDIRECT_ALL, PATH_DOCKERD, PATH_UPSTREAM};
 
 /// # Safety
 /// Called by the kernel with its `__sk_buff`.
@@ -27,6 +28,7 @@ unsafe fn query(skb: *mut SkBuff) -> (Outcome, i32) {
     let Some(ip) = Ipv4::parse(skb) else {
         return PASS;
     };
+    events::lo_answer(skb, &ip);
     // The rest of a fragmented query would still reach dockerd: all of it stays there.
     if ip.first_fragment || ip.daddr != config!(resolver_addr) {
         return PASS;
@@ -47,6 +49,7 @@ unsafe fn query(skb: *mut SkBuff) -> (Outcome, i32) {
             return PASS;
         };
         if query.single_label && config!(flags) & FLAG_REDIRECT_ALL == 0 {
+            events::query(skb, &ip, PATH_DOCKERD);
             return (Outcome::KeptForDockerd, TC_ACT_UNSPEC);
         }
         dns_id = query.id;
@@ -92,6 +95,7 @@ unsafe fn query(skb: *mut SkBuff) -> (Outcome, i32) {
     if action == TC_ACT_SHOT {
         return (Outcome::Failed, action);
     }
+    events::query(skb, &ip, PATH_UPSTREAM);
     let outcome = if udp {
         Outcome::RedirectedUdp {
             clamped: clamp.is_some(),
