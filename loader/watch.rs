@@ -6,8 +6,8 @@
 //! them seconds later. Every second the flag is refreshed, the lost-event count read, and the
 //! attachment and the container checked.
 
-use crate::abi::{WatchControl, EVENT_DATA_MAX, EVENT_SIZE, WATCH_LEASE_NS};
 use crate::abi::EventHeader;
+use crate::abi::{WatchControl, EVENT_DATA_MAX, EVENT_SIZE, WATCH_LEASE_NS};
 use crate::bpf::ringbuf::RingBuf;
 use crate::bpf::sys;
 use crate::error::{Context, Error};
@@ -147,7 +147,9 @@ fn gone(request: &WatchRequest, prog_id: u32) -> Option<String> {
     let target = &request.target;
     match target {
         Target::Pid(pid) if !alive(*pid) => {
-            return Some(format!("process {pid} exited (the container stopped): watch ended"))
+            return Some(format!(
+                "process {pid} exited (the container stopped): watch ended"
+            ))
         }
         Target::Path(p) if !p.exists() => {
             return Some(format!("{} is gone: watch ended", p.display()))
