@@ -242,20 +242,19 @@ pub fn watch_maps(target: &Target, interface: &str) -> Result<Watchable, Error> 
     let maps = program_maps(prog_id)?;
     let rodata = rodata_of(&maps)?;
     let config = config_offset(&rodata).and_then(|at| rodata.get(at..));
+    let build = build_of(config.and_then(ConfigHeader::from_bytes));
     let other_build = format!(
         "dnsredir on {target} was attached by another build ({}), whose events this binary cannot read: run dnsredir {} --upstream ... again with this binary",
-        match build_of(config.and_then(ConfigHeader::from_bytes)) {
+        match build {
             Build::This | Build::SameLayout { .. } => "without the event maps".to_string(),
-            Build::OtherLayout { layout, build_id } =>
-                format!("object fnv1a64 {build_id:016x}, layout {layout}; this binary reads layout {LAYOUT_VERSION}"),
+            Build::OtherLayout { layout, build_id } => format!(
+                "object fnv1a64 {build_id:016x}, layout {layout}; this binary reads layout {LAYOUT_VERSION}"
+            ),
             Build::Unknown => "an older one".to_string(),
         },
         target_args(target)
     );
-    if !matches!(
-        build_of(config.and_then(ConfigHeader::from_bytes)),
-        Build::This | Build::SameLayout { .. }
-    ) {
+    if !matches!(build, Build::This | Build::SameLayout { .. }) {
         return Ok(Watchable::Refused(other_build));
     }
     let (mut events, mut control, mut lost) = (None, None, None);

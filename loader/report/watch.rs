@@ -307,8 +307,17 @@ fn record(q: &Pending, answer: Option<Answer>, clock: &Clock) -> Record {
 
 // ---------------------------------------------------------------- rendering
 
-/// (date, time of day with µs) in UTC.
-fn utc(time: SystemTime) -> ((i64, u32, u32), (u32, u32, u32, u32)) {
+/// A moment as a UTC calendar date and time of day.
+#[derive(Debug, PartialEq, Eq)]
+struct Utc {
+    date: (i64, u32, u32),
+    hour: u32,
+    minute: u32,
+    second: u32,
+    micros: u32,
+}
+
+fn utc(time: SystemTime) -> Utc {
     let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = since.as_secs() as i64;
     let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400) as u32);
@@ -322,10 +331,13 @@ fn utc(time: SystemTime) -> ((i64, u32, u32), (u32, u32, u32, u32)) {
     let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
     let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
     let y = yoe + era * 400 + i64::from(m <= 2);
-    (
-        (y, m, d),
-        (rem / 3600, rem / 60 % 60, rem % 60, since.subsec_micros()),
-    )
+    Utc {
+        date: (y, m, d),
+        hour: rem / 3600,
+        minute: rem / 60 % 60,
+        second: rem % 60,
+        micros: since.subsec_micros(),
+    }
 }
 
 fn name_text(r: &Record) -> String {
@@ -338,10 +350,13 @@ fn type_text(r: &Record) -> String {
 
 /// `07:31:02.118  127.0.0.1:50123  udp  id=4660  example.com  A  upstream  NOERROR  answers=1  203.0.113.7  812µs`
 pub fn render_line(r: &Record) -> String {
-    let (_, (h, mi, s, us)) = utc(r.time);
+    let t = utc(r.time);
     let head = format!(
-        "{h:02}:{mi:02}:{s:02}.{:03}  {}  {}  id={}  {}  {}  {}",
-        us / 1000,
+        "{:02}:{:02}:{:02}.{:03}  {}  {}  id={}  {}  {}  {}",
+        t.hour,
+        t.minute,
+        t.second,
+        t.micros / 1000,
         r.client,
         if r.tcp { "tcp" } else { "udp" },
         r.id,
@@ -366,7 +381,13 @@ pub fn render_line(r: &Record) -> String {
 
 /// One JSON object (see the module documentation for the fields).
 pub fn render_json(r: &Record) -> String {
-    let ((y, mo, d), (h, mi, s, us)) = utc(r.time);
+    let Utc {
+        date: (y, mo, d),
+        hour: h,
+        minute: mi,
+        second: s,
+        micros: us,
+    } = utc(r.time);
     let null = || "null".to_string();
     let a = r.answer.as_ref();
     format!(
@@ -578,13 +599,13 @@ mod tests {
 
     #[test]
     fn dates_are_utc_civil_dates() {
-        assert_eq!(utc(UNIX_EPOCH).0, (1970, 1, 1));
+        assert_eq!(utc(UNIX_EPOCH).date, (1970, 1, 1));
         assert_eq!(
-            utc(UNIX_EPOCH + Duration::from_secs(951_782_400)).0,
+            utc(UNIX_EPOCH + Duration::from_secs(951_782_400)).date,
             (2000, 2, 29)
         );
         assert_eq!(
-            utc(UNIX_EPOCH + Duration::from_secs(1_796_109_062)).0,
+            utc(UNIX_EPOCH + Duration::from_secs(1_796_109_062)).date,
             (2026, 12, 1)
         );
     }
