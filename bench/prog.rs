@@ -23,10 +23,15 @@ mod netns;
 #[path = "../tests/support/packet.rs"]
 mod packet;
 
-use dnsredir::abi::{FLAG_NO_COUNTERS, QUERY_SECTION, REPLY_SECTION};
+use dnsredir::abi::{
+    WatchControl, EVENTS_MAP, FLAG_NO_COUNTERS, QUERY_SECTION, REPLY_SECTION, WATCH_MAP,
+};
+use dnsredir::bpf::elf::ObjectFile;
 use dnsredir::bpf::insn::Insn;
 use dnsredir::bpf::load::Loaded;
+use dnsredir::bpf::ringbuf::RingBuf;
 use dnsredir::bpf::sys;
+use std::cell::{Cell, RefCell};
 use packet::*;
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -87,6 +92,56 @@ struct Case<'a> {
     expect: u32,
     before: Option<(&'a OwnedFd, Vec<Vec<u8>>)>,
     after: Option<(&'a OwnedFd, Vec<Vec<u8>>)>,
+    /// A watcher for the object: its ring buffer emptied after each call (untimed).
+    watcher: Option<&'a Watcher>,
+}
+
+/// `--watch`'s part in the benchmark: holds the flag and empties the ring buffer.
+struct Watcher {
+    ring: RefCell<RingBuf>,
+    control: OwnedFd,
+    calls: Cell<u64>,
+}
+
+impl Watcher {
+    /// `None` for an object without the event maps (a build before `--watch`).
+    fn new(object: &ObjectFile, loaded: &Loaded) -> Result<Option<Watcher>, String> {
+        let (Some(events), Some(control)) = (
+            loaded.map(object, EVENTS_MAP),
+            loaded.map(object, WATCH_MAP),
+        ) else {
+            return Ok(None);
+        };
+        let size = sys::map_info(events).map_err(|e| e.to_string())?.max_entries;
+        let dup = |fd: &OwnedFd| fd.try_clone().map_err(|e| e.to_string());
+        let ring = RingBuf::new(dup(events)?, size as usize).map_err(|e| e.to_string())?;
+        let w = Watcher {
+            ring: RefCell::new(ring),
+            control: dup(control)?,
+            calls: Cell::new(0),
+        };
+        w.refresh()?;
+        Ok(Some(w))
+    }
+
+    fn refresh(&self) -> Result<(), String> {
+        let control = WatchControl {
+            watcher_pid: std::process::id(),
+            refreshed_ns: dnsredir::watch::monotonic_ns(),
+            ..Default::default()
+        };
+        sys::map_update(&self.control, &0u32.to_ne_bytes(), &control.to_bytes())
+            .map_err(|e| format!("watch flag: {e}"))
+    }
+
+    fn after_call(&self) -> Result<(), String> {
+        self.ring.borrow_mut().consume(|_| ());
+        self.calls.set(self.calls.get() + 1);
+        if self.calls.get() % 1024 == 0 {
+            self.refresh()?;
+        }
+        Ok(())
+    }
 }
 
 fn query_packet(id: u16) -> Vec<u8> {
@@ -143,7 +198,24 @@ fn https_packet(to_upstream: bool) -> Vec<u8> {
     Packet::tcp(src, sport, dst, dport, vec![0x17; 100]).bytes()
 }
 
-fn cases<'a>(label: &str, query_prog: &'a OwnedFd, reply_prog: &'a OwnedFd) -> Vec<Case<'a>> {
+/// An answer on lo as the query program sees it: one the reply program restored.
+fn lo_answer_packet(id: u16) -> Vec<u8> {
+    Packet::udp(
+        RESOLVER,
+        DOCKERD_UDP,
+        CLIENT,
+        CLIENT_PORT,
+        dns_answer(id, "www.example.com"),
+    )
+    .bytes()
+}
+
+fn cases<'a>(
+    label: &str,
+    query_prog: &'a OwnedFd,
+    reply_prog: &'a OwnedFd,
+    watcher: Option<&'a Watcher>,
+) -> Vec<Case<'a>> {
     let ids = 0..IDS;
     let queries: Vec<Vec<u8>> = ids.clone().map(query_packet).collect();
     let edns_queries: Vec<Vec<u8>> = ids.clone().map(edns_query_packet).collect();
@@ -156,6 +228,7 @@ fn cases<'a>(label: &str, query_prog: &'a OwnedFd, reply_prog: &'a OwnedFd) -> V
             expect: TC_ACT_REDIRECT,
             before: None,
             after: Some((reply_prog, replies.clone())),
+            watcher,
         },
         Case {
             name: format!("query redirected, EDNS 4096 clamped{label}"),
@@ -164,6 +237,7 @@ fn cases<'a>(label: &str, query_prog: &'a OwnedFd, reply_prog: &'a OwnedFd) -> V
             expect: TC_ACT_REDIRECT,
             before: None,
             after: Some((reply_prog, replies.clone())),
+            watcher,
         },
         Case {
             name: format!("reply restored{label}"),
@@ -172,6 +246,7 @@ fn cases<'a>(label: &str, query_prog: &'a OwnedFd, reply_prog: &'a OwnedFd) -> V
             expect: TC_ACT_REDIRECT,
             before: Some((query_prog, queries.clone())),
             after: None,
+            watcher,
         },
         Case {
             // no replies: every query replaces a flow of the same key left by an earlier one
@@ -181,6 +256,16 @@ fn cases<'a>(label: &str, query_prog: &'a OwnedFd, reply_prog: &'a OwnedFd) -> V
             expect: TC_ACT_REDIRECT,
             before: None,
             after: None,
+            watcher,
+        },
+        Case {
+            name: format!("answer on lo (restored), lo prog{label}"),
+            prog: query_prog,
+            packets: (0..IDS).map(lo_answer_packet).collect(),
+            expect: TC_ACT_UNSPEC,
+            before: None,
+            after: None,
+            watcher,
         },
         Case {
             name: format!("non-DNS TCP:443, lo prog{label}"),
@@ -189,6 +274,7 @@ fn cases<'a>(label: &str, query_prog: &'a OwnedFd, reply_prog: &'a OwnedFd) -> V
             expect: TC_ACT_UNSPEC,
             before: None,
             after: None,
+            watcher,
         },
         Case {
             name: format!("non-DNS TCP:443, eth0 prog{label}"),
@@ -197,6 +283,7 @@ fn cases<'a>(label: &str, query_prog: &'a OwnedFd, reply_prog: &'a OwnedFd) -> V
             expect: TC_ACT_UNSPEC,
             before: None,
             after: None,
+            watcher,
         },
         Case {
             name: format!("ARP, eth0 prog{label}"),
@@ -205,6 +292,7 @@ fn cases<'a>(label: &str, query_prog: &'a OwnedFd, reply_prog: &'a OwnedFd) -> V
             expect: TC_ACT_UNSPEC,
             before: None,
             after: None,
+            watcher,
         },
         Case {
             name: format!("UDP other port, lo prog{label}"),
@@ -220,6 +308,7 @@ fn cases<'a>(label: &str, query_prog: &'a OwnedFd, reply_prog: &'a OwnedFd) -> V
             expect: TC_ACT_UNSPEC,
             before: None,
             after: None,
+            watcher,
         },
         Case {
             name: format!("UDP other port, eth0 prog{label}"),
@@ -235,6 +324,7 @@ fn cases<'a>(label: &str, query_prog: &'a OwnedFd, reply_prog: &'a OwnedFd) -> V
             expect: TC_ACT_UNSPEC,
             before: None,
             after: None,
+            watcher,
         },
     ]
 }
@@ -310,6 +400,9 @@ fn time_case(case: &Case, calls: usize) -> Result<(f64, f64), String> {
         }
         if let Some((prog, packets)) = &case.after {
             untimed(case, prog, &packets[k])?;
+        }
+        if let Some(w) = case.watcher {
+            w.after_call()?;
         }
         durations.push(r.duration_ns as f64);
     }
@@ -409,6 +502,8 @@ fn per_packet(args: &[String]) -> Result<(), String> {
     }
     let (_, with) = load_programs(UPSTREAM_PORT, 0)?;
     let (_, without) = load_programs(UPSTREAM_PORT, FLAG_NO_COUNTERS)?;
+    let (watched_object, watched) = load_programs(UPSTREAM_PORT, 0)?;
+    let watcher = Watcher::new(&watched_object, &watched)?;
     let floor = floor_program()?;
     let (wq, wr) = (prog(&with, QUERY_SECTION)?, prog(&with, REPLY_SECTION)?);
     let (nq, nr) = (
@@ -422,9 +517,14 @@ fn per_packet(args: &[String]) -> Result<(), String> {
         expect: 0,
         before: None,
         after: None,
+        watcher: None,
     }];
-    all_cases.extend(cases("", wq, wr));
-    all_cases.extend(cases(", no counters", nq, nr));
+    all_cases.extend(cases("", wq, wr, None));
+    all_cases.extend(cases(", no counters", nq, nr, None));
+    if let Some(w) = &watcher {
+        let (q, r) = (prog(&watched, QUERY_SECTION)?, prog(&watched, REPLY_SECTION)?);
+        all_cases.extend(cases(", watcher present", q, r, Some(w)));
+    }
 
     // warm-up: caches, branch predictors, the flow table's first allocations
     for c in &all_cases {
