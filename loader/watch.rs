@@ -37,7 +37,9 @@ pub enum Ended {
     Lost(String),
 }
 
-const POLL: Duration = Duration::from_millis(200);
+/// The programs wake the watcher only when the ring buffer fills up (a wakeup per record costs
+/// more than the record): it looks for new records this often.
+const POLL: Duration = Duration::from_millis(100);
 const CHECK_EVERY: Duration = Duration::from_secs(1);
 
 static STOP: AtomicBool = AtomicBool::new(false);

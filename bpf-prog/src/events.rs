@@ -19,6 +19,13 @@ const TCP_MIN_HLEN: usize = 20;
 /// The 2-byte length before a DNS message on TCP (RFC 1035 §4.2.2).
 const TCP_LEN_PREFIX: u32 = 2;
 const DNS_PORT: u16 = 53u16.to_be();
+const BPF_RB_NO_WAKEUP: u64 = 1;
+const BPF_RB_FORCE_WAKEUP: u64 = 2;
+const BPF_RB_AVAIL_DATA: u64 = 0;
+/// Unread bytes above which a record wakes the watcher. Below, it finds the records on its
+/// next poll (every 100 ms): a wakeup per record is an irq_work, which costs microseconds in
+/// a VM (measured: 3.4 µs instead of 0.6 µs per query).
+const WAKEUP_AT: u64 = EVENTS_RING_SIZE as u64 / 4;
 
 #[no_mangle]
 #[link_section = "maps"]
@@ -70,8 +77,13 @@ unsafe fn ringbuf_reserve(map: *const MapDef, size: u64) -> *mut c_void {
 }
 
 #[inline(always)]
-unsafe fn ringbuf_submit(data: *mut c_void) {
-    helper!(132, fn(*mut c_void, u64) -> ())(data, 0)
+unsafe fn ringbuf_submit(data: *mut c_void, flags: u64) {
+    helper!(132, fn(*mut c_void, u64) -> ())(data, flags)
+}
+
+#[inline(always)]
+unsafe fn ringbuf_query(map: *const MapDef, what: u64) -> u64 {
+    helper!(134, fn(*const MapDef, u64) -> u64)(map, what)
 }
 
 #[inline(always)]
@@ -184,7 +196,12 @@ unsafe fn emit(skb: *const SkBuff, ip: &Ipv4, kind: u8, path: u8, addr: u32, por
         ringbuf_discard(rec as *mut c_void);
         return;
     }
-    ringbuf_submit(rec as *mut c_void);
+    let wakeup = if ringbuf_query(&EVENTS, BPF_RB_AVAIL_DATA) > WAKEUP_AT {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    };
+    ringbuf_submit(rec as *mut c_void, wakeup);
 }
 
 #[inline(always)]
