@@ -31,8 +31,8 @@ use dnsredir::bpf::insn::Insn;
 use dnsredir::bpf::load::Loaded;
 use dnsredir::bpf::ringbuf::RingBuf;
 use dnsredir::bpf::sys;
-use std::cell::{Cell, RefCell};
 use packet::*;
+use std::cell::{Cell, RefCell};
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -112,7 +112,9 @@ impl Watcher {
         ) else {
             return Ok(None);
         };
-        let size = sys::map_info(events).map_err(|e| e.to_string())?.max_entries;
+        let size = sys::map_info(events)
+            .map_err(|e| e.to_string())?
+            .max_entries;
         let dup = |fd: &OwnedFd| fd.try_clone().map_err(|e| e.to_string());
         let ring = RingBuf::new(dup(events)?, size as usize).map_err(|e| e.to_string())?;
         let w = Watcher {
@@ -522,7 +524,10 @@ fn per_packet(args: &[String]) -> Result<(), String> {
     all_cases.extend(cases("", wq, wr, None));
     all_cases.extend(cases(", no counters", nq, nr, None));
     if let Some(w) = &watcher {
-        let (q, r) = (prog(&watched, QUERY_SECTION)?, prog(&watched, REPLY_SECTION)?);
+        let (q, r) = (
+            prog(&watched, QUERY_SECTION)?,
+            prog(&watched, REPLY_SECTION)?,
+        );
         all_cases.extend(cases(", watcher present", q, r, Some(w)));
     }
 

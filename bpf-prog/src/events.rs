@@ -110,7 +110,7 @@ fn watched() -> bool {
         && unsafe { kernel::ktime_get_ns() }.wrapping_sub(w.refreshed_ns) < WATCH_LEASE_NS
 }
 
-/// A query the lo program sent on along `path` (one of the `PATH_*` values).
+/// A query sent on along `path` (one of the `PATH_*` values), from its client `ip.saddr`:`ip.sport`.
 #[inline(always)]
 pub unsafe fn query(skb: *const SkBuff, ip: &Ipv4, path: u8) {
     if watched() {
@@ -134,8 +134,16 @@ pub unsafe fn lo_answer(skb: *const SkBuff, ip: &Ipv4) {
     if port == 0 || (ip.sport != port && ip.sport != DNS_PORT) {
         return;
     }
+    answer(skb, ip, ip.daddr, ip.dport);
+}
+
+/// An answer on its way to the client at `addr`:`port` (network order), wherever a program
+/// sees it last: [`lo_answer`] for the embedded resolver's, the egress path's reply program
+/// for answers that do not pass lo. The watcher takes the path from the query.
+#[inline(always)]
+pub unsafe fn answer(skb: *const SkBuff, ip: &Ipv4, addr: u32, port: u16) {
     if watched() {
-        emit(skb, ip, EVENT_REPLY, PATH_NONE, ip.daddr, ip.dport);
+        emit(skb, ip, EVENT_REPLY, PATH_NONE, addr, port);
     }
 }
 
