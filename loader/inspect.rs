@@ -234,7 +234,7 @@ pub fn watch_maps(target: &Target, interface: &str) -> Result<Watchable, Error> 
     let rerun = format!("run dnsredir {} --upstream ... first", target_args(target));
     let (true, true, Some(prog_id)) = (lo.attached, iface.attached, lo.prog_id) else {
         return Ok(Watchable::Refused(format!(
-            "dnsredir is not attached to {target} (lo: {}, {interface}: {}): nothing to watch; {rerun}",
+            "not attached to {target} (lo: {}, {interface}: {}): nothing to watch; {rerun}",
             attached_word(&lo),
             attached_word(&iface)
         )));
@@ -244,7 +244,7 @@ pub fn watch_maps(target: &Target, interface: &str) -> Result<Watchable, Error> 
     let config = config_offset(&rodata).and_then(|at| rodata.get(at..));
     let build = build_of(config.and_then(ConfigHeader::from_bytes));
     let other_build = format!(
-        "dnsredir on {target} was attached by another build ({}), whose events this binary cannot read: run dnsredir {} --upstream ... again with this binary",
+        "{target} has dnsredir attached by another build ({}), whose events this binary cannot read: run dnsredir {} --upstream ... again with this binary",
         match build {
             Build::This | Build::SameLayout { .. } => "without the event maps".to_string(),
             Build::OtherLayout { layout, build_id } => format!(
