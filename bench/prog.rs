@@ -24,14 +24,18 @@ mod netns;
 mod packet;
 
 use dnsredir::abi::{
-    EGRESS_SECTION, FLAG_NO_COUNTERS, PATH_NAMESERVERS, QUERY_SECTION, REPLY_SECTION, RULES_MAP,
+    WatchControl, EGRESS_SECTION, EVENTS_MAP, FLAG_NO_COUNTERS, PATH_NAMESERVERS, QUERY_SECTION,
+    REPLY_SECTION, RULES_MAP, WATCH_MAP,
 };
+use dnsredir::bpf::elf::ObjectFile;
 use dnsredir::bpf::insn::Insn;
 use dnsredir::bpf::load::Loaded;
+use dnsredir::bpf::ringbuf::RingBuf;
 use dnsredir::bpf::sys;
 use dnsredir::layout::{addr_raw, port_raw};
 use dnsredir::redirect::rules::{self, Rules};
 use packet::*;
+use std::cell::{Cell, RefCell};
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -91,6 +95,58 @@ struct Case<'a> {
     expect: u32,
     before: Option<(&'a OwnedFd, Vec<Vec<u8>>)>,
     after: Option<(&'a OwnedFd, Vec<Vec<u8>>)>,
+    /// A watcher for the object: its ring buffer emptied after each call (untimed).
+    watcher: Option<&'a Watcher>,
+}
+
+/// `--watch`'s part in the benchmark: holds the flag and empties the ring buffer.
+struct Watcher {
+    ring: RefCell<RingBuf>,
+    control: OwnedFd,
+    calls: Cell<u64>,
+}
+
+impl Watcher {
+    /// `None` for an object without the event maps (a build before `--watch`).
+    fn new(object: &ObjectFile, loaded: &Loaded) -> Result<Option<Watcher>, String> {
+        let (Some(events), Some(control)) = (
+            loaded.map(object, EVENTS_MAP),
+            loaded.map(object, WATCH_MAP),
+        ) else {
+            return Ok(None);
+        };
+        let size = sys::map_info(events)
+            .map_err(|e| e.to_string())?
+            .max_entries;
+        let dup = |fd: &OwnedFd| fd.try_clone().map_err(|e| e.to_string());
+        let ring = RingBuf::new(dup(events)?, size as usize).map_err(|e| e.to_string())?;
+        let w = Watcher {
+            ring: RefCell::new(ring),
+            control: dup(control)?,
+            calls: Cell::new(0),
+        };
+        w.refresh()?;
+        Ok(Some(w))
+    }
+
+    fn refresh(&self) -> Result<(), String> {
+        let control = WatchControl {
+            watcher_pid: std::process::id(),
+            refreshed_ns: dnsredir::watch::monotonic_ns(),
+            ..Default::default()
+        };
+        sys::map_update(&self.control, &0u32.to_ne_bytes(), &control.to_bytes())
+            .map_err(|e| format!("watch flag: {e}"))
+    }
+
+    fn after_call(&self) -> Result<(), String> {
+        self.ring.borrow_mut().consume(|_| ());
+        self.calls.set(self.calls.get() + 1);
+        if self.calls.get() % 1024 == 0 {
+            self.refresh()?;
+        }
+        Ok(())
+    }
 }
 
 fn query_packet(id: u16) -> Vec<u8> {
@@ -147,7 +203,24 @@ fn https_packet(to_upstream: bool) -> Vec<u8> {
     Packet::tcp(src, sport, dst, dport, vec![0x17; 100]).bytes()
 }
 
-fn cases<'a>(label: &str, query_prog: &'a OwnedFd, reply_prog: &'a OwnedFd) -> Vec<Case<'a>> {
+/// An answer on lo as the query program sees it: one the reply program restored.
+fn lo_answer_packet(id: u16) -> Vec<u8> {
+    Packet::udp(
+        RESOLVER,
+        DOCKERD_UDP,
+        CLIENT,
+        CLIENT_PORT,
+        dns_answer(id, "www.example.com"),
+    )
+    .bytes()
+}
+
+fn cases<'a>(
+    label: &str,
+    query_prog: &'a OwnedFd,
+    reply_prog: &'a OwnedFd,
+    watcher: Option<&'a Watcher>,
+) -> Vec<Case<'a>> {
     let ids = 0..IDS;
     let queries: Vec<Vec<u8>> = ids.clone().map(query_packet).collect();
     let edns_queries: Vec<Vec<u8>> = ids.clone().map(edns_query_packet).collect();
@@ -160,6 +233,7 @@ fn cases<'a>(label: &str, query_prog: &'a OwnedFd, reply_prog: &'a OwnedFd) -> V
             expect: TC_ACT_REDIRECT,
             before: None,
             after: Some((reply_prog, replies.clone())),
+            watcher,
         },
         Case {
             name: format!("query redirected, EDNS 4096 clamped{label}"),
@@ -168,6 +242,7 @@ fn cases<'a>(label: &str, query_prog: &'a OwnedFd, reply_prog: &'a OwnedFd) -> V
             expect: TC_ACT_REDIRECT,
             before: None,
             after: Some((reply_prog, replies.clone())),
+            watcher,
         },
         Case {
             name: format!("reply restored{label}"),
@@ -176,6 +251,7 @@ fn cases<'a>(label: &str, query_prog: &'a OwnedFd, reply_prog: &'a OwnedFd) -> V
             expect: TC_ACT_REDIRECT,
             before: Some((query_prog, queries.clone())),
             after: None,
+            watcher,
         },
         Case {
             // no replies: every query replaces a flow of the same key left by an earlier one
@@ -185,6 +261,16 @@ fn cases<'a>(label: &str, query_prog: &'a OwnedFd, reply_prog: &'a OwnedFd) -> V
             expect: TC_ACT_REDIRECT,
             before: None,
             after: None,
+            watcher,
+        },
+        Case {
+            name: format!("answer on lo (restored), lo prog{label}"),
+            prog: query_prog,
+            packets: (0..IDS).map(lo_answer_packet).collect(),
+            expect: TC_ACT_UNSPEC,
+            before: None,
+            after: None,
+            watcher,
         },
         Case {
             name: format!("non-DNS TCP:443, lo prog{label}"),
@@ -193,6 +279,7 @@ fn cases<'a>(label: &str, query_prog: &'a OwnedFd, reply_prog: &'a OwnedFd) -> V
             expect: TC_ACT_UNSPEC,
             before: None,
             after: None,
+            watcher,
         },
         Case {
             name: format!("non-DNS TCP:443, eth0 prog{label}"),
@@ -201,6 +288,7 @@ fn cases<'a>(label: &str, query_prog: &'a OwnedFd, reply_prog: &'a OwnedFd) -> V
             expect: TC_ACT_UNSPEC,
             before: None,
             after: None,
+            watcher,
         },
         Case {
             name: format!("ARP, eth0 prog{label}"),
@@ -209,6 +297,7 @@ fn cases<'a>(label: &str, query_prog: &'a OwnedFd, reply_prog: &'a OwnedFd) -> V
             expect: TC_ACT_UNSPEC,
             before: None,
             after: None,
+            watcher,
         },
         Case {
             name: format!("UDP other port, lo prog{label}"),
@@ -224,6 +313,7 @@ fn cases<'a>(label: &str, query_prog: &'a OwnedFd, reply_prog: &'a OwnedFd) -> V
             expect: TC_ACT_UNSPEC,
             before: None,
             after: None,
+            watcher,
         },
         Case {
             name: format!("UDP other port, eth0 prog{label}"),
@@ -239,6 +329,7 @@ fn cases<'a>(label: &str, query_prog: &'a OwnedFd, reply_prog: &'a OwnedFd) -> V
             expect: TC_ACT_UNSPEC,
             before: None,
             after: None,
+            watcher,
         },
     ]
 }
@@ -270,6 +361,7 @@ fn egress_cases<'a>(egress_prog: &'a OwnedFd, reply_prog: &'a OwnedFd) -> Vec<Ca
             expect: TC_ACT_UNSPEC,
             before: None,
             after: Some((reply_prog, replies.clone())),
+            watcher: None,
         },
         Case {
             name: "nameservers path: reply restored in place".into(),
@@ -278,6 +370,7 @@ fn egress_cases<'a>(egress_prog: &'a OwnedFd, reply_prog: &'a OwnedFd) -> Vec<Ca
             expect: TC_ACT_UNSPEC,
             before: Some((egress_prog, queries)),
             after: None,
+            watcher: None,
         },
     ]
 }
@@ -357,6 +450,9 @@ fn time_case(case: &Case, calls: usize) -> Result<(f64, f64), String> {
         }
         if let Some((prog, packets)) = &case.after {
             untimed(case, prog, &packets[k])?;
+        }
+        if let Some(w) = case.watcher {
+            w.after_call()?;
         }
         durations.push(r.duration_ns as f64);
     }
@@ -474,6 +570,8 @@ fn per_packet(args: &[String]) -> Result<(), String> {
     }
     let (_, with) = load_programs(UPSTREAM_PORT, 0)?;
     let (_, without) = load_programs(UPSTREAM_PORT, FLAG_NO_COUNTERS)?;
+    let (watched_object, watched) = load_programs(UPSTREAM_PORT, 0)?;
+    let watcher = Watcher::new(&watched_object, &watched)?;
     let floor = floor_program()?;
     let (wq, wr) = (prog(&with, QUERY_SECTION)?, prog(&with, REPLY_SECTION)?);
     let (nq, nr) = (
@@ -487,9 +585,17 @@ fn per_packet(args: &[String]) -> Result<(), String> {
         expect: 0,
         before: None,
         after: None,
+        watcher: None,
     }];
-    all_cases.extend(cases("", wq, wr));
-    all_cases.extend(cases(", no counters", nq, nr));
+    all_cases.extend(cases("", wq, wr, None));
+    all_cases.extend(cases(", no counters", nq, nr, None));
+    if let Some(w) = &watcher {
+        let (q, r) = (
+            prog(&watched, QUERY_SECTION)?,
+            prog(&watched, REPLY_SECTION)?,
+        );
+        all_cases.extend(cases(", watcher present", q, r, Some(w)));
+    }
     let mut config = test_config(UPSTREAM_PORT, 0);
     config.path = PATH_NAMESERVERS;
     config.nameservers[0] = addr_raw(NAMESERVER);
@@ -524,6 +630,7 @@ fn per_packet(args: &[String]) -> Result<(), String> {
             expect: TC_ACT_REDIRECT,
             before: None,
             after: Some((r, (0..IDS).map(reply_packet).collect())),
+            watcher: None,
         });
     }
 

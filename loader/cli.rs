@@ -5,6 +5,7 @@ use crate::net::netns::Target;
 use crate::redirect::resolver::EDNS_MAX;
 use crate::redirect::rules::{self, Rules};
 use crate::redirect::AttachRequest;
+use crate::watch::WatchRequest;
 use argh::FromArgs;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::path::PathBuf;
@@ -25,10 +26,14 @@ pub const EXIT_NOT_ATTACHED: u8 = 3;
     example = "dnsredir --netns /var/run/netns/pod1 --resolver 10.96.0.10 --upstream 10.0.0.53",
     example = "dnsredir --pid 1234 --upstream 10.0.0.53 --upstream [fd00::53]:53",
     example = "dnsredir --pid 1234 --status --json",
+    example = "dnsredir --pid 1234 --watch",
     example = "dnsredir --netns /var/run/netns/blue --detach",
     error_code(1, "an error (one line on stderr says what and what to do)"),
     error_code(2, "bad command line"),
-    error_code(3, "--status: dnsredir is not attached (fully) in that namespace")
+    error_code(
+        3,
+        "--status: dnsredir is not attached (fully) in that namespace; --watch: not attached, attached by another build, or detached (or the container stopped) during the watch"
+    )
 )]
 pub struct Args {
     /// pid of a process in the container (docker inspect -f '{{.State.Pid}}' NAME)
@@ -73,7 +78,10 @@ pub struct Args {
     /// show whether dnsredir is attached, its configuration and counters (exit 3 if not attached)
     #[argh(switch)]
     status: bool,
-    /// with --status: print one JSON object
+    /// print each query as its answer arrives (or as unanswered after 5 s), read from the attached programs, until Ctrl-C; changes nothing
+    #[argh(switch)]
+    watch: bool,
+    /// with --status: print one JSON object; with --watch: one JSON object per query
     #[argh(switch)]
     json: bool,
     /// print each step of attach and detach
@@ -96,6 +104,7 @@ pub enum Action {
         interface: String,
         json: bool,
     },
+    Watch(WatchRequest),
 }
 
 /// `IP`, `IP:PORT`, `[IPv6]:PORT` or a bare IPv6 address; port 53 when none is given.
@@ -191,6 +200,19 @@ pub fn action(args: Args) -> Result<Action, String> {
         || !args.resolver.is_empty()
         || !args.keep.is_empty()
         || !args.only.is_empty();
+    if args.watch {
+        if args.detach || args.status {
+            return Err("--watch excludes --detach and --status".into());
+        }
+        if attach_only {
+            return Err("--watch takes only --pid/--netns, --interface and --json".into());
+        }
+        return Ok(Action::Watch(WatchRequest {
+            target,
+            interface: args.interface,
+            json: args.json,
+        }));
+    }
     match (args.detach, args.status) {
         (true, true) => Err("--detach and --status exclude each other".into()),
         (true, false) if attach_only || args.json => {
@@ -210,7 +232,7 @@ pub fn action(args: Args) -> Result<Action, String> {
         }),
         (false, false) => {
             if args.json {
-                return Err("--json goes with --status".into());
+                return Err("--json goes with --status or --watch".into());
             }
             let (upstream, upstream6) = upstreams(&args.upstream)?;
             for port in [args.dockerd_port, args.dockerd_tcp_port]
@@ -418,6 +440,22 @@ mod tests {
         assert!(e.starts_with("bad --keep:") && !e.contains('\n'), "{e}");
         assert!(with(&["--only", "*.corp"]).is_err());
         assert!(parse(&["--pid", "1", "--status", "--keep", "a"]).is_err());
+    }
+
+    #[test]
+    fn watch_takes_only_the_target_and_json() {
+        match parse(&["--pid", "7", "--watch", "--json"]) {
+            Ok(Action::Watch(w)) => {
+                assert!(w.json);
+                assert_eq!(w.target, Target::Pid(7));
+                assert_eq!(w.interface, "eth0");
+            }
+            _ => panic!("a watch"),
+        }
+        assert!(parse(&["--pid", "7", "--watch", "--status"]).is_err());
+        assert!(parse(&["--pid", "7", "--watch", "--detach"]).is_err());
+        assert!(parse(&["--pid", "7", "--watch", "--upstream", "1.1.1.1"]).is_err());
+        assert!(parse(&["--watch"]).is_err());
     }
 
     #[test]

@@ -1,12 +1,12 @@
 //! What is attached in a namespace, read back from the kernel (filter dumps, program and map
-//! info) — there is no state file to go stale. `--status` shows it; everything that reads an
-//! attached program starts here.
+//! info) — there is no state file to go stale. `--status` shows it, `--watch` finds its event
+//! maps here; everything that reads an attached program starts here.
 
 use crate::abi::{
-    Config, ConfigHeader, Counters, CONFIG_MAGIC, COUNTERS_MAP, FLOWS6_MAP, FLOWS_MAP,
-    LAYOUT_VERSION, PATH_NAMESERVERS, RULES_MAP,
+    Config, ConfigHeader, Counters, WatchControl, CONFIG_MAGIC, COUNTERS_MAP, EVENTS_LOST_MAP,
+    EVENTS_MAP, FLOWS6_MAP, FLOWS_MAP, LAYOUT_VERSION, PATH_NAMESERVERS, RULES_MAP, WATCH_MAP,
 };
-use crate::bpf::{embedded, sys};
+use crate::bpf::{embedded, ringbuf, sys};
 use crate::error::{Context, Error};
 use crate::layout::{self, addr_from_raw, port_from_raw};
 use crate::net::netlink::Netlink;
@@ -193,26 +193,16 @@ fn build_of(header: Option<ConfigHeader>) -> Build {
 /// Reads the attached program's maps: first its configuration's header, to know whose they
 /// are, then — only if their layout is this build's — configuration, flow count and counters.
 fn read_maps(programs: &[u32], status: &mut Status) -> Result<(), Error> {
-    let mut map_ids = Vec::new();
+    // The programs of one attach share their maps: each map once.
+    let mut maps: Vec<(OwnedFd, sys::MapInfo)> = Vec::new();
     for &prog_id in programs {
-        let prog = sys::prog_fd_by_id(prog_id).context(|| "opening the attached program".into())?;
-        let info = sys::prog_info(&prog).context(|| "reading the program's info".into())?;
-        map_ids.extend(info.map_ids);
+        for (fd, info) in program_maps(prog_id)? {
+            if maps.iter().all(|(_, m)| m.id != info.id) {
+                maps.push((fd, info));
+            }
+        }
     }
-    map_ids.sort_unstable();
-    map_ids.dedup();
-    let mut maps = Vec::new();
-    for map_id in map_ids {
-        let map = sys::map_fd_by_id(map_id).context(|| "opening the program's map".into())?;
-        let map_info = sys::map_info(&map).context(|| "reading the map's info".into())?;
-        maps.push((map, map_info));
-    }
-    let mut rodata = Vec::new();
-    for (map, map_info) in maps.iter().filter(|(_, i)| i.name.ends_with(".rodata")) {
-        rodata = vec![0u8; map_info.value_size as usize];
-        sys::map_lookup(map, &0u32.to_ne_bytes(), &mut rodata)
-            .context(|| "reading the configuration".into())?;
-    }
+    let rodata = rodata_of(&maps)?;
     let config = config_offset(&rodata).and_then(|at| rodata.get(at..));
     status.build = Some(build_of(config.and_then(ConfigHeader::from_bytes)));
     if !matches!(status.build, Some(Build::This | Build::SameLayout { .. })) {
@@ -239,6 +229,123 @@ fn read_maps(programs: &[u32], status: &mut Status) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+/// The maps an attached program uses, with their info.
+fn program_maps(prog_id: u32) -> Result<Vec<(OwnedFd, sys::MapInfo)>, Error> {
+    let prog = sys::prog_fd_by_id(prog_id).context(|| "opening the attached program".into())?;
+    let info = sys::prog_info(&prog).context(|| "reading the program's info".into())?;
+    let mut maps = Vec::new();
+    for map_id in info.map_ids {
+        let map = sys::map_fd_by_id(map_id).context(|| "opening the program's map".into())?;
+        let map_info = sys::map_info(&map).context(|| "reading the map's info".into())?;
+        maps.push((map, map_info));
+    }
+    Ok(maps)
+}
+
+/// The value of the `.rodata` map among `maps` (empty without one).
+fn rodata_of(maps: &[(OwnedFd, sys::MapInfo)]) -> Result<Vec<u8>, Error> {
+    let mut rodata = Vec::new();
+    for (map, map_info) in maps.iter().filter(|(_, i)| i.name.ends_with(".rodata")) {
+        rodata = vec![0u8; map_info.value_size as usize];
+        sys::map_lookup(map, &0u32.to_ne_bytes(), &mut rodata)
+            .context(|| "reading the configuration".into())?;
+    }
+    Ok(rodata)
+}
+
+/// The hooks on lo and the `--interface` in the namespace, nothing else (cheap enough to poll).
+pub fn hooks(target: &Target, interface: &str) -> Result<(HookStatus, HookStatus), Error> {
+    in_namespace(target, |nl| {
+        let lo = target::interface("lo")?;
+        let lo = hook_status(nl, "lo", lo.ifindex, Hook::Ingress)?;
+        let iface = match target::interface(interface) {
+            Ok(iface) => hook_status(nl, interface, iface.ifindex, Hook::Ingress)?,
+            Err(_) => HookStatus::default(),
+        };
+        Ok((lo, iface))
+    })
+}
+
+/// The maps `--watch` reads, from the program attached on lo.
+pub struct WatchMaps {
+    /// The lo program's id: the watch ends when another program takes its place.
+    pub prog_id: u32,
+    /// The ring buffer, and its data size.
+    pub events: OwnedFd,
+    pub events_size: u32,
+    /// The watcher's flag ([`crate::abi::WatchControl`]).
+    pub control: OwnedFd,
+    /// Per-CPU count of events the ring buffer had no room for.
+    pub lost: OwnedFd,
+}
+
+/// Either the maps to watch, or the one line that says why there are none.
+pub enum Watchable {
+    Ready(WatchMaps),
+    Refused(String),
+}
+
+/// Finds the attached programs' event maps, refusing what another build attached: its
+/// events could have another layout.
+pub fn watch_maps(target: &Target, interface: &str) -> Result<Watchable, Error> {
+    let (lo, iface) = hooks(target, interface)?;
+    let rerun = format!("run dnsredir {} --upstream ... first", target_args(target));
+    let (true, true, Some(prog_id)) = (lo.attached, iface.attached, lo.prog_id) else {
+        return Ok(Watchable::Refused(format!(
+            "not attached to {target} (lo: {}, {interface}: {}): nothing to watch; {rerun}",
+            attached_word(&lo),
+            attached_word(&iface)
+        )));
+    };
+    let maps = program_maps(prog_id)?;
+    let rodata = rodata_of(&maps)?;
+    let config = config_offset(&rodata).and_then(|at| rodata.get(at..));
+    let build = build_of(config.and_then(ConfigHeader::from_bytes));
+    let other_build = format!(
+        "{target} has dnsredir attached by another build ({}), whose events this binary cannot read: run dnsredir {} --upstream ... again with this binary",
+        match build {
+            Build::This | Build::SameLayout { .. } => "without the event maps".to_string(),
+            Build::OtherLayout { layout, build_id } => format!(
+                "object fnv1a64 {build_id:016x}, layout {layout}; this binary reads layout {LAYOUT_VERSION}"
+            ),
+            Build::Unknown => "an older one".to_string(),
+        },
+        target_args(target)
+    );
+    if !matches!(build, Build::This | Build::SameLayout { .. }) {
+        return Ok(Watchable::Refused(other_build));
+    }
+    let (mut events, mut control, mut lost) = (None, None, None);
+    for (map, info) in maps {
+        match info.name.as_str() {
+            EVENTS_MAP if info.map_type == ringbuf::BPF_MAP_TYPE_RINGBUF => {
+                events = Some((map, info.max_entries))
+            }
+            WATCH_MAP if info.value_size as usize == WatchControl::SIZE => control = Some(map),
+            EVENTS_LOST_MAP if info.value_size == 8 => lost = Some(map),
+            _ => {}
+        }
+    }
+    let (Some((events, events_size)), Some(control), Some(lost)) = (events, control, lost) else {
+        return Ok(Watchable::Refused(other_build));
+    };
+    Ok(Watchable::Ready(WatchMaps {
+        prog_id,
+        events,
+        events_size,
+        control,
+        lost,
+    }))
+}
+
+fn attached_word(h: &HookStatus) -> &'static str {
+    if h.attached {
+        "attached"
+    } else {
+        "not attached"
+    }
 }
 
 fn count_keys(map: &OwnedFd, key_size: usize) -> Result<usize, Error> {

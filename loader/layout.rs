@@ -150,7 +150,7 @@ mod tests {
         let b = c.to_bytes();
         assert_eq!(b.len(), 200);
         assert_eq!(&b[0..4], b"DNSR", "magic");
-        assert_eq!(&b[4..8], &5u32.to_ne_bytes(), "layout");
+        assert_eq!(&b[4..8], &6u32.to_ne_bytes(), "layout");
         assert_eq!(&b[8..16], &0x0102_0304_0506_0708u64.to_ne_bytes());
         assert_eq!(&b[16..20], &[127, 0, 0, 11], "resolver, network order");
         assert_eq!(&b[20..24], &[172, 18, 0, 2]);

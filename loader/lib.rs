@@ -17,3 +17,4 @@ pub mod probe;
 pub mod redirect;
 pub mod report;
 pub mod target;
+pub mod watch;

@@ -6,6 +6,7 @@ use dnsredir::error::Error;
 use dnsredir::fault;
 use dnsredir::redirect::{self, AttachRequest, Attached};
 use dnsredir::report::status as report;
+use dnsredir::watch::{self, Ended};
 use dnsredir::{inspect, layout};
 use std::process::ExitCode;
 
@@ -102,6 +103,17 @@ fn run(action: Action, verbose: bool) -> Result<u8, Error> {
                 print!("{}", report::render_text(&s, &interface));
             }
             Ok(if s.attached() { 0 } else { EXIT_NOT_ATTACHED })
+        }
+        Action::Watch(request) => {
+            let mut out = std::io::stdout().lock();
+            let mut note = |line: String| eprintln!("dnsredir: {line}");
+            match watch::run(&request, &mut out, &mut note)? {
+                Ended::Stopped => Ok(0),
+                Ended::Refused(line) | Ended::Lost(line) => {
+                    eprintln!("dnsredir: {line}");
+                    Ok(EXIT_NOT_ATTACHED)
+                }
+            }
         }
     }
 }

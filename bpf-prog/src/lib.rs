@@ -13,6 +13,7 @@ mod config;
 mod counters;
 mod egress;
 mod egress6;
+mod events;
 mod flows;
 mod kernel;
 mod net;

@@ -3,13 +3,14 @@
 
 use crate::config::config;
 use crate::counters::{count, Outcome};
+use crate::events;
 use crate::flows;
 use crate::kernel::{self, SkBuff, TC_ACT_SHOT, TC_ACT_UNSPEC};
 use crate::net::dns;
 use crate::net::packet::{self, Ipv4, Patch, RewriteError, IPPROTO_TCP, IPPROTO_UDP};
 use crate::net::packet::{TCP_ACK, TCP_SYN};
 use crate::rules::{self, Rule};
-use dnsredir_abi::{FlowValue, FLAG_REDIRECT_ALL};
+use dnsredir_abi::{FlowValue, FLAG_REDIRECT_ALL, PATH_DOCKERD, PATH_UPSTREAM};
 
 /// # Safety
 /// Called by the kernel with its `__sk_buff`.
@@ -28,6 +29,7 @@ unsafe fn query(skb: *mut SkBuff) -> (Outcome, i32) {
     let Some(ip) = Ipv4::parse(skb) else {
         return PASS;
     };
+    events::lo_answer(skb, &ip);
     // The rest of a fragmented query would still reach dockerd: all of it stays there.
     if ip.first_fragment || ip.daddr != config!(resolver_addr) {
         return PASS;
@@ -54,6 +56,7 @@ unsafe fn query(skb: *mut SkBuff) -> (Outcome, i32) {
             return PASS;
         };
         if query.single_label && config!(flags) & FLAG_REDIRECT_ALL == 0 {
+            events::query(skb, &ip, PATH_DOCKERD);
             return (Outcome::KeptForDockerd, TC_ACT_UNSPEC);
         }
         rule = rules::check(skb, &ip);
@@ -93,6 +96,7 @@ unsafe fn query(skb: *mut SkBuff) -> (Outcome, i32) {
     if action == TC_ACT_SHOT {
         return (Outcome::Failed, action);
     }
+    events::query(skb, &ip, PATH_UPSTREAM);
     let outcome = if udp {
         Outcome::RedirectedUdp {
             clamped: clamp.is_some(),

@@ -377,6 +377,7 @@ pub struct MapInfo {
     pub map_type: u32,
     pub key_size: u32,
     pub value_size: u32,
+    pub max_entries: u32,
     pub name: String,
 }
 
@@ -393,6 +394,7 @@ pub fn map_info(map: &OwnedFd) -> io::Result<MapInfo> {
         map_type: raw.map_type,
         key_size: raw.key_size,
         value_size: raw.value_size,
+        max_entries: raw.max_entries,
         name: name_from(&raw.name),
     })
 }

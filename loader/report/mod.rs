@@ -1,6 +1,8 @@
-//! What dnsredir shows: [`status`] renders an inspection as text or JSON.
+//! What dnsredir shows: [`status`] renders an inspection as text or JSON, [`watch`] the
+//! queries the programs report, one per line.
 
 pub mod status;
+pub mod watch;
 
 /// A JSON string literal; the only escaping our reports need (no dependency for it).
 pub fn json_string(s: &str) -> String {

@@ -101,10 +101,10 @@ pub const FLAG_NO_COUNTERS: u16 = 2;
 /// The bytes `DNSR` read as a native u32: how every [`Config`] starts, whatever its layout.
 pub const CONFIG_MAGIC: u32 = u32::from_ne_bytes(*b"DNSR");
 /// The layout of everything the loader reads back from attached programs: [`Config`] after
-/// its header, [`Counters`], [`FlowKey`], [`FlowValue`] and [`FlowValue6`]. Bump it whenever one of their
+/// its header, [`Counters`], [`FlowKey`], [`FlowValue`], [`FlowValue6`], [`EventHeader`] and [`WatchControl`]. Bump it whenever one of their
 /// fields is added, removed, moved or changes meaning, so that a reader never decodes another
 /// build's maps as its own.
-pub const LAYOUT_VERSION: u32 = 5;
+pub const LAYOUT_VERSION: u32 = 6;
 
 /// [`Config::path`]: Docker's embedded resolver, taken on lo ingress (the query program).
 pub const PATH_EMBEDDED_RESOLVER: u16 = 0;
@@ -498,3 +498,96 @@ pub const NAME_BYTES: [u8; 256] = {
 
 /// The `.` that stands for a length byte in a [`RuleKey`].
 pub const RULE_LABEL_MARK: u8 = b'.';
+
+// ---- Events for `--watch` ----
+//
+// The programs write one record per DNS message into the [`EVENTS_MAP`] ring buffer, but only
+// while a watcher holds the [`WATCH_MAP`] flag: an [`EventHeader`] followed by the first
+// [`EventHeader::captured`] bytes of the DNS message (the TCP length prefix left out). The
+// watcher parses those bytes itself (id, question, rcode, answers), so the programs never walk
+// more of a message than they already do.
+
+/// The ring buffer of events (`BPF_MAP_TYPE_RINGBUF`).
+pub const EVENTS_MAP: &str = "EVENTS";
+/// The one-element array a watcher writes [`WatchControl`] into.
+pub const WATCH_MAP: &str = "WATCH";
+/// Per-CPU u64: events the ring buffer had no room for.
+pub const EVENTS_LOST_MAP: &str = "EVENTS_LOST";
+/// Data size of the ring buffer: a power of two and a multiple of the page size.
+pub const EVENTS_RING_SIZE: u32 = 512 * 1024;
+/// The most bytes of a DNS message a record carries: the whole question of any query (a
+/// 255-byte name) and the start of the answer section of most replies.
+pub const EVENT_DATA_MAX: usize = 512;
+/// A record's whole size in the ring buffer, before its 8-byte ring header.
+pub const EVENT_SIZE: usize = EventHeader::SIZE + EVENT_DATA_MAX;
+/// How long a watcher's flag stays valid after its last refresh: a watcher that died without
+/// clearing it (SIGKILL) stops the events this long after its last refresh.
+pub const WATCH_LEASE_NS: u64 = 3_000_000_000;
+
+/// [`EventHeader::kind`]: a query, as it was sent on (redirected or left to dockerd).
+pub const EVENT_QUERY: u8 = 1;
+/// [`EventHeader::kind`]: an answer on its way to the client.
+pub const EVENT_REPLY: u8 = 2;
+
+/// [`EventHeader::path`] of replies: the watcher takes it from the query.
+pub const PATH_NONE: u8 = 0;
+/// Redirected from the embedded resolver to the upstream.
+pub const PATH_UPSTREAM: u8 = 1;
+/// Left to dockerd's embedded resolver (single-label names).
+pub const PATH_DOCKERD: u8 = 2;
+/// Sent directly to a nameserver (no embedded resolver) and redirected on egress.
+pub const PATH_NAMESERVER: u8 = 3;
+
+layout! {
+    /// The start of every event record.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct EventHeader {
+        /// bpf_ktime_get_ns (CLOCK_MONOTONIC) when the program saw the packet.
+        pub time_ns: u64,
+        /// The client's address and port (network order): the query's source, the reply's
+        /// destination.
+        pub client_addr: u32,
+        pub client_port: u16,
+        /// The DNS message's whole length, as the IP header tells it.
+        pub msg_len: u16,
+        /// How many of its bytes follow the header (at most [`EVENT_DATA_MAX`]).
+        pub captured: u16,
+        /// [`EVENT_QUERY`] or [`EVENT_REPLY`].
+        pub kind: u8,
+        /// One of the `PATH_*` values.
+        pub path: u8,
+        /// IPPROTO_UDP or IPPROTO_TCP.
+        pub proto: u8,
+        pub pad0: u8,
+        pub pad1: u16,
+    }
+}
+
+const _: () = assert!(EventHeader::SIZE == 24);
+const _: () = assert!(EVENT_SIZE % 8 == 0 && EVENT_DATA_MAX.is_power_of_two());
+
+impl EventHeader {
+    pub fn from_bytes(bytes: &[u8]) -> Option<EventHeader> {
+        EventHeader::decode(bytes)
+    }
+}
+
+layout! {
+    /// The value of [`WATCH_MAP`]'s element 0, written only by a watcher.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct WatchControl {
+        /// The watcher's pid; 0: nobody watches, the programs write no events.
+        pub watcher_pid: u32,
+        pub pad0: u32,
+        /// CLOCK_MONOTONIC of the watcher's last refresh: events stop [`WATCH_LEASE_NS`] after it.
+        pub refreshed_ns: u64,
+    }
+}
+
+const _: () = assert!(WatchControl::SIZE == 16);
+
+impl WatchControl {
+    pub fn from_bytes(bytes: &[u8]) -> Option<WatchControl> {
+        WatchControl::decode(bytes)
+    }
+}

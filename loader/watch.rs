@@ -1,0 +1,278 @@
+//! `--watch`: holds the programs' watcher flag, reads their ring buffer, prints each query as
+//! its answer arrives, and changes nothing else — attach and detach stay as they are.
+//!
+//! The flag ([`WatchControl`]) carries our pid and a refresh time; the programs write events
+//! only within [`WATCH_LEASE_NS`] of the last refresh, so a watcher killed with SIGKILL stops
+//! them seconds later. Every second the flag is refreshed, the lost-event count read, and the
+//! attachment and the container checked.
+
+use crate::abi::EventHeader;
+use crate::abi::{WatchControl, EVENT_DATA_MAX, EVENT_SIZE, WATCH_LEASE_NS};
+use crate::bpf::ringbuf::RingBuf;
+use crate::bpf::sys;
+use crate::error::{Context, Error};
+use crate::inspect::{self, WatchMaps, Watchable};
+use crate::net::netns::Target;
+use crate::report::watch::{render_json, render_line, Clock, Record, Tracker};
+use std::io::{self, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+/// What to watch and how to show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchRequest {
+    pub target: Target,
+    pub interface: String,
+    pub json: bool,
+}
+
+/// How a watch ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ended {
+    /// Ctrl-C, SIGTERM, or the reader of our output went away (`| head`).
+    Stopped,
+    /// Nothing to watch, or not ours to read; the line says which.
+    Refused(String),
+    /// The watch ended by itself; the line says why (detached, container gone).
+    Lost(String),
+}
+
+/// The programs wake the watcher only when the ring buffer fills up (a wakeup per record costs
+/// more than the record): it looks for new records this often.
+const POLL: Duration = Duration::from_millis(100);
+const CHECK_EVERY: Duration = Duration::from_secs(1);
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::Relaxed);
+}
+
+/// SIGINT and SIGTERM end the wait (no SA_RESTART: epoll_wait returns EINTR).
+fn catch_signals() {
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: a zeroed sigaction with a handler that only stores an atomic.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(sig, &action, std::ptr::null_mut());
+        }
+    }
+}
+
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid timespec; CLOCK_MONOTONIC is bpf_ktime_get_ns's clock.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+fn clock() -> Clock {
+    Clock {
+        monotonic_ns: monotonic_ns(),
+        wall: SystemTime::now(),
+    }
+}
+
+/// The process exists and is not a zombie (one that exited but was not reaped yet).
+fn alive(pid: u32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists.
+    let sent = unsafe { libc::kill(pid as libc::pid_t, 0) } == 0;
+    if !sent && io::Error::last_os_error().raw_os_error() != Some(libc::EPERM) {
+        return false;
+    }
+    // "pid (comm) S ...": the state follows the last parenthesis.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .map_or(true, |(_, rest)| !rest.trim_start().starts_with(['Z', 'X'])),
+        Err(_) => false,
+    }
+}
+
+fn read_control(maps: &WatchMaps) -> Result<WatchControl, Error> {
+    let mut value = [0u8; WatchControl::SIZE];
+    sys::map_lookup(&maps.control, &0u32.to_ne_bytes(), &mut value)
+        .context(|| "reading the watcher flag".into())?;
+    Ok(WatchControl::from_bytes(&value).unwrap_or_default())
+}
+
+fn write_control(maps: &WatchMaps, control: &WatchControl) -> Result<(), Error> {
+    sys::map_update(&maps.control, &0u32.to_ne_bytes(), &control.to_bytes())
+        .context(|| "setting the watcher flag".into())
+}
+
+fn lost_count(maps: &WatchMaps) -> Result<u64, Error> {
+    let cpus = sys::possible_cpus().context(|| "counting CPUs".into())?;
+    let mut value = vec![0u8; 8 * cpus];
+    sys::map_lookup(&maps.lost, &0u32.to_ne_bytes(), &mut value)
+        .context(|| "reading the lost-event count".into())?;
+    Ok(value
+        .chunks_exact(8)
+        .map(|c| u64::from_ne_bytes(c.try_into().expect("8 bytes")))
+        .sum())
+}
+
+/// Clears the flag when the watch ends, however it ends (but not if another watcher took it).
+struct Flag<'a> {
+    maps: &'a WatchMaps,
+    pid: u32,
+}
+
+impl Flag<'_> {
+    fn refresh(&self) -> Result<(), Error> {
+        write_control(
+            self.maps,
+            &WatchControl {
+                watcher_pid: self.pid,
+                refreshed_ns: monotonic_ns(),
+                ..Default::default()
+            },
+        )
+    }
+}
+
+impl Drop for Flag<'_> {
+    fn drop(&mut self) {
+        if read_control(self.maps).is_ok_and(|c| c.watcher_pid == self.pid) {
+            let _ = write_control(self.maps, &WatchControl::default());
+        }
+    }
+}
+
+/// Why the watch cannot go on: the container or the attachment is gone.
+fn gone(request: &WatchRequest, prog_id: u32) -> Option<String> {
+    let target = &request.target;
+    match target {
+        Target::Pid(pid) if !alive(*pid) => {
+            return Some(format!(
+                "process {pid} exited (the container stopped): watch ended"
+            ))
+        }
+        Target::Path(p) if !p.exists() => {
+            return Some(format!("{} is gone: watch ended", p.display()))
+        }
+        _ => {}
+    }
+    match inspect::hooks(target, &request.interface) {
+        Ok((lo, iface)) if !lo.attached || !iface.attached => {
+            Some(format!("dnsredir was detached from {target}: watch ended"))
+        }
+        Ok((lo, _)) if lo.prog_id != Some(prog_id) => Some(format!(
+            "dnsredir was attached to {target} again (another program on lo): watch ended; run --watch again"
+        )),
+        Ok(_) => None,
+        Err(e) => Some(format!("{target} cannot be inspected any more ({}): watch ended", e.one_line())),
+    }
+}
+
+/// Runs the watch until it is stopped or ends by itself. Records go to `out`; `note` gets
+/// the lines about lost events.
+pub fn run(
+    request: &WatchRequest,
+    out: &mut dyn Write,
+    note: &mut dyn FnMut(String),
+) -> Result<Ended, Error> {
+    let maps = match inspect::watch_maps(&request.target, &request.interface)? {
+        Watchable::Ready(maps) => maps,
+        Watchable::Refused(line) => return Ok(Ended::Refused(line)),
+    };
+    let pid = std::process::id();
+    let current = read_control(&maps)?;
+    if current.watcher_pid != 0
+        && current.watcher_pid != pid
+        && alive(current.watcher_pid)
+        && monotonic_ns().saturating_sub(current.refreshed_ns) < WATCH_LEASE_NS
+    {
+        return Ok(Ended::Refused(format!(
+            "another dnsredir --watch (pid {}) is reading {}'s events; one watch at a time",
+            current.watcher_pid, request.target
+        )));
+    }
+    let events = maps
+        .events
+        .try_clone()
+        .context(|| "duplicating the ring buffer's descriptor".into())?;
+    let mut ring = RingBuf::new(events, maps.events_size as usize)
+        .context(|| "mapping the ring buffer".into())?;
+    // What an earlier watcher left unread belongs to no query we will see answered.
+    ring.skip_all();
+    catch_signals();
+    let flag = Flag { maps: &maps, pid };
+    flag.refresh()?;
+    note(format!(
+        "watching {}: a line per query as its answer arrives; Ctrl-C ends the watch, the redirect stays",
+        request.target
+    ));
+    let lost_at_start = lost_count(&maps)?;
+    let mut lost_shown = 0;
+    let mut tracker = Tracker::default();
+    let mut last_check = Instant::now();
+    let ended = loop {
+        if STOP.load(Ordering::Relaxed) {
+            break Ended::Stopped;
+        }
+        match ring.wait(POLL) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e).context(|| "waiting for events".into()),
+        }
+        let now = clock();
+        let mut records: Vec<Record> = Vec::new();
+        ring.consume(|r| {
+            if r.len() < EVENT_SIZE {
+                return;
+            }
+            let Some(head) = EventHeader::from_bytes(r) else {
+                return;
+            };
+            let captured = (head.captured as usize).min(EVENT_DATA_MAX);
+            let data = &r[EventHeader::SIZE..EventHeader::SIZE + captured];
+            records.extend(tracker.event(&head, data, &now));
+        });
+        records.extend(tracker.expire(&now));
+        if let Err(e) = show(out, &records, request.json) {
+            if e.kind() == io::ErrorKind::BrokenPipe {
+                break Ended::Stopped;
+            }
+            return Err(e).context(|| "writing the watch".into());
+        }
+        if last_check.elapsed() >= CHECK_EVERY {
+            last_check = Instant::now();
+            if let Some(why) = gone(request, maps.prog_id) {
+                break Ended::Lost(why);
+            }
+            flag.refresh()?;
+            let lost = lost_count(&maps)?.saturating_sub(lost_at_start);
+            if lost > lost_shown {
+                note(format!(
+                    "{lost} events lost so far: the ring buffer was full (queries not shown)"
+                ));
+                lost_shown = lost;
+            }
+        }
+    };
+    drop(flag);
+    let lost = lost_count(&maps)?.saturating_sub(lost_at_start);
+    if lost > lost_shown {
+        note(format!(
+            "{lost} events lost: the ring buffer was full (queries not shown)"
+        ));
+    }
+    Ok(ended)
+}
+
+fn show(out: &mut dyn Write, records: &[Record], json: bool) -> io::Result<()> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    for r in records {
+        let line = if json { render_json(r) } else { render_line(r) };
+        writeln!(out, "{line}")?;
+    }
+    out.flush()
+}
