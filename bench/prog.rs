@@ -703,7 +703,7 @@ fn per_packet(args: &[String]) -> Result<(), String> {
             ));
         }
     }
-    if seed.is_some() {
+    if let Some(seed) = &seed {
         // dnsredir ÷ seed C, per round (both cases ran in the same round), then the median
         let index = |name: &str| all_cases.iter().position(|c| c.name == name);
         for (ours, theirs) in [
@@ -743,7 +743,7 @@ fn per_packet(args: &[String]) -> Result<(), String> {
             "seed/query",
             "seed/reply",
         ] {
-            let st = prog_stats(prog(seed.as_ref().unwrap(), s)?).map_err(|e| e.to_string())?;
+            let st = prog_stats(prog(seed, s)?).map_err(|e| e.to_string())?;
             out.push_str(&format!(
                 "# size {s} (seed C): {} insns translated, {} bytes JITed\n",
                 st.xlated_len / 8,
