@@ -305,6 +305,48 @@ fn load_seed(path: &str) -> Result<Loaded, String> {
 
 const SEED_CONFIG: &str = "seed_config";
 
+/// The seed's programs must do the same job as dnsredir's before their times mean anything:
+/// one query and its reply through each variant, addresses, ports and both checksums checked.
+fn check_seed(query_prog: &OwnedFd, reply_prog: &OwnedFd, label: &str) -> Result<(), String> {
+    let check = |what: &str,
+                 prog: &OwnedFd,
+                 packet: Vec<u8>,
+                 src: (Ipv4Addr, u16),
+                 dst: (Ipv4Addr, u16)| {
+        let r = sys::prog_test_run(prog, &packet, 1)
+            .map_err(|e| format!("seed C{label} {what}: {e}"))?;
+        let d = &r.data;
+        let ip = &d[14..34];
+        let addr = |o: usize| Ipv4Addr::new(ip[o], ip[o + 1], ip[o + 2], ip[o + 3]);
+        let port = |o: usize| u16::from_be_bytes([d[34 + o], d[35 + o]]);
+        let got = ((addr(12), port(0)), (addr(16), port(2)));
+        let ip_ok = csum_fold(sum_words(ip)) == 0;
+        let udp_ok = l4_checksum(addr(12), addr(16), UDP, &d[34..]) == 0;
+        if r.retval != TC_ACT_REDIRECT || got != (src, dst) || !ip_ok || !udp_ok {
+            return Err(format!(
+                "seed C{label} {what}: verdict {}, {got:?} (want {:?}), IP checksum ok {ip_ok}, UDP checksum ok {udp_ok}",
+                r.retval,
+                (src, dst)
+            ));
+        }
+        Ok(())
+    };
+    check(
+        "query",
+        query_prog,
+        query_packet(7),
+        (CONTAINER, CLIENT_PORT),
+        (UPSTREAM, UPSTREAM_PORT),
+    )?;
+    check(
+        "reply",
+        reply_prog,
+        reply_packet(7),
+        (RESOLVER, DOCKERD_UDP),
+        (CLIENT, CLIENT_PORT),
+    )
+}
+
 /// The seed's programs on the same packets as dnsredir's: query redirected (answered, untimed),
 /// reply restored (its query untimed before it), the answered query (both timed).
 fn seed_cases<'a>(label: &str, query_prog: &'a OwnedFd, reply_prog: &'a OwnedFd) -> Vec<Case<'a>> {
@@ -600,6 +642,16 @@ fn per_packet(args: &[String]) -> Result<(), String> {
     ));
     let seed = o.seed_object.as_deref().map(load_seed).transpose()?;
     if let Some(seed) = &seed {
+        check_seed(
+            prog(seed, "seedflow/query")?,
+            prog(seed, "seedflow/reply")?,
+            " + flow table",
+        )?;
+        check_seed(
+            prog(seed, "seed/query")?,
+            prog(seed, "seed/reply")?,
+            ", no flow table",
+        )?;
         // the seed + a flow table like ours (like for like), then the seed as described
         all_cases.extend(seed_cases(
             "",
