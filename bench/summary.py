@@ -197,7 +197,7 @@ if res.exists():
 if res.exists():
     ns = [r for r in data if r["setting"] == "nameservers"]
     if ns:
-        sat = [r for r in ns if r["mode"] == "saturation"]
+        sat = [r for r in ns if r["mode"] == "saturation" and r["path"] in ("direct", "dnsredir")]
         fixed = [r for r in ns if r["mode"] == "fixed"]
         by = {}
         for r in sat:
@@ -244,6 +244,18 @@ if res.exists():
           f"{', '.join(f'{x:.3f}' for x in fixed_procs)} → median {fmt(med(fixed_procs), '.3f')}.")
         p("")
         lost_ns = int(sum(r["lost"] for r in ns if r["path"] == "dnsredir"))
+        sa, sb = out / "ns-bpf-stats-before.txt", out / "ns-bpf-stats-after.txt"
+        if sa.exists() and sb.exists():
+            b0 = {l.split()[0]: l.split()[1:] for l in sa.read_text().splitlines() if l.strip()}
+            p("Attached programs in one more dnsredir saturation run (kernel.bpf_stats_enabled; "
+              "`--status --json` order: interface ingress (reply), then egress (query)):")
+            p("")
+            for name, l in zip(["reply (eth0 ingress)", "query (eth0 egress)"],
+                               [l.split() for l in sb.read_text().splitlines() if l.strip()]):
+                c0, n0 = (int(x) for x in b0.get(l[0], ["0", "0"]))
+                runs = int(l[1]) - c0
+                p(f"- {name}: {runs} runs, {fmt((int(l[2]) - n0) / runs if runs else None, '.0f')} ns per run")
+            p("")
         p("| goal | measured | verdict |")
         p("|---|---|---|")
         p(f"| saturation q/s ≥ 0.97 × direct | {fmt(qr, '.3f')} | {verdict(None if qr is None else qr >= 0.97)} |")
