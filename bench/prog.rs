@@ -1,6 +1,9 @@
 //! dnsredir's benchmark helpers (`harness = false`; `scripts/bench` drives them):
 //!
-//!     prog [--rounds N] [--calls N] [--out FILE]   per-packet cost with BPF_PROG_TEST_RUN (default)
+//!     prog [--rounds N] [--calls N] [--out FILE] [--seed-object FILE]
+//!                                                  per-packet cost with BPF_PROG_TEST_RUN (default);
+//!                                                  with the C reference of the seed's programs
+//!                                                  (bench/seed/seed.c, built by scripts/bench)
 //!     responder ADDR[:PORT] ANSWER [THREADS]       a fast UDP+TCP DNS responder for end-to-end runs
 //!     exec-time CMD [ARGS...]                      run CMD once: "wall_us maxrss_kb exit_code"
 //!     prog-stats ID...                             "id run_cnt run_time_ns" of loaded programs
@@ -29,7 +32,7 @@ use dnsredir::abi::{
 };
 use dnsredir::bpf::elf::ObjectFile;
 use dnsredir::bpf::insn::Insn;
-use dnsredir::bpf::load::Loaded;
+use dnsredir::bpf::load::{self, Loaded};
 use dnsredir::bpf::ringbuf::RingBuf;
 use dnsredir::bpf::sys;
 use dnsredir::layout::{addr_raw, port_raw};
@@ -87,7 +90,9 @@ fn floor_program() -> Result<OwnedFd, String> {
 /// One timed case: a program and the packets it runs on (cycled), with the verdict each must
 /// get. `before` and `after`, when set, run untimed on the same index around each timed call:
 /// the query that makes a reply's flow known, the reply that removes a query's flow again (so
-/// the flow table stays as small as in real use, one entry per query in flight).
+/// the flow table stays as small as in real use, one entry per query in flight). `then`, when
+/// set, runs right after the timed call on the same index and is timed too (the two durations
+/// add up): an answered query, its query and then its reply.
 struct Case<'a> {
     name: String,
     prog: &'a OwnedFd,
@@ -97,6 +102,18 @@ struct Case<'a> {
     after: Option<(&'a OwnedFd, Vec<Vec<u8>>)>,
     /// A watcher for the object: its ring buffer emptied after each call (untimed).
     watcher: Option<&'a Watcher>,
+    then: Option<(&'a OwnedFd, Vec<Vec<u8>>)>,
+}
+
+impl Case<'_> {
+    /// Timed program runs per call: what to subtract of the floor program.
+    fn runs(&self) -> f64 {
+        if self.then.is_some() {
+            2.0
+        } else {
+            1.0
+        }
+    }
 }
 
 /// `--watch`'s part in the benchmark: holds the flag and empties the ring buffer.
@@ -234,6 +251,7 @@ fn cases<'a>(
             before: None,
             after: Some((reply_prog, replies.clone())),
             watcher,
+            then: None,
         },
         Case {
             name: format!("query redirected, EDNS 4096 clamped{label}"),
@@ -243,14 +261,26 @@ fn cases<'a>(
             before: None,
             after: Some((reply_prog, replies.clone())),
             watcher,
+            then: None,
         },
         Case {
             name: format!("reply restored{label}"),
             prog: reply_prog,
-            packets: replies,
+            packets: replies.clone(),
             expect: TC_ACT_REDIRECT,
             before: Some((query_prog, queries.clone())),
             after: None,
+            watcher,
+            then: None,
+        },
+        Case {
+            name: format!("answered query (query + reply){label}"),
+            prog: query_prog,
+            packets: queries.clone(),
+            expect: TC_ACT_REDIRECT,
+            before: None,
+            after: None,
+            then: Some((reply_prog, replies)),
             watcher,
         },
         Case {
@@ -262,6 +292,7 @@ fn cases<'a>(
             before: None,
             after: None,
             watcher,
+            then: None,
         },
         Case {
             name: format!("answer on lo (restored), lo prog{label}"),
@@ -271,6 +302,7 @@ fn cases<'a>(
             before: None,
             after: None,
             watcher,
+            then: None,
         },
         Case {
             name: format!("non-DNS TCP:443, lo prog{label}"),
@@ -280,6 +312,7 @@ fn cases<'a>(
             before: None,
             after: None,
             watcher,
+            then: None,
         },
         Case {
             name: format!("non-DNS TCP:443, eth0 prog{label}"),
@@ -289,6 +322,7 @@ fn cases<'a>(
             before: None,
             after: None,
             watcher,
+            then: None,
         },
         Case {
             name: format!("ARP, eth0 prog{label}"),
@@ -298,6 +332,7 @@ fn cases<'a>(
             before: None,
             after: None,
             watcher,
+            then: None,
         },
         Case {
             name: format!("UDP other port, lo prog{label}"),
@@ -314,6 +349,7 @@ fn cases<'a>(
             before: None,
             after: None,
             watcher,
+            then: None,
         },
         Case {
             name: format!("UDP other port, eth0 prog{label}"),
@@ -330,6 +366,115 @@ fn cases<'a>(
             before: None,
             after: None,
             watcher,
+            then: None,
+        },
+    ]
+}
+
+/// The C reference of the seed's programs (bench/seed/seed.c): its `seed_config` global, as
+/// that file lays it out, for the addresses of the test configuration.
+fn seed_config() -> Vec<u8> {
+    let mut c = Vec::with_capacity(28);
+    for a in [RESOLVER, CONTAINER, UPSTREAM, CLIENT] {
+        c.extend_from_slice(&a.octets());
+    }
+    // iface_ifindex and lo_ifindex, as in test_config
+    c.extend_from_slice(&1u32.to_ne_bytes());
+    c.extend_from_slice(&1u32.to_ne_bytes());
+    c.extend_from_slice(&DOCKERD_UDP.to_be_bytes());
+    c.extend_from_slice(&UPSTREAM_PORT.to_be_bytes());
+    c
+}
+
+/// The seed's C programs from an object built at bench time, loaded by dnsredir's own loader.
+fn load_seed(path: &str) -> Result<Loaded, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{path}: {e}"))?;
+    let mut object = ObjectFile::parse(&bytes).map_err(|e| format!("{path}: parse: {e}"))?;
+    object
+        .set_global(SEED_CONFIG, &seed_config())
+        .map_err(|e| format!("{path}: config: {e}"))?;
+    load::load(&object, &load::Options::sched_cls()).map_err(|e| format!("{path}: load: {e}"))
+}
+
+const SEED_CONFIG: &str = "seed_config";
+
+/// The seed's programs must do the same job as dnsredir's before their times mean anything:
+/// one query and its reply through each variant, addresses, ports and both checksums checked.
+fn check_seed(query_prog: &OwnedFd, reply_prog: &OwnedFd, label: &str) -> Result<(), String> {
+    let check = |what: &str,
+                 prog: &OwnedFd,
+                 packet: Vec<u8>,
+                 src: (Ipv4Addr, u16),
+                 dst: (Ipv4Addr, u16)| {
+        let r = sys::prog_test_run(prog, &packet, 1)
+            .map_err(|e| format!("seed C{label} {what}: {e}"))?;
+        let d = &r.data;
+        let ip = &d[14..34];
+        let addr = |o: usize| Ipv4Addr::new(ip[o], ip[o + 1], ip[o + 2], ip[o + 3]);
+        let port = |o: usize| u16::from_be_bytes([d[34 + o], d[35 + o]]);
+        let got = ((addr(12), port(0)), (addr(16), port(2)));
+        let ip_ok = csum_fold(sum_words(ip)) == 0;
+        let udp_ok = l4_checksum(addr(12), addr(16), UDP, &d[34..]) == 0;
+        if r.retval != TC_ACT_REDIRECT || got != (src, dst) || !ip_ok || !udp_ok {
+            return Err(format!(
+                "seed C{label} {what}: verdict {}, {got:?} (want {:?}), IP checksum ok {ip_ok}, UDP checksum ok {udp_ok}",
+                r.retval,
+                (src, dst)
+            ));
+        }
+        Ok(())
+    };
+    check(
+        "query",
+        query_prog,
+        query_packet(7),
+        (CONTAINER, CLIENT_PORT),
+        (UPSTREAM, UPSTREAM_PORT),
+    )?;
+    check(
+        "reply",
+        reply_prog,
+        reply_packet(7),
+        (RESOLVER, DOCKERD_UDP),
+        (CLIENT, CLIENT_PORT),
+    )
+}
+
+/// The seed's programs on the same packets as dnsredir's: query redirected (answered, untimed),
+/// reply restored (its query untimed before it), the answered query (both timed).
+fn seed_cases<'a>(label: &str, query_prog: &'a OwnedFd, reply_prog: &'a OwnedFd) -> Vec<Case<'a>> {
+    let queries: Vec<Vec<u8>> = (0..IDS).map(query_packet).collect();
+    let replies: Vec<Vec<u8>> = (0..IDS).map(reply_packet).collect();
+    vec![
+        Case {
+            name: format!("seed C{label}: query redirected"),
+            prog: query_prog,
+            packets: queries.clone(),
+            expect: TC_ACT_REDIRECT,
+            before: None,
+            after: Some((reply_prog, replies.clone())),
+            then: None,
+            watcher: None,
+        },
+        Case {
+            name: format!("seed C{label}: reply restored"),
+            prog: reply_prog,
+            packets: replies.clone(),
+            expect: TC_ACT_REDIRECT,
+            before: Some((query_prog, queries.clone())),
+            after: None,
+            then: None,
+            watcher: None,
+        },
+        Case {
+            name: format!("seed C{label}: answered query (query + reply)"),
+            prog: query_prog,
+            packets: queries,
+            expect: TC_ACT_REDIRECT,
+            before: None,
+            after: None,
+            then: Some((reply_prog, replies)),
+            watcher: None,
         },
     ]
 }
@@ -362,6 +507,7 @@ fn egress_cases<'a>(egress_prog: &'a OwnedFd, reply_prog: &'a OwnedFd) -> Vec<Ca
             before: None,
             after: Some((reply_prog, replies.clone())),
             watcher: None,
+            then: None,
         },
         Case {
             name: "nameservers path: reply restored in place".into(),
@@ -371,6 +517,7 @@ fn egress_cases<'a>(egress_prog: &'a OwnedFd, reply_prog: &'a OwnedFd) -> Vec<Ca
             before: Some((egress_prog, queries)),
             after: None,
             watcher: None,
+            then: None,
         },
     ]
 }
@@ -379,6 +526,7 @@ struct Opts {
     rounds: usize,
     calls: usize,
     out: Option<String>,
+    seed_object: Option<String>,
 }
 
 fn parse_opts(args: &[String]) -> Result<Opts, String> {
@@ -392,6 +540,7 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
         rounds: env("BENCH_PROG_ROUNDS", 7),
         calls: env("BENCH_PROG_CALLS", 40_000),
         out: None,
+        seed_object: std::env::var("BENCH_SEED_OBJECT").ok(),
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -400,6 +549,7 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
             "--rounds" => o.rounds = value()?.parse().map_err(|e| format!("--rounds: {e}"))?,
             "--calls" => o.calls = value()?.parse().map_err(|e| format!("--calls: {e}"))?,
             "--out" => o.out = Some(value()?),
+            "--seed-object" => o.seed_object = Some(value()?),
             _ => return Err(format!("unknown option {a:?}")),
         }
     }
@@ -448,13 +598,25 @@ fn time_case(case: &Case, calls: usize) -> Result<(f64, f64), String> {
                 case.name, r.retval, case.expect
             ));
         }
+        let mut duration = r.duration_ns as f64;
+        if let Some((prog, packets)) = &case.then {
+            let r = sys::prog_test_run(prog, &packets[k], 1)
+                .map_err(|e| format!("{}: {e}", case.name))?;
+            if r.retval != case.expect {
+                return Err(format!(
+                    "{}: second program returned {}, expected {}",
+                    case.name, r.retval, case.expect
+                ));
+            }
+            duration += r.duration_ns as f64;
+        }
         if let Some((prog, packets)) = &case.after {
             untimed(case, prog, &packets[k])?;
         }
         if let Some(w) = case.watcher {
             w.after_call()?;
         }
-        durations.push(r.duration_ns as f64);
+        durations.push(duration);
     }
     let mean = durations.iter().sum::<f64>() / durations.len() as f64;
     Ok((median(&mut durations), mean))
@@ -586,6 +748,7 @@ fn per_packet(args: &[String]) -> Result<(), String> {
         before: None,
         after: None,
         watcher: None,
+        then: None,
     }];
     all_cases.extend(cases("", wq, wr, None));
     all_cases.extend(cases(", no counters", nq, nr, None));
@@ -631,7 +794,32 @@ fn per_packet(args: &[String]) -> Result<(), String> {
             before: None,
             after: Some((r, (0..IDS).map(reply_packet).collect())),
             watcher: None,
+            then: None,
         });
+    }
+    let seed = o.seed_object.as_deref().map(load_seed).transpose()?;
+    if let Some(seed) = &seed {
+        check_seed(
+            prog(seed, "seedflow/query")?,
+            prog(seed, "seedflow/reply")?,
+            " + flow table",
+        )?;
+        check_seed(
+            prog(seed, "seed/query")?,
+            prog(seed, "seed/reply")?,
+            ", no flow table",
+        )?;
+        // the seed + a flow table like ours (like for like), then the seed as described
+        all_cases.extend(seed_cases(
+            "",
+            prog(seed, "seedflow/query")?,
+            prog(seed, "seedflow/reply")?,
+        ));
+        all_cases.extend(seed_cases(
+            ", no flow table",
+            prog(seed, "seed/query")?,
+            prog(seed, "seed/reply")?,
+        ));
     }
 
     // warm-up: caches, branch predictors, the flow table's first allocations
@@ -658,19 +846,32 @@ fn per_packet(args: &[String]) -> Result<(), String> {
     let guard = StatsGuard::enable();
     if guard.on() {
         for (i, c) in all_cases.iter().enumerate() {
-            let before = prog_stats(c.prog).map_err(|e| e.to_string())?;
+            // the timed programs; an untimed one that is the same program would be counted too
+            let mut progs = vec![c.prog];
+            progs.extend(c.then.as_ref().map(|(p, _)| *p));
+            let before = progs
+                .iter()
+                .map(|p| prog_stats(p))
+                .collect::<io::Result<Vec<_>>>()
+                .map_err(|e| e.to_string())?;
             time_case(c, o.calls)?;
-            let after = prog_stats(c.prog).map_err(|e| e.to_string())?;
-            let runs = after.run_cnt - before.run_cnt;
-            if runs > 0 {
-                stats_ns[i] = Some((after.run_time_ns - before.run_time_ns) as f64 / runs as f64);
+            let mut total = 0.0;
+            for (p, b) in progs.iter().zip(&before) {
+                let a = prog_stats(p).map_err(|e| e.to_string())?;
+                let runs = a.run_cnt - b.run_cnt;
+                if runs > 0 {
+                    total += (a.run_time_ns - b.run_time_ns) as f64 / runs as f64;
+                }
+            }
+            if total > 0.0 {
+                stats_ns[i] = Some(total);
             }
         }
     }
     drop(guard);
 
     let med: Vec<f64> = medians.iter_mut().map(|v| median(v)).collect();
-    let avg: Vec<f64> = means.iter_mut().map(|v| median(v)).collect();
+    let avg: Vec<f64> = means.iter().map(|v| median(&mut v.clone())).collect();
     let floor_med = med[0];
     let floor_stats = stats_ns[0];
     let mut out = String::new();
@@ -683,15 +884,17 @@ fn per_packet(args: &[String]) -> Result<(), String> {
     out.push_str("case\tmedian_ns\tover_floor_ns\tmean_ns\tmean_over_floor_ns\tbpf_stats_ns\tbpf_stats_over_floor_ns\trounds_medians\n");
     for i in 0..n {
         let fmt_opt = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.0}"));
+        // a case that times two programs has two floors' worth of call overhead
+        let runs = all_cases[i].runs();
         out.push_str(&format!(
             "{}\t{:.0}\t{:.0}\t{:.1}\t{:.1}\t{}\t{}\t{}\n",
             all_cases[i].name,
             med[i],
-            med[i] - floor_med,
+            med[i] - runs * floor_med,
             avg[i],
-            avg[i] - avg[0],
+            avg[i] - runs * avg[0],
             fmt_opt(stats_ns[i]),
-            fmt_opt(stats_ns[i].zip(floor_stats).map(|(a, b)| a - b)),
+            fmt_opt(stats_ns[i].zip(floor_stats).map(|(a, b)| a - runs * b)),
             medians[i]
                 .iter()
                 .map(|m| format!("{m:.0}"))
@@ -704,6 +907,54 @@ fn per_packet(args: &[String]) -> Result<(), String> {
             let st = prog_stats(prog(l, s)?).map_err(|e| e.to_string())?;
             out.push_str(&format!(
                 "# size {s} ({label}): {} insns translated, {} bytes JITed\n",
+                st.xlated_len / 8,
+                st.jited_len
+            ));
+        }
+    }
+    if let Some(seed) = &seed {
+        // dnsredir ÷ seed C, per round (both cases ran in the same round), then the median
+        let index = |name: &str| all_cases.iter().position(|c| c.name == name);
+        for (ours, theirs) in [
+            (
+                "answered query (query + reply)",
+                "seed C: answered query (query + reply)",
+            ),
+            ("query redirected", "seed C: query redirected"),
+            ("reply restored", "seed C: reply restored"),
+            (
+                "answered query (query + reply)",
+                "seed C, no flow table: answered query (query + reply)",
+            ),
+        ] {
+            for label in ["", ", no counters"] {
+                let (Some(a), Some(b)) = (index(&format!("{ours}{label}")), index(theirs)) else {
+                    continue;
+                };
+                let over = |i: usize, r: usize| means[i][r] - all_cases[i].runs() * means[0][r];
+                let mut ratios: Vec<f64> = (0..o.rounds).map(|r| over(a, r) / over(b, r)).collect();
+                let per_round = ratios
+                    .iter()
+                    .map(|x| format!("{x:.2}"))
+                    .collect::<Vec<_>>()
+                    .join(",");
+                let whole = (avg[a] - all_cases[a].runs() * avg[0])
+                    / (avg[b] - all_cases[b].runs() * avg[0]);
+                out.push_str(&format!(
+                    "# ratio {ours}{label} / {theirs} (means over floor): median of rounds {:.3} [{per_round}], of the medians {whole:.3}\n",
+                    median(&mut ratios)
+                ));
+            }
+        }
+        for s in [
+            "seedflow/query",
+            "seedflow/reply",
+            "seed/query",
+            "seed/reply",
+        ] {
+            let st = prog_stats(prog(seed, s)?).map_err(|e| e.to_string())?;
+            out.push_str(&format!(
+                "# size {s} (seed C): {} insns translated, {} bytes JITed\n",
                 st.xlated_len / 8,
                 st.jited_len
             ));

@@ -84,6 +84,24 @@ if pp.exists():
           f"{w['bpf_stats_over_floor_ns']} / {n['bpf_stats_over_floor_ns']} | {verdict(ok)} |")
     p("")
     p("Figures: median over rounds of each round's mean per-call duration, minus the floor's.")
+    p("")
+    seed_rows = [k for k in rows if k.startswith("seed C")]
+    if seed_rows:
+        p("### dnsredir and the seed's C programs, same run (bench/seed/seed.c, clang -O2 -target bpf)")
+        p("")
+        p("| case | dnsredir with counters | dnsredir without counters | seed C + flow table | seed C, no flow table |")
+        p("|---|---|---|---|---|")
+        for name in ["query redirected", "reply restored", "answered query (query + reply)"]:
+            cells = [rows.get(name), rows.get(name + ", no counters"), rows.get("seed C: " + name),
+                     rows.get("seed C, no flow table: " + name)]
+            p(f"| {name} | " + " | ".join("–" if c is None else f"{float(c['mean_over_floor_ns']):.0f}" for c in cells) + " |")
+        p("")
+        p("(ns over the floor; the answered query times two programs and has two floors subtracted.)")
+        p("")
+        for n_ in notes:
+            if n_.startswith("ratio"):
+                p(f"- {n_}")
+        p("")
     for n_ in notes:
         if n_.startswith("size") or n_.startswith("kernel"):
             p(f"- {n_}")
@@ -95,8 +113,8 @@ if res.exists():
     with res.open() as f:
         data = list(csv.DictReader(f, delimiter="\t"))
     for r in data:
-        for k in ["qps", "sent", "completed", "lost", "cpu_us_per_answer", "responder_cpu_pct"]:
-            r[k] = float(r[k])
+        for k in ["qps", "sent", "completed", "lost", "cpu_us_per_answer", "responder_cpu_pct", "procs_us_per_answer"]:
+            r[k] = float(r.get(k) or 0)
     for setting, title, resolver in [
         ("emulation", "namespace emulation (scripts/demo's topology)", "standin"),
         ("docker", "real Docker engine (scripts/docker-env)", "docker-resolver"),
@@ -173,6 +191,77 @@ if res.exists():
         what = "the dnsmasq stand-in (not Docker's resolver)" if setting == "emulation" else "Docker's embedded resolver"
         p(f"| dnsredir ≥ 4 × {what} | {fmt(ratio_resolver, '.2f')} | {verdict(None if ratio_resolver is None else ratio_resolver >= 4)} |")
         p(f"| 0 lost queries through dnsredir | {lost_all} | {verdict(lost_all == 0)} |")
+        p("")
+
+# ---------------------------------------------------------------- the nameservers path
+if res.exists():
+    ns = [r for r in data if r["setting"] == "nameservers"]
+    if ns:
+        sat = [r for r in ns if r["mode"] == "saturation" and r["path"] in ("direct", "dnsredir")]
+        fixed = [r for r in ns if r["mode"] == "fixed"]
+        by = {}
+        for r in sat:
+            by.setdefault(r["round"], {})[r["path"]] = r
+        qps_ratios = [v["dnsredir"]["qps"] / v["direct"]["qps"] for v in by.values() if len(v) == 2]
+        cpu_ratios = [v["dnsredir"]["cpu_us_per_answer"] / v["direct"]["cpu_us_per_answer"]
+                      for v in by.values() if len(v) == 2]
+        procs_ratios = [v["dnsredir"]["procs_us_per_answer"] / v["direct"]["procs_us_per_answer"]
+                        for v in by.values() if len(v) == 2 and v["direct"]["procs_us_per_answer"] > 0]
+        d = {int(r["round"]): r for r in fixed if r["path"] == "direct"}
+        fixed_ratios, fixed_procs = [], []
+        for r in fixed:
+            k = int(r["round"])
+            if r["path"] == "dnsredir" and k - 1 in d and k in d:
+                base = (d[k - 1]["cpu_us_per_answer"] + d[k]["cpu_us_per_answer"]) / 2
+                fixed_ratios.append(r["cpu_us_per_answer"] / base)
+                pbase = (d[k - 1]["procs_us_per_answer"] + d[k]["procs_us_per_answer"]) / 2
+                if pbase > 0:
+                    fixed_procs.append(r["procs_us_per_answer"] / pbase)
+        p("## End to end: the nameservers path (CNI-style namespace, no NAT; `--resolver NS --upstream UP`)")
+        p("")
+        p(f"Saturation (dnsperf -c 20, {len(by)} interleaved rounds, medians; CPU per answered query):")
+        p("")
+        p("| path | q/s | CPU µs per answer, whole machine | CPU µs per answer, dnsperf + responder | lost (all rounds) |")
+        p("|---|---|---|---|---|")
+        lab = {"direct": "dnsperf → the upstream directly", "dnsredir": "dnsperf → the nameserver, taken over by dnsredir"}
+        for path in ["direct", "dnsredir"]:
+            rs_ = [r for r in sat if r["path"] == path]
+            p(f"| {lab[path]} | {fmt(med([r['qps'] for r in rs_]))} | {fmt(med([r['cpu_us_per_answer'] for r in rs_]), '.2f')} | "
+              f"{fmt(med([r['procs_us_per_answer'] for r in rs_]), '.2f')} | {int(sum(r['lost'] for r in rs_))} |")
+        qr, cr, pr = med(qps_ratios), med(cpu_ratios), med(procs_ratios)
+        p(f"| ratio dnsredir ÷ direct, same round | {fmt(qr, '.3f')} | {fmt(cr, '.3f')} | {fmt(pr, '.3f')} | |")
+        p("")
+        p(f"Per round: q/s {', '.join(f'{x:.3f}' for x in qps_ratios)}; whole-machine CPU "
+          f"{', '.join(f'{x:.3f}' for x in cpu_ratios)}; dnsperf + responder CPU {', '.join(f'{x:.3f}' for x in procs_ratios)}.")
+        p("")
+        p(f"Fixed rate (-Q {machine.get('fixed_qps', '?')}), CPU per answer: direct "
+          f"{fmt(med([r['cpu_us_per_answer'] for r in fixed if r['path'] == 'direct']), '.2f')} µs, dnsredir "
+          f"{fmt(med([r['cpu_us_per_answer'] for r in fixed if r['path'] == 'dnsredir']), '.2f')} µs; ratio to the "
+          f"direct runs around each: {', '.join(f'{x:.3f}' for x in fixed_ratios)} → median {fmt(med(fixed_ratios), '.3f')}; "
+          f"lost {int(sum(r['lost'] for r in fixed))}. dnsperf + responder CPU per answer: direct "
+          f"{fmt(med([r['procs_us_per_answer'] for r in fixed if r['path'] == 'direct']), '.2f')} µs, dnsredir "
+          f"{fmt(med([r['procs_us_per_answer'] for r in fixed if r['path'] == 'dnsredir']), '.2f')} µs; ratios "
+          f"{', '.join(f'{x:.3f}' for x in fixed_procs)} → median {fmt(med(fixed_procs), '.3f')}.")
+        p("")
+        lost_ns = int(sum(r["lost"] for r in ns if r["path"] == "dnsredir"))
+        sa, sb = out / "ns-bpf-stats-before.txt", out / "ns-bpf-stats-after.txt"
+        if sa.exists() and sb.exists():
+            b0 = {l.split()[0]: l.split()[1:] for l in sa.read_text().splitlines() if l.strip()}
+            p("Attached programs in one more dnsredir saturation run (kernel.bpf_stats_enabled; "
+              "`--status --json` order: interface ingress (reply), then egress (query)):")
+            p("")
+            for name, l in zip(["reply (eth0 ingress)", "query (eth0 egress)"],
+                               [l.split() for l in sb.read_text().splitlines() if l.strip()]):
+                c0, n0 = (int(x) for x in b0.get(l[0], ["0", "0"]))
+                runs = int(l[1]) - c0
+                p(f"- {name}: {runs} runs, {fmt((int(l[2]) - n0) / runs if runs else None, '.0f')} ns per run")
+            p("")
+        p("| goal | measured | verdict |")
+        p("|---|---|---|")
+        p(f"| saturation q/s ≥ 0.97 × direct | {fmt(qr, '.3f')} | {verdict(None if qr is None else qr >= 0.97)} |")
+        p(f"| (CPU per answer at saturation, whole machine, direct ÷ dnsredir ≥ 0.97) | {fmt(None if not cr else 1 / cr, '.3f')} | {verdict(None if not cr else 1 / cr >= 0.97)} |")
+        p(f"| (CPU per answer at saturation, dnsperf + responder, direct ÷ dnsredir ≥ 0.97) | {fmt(None if not pr else 1 / pr, '.3f')} | {verdict(None if not pr else 1 / pr >= 0.97)} |")
+        p(f"| 0 lost queries through dnsredir | {lost_ns} | {verdict(lost_ns == 0)} |")
         p("")
 
 # ---------------------------------------------------------------- profile: bpf_stats of attached programs
