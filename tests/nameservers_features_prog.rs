@@ -14,9 +14,9 @@ use dnsredir::bpf::elf::ObjectFile;
 use dnsredir::bpf::load::Loaded;
 use dnsredir::bpf::ringbuf::RingBuf;
 use dnsredir::bpf::sys;
-use dnsredir::layout::{addr_raw, port_raw};
+use dnsredir::layout::{addr6_raw, addr_raw, port_raw};
 use dnsredir::redirect::rules::{self, Rules};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 mod support;
 use support::packet::*;
@@ -122,14 +122,26 @@ fn keep_leaves_a_query_with_its_nameserver_untouched_and_unremembered() {
     require_root();
     let p = load_ns(&["kept.test"], &[]);
     assert!(p.kept(1, "x.kept.test"), "under --keep: the nameserver's");
-    assert!(p.kept(2, "KEPT.test"), "case-insensitive, the suffix itself");
-    assert!(!p.restored(1, "x.kept.test"), "a kept query is not remembered");
+    assert!(
+        p.kept(2, "KEPT.test"),
+        "case-insensitive, the suffix itself"
+    );
+    assert!(
+        !p.restored(1, "x.kept.test"),
+        "a kept query is not remembered"
+    );
     assert!(!p.kept(3, "example.com"), "other names go to the upstream");
     assert!(!p.kept(4, "notkept.test"), "whole labels only");
-    assert!(p.restored(3, "example.com"), "a redirected query's answer comes back");
+    assert!(
+        p.restored(3, "example.com"),
+        "a redirected query's answer comes back"
+    );
     let c = counters(&p.object, &p.loaded);
     assert_eq!(c.rule_kept, 2);
-    assert_eq!(c.queries_kept_for_dockerd, 2, "kept queries are counted as kept");
+    assert_eq!(
+        c.queries_kept_for_dockerd, 2,
+        "kept queries are counted as kept"
+    );
     assert_eq!(c.queries_redirected_udp, 2);
     assert_eq!(c.replies_restored, 1);
 }
@@ -171,7 +183,11 @@ fn every_rule_flag_combination_loads_on_both_paths() {
         (&[], &[], 0),
         (&["kept.test"], &[], FLAG_RULES_KEEP),
         (&[], &["corp.test"], FLAG_RULES_ONLY),
-        (&["kept.test"], &["corp.test"], FLAG_RULES_KEEP | FLAG_RULES_ONLY),
+        (
+            &["kept.test"],
+            &["corp.test"],
+            FLAG_RULES_KEEP | FLAG_RULES_ONLY,
+        ),
     ];
     for (keep, only, flags) in combos {
         for (path, config) in [
@@ -182,8 +198,8 @@ fn every_rule_flag_combination_loads_on_both_paths() {
             assert_eq!(rules.flags(), flags);
             let mut config = config;
             config.flags |= flags;
-            let (_, loaded) = load_with(&config)
-                .unwrap_or_else(|e| panic!("{path} path, flags {flags:#x}: {e}"));
+            let (_, loaded) =
+                load_with(&config).unwrap_or_else(|e| panic!("{path} path, flags {flags:#x}: {e}"));
             for section in [EGRESS_SECTION, REPLY_SECTION, QUERY_SECTION] {
                 assert!(loaded.program(section).is_some(), "{path}: {section}");
             }
@@ -233,7 +249,11 @@ fn events(ring: &mut RingBuf) -> Vec<(EventHeader, Vec<u8>)> {
 fn expect(event: &(EventHeader, Vec<u8>), kind: u8, path: u8, payload: &[u8]) {
     let (h, data) = event;
     assert_eq!((h.kind, h.path, h.proto), (kind, path, UDP), "{h:?}");
-    assert_eq!(h.client_addr, addr_raw(CONTAINER), "the client: the container");
+    assert_eq!(
+        h.client_addr,
+        addr_raw(CONTAINER),
+        "the client: the container"
+    );
     assert_eq!(h.client_port, port_raw(CLIENT_PORT));
     assert_eq!(h.msg_len as usize, payload.len());
     assert_eq!(&data[..], payload, "the DNS message as sent");
@@ -248,7 +268,11 @@ fn egress_query_and_restored_answer_each_write_one_event() {
 
     let q = query(0x1234, "example.com");
     assert!(!p.kept(0x1234, "example.com"));
-    assert_eq!(ring.pending(), (EVENT_SIZE + 8) as u64, "the query: one record");
+    assert_eq!(
+        ring.pending(),
+        (EVENT_SIZE + 8) as u64,
+        "the query: one record"
+    );
     let a = upstream_answer(0x1234, "example.com");
     assert!(p.restored(0x1234, "example.com"));
     let kept = query(0x0707, "x.kept.test");
@@ -297,4 +321,86 @@ fn the_egress_query_event_has_the_nameserver_path_and_the_query_bytes() {
     let events = events(&mut ring);
     assert_eq!(events.len(), 1, "{events:?}");
     expect(&events[0], EVENT_QUERY, PATH_NAMESERVER, &q.payload);
+}
+
+// ---------------------------------------------------------------- IPv6
+
+const CONTAINER6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xdead, 1, 0, 0, 0, 0, 2);
+const NAMESERVER6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xdead, 1, 0, 0, 0, 0, 1);
+const UPSTREAM6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xdead, 2, 0, 0, 0, 0, 0x53);
+
+/// An Ethernet + IPv6 + UDP frame with its checksum.
+fn udp6(src: Ipv6Addr, sport: u16, dst: Ipv6Addr, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let len = 8 + payload.len();
+    let mut l4 = Vec::new();
+    l4.extend_from_slice(&sport.to_be_bytes());
+    l4.extend_from_slice(&dport.to_be_bytes());
+    l4.extend_from_slice(&(len as u16).to_be_bytes());
+    l4.extend_from_slice(&[0, 0]);
+    l4.extend_from_slice(payload);
+    let pseudo = sum_words(&src.octets()) + sum_words(&dst.octets()) + len as u32 + UDP as u32;
+    let c = csum_fold(pseudo + sum_words(&l4));
+    l4[6..8].copy_from_slice(&c.to_be_bytes());
+    let mut frame = vec![0x02, 0, 0, 0, 0, 0xaa, 0x02, 0, 0, 0, 0, 0xbb, 0x86, 0xdd];
+    frame.extend_from_slice(&[0x60, 0, 0, 0]);
+    frame.extend_from_slice(&(len as u16).to_be_bytes());
+    frame.extend_from_slice(&[UDP, 64]);
+    frame.extend_from_slice(&src.octets());
+    frame.extend_from_slice(&dst.octets());
+    frame.extend_from_slice(&l4);
+    frame
+}
+
+#[test]
+#[ignore = "needs root: bpf(2)"]
+fn ipv6_queries_follow_the_rules_too() {
+    require_root();
+    let mut config = nameservers_config(0);
+    config.upstream6_addr = addr6_raw(UPSTREAM6);
+    config.upstream6_port = port_raw(UPSTREAM_PORT);
+    config.container6_addr = addr6_raw(CONTAINER6);
+    config.nameservers6[..4].copy_from_slice(&addr6_raw(NAMESERVER6));
+    config.nameserver6_ports[0] = port_raw(53);
+    config.nameserver6_count = 1;
+    for (keep, only) in [(&["kept.test"][..], &[][..]), (&[], &["example.com"])] {
+        let p = load(config, keep, only);
+        let kept = udp6(
+            CONTAINER6,
+            CLIENT_PORT,
+            NAMESERVER6,
+            53,
+            &dns_query(1, "x.kept.test"),
+        );
+        assert_eq!(
+            run(&p.loaded, EGRESS_SECTION, &kept),
+            (TC_ACT_UNSPEC, kept.clone()),
+            "kept: untouched ({keep:?} {only:?})"
+        );
+        let other = udp6(
+            CONTAINER6,
+            CLIENT_PORT,
+            NAMESERVER6,
+            53,
+            &dns_query(2, "example.com"),
+        );
+        let (ret, out) = run(&p.loaded, EGRESS_SECTION, &other);
+        assert_eq!(ret, TC_ACT_UNSPEC);
+        assert_eq!(
+            &out[38..54],
+            &UPSTREAM6.octets(),
+            "redirected ({keep:?} {only:?})"
+        );
+        let answer = udp6(
+            UPSTREAM6,
+            UPSTREAM_PORT,
+            CONTAINER6,
+            CLIENT_PORT,
+            &dns_answer(1, "x.kept.test"),
+        );
+        assert_eq!(
+            run(&p.loaded, REPLY_SECTION, &answer),
+            (TC_ACT_UNSPEC, answer.clone()),
+            "the kept query was not remembered"
+        );
+    }
 }

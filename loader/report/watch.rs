@@ -14,7 +14,8 @@
 //! record's address), `latency_us`.
 
 use crate::abi::{
-    EventHeader, EVENT_QUERY, EVENT_REPLY, PATH_DOCKERD, PATH_NAMESERVER, PATH_NAMESERVER_KEPT, PATH_UPSTREAM,
+    EventHeader, EVENT_QUERY, EVENT_REPLY, PATH_DOCKERD, PATH_NAMESERVER, PATH_NAMESERVER_KEPT,
+    PATH_UPSTREAM,
 };
 use crate::layout::{addr_from_raw, port_from_raw};
 use crate::report::json_string;
