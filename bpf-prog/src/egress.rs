@@ -1,7 +1,9 @@
 //! Interface egress, the nameservers path: a query to one of the namespace's own nameservers
 //! (resolv.conf without Docker's embedded resolver) goes to the upstream instead. Only the
 //! destination changes; the packet goes on out of the same interface, and the reply program
-//! restores the nameserver as the answer's source.
+//! restores the nameserver as the answer's source. A query a name rule keeps (`--keep`,
+//! `--only`) goes on to its nameserver untouched and is not remembered. With a watcher, each
+//! query sent on writes an event (`PATH_NAMESERVER`, or `PATH_NAMESERVER_KEPT`).
 
 use crate::config::config;
 use crate::counters::{count, Outcome};
