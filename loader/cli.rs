@@ -60,10 +60,10 @@ pub struct Args {
     /// also redirect single-label names (container and service names), which otherwise stay with dockerd
     #[argh(switch)]
     redirect_all: bool,
-    /// a name equal to SUFFIX or under it stays with dockerd (repeatable; whole labels, any case: corp.example covers a.corp.example, not xcorp.example)
+    /// a name equal to SUFFIX or under it stays with dockerd, or with the nameserver asked on the nameservers path (repeatable; whole labels, any case: corp.example covers a.corp.example, not xcorp.example)
     #[argh(option)]
     keep: Vec<String>,
-    /// only names equal to or under SUFFIX are redirected, all others (and TCP) stay with dockerd (repeatable; --keep wins where both match)
+    /// only names equal to or under SUFFIX are redirected, all others (and TCP) stay with dockerd or the nameserver asked (repeatable; --keep wins where both match)
     #[argh(option)]
     only: Vec<String>,
     /// lower the EDNS UDP payload size redirected queries announce to at most this (default 1232, so answers are not fragmented; larger ones come truncated and are fetched over TCP); 0 leaves it alone

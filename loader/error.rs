@@ -125,7 +125,6 @@ impl Error {
                 return Some(format!("dnsredir sends queries out of {interface}; give an upstream this container can reach (a container on an --internal network has no route out), or pass --interface"))
             }
             Error::Target(T::HostNamespace(_)) => "pass the pid of a process in a container with a network namespace of its own (not --network host)",
-            Error::Target(T::RulesOnNameserversPath) => "attach without --keep/--only (name rules work on Docker's embedded-resolver path only)",
             Error::Target(T::NameserversUnknown) => "name the namespace's nameservers with --resolver IP[:PORT] (repeatable), or pass --pid so that dnsredir reads its resolv.conf",
             Error::Target(T::NoNameservers(_)) => "name the nameservers to take over with --resolver IP[:PORT]",
             Error::Target(T::NameserverElsewhere { .. }) => "pass --interface for the interface its queries leave through, or name other nameservers with --resolver IP[:PORT]",

@@ -255,22 +255,57 @@ fn rodata_of(maps: &[(OwnedFd, sys::MapInfo)]) -> Result<Vec<u8>, Error> {
     Ok(rodata)
 }
 
-/// The hooks on lo and the `--interface` in the namespace, nothing else (cheap enough to poll).
-pub fn hooks(target: &Target, interface: &str) -> Result<(HookStatus, HookStatus), Error> {
+/// Our filters on lo and on both hooks of the `--interface`, nothing else (cheap enough to poll).
+pub fn hooks(target: &Target, interface: &str) -> Result<Hooks, Error> {
     in_namespace(target, |nl| {
         let lo = target::interface("lo")?;
         let lo = hook_status(nl, "lo", lo.ifindex, Hook::Ingress)?;
-        let iface = match target::interface(interface) {
-            Ok(iface) => hook_status(nl, interface, iface.ifindex, Hook::Ingress)?,
-            Err(_) => HookStatus::default(),
+        let (ingress, egress) = match target::interface(interface) {
+            Ok(iface) => (
+                hook_status(nl, interface, iface.ifindex, Hook::Ingress)?,
+                hook_status(nl, interface, iface.ifindex, Hook::Egress)?,
+            ),
+            Err(_) => Default::default(),
         };
-        Ok((lo, iface))
+        Ok(Hooks {
+            lo,
+            ingress,
+            egress,
+        })
     })
 }
 
-/// The maps `--watch` reads, from the program attached on lo.
+/// Our filters on the hooks of either path.
+#[derive(Debug, Clone, Default)]
+pub struct Hooks {
+    pub lo: HookStatus,
+    /// The `--interface`'s ingress (the reply program, both paths).
+    pub ingress: HookStatus,
+    /// The `--interface`'s egress (the nameservers path's queries).
+    pub egress: HookStatus,
+}
+
+impl Hooks {
+    /// Where queries are taken, with the hook's name: lo when our filter is there (the
+    /// embedded-resolver path), else the interface's egress (the nameservers path).
+    pub fn query(&self, interface: &str) -> (&HookStatus, String) {
+        if !self.lo.attached && self.egress.attached {
+            (&self.egress, format!("{interface} egress"))
+        } else {
+            (&self.lo, "lo".to_string())
+        }
+    }
+
+    /// Both programs of a path are on their hooks.
+    pub fn attached(&self) -> bool {
+        self.ingress.attached && (self.lo.attached || self.egress.attached)
+    }
+}
+
+/// The maps `--watch` reads, from the query program attached (on lo, or on the interface's
+/// egress): one object load's programs share the event maps.
 pub struct WatchMaps {
-    /// The lo program's id: the watch ends when another program takes its place.
+    /// The query program's id: the watch ends when another program takes its place.
     pub prog_id: u32,
     /// The ring buffer, and its data size.
     pub events: OwnedFd,
@@ -290,13 +325,15 @@ pub enum Watchable {
 /// Finds the attached programs' event maps, refusing what another build attached: its
 /// events could have another layout.
 pub fn watch_maps(target: &Target, interface: &str) -> Result<Watchable, Error> {
-    let (lo, iface) = hooks(target, interface)?;
+    let hooks = hooks(target, interface)?;
     let rerun = format!("run dnsredir {} --upstream ... first", target_args(target));
-    let (true, true, Some(prog_id)) = (lo.attached, iface.attached, lo.prog_id) else {
+    let (query, query_name) = hooks.query(interface);
+    let (true, true, Some(prog_id)) = (query.attached, hooks.ingress.attached, query.prog_id)
+    else {
         return Ok(Watchable::Refused(format!(
-            "not attached to {target} (lo: {}, {interface}: {}): nothing to watch; {rerun}",
-            attached_word(&lo),
-            attached_word(&iface)
+            "not attached to {target} ({query_name}: {}, {interface} ingress: {}): nothing to watch; {rerun}",
+            attached_word(query),
+            attached_word(&hooks.ingress)
         )));
     };
     let maps = program_maps(prog_id)?;

@@ -39,8 +39,6 @@ pub enum TargetError {
     HostNamespace(String),
     /// No embedded resolver, and the namespace's nameservers must be named (`--netns`).
     NameserversUnknown,
-    /// `--keep`/`--only` where the nameservers path would be attached.
-    RulesOnNameserversPath,
     /// resolv.conf names no IPv4 nameserver.
     NoNameservers(PathBuf),
     /// The namespace's route to a nameserver leaves through another interface: its queries
@@ -70,7 +68,6 @@ impl fmt::Display for TargetError {
                 "the upstream {upstream} cannot be reached through {interface} ({source})"
             ),
             TargetError::HostNamespace(what) => write!(f, "{what} is in the host's network namespace: taking over its nameservers would take over the whole host's DNS; nothing attached"),
-            TargetError::RulesOnNameserversPath => write!(f, "--keep and --only decide between the upstream and dockerd's resolver, and this namespace has no embedded resolver on {DOCKER_RESOLVER} (the nameservers path)"),
             TargetError::NameserversUnknown => write!(f, "nothing listens on {DOCKER_RESOLVER} in this namespace and its nameservers are unknown with --netns"),
             TargetError::NoNameservers(path) => write!(f, "{} names no IPv4 nameserver to take over", path.display()),
             TargetError::NameserverElsewhere { nameserver, interface, problem } => write!(f, "queries to the nameserver {nameserver} do not leave through {interface} ({problem}), so they cannot be taken on its egress"),

@@ -159,12 +159,15 @@ fn gone(request: &WatchRequest, prog_id: u32) -> Option<String> {
         _ => {}
     }
     match inspect::hooks(target, &request.interface) {
-        Ok((lo, iface)) if !lo.attached || !iface.attached => {
+        Ok(hooks) if !hooks.attached() => {
             Some(format!("dnsredir was detached from {target}: watch ended"))
         }
-        Ok((lo, _)) if lo.prog_id != Some(prog_id) => Some(format!(
-            "dnsredir was attached to {target} again (another program on lo): watch ended; run --watch again"
-        )),
+        Ok(hooks) if hooks.query(&request.interface).0.prog_id != Some(prog_id) => {
+            Some(format!(
+                "dnsredir was attached to {target} again (another program on {}): watch ended; run --watch again",
+                hooks.query(&request.interface).1
+            ))
+        }
         Ok(_) => None,
         Err(e) => Some(format!("{target} cannot be inspected any more ({}): watch ended", e.one_line())),
     }

@@ -1,18 +1,23 @@
 //! Interface egress, the nameservers path: a query to one of the namespace's own nameservers
 //! (resolv.conf without Docker's embedded resolver) goes to the upstream instead. Only the
 //! destination changes; the packet goes on out of the same interface, and the reply program
-//! restores the nameserver as the answer's source.
+//! restores the nameserver as the answer's source. A query a name rule keeps (`--keep`,
+//! `--only`) goes on to its nameserver untouched and is not remembered. With a watcher, each
+//! query sent on writes an event (`PATH_NAMESERVER`, or `PATH_NAMESERVER_KEPT`).
 
 use crate::config::config;
 use crate::counters::{count, Outcome};
+use crate::events;
 use crate::flows;
 use crate::kernel::{SkBuff, TC_ACT_SHOT, TC_ACT_UNSPEC};
 use crate::net::dns;
 use crate::net::packet::{self, Ipv4, RewriteError, IPPROTO_TCP, IPPROTO_UDP};
 use crate::net::packet::{TCP_ACK, TCP_SYN};
 use crate::query::edns_clamp;
-use crate::rules::Rule;
-use dnsredir_abi::{FlowValue, MAX_NAMESERVERS, PATH_NAMESERVERS};
+use crate::rules::{self, Rule};
+use dnsredir_abi::{
+    FlowValue, MAX_NAMESERVERS, PATH_NAMESERVER, PATH_NAMESERVERS, PATH_NAMESERVER_KEPT,
+};
 
 /// # Safety
 /// Called by the kernel with its `__sk_buff`.
@@ -28,7 +33,7 @@ const PASS: (Outcome, i32) = (Outcome::Passed, TC_ACT_UNSPEC);
 
 /// One of the nameservers taken over, by address and port (both raw, as in the packet).
 #[inline(always)]
-fn is_nameserver(addr: u32, port: u16) -> bool {
+pub(crate) fn is_nameserver(addr: u32, port: u16) -> bool {
     let count = config!(nameserver_count) as usize;
     let mut i = 0;
     while i < MAX_NAMESERVERS {
@@ -61,15 +66,23 @@ unsafe fn egress(skb: *mut SkBuff) -> (Outcome, i32) {
     }
     let udp = match ip.proto {
         IPPROTO_UDP => true,
-        IPPROTO_TCP => false,
+        // With --only, TCP stays with the nameserver: the name is not known at the SYN.
+        IPPROTO_TCP if !rules::only() => false,
         _ => return PASS,
     };
     let mut dns_id = 0;
     let mut clamp = None;
+    let mut rule = Rule::Default;
     if udp {
         let Some(query) = dns::query(skb, &ip) else {
             return PASS;
         };
+        // After the name walk, as in query.rs: before it, LLVM spilled an undefined register.
+        rule = rules::check(skb, &ip);
+        if rule.keeps() {
+            events::query(skb, &ip, PATH_NAMESERVER_KEPT);
+            return (Outcome::KeptByRule(rule), TC_ACT_UNSPEC);
+        }
         dns_id = query.id;
         clamp = query.edns_size.and_then(edns_clamp);
     }
@@ -98,11 +111,11 @@ unsafe fn egress(skb: *mut SkBuff) -> (Outcome, i32) {
         Err(RewriteError::Untouched) => return (Outcome::Failed, TC_ACT_UNSPEC),
         Err(RewriteError::Broken) => return (Outcome::Failed, TC_ACT_SHOT),
     }
+    events::query(skb, &ip, PATH_NAMESERVER);
     let outcome = if udp {
         Outcome::RedirectedUdp {
             clamped: clamp.is_some(),
-            // Name rules are the embedded-resolver path's (the loader refuses them here).
-            rule: Rule::Default,
+            rule,
         }
     } else {
         Outcome::RedirectedTcp { syn }

@@ -10,7 +10,7 @@ use crate::net::dns;
 use crate::net::ipv6::{self, Addr6, Ipv6};
 use crate::net::packet::{RewriteError, IPPROTO_TCP, IPPROTO_UDP, TCP_ACK, TCP_SYN};
 use crate::query::edns_clamp;
-use crate::rules::Rule;
+use crate::rules::{self, Rule};
 use dnsredir_abi::{FlowValue6, MAX_NAMESERVERS};
 
 const PASS: (Outcome, i32) = (Outcome::Passed, TC_ACT_UNSPEC);
@@ -82,15 +82,23 @@ pub unsafe fn egress(skb: *mut SkBuff) -> (Outcome, i32) {
     }
     let udp = match ip.proto {
         IPPROTO_UDP => true,
-        IPPROTO_TCP => false,
+        // With --only, TCP stays with the nameserver: the name is not known at the SYN.
+        IPPROTO_TCP if !rules::only() => false,
         _ => return PASS,
     };
     let mut dns_id = 0;
     let mut clamp = None;
+    let mut rule = Rule::Default;
     if udp {
         let Some(query) = dns::query_at(skb, Ipv6::L4_OFF) else {
             return PASS;
         };
+        // After the name walk, as in query.rs. No event: the event header has no room for an
+        // IPv6 client.
+        rule = rules::check_at(skb, Ipv6::L4_OFF);
+        if rule.keeps() {
+            return (Outcome::KeptByRule(rule), TC_ACT_UNSPEC);
+        }
         dns_id = query.id;
         clamp = query.edns_size.and_then(edns_clamp);
     }
@@ -121,8 +129,7 @@ pub unsafe fn egress(skb: *mut SkBuff) -> (Outcome, i32) {
     let outcome = if udp {
         Outcome::RedirectedUdp {
             clamped: clamp.is_some(),
-            // Name rules are the embedded-resolver path's (the loader refuses them here).
-            rule: Rule::Default,
+            rule,
         }
     } else {
         Outcome::RedirectedTcp { syn }

@@ -4,6 +4,8 @@
 
 use crate::config::config;
 use crate::counters::{count, Outcome};
+use crate::egress;
+use crate::events;
 use crate::flows;
 use crate::kernel::{self, SkBuff, TC_ACT_SHOT, TC_ACT_UNSPEC};
 use crate::net::dns;
@@ -27,6 +29,14 @@ unsafe fn reply(skb: *mut SkBuff) -> (Outcome, i32) {
     let Some(ip) = Ipv4::parse(skb) else {
         return crate::reply6::reply(skb);
     };
+    // The nameservers path: an answer from a nameserver taken over is its own, to a query a
+    // name rule left with it (or one sent before dnsredir came): only watched.
+    if config!(path) == PATH_NAMESERVERS && egress::is_nameserver(ip.saddr, ip.sport) {
+        if !ip.first_fragment {
+            events::answer(skb, &ip, ip.daddr, ip.dport);
+        }
+        return PASS;
+    }
     if ip.saddr != config!(upstream_addr)
         || ip.daddr != config!(container_addr)
         || ip.sport != config!(upstream_port)
@@ -78,6 +88,8 @@ unsafe fn reply(skb: *mut SkBuff) -> (Outcome, i32) {
     // The nameservers path: the answer now comes from the nameserver the client asked and goes
     // on up this interface's stack, where conntrack finds the query's flow.
     if config!(path) == PATH_NAMESERVERS {
+        // No lo to see it on its way: the answer's event is written here.
+        events::answer(skb, &ip, flow.client_addr, ip.dport);
         return (Outcome::Restored, TC_ACT_UNSPEC);
     }
     // Through the neighbour layer, not a bare redirect: its route lookup attaches the local

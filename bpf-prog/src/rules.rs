@@ -1,5 +1,5 @@
-//! Name rules (`--keep SUFFIX`, `--only SUFFIX`): which UDP queries stay with dockerd by the
-//! suffix of their question's name.
+//! Name rules (`--keep SUFFIX`, `--only SUFFIX`): which UDP queries stay with dockerd (or, on
+//! the nameservers path, with the nameserver asked) by the suffix of their question's name.
 //!
 //! The question's name is turned into a [`RuleKey`] (see there: wire form, length bytes as
 //! `.`, lowercased, reversed) in a per-CPU buffer and looked up once in the `RULES` LPM trie,
@@ -97,10 +97,16 @@ pub fn only() -> bool {
 /// The rules' word on the UDP query in `ip`.
 #[inline(always)]
 pub unsafe fn check(skb: *const SkBuff, ip: &Ipv4) -> Rule {
+    check_at(skb, ip.l4_off)
+}
+
+/// [`check`] for a UDP header at `l4_off` from the start of the frame (any IP version).
+#[inline(always)]
+pub unsafe fn check_at(skb: *const SkBuff, l4_off: u32) -> Rule {
     if config!(flags) & (FLAG_RULES_KEEP | FLAG_RULES_ONLY) == 0 {
         return Rule::Default;
     }
-    match lookup(skb, ip) {
+    match lookup(skb, l4_off) {
         None => Rule::Unparsed,
         Some(NO_RULE) if only() => Rule::OutsideOnly,
         Some(NO_RULE) => Rule::Default,
@@ -117,7 +123,7 @@ const NO_RULE: u32 = 0;
 /// The kind of the longest rule the question's name matches: `None` when the name cannot be
 /// read, `Some(NO_RULE)` when no rule matches.
 #[inline(always)]
-unsafe fn lookup(skb: *const SkBuff, ip: &Ipv4) -> Option<u32> {
+unsafe fn lookup(skb: *const SkBuff, l4_off: u32) -> Option<u32> {
     let zero: u32 = 0;
     let buf =
         kernel::map_lookup_elem(&RULES_SCRATCH, &zero as *const u32 as *const c_void) as *mut u8;
@@ -125,7 +131,7 @@ unsafe fn lookup(skb: *const SkBuff, ip: &Ipv4) -> Option<u32> {
         return None;
     }
     let (data, end) = kernel::packet_bounds(skb);
-    let name = data.add(ip.l4_off as usize + UDP_HLEN + DNS_HLEN) as *const u8;
+    let name = data.add(l4_off as usize + UDP_HLEN + DNS_HLEN) as *const u8;
     let table = NAME_TABLE.as_ptr();
     // Bytes left in the label being read; 0 when the next byte is a length byte. Kept in the
     // map value, not a register: the verifier does not follow map contents, so the states of

@@ -2,9 +2,9 @@
 //! Podman, CNI, pods): queries to the namespace's own nameservers are taken on the interface's
 //! egress and sent to the upstream instead, source unchanged; the answers are restored on the
 //! interface's ingress to come from the nameserver asked, and go on up the stack. IPv6
-//! nameservers likewise go to the IPv6 upstream, when one is given.
+//! nameservers likewise go to the IPv6 upstream, when one is given. Name rules (`--keep`,
+//! `--only`) leave the queries they keep with the nameserver asked, untouched.
 
-use super::rules::Rules;
 use super::{interfaces, load_programs, program, put, remove_from_hook, transact, HookRef, Log};
 use crate::abi::{Config, EGRESS_SECTION, MAX_NAMESERVERS, PATH_NAMESERVERS, REPLY_SECTION};
 use crate::bpf::embedded;
@@ -28,9 +28,6 @@ pub fn attach_in(
     nameservers6: &[SocketAddrV6],
     log: Log,
 ) -> Result<Attached, Error> {
-    if !request.rules.is_empty() {
-        return Err(TargetError::RulesOnNameserversPath.into());
-    }
     if let Some(lo) = nameservers.iter().find(|n| n.ip().is_loopback()) {
         return Err(TargetError::LoopbackNameserver((*lo.ip()).into()).into());
     }
@@ -84,6 +81,7 @@ pub fn attach_in(
         lo_ifindex: lo.ifindex,
         tcp_close_grace_ns: TCP_CLOSE_GRACE_NS,
         path: PATH_NAMESERVERS,
+        flags: request.rules.flags(),
         nameserver_count: nameservers.len() as u16,
         ..Config::UNSET
     };
@@ -103,7 +101,13 @@ pub fn attach_in(
     }
 
     // Programs go through the verifier before anything in the namespace changes.
-    let loaded = load_programs(&config, &Rules::default())?;
+    let loaded = load_programs(&config, &request.rules)?;
+    if !request.rules.is_empty() {
+        log(format!(
+            "{} name rules in the egress program's map",
+            request.rules.rules.len()
+        ));
+    }
     let egress = program(&loaded, EGRESS_SECTION)?;
     let reply = program(&loaded, REPLY_SECTION)?;
     let ingress = HookRef {

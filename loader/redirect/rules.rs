@@ -1,5 +1,5 @@
 //! Name rules (`--keep SUFFIX`, `--only SUFFIX`): suffixes parsed and checked, encoded as the
-//! query program's LPM trie keys ([`RuleKey`]), written into its `RULES` map and read back.
+//! query (or egress) program's LPM trie keys ([`RuleKey`]), written into its `RULES` map and read back.
 //! Nothing here but [`fill`] and [`read`] touches the kernel.
 
 use crate::abi::{
@@ -17,7 +17,7 @@ pub const MAX_LABEL: usize = 63;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Kind {
-    /// `--keep`: names equal to or under the suffix stay with dockerd.
+    /// `--keep`: names equal to or under the suffix stay with dockerd (or the nameserver asked).
     Keep,
     /// `--only`: only names equal to or under such suffixes are redirected.
     Only,

@@ -64,7 +64,12 @@ pub fn render_text(s: &Status, interface: &str) -> String {
         Some(Build::Unknown) => out.push_str("attached by: an older dnsredir build\n"),
     }
     if let Some(r) = &s.rules {
-        out.push_str(&rules_text(r));
+        let keeper = if s.nameservers_path() {
+            "the nameserver asked"
+        } else {
+            "dockerd"
+        };
+        out.push_str(&rules_text(r, keeper));
     }
     if let Some(n) = s.tracked_flows {
         out.push_str(&format!("tracked flows: {n}\n"));
@@ -109,15 +114,16 @@ fn edns(raw: u16) -> String {
     }
 }
 
-/// The rules in force, one line each; what names not under any of them do.
-fn rules_text(r: &Rules) -> String {
+/// The rules in force, one line each; what names not under any of them do (`keeper`: where
+/// kept queries go).
+fn rules_text(r: &Rules, keeper: &str) -> String {
     if r.is_empty() {
         return "name rules: none\n".to_string();
     }
     let default = if r.rules.iter().any(|x| x.kind != Kind::Keep) {
-        "other names and all TCP stay with dockerd (--only)"
+        format!("other names and all TCP stay with {keeper} (--only)")
     } else {
-        "other names are redirected (--keep only)"
+        "other names are redirected (--keep only)".to_string()
     };
     let mut out = format!("name rules: {} ({default})\n", r.rules.len());
     for rule in &r.rules {

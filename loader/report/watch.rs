@@ -9,12 +9,13 @@
 //! `time` (RFC 3339 UTC, µs, when the query was seen), `client` (address), `port`,
 //! `proto` (`udp`/`tcp`), `id`, `name` (dotted, no final dot; `.` for the root; bytes outside
 //! letters, digits, `-` and `_` as `\DDD`; `null` if malformed), `type` (mnemonic or `TYPEn`),
-//! `qtype` (number), `path` (`upstream`, `dockerd`, `nameserver`), `answered` (bool), `rcode`
+//! `qtype` (number), `path` (`upstream`, `dockerd`, `nameserver`, `kept`), `answered` (bool), `rcode`
 //! (mnemonic or `RCODEn`), `answers` (answer count), `first_answer` (the first A or AAAA
 //! record's address), `latency_us`.
 
 use crate::abi::{
-    EventHeader, EVENT_QUERY, EVENT_REPLY, PATH_DOCKERD, PATH_NAMESERVER, PATH_UPSTREAM,
+    EventHeader, EVENT_QUERY, EVENT_REPLY, PATH_DOCKERD, PATH_NAMESERVER, PATH_NAMESERVER_KEPT,
+    PATH_UPSTREAM,
 };
 use crate::layout::{addr_from_raw, port_from_raw};
 use crate::report::json_string;
@@ -188,6 +189,7 @@ pub fn path_name(path: u8) -> &'static str {
         PATH_UPSTREAM => "upstream",
         PATH_DOCKERD => "dockerd",
         PATH_NAMESERVER => "nameserver",
+        PATH_NAMESERVER_KEPT => "kept",
         _ => "unknown",
     }
 }

@@ -1,5 +1,6 @@
 //! Test harness for dnsredir's end-to-end tests (std + libc only).
 //!
+//! - [`cni`]: the nameservers path's CNI-style topology ([`cni::Cni`]);
 //! - [`dns`]: a stand-in authoritative DNS server ([`dns::DnsServer`]) and stub-resolver-like clients
 //!   ([`query_a`], [`query_many`]) that run inside a network namespace;
 //! - [`netns`]: entering namespaces, running commands in them, RAII [`Netns`], [`TcpEcho`];
@@ -16,6 +17,7 @@
 // uses are removed (checked by building each test binary without this line).
 #![allow(dead_code, unused_imports)]
 
+pub mod cni;
 pub mod dns;
 pub mod docker;
 pub mod json;

@@ -537,6 +537,8 @@ pub const PATH_UPSTREAM: u8 = 1;
 pub const PATH_DOCKERD: u8 = 2;
 /// Sent directly to a nameserver (no embedded resolver) and redirected on egress.
 pub const PATH_NAMESERVER: u8 = 3;
+/// Sent directly to a nameserver and left with it by a name rule (`--keep`, `--only`).
+pub const PATH_NAMESERVER_KEPT: u8 = 4;
 
 layout! {
     /// The start of every event record.
