@@ -314,6 +314,8 @@ pub struct WatchMaps {
     pub control: OwnedFd,
     /// Per-CPU count of events the ring buffer had no room for.
     pub lost: OwnedFd,
+    /// The name rules in force, to say which one decided a query.
+    pub rules: Rules,
 }
 
 /// Either the maps to watch, or the one line that says why there are none.
@@ -355,8 +357,15 @@ pub fn watch_maps(target: &Target, interface: &str) -> Result<Watchable, Error> 
         return Ok(Watchable::Refused(other_build));
     }
     let (mut events, mut control, mut lost) = (None, None, None);
+    let mut rules = Rules::default();
     for (map, info) in maps {
         match info.name.as_str() {
+            RULES_MAP => {
+                rules = rules::read(&map).map_err(|e| Error::Inspect {
+                    action: "reading the name rules".into(),
+                    source: e.source,
+                })?
+            }
             EVENTS_MAP if info.map_type == ringbuf::BPF_MAP_TYPE_RINGBUF => {
                 events = Some((map, info.max_entries))
             }
@@ -374,6 +383,7 @@ pub fn watch_maps(target: &Target, interface: &str) -> Result<Watchable, Error> 
         events_size,
         control,
         lost,
+        rules,
     }))
 }
 

@@ -328,3 +328,39 @@ fn a_closed_pipe_ends_the_watch_quietly() {
     assert!(!w.stderr().contains("error"), "{}", w.stderr());
     redirect_works(&net);
 }
+
+#[test]
+#[ignore = "needs root: network namespaces, bpf(2), tc"]
+fn each_line_says_which_name_rule_decided() {
+    require_root();
+    let net = DockerLikeNet::new();
+    net.attach(&["--keep", ".internal.test", "--only", "corp.test"]);
+    let w = Watcher::start(&net, &[]);
+    let ns = net.ctr_ns.clone();
+    let (stand_in, up) = (net.stand_in_answer, net.upstream_answer);
+    assert_eq!(
+        net.dig(&ns, DOCKER_RESOLVER, "api.internal.test", false),
+        Ok(vec![stand_in])
+    );
+    assert_eq!(
+        net.dig(&ns, DOCKER_RESOLVER, "x.corp.test", false),
+        Ok(vec![up])
+    );
+    assert_eq!(
+        net.dig(&ns, DOCKER_RESOLVER, "example.com", false),
+        Ok(vec![stand_in])
+    );
+    let t = Duration::from_secs(5);
+    w.wait_for(
+        &[
+            "api.internal.test  A  dockerd  NOERROR",
+            "[keep internal.test]",
+        ],
+        t,
+    );
+    w.wait_for(
+        &["x.corp.test  A  upstream  NOERROR", "[only corp.test]"],
+        t,
+    );
+    w.wait_for(&["example.com  A  dockerd  NOERROR", "[outside --only]"], t);
+}

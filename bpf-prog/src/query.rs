@@ -61,6 +61,7 @@ unsafe fn query(skb: *mut SkBuff) -> (Outcome, i32) {
         }
         rule = rules::check(skb, &ip);
         if rule.keeps() {
+            events::query(skb, &ip, PATH_DOCKERD);
             return (Outcome::KeptByRule(rule), TC_ACT_UNSPEC);
         }
         dns_id = query.id;

@@ -132,6 +132,26 @@ impl Rules {
     }
 }
 
+impl Rules {
+    /// What the rules say about `name` (lowercase dotted text), as the query program decides:
+    /// the longest suffix it is equal to or under, or, with `--only` in force and none matching,
+    /// that it is outside them. `None` without rules, or with `--keep` alone and none matching.
+    pub fn decision(&self, name: &str) -> Option<String> {
+        let name = name.to_ascii_lowercase();
+        let best = self
+            .rules
+            .iter()
+            .filter(|r| is_under(&name, &r.suffix))
+            .max_by_key(|r| r.suffix.len());
+        match best {
+            Some(r) if r.kind == Kind::Only => Some(format!("only {}", r.suffix)),
+            Some(r) => Some(format!("keep {}", r.suffix)),
+            None if self.flags() & FLAG_RULES_ONLY != 0 => Some("outside --only".to_string()),
+            None => None,
+        }
+    }
+}
+
 /// `name` is equal to or under `suffix` (both checked lowercase text forms), by whole labels.
 pub fn is_under(name: &str, suffix: &str) -> bool {
     name == suffix
@@ -273,6 +293,29 @@ pub fn read(map: &OwnedFd) -> Result<Rules, MapError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_deciding_rule_is_the_longest_suffix_and_keep_wins() {
+        let both = Rules::new(
+            &["internal.test".into()],
+            &["corp.test".into(), "a.internal.test".into()],
+        )
+        .expect("rules");
+        let d = |n: &str| both.decision(n);
+        assert_eq!(
+            d("api.internal.test").as_deref(),
+            Some("keep internal.test")
+        );
+        assert_eq!(
+            d("x.a.internal.test").as_deref(),
+            Some("keep a.internal.test")
+        );
+        assert_eq!(d("X.Corp.Test").as_deref(), Some("only corp.test"));
+        assert_eq!(d("xcorp.test").as_deref(), Some("outside --only"));
+        let keep = Rules::new(&["internal.test".into()], &[]).expect("rules");
+        assert_eq!(keep.decision("example.com"), None);
+        assert_eq!(Rules::default().decision("internal.test"), None);
+    }
 
     #[test]
     fn suffixes_are_checked_and_normalised() {

@@ -217,6 +217,9 @@ pub struct Record {
     pub path: u8,
     /// `None`: no answer within [`UNANSWERED_AFTER_NS`].
     pub answer: Option<Answer>,
+    /// The name rule that decided where a UDP query went (`keep SUFFIX`, `only SUFFIX`,
+    /// `outside --only`); `None` without rules, or when none applied.
+    pub rule: Option<String>,
 }
 
 /// Converts the programs' CLOCK_MONOTONIC stamps to wall-clock time.
@@ -304,6 +307,7 @@ fn record(q: &Pending, answer: Option<Answer>, clock: &Clock) -> Record {
         qtype: q.message.qtype,
         path: q.head.path,
         answer,
+        rule: None,
     }
 }
 
@@ -366,7 +370,7 @@ pub fn render_line(r: &Record) -> String {
         type_text(r),
         path_name(r.path)
     );
-    match &r.answer {
+    let line = match &r.answer {
         Some(a) => format!(
             "{head}  {}  answers={}  {}  {}µs",
             rcode_name(a.rcode),
@@ -378,6 +382,10 @@ pub fn render_line(r: &Record) -> String {
             "{head}  unanswered after {} s",
             UNANSWERED_AFTER_NS / 1_000_000_000
         ),
+    };
+    match &r.rule {
+        Some(rule) => format!("{line}  [{rule}]"),
+        None => line,
     }
 }
 
@@ -393,7 +401,7 @@ pub fn render_json(r: &Record) -> String {
     let null = || "null".to_string();
     let a = r.answer.as_ref();
     format!(
-        "{{\"time\":\"{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{us:06}Z\",\"client\":\"{}\",\"port\":{},\"proto\":\"{}\",\"id\":{},\"name\":{},\"type\":{},\"qtype\":{},\"path\":\"{}\",\"answered\":{},\"rcode\":{},\"answers\":{},\"first_answer\":{},\"latency_us\":{}}}",
+        "{{\"time\":\"{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{us:06}Z\",\"client\":\"{}\",\"port\":{},\"proto\":\"{}\",\"id\":{},\"name\":{},\"type\":{},\"qtype\":{},\"path\":\"{}\",\"answered\":{},\"rcode\":{},\"answers\":{},\"first_answer\":{},\"latency_us\":{},\"rule\":{}}}",
         r.client.ip(),
         r.client.port(),
         if r.tcp { "tcp" } else { "udp" },
@@ -408,6 +416,7 @@ pub fn render_json(r: &Record) -> String {
         a.and_then(|a| a.first_address)
             .map_or_else(null, |ip| json_string(&ip.to_string())),
         a.map_or_else(null, |a| a.latency_us.to_string()),
+        r.rule.as_deref().map_or_else(null, json_string),
     )
 }
 
