@@ -575,11 +575,40 @@ mod tests {
         );
         assert_eq!(
             render_json(&r),
-            "{\"time\":\"2026-12-01T07:11:02.118234Z\",\"client\":\"127.0.0.1\",\"port\":50123,\"proto\":\"udp\",\"id\":4660,\"name\":\"example.com\",\"type\":\"A\",\"qtype\":1,\"path\":\"upstream\",\"answered\":true,\"rcode\":\"NOERROR\",\"answers\":2,\"first_answer\":\"203.0.113.7\",\"latency_us\":812}"
+            "{\"time\":\"2026-12-01T07:11:02.118234Z\",\"client\":\"127.0.0.1\",\"port\":50123,\"proto\":\"udp\",\"id\":4660,\"name\":\"example.com\",\"type\":\"A\",\"qtype\":1,\"path\":\"upstream\",\"answered\":true,\"rcode\":\"NOERROR\",\"answers\":2,\"first_answer\":\"203.0.113.7\",\"latency_us\":812,\"rule\":null}"
         );
         assert!(
             t.expire(&clock(u64::MAX)).is_empty(),
             "answered: nothing pending"
+        );
+    }
+
+    #[test]
+    fn the_deciding_rule_ends_the_line_and_is_a_json_field() {
+        let mut t = Tracker::default();
+        let c = clock(1_000_000_000);
+        let q = query_msg(7, &[b"api", b"internal", b"test"], 1);
+        assert!(t
+            .event(
+                &head(EVENT_QUERY, PATH_DOCKERD, 40000, 1_000_000_000),
+                &q,
+                &c
+            )
+            .is_none());
+        let a = answer_msg(&q, 0, None);
+        let mut r = t
+            .event(&head(EVENT_REPLY, PATH_NONE, 40000, 1_000_500_000), &a, &c)
+            .expect("paired");
+        r.rule = Some("keep internal.test".into());
+        assert!(
+            render_line(&r).ends_with("  [keep internal.test]"),
+            "{}",
+            render_line(&r)
+        );
+        assert!(
+            render_json(&r).ends_with(",\"rule\":\"keep internal.test\"}"),
+            "{}",
+            render_json(&r)
         );
     }
 
