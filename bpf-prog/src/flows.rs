@@ -121,20 +121,10 @@ pub unsafe fn closed_since(closing_since_ns: u64) -> bool {
         && kernel::ktime_get_ns().wrapping_sub(closing_since_ns) > config!(tcp_close_grace_ns)
 }
 
-/// Records a query's flow, or for a later TCP segment finds it: UDP queries and SYNs start a
-/// flow, other segments belong to one only if it started while we were attached (a connection
-/// that was already open stays where it was going). `Err` with the outcome of a packet to pass.
-#[inline(always)]
-pub unsafe fn on_query(
-    key: &FlowKey,
-    value: &FlowValue,
-    starts: bool,
-    tcp_flags: u8,
-) -> Result<(), Outcome> {
-    on_query_in(&FLOWS, key, value, starts, tcp_flags)
-}
-
-/// [`on_query`] in `table`.
+/// Records a query's flow in `table`, or for a later TCP segment finds it: UDP queries and SYNs
+/// start a flow, other segments belong to one only if it started while we were attached (a
+/// connection that was already open stays where it was going). `Err` with the outcome of a
+/// packet to pass.
 #[inline(always)]
 pub unsafe fn on_query_in<V: Entry>(
     table: &MapDef,

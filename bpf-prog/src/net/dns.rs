@@ -58,14 +58,9 @@ pub unsafe fn id_at(skb: *const SkBuff, l4_off: u32) -> Option<u16> {
     Some(load16(dns))
 }
 
-/// The parts of a UDP query the programs decide on; `None` without a whole header and the first
-/// length byte of a question.
-#[inline(always)]
-pub unsafe fn query(skb: *const SkBuff, ip: &Ipv4) -> Option<Query> {
-    query_at(skb, ip.l4_off)
-}
-
-/// [`query`] for a UDP header at `l4_off` from the start of the frame (any IP version).
+/// The parts of a UDP query the programs decide on, for a UDP header at `l4_off` from the start
+/// of the frame (any IP version); `None` without a whole header and the first length byte of a
+/// question.
 #[inline(always)]
 pub unsafe fn query_at(skb: *const SkBuff, l4_off: u32) -> Option<Query> {
     let (data, end) = kernel::packet_bounds(skb);
