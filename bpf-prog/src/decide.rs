@@ -6,10 +6,11 @@ use crate::config::config;
 use crate::counters::Outcome;
 use crate::events;
 use crate::flows::{self, Entry};
-use crate::kernel::{MapDef, SkBuff, TC_ACT_SHOT, TC_ACT_UNSPEC};
+use crate::kernel::{self, MapDef, SkBuff, TC_ACT_SHOT, TC_ACT_UNSPEC};
 use crate::net::dns;
-use crate::net::packet::{Ipv4, Patch, RewriteError, TCP_ACK, TCP_SYN};
+use crate::net::packet::{self, Ipv4, Patch, RewriteError, TCP_ACK, TCP_SYN};
 use crate::rules::{self, Rule};
+use dnsredir_abi::FlowValue;
 
 /// A query to redirect: what its flow, its rewrite and its count need.
 pub struct DnsQuery {
@@ -97,6 +98,51 @@ impl DnsQuery {
             Outcome::RedirectedTcp { syn: self.syn }
         }
     }
+}
+
+/// Starts the flow of the IPv4 `query` in `ip`, sends it to the upstream from `saddr` (through
+/// the container's interface when `neigh`, else on out of the interface it is leaving) and
+/// writes its `PATH_` event `path`: the program's answer. A plain answer, not a `Result`
+/// around one: LLVM spilled the undefined payload of its `Ok`, which the verifier refused.
+#[inline(always)]
+pub unsafe fn redirect(
+    skb: *mut SkBuff,
+    ip: &Ipv4,
+    query: &DnsQuery,
+    saddr: u32,
+    neigh: bool,
+    path: u8,
+) -> (Outcome, i32) {
+    let value = FlowValue {
+        closing_since_ns: 0,
+        client_addr: ip.saddr,
+        resolver_addr: ip.daddr,
+        resolver_port: ip.dport,
+        pad0: 0,
+        pad1: 0,
+    };
+    if let Err(outcome) = query.start_flow(&flows::FLOWS, ip.sport, ip.proto, ip.tcp_flags, &value)
+    {
+        return (outcome, TC_ACT_UNSPEC);
+    }
+    let rewrite = packet::Rewrite {
+        saddr,
+        daddr: config!(upstream_addr),
+        sport: ip.sport,
+        dport: config!(upstream_port),
+    };
+    if let Err(failed) = rewritten(packet::rewrite(skb, ip, &rewrite, query.clamp.as_ref())) {
+        return failed;
+    }
+    let mut action = TC_ACT_UNSPEC;
+    if neigh {
+        action = kernel::redirect_neigh(config!(iface_ifindex));
+        if action == TC_ACT_SHOT {
+            return (Outcome::Failed, action);
+        }
+    }
+    events::query(skb, ip, path);
+    (query.redirected(), action)
 }
 
 /// A rewrite's failure as the program's answer: a packet left untouched goes on, a broken one

@@ -6,16 +6,12 @@
 //! query sent on writes an event (`PATH_NAMESERVER`, or `PATH_NAMESERVER_KEPT`).
 
 use crate::config::config;
-use crate::counters::{count, Outcome};
-use crate::decide::{self, rewritten};
-use crate::events;
-use crate::flows;
+use crate::counters::{count, Outcome, PASS};
+use crate::decide;
 use crate::kernel::{SkBuff, TC_ACT_UNSPEC};
-use crate::net::packet::{self, Ipv4, IPPROTO_TCP, IPPROTO_UDP};
+use crate::net::packet::{Ipv4, IPPROTO_TCP, IPPROTO_UDP};
 use crate::rules;
-use dnsredir_abi::{
-    FlowValue, MAX_NAMESERVERS, PATH_NAMESERVER, PATH_NAMESERVERS, PATH_NAMESERVER_KEPT,
-};
+use dnsredir_abi::{MAX_NAMESERVERS, PATH_NAMESERVER, PATH_NAMESERVERS, PATH_NAMESERVER_KEPT};
 
 /// # Safety
 /// Called by the kernel with its `__sk_buff`.
@@ -26,8 +22,6 @@ pub unsafe extern "C" fn dnsredir_egress(skb: *mut SkBuff) -> i32 {
     count(&outcome);
     action
 }
-
-const PASS: (Outcome, i32) = (Outcome::Passed, TC_ACT_UNSPEC);
 
 /// One of the nameservers taken over, by address and port (both raw, as in the packet).
 #[inline(always)]
@@ -77,30 +71,8 @@ unsafe fn egress(skb: *mut SkBuff) -> (Outcome, i32) {
         Ok(query) => query,
         Err(outcome) => return (outcome, TC_ACT_UNSPEC),
     };
-    let value = FlowValue {
-        closing_since_ns: 0,
-        client_addr: ip.saddr,
-        resolver_addr: ip.daddr,
-        resolver_port: ip.dport,
-        pad0: 0,
-        pad1: 0,
-    };
-    if let Err(outcome) = query.start_flow(&flows::FLOWS, ip.sport, ip.proto, ip.tcp_flags, &value)
-    {
-        return (outcome, TC_ACT_UNSPEC);
-    }
-    let rewrite = packet::Rewrite {
-        saddr: ip.saddr,
-        daddr: config!(upstream_addr),
-        sport: ip.sport,
-        dport: config!(upstream_port),
-    };
-    if let Err(failed) = rewritten(packet::rewrite(skb, &ip, &rewrite, query.clamp.as_ref())) {
-        return failed;
-    }
-    events::query(skb, &ip, PATH_NAMESERVER);
     // On out of the same interface; later filters see the rewritten packet.
-    (query.redirected(), TC_ACT_UNSPEC)
+    decide::redirect(skb, &ip, &query, ip.saddr, false, PATH_NAMESERVER)
 }
 
 /// Whether a query to a nameserver taken over is UDP (or TCP); `None` for a packet to pass.

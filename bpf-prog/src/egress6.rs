@@ -3,7 +3,7 @@
 //! (`upstream6_port` 0) every IPv6 packet passes untouched.
 
 use crate::config::config;
-use crate::counters::Outcome;
+use crate::counters::{Outcome, PASS};
 use crate::decide::{self, rewritten};
 use crate::egress;
 use crate::flows;
@@ -11,36 +11,34 @@ use crate::kernel::{SkBuff, TC_ACT_UNSPEC};
 use crate::net::ipv6::{self, Addr6, Ipv6};
 use dnsredir_abi::{FlowValue6, MAX_NAMESERVERS};
 
-const PASS: (Outcome, i32) = (Outcome::Passed, TC_ACT_UNSPEC);
-
 /// One word of the configuration's IPv6 nameserver table.
 #[inline(always)]
 fn nameserver_word(i: usize) -> u32 {
     unsafe { core::ptr::read_volatile(&crate::config::CONFIG.nameservers6[i]) }
 }
 
-/// The configured IPv6 upstream.
+/// An IPv6 address of the configuration.
 #[inline(always)]
-pub fn upstream() -> Addr6 {
+fn config_addr(field: &Addr6) -> Addr6 {
     let mut a = [0u32; 4];
     let mut i = 0;
     while i < 4 {
-        a[i] = unsafe { core::ptr::read_volatile(&crate::config::CONFIG.upstream6_addr[i]) };
+        a[i] = unsafe { core::ptr::read_volatile(&field[i]) };
         i += 1;
     }
     a
 }
 
+/// The configured IPv6 upstream.
+#[inline(always)]
+pub fn upstream() -> Addr6 {
+    config_addr(&crate::config::CONFIG.upstream6_addr)
+}
+
 /// The interface's IPv6 address in the configuration.
 #[inline(always)]
 pub fn container() -> Addr6 {
-    let mut a = [0u32; 4];
-    let mut i = 0;
-    while i < 4 {
-        a[i] = unsafe { core::ptr::read_volatile(&crate::config::CONFIG.container6_addr[i]) };
-        i += 1;
-    }
-    a
+    config_addr(&crate::config::CONFIG.container6_addr)
 }
 
 /// One of the IPv6 nameservers taken over, by address and port (raw, as in the packet).

@@ -2,14 +2,13 @@
 //! to the upstream instead, through the container's interface.
 
 use crate::config::config;
-use crate::counters::{count, Outcome};
-use crate::decide::{self, rewritten};
+use crate::counters::{count, Outcome, PASS};
+use crate::decide;
 use crate::events;
-use crate::flows;
-use crate::kernel::{self, SkBuff, TC_ACT_SHOT, TC_ACT_UNSPEC};
-use crate::net::packet::{self, Ipv4, IPPROTO_TCP, IPPROTO_UDP};
+use crate::kernel::{SkBuff, TC_ACT_UNSPEC};
+use crate::net::packet::{Ipv4, IPPROTO_TCP, IPPROTO_UDP};
 use crate::rules;
-use dnsredir_abi::{FlowValue, FLAG_REDIRECT_ALL, PATH_DOCKERD, PATH_UPSTREAM};
+use dnsredir_abi::{FLAG_REDIRECT_ALL, PATH_DOCKERD, PATH_UPSTREAM};
 
 /// # Safety
 /// Called by the kernel with its `__sk_buff`.
@@ -20,8 +19,6 @@ pub unsafe extern "C" fn dnsredir_query(skb: *mut SkBuff) -> i32 {
     count(&outcome);
     action
 }
-
-const PASS: (Outcome, i32) = (Outcome::Passed, TC_ACT_UNSPEC);
 
 #[inline(always)]
 unsafe fn query(skb: *mut SkBuff) -> (Outcome, i32) {
@@ -60,31 +57,12 @@ unsafe fn query(skb: *mut SkBuff) -> (Outcome, i32) {
         Ok(query) => query,
         Err(outcome) => return (outcome, TC_ACT_UNSPEC),
     };
-    let value = FlowValue {
-        closing_since_ns: 0,
-        client_addr: ip.saddr,
-        resolver_addr: ip.daddr,
-        resolver_port: ip.dport,
-        pad0: 0,
-        pad1: 0,
-    };
-    if let Err(outcome) = query.start_flow(&flows::FLOWS, ip.sport, ip.proto, ip.tcp_flags, &value)
-    {
-        return (outcome, TC_ACT_UNSPEC);
-    }
-    let rewrite = packet::Rewrite {
-        saddr: config!(container_addr),
-        daddr: config!(upstream_addr),
-        sport: ip.sport,
-        dport: config!(upstream_port),
-    };
-    if let Err(failed) = rewritten(packet::rewrite(skb, &ip, &rewrite, query.clamp.as_ref())) {
-        return failed;
-    }
-    let action = kernel::redirect_neigh(config!(iface_ifindex));
-    if action == TC_ACT_SHOT {
-        return (Outcome::Failed, action);
-    }
-    events::query(skb, &ip, PATH_UPSTREAM);
-    (query.redirected(), action)
+    decide::redirect(
+        skb,
+        &ip,
+        &query,
+        config!(container_addr),
+        true,
+        PATH_UPSTREAM,
+    )
 }

@@ -3,7 +3,7 @@
 //! go on up the interface's stack, on the nameservers path).
 
 use crate::config::config;
-use crate::counters::{count, Outcome};
+use crate::counters::{count, Outcome, PASS};
 use crate::decide::rewritten;
 use crate::egress;
 use crate::events;
@@ -21,8 +21,6 @@ pub unsafe extern "C" fn dnsredir_reply(skb: *mut SkBuff) -> i32 {
     count(&outcome);
     action
 }
-
-const PASS: (Outcome, i32) = (Outcome::Passed, TC_ACT_UNSPEC);
 
 #[inline(always)]
 unsafe fn reply(skb: *mut SkBuff) -> (Outcome, i32) {

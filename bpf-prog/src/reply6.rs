@@ -2,15 +2,13 @@
 //! query comes back from the nameserver the client asked, in place.
 
 use crate::config::config;
-use crate::counters::Outcome;
+use crate::counters::{Outcome, PASS};
 use crate::decide::rewritten;
 use crate::egress6;
 use crate::flows;
 use crate::kernel::{SkBuff, TC_ACT_UNSPEC};
 use crate::net::ipv6::{self, Ipv6};
 use dnsredir_abi::{FlowValue6, PATH_NAMESERVERS};
-
-const PASS: (Outcome, i32) = (Outcome::Passed, TC_ACT_UNSPEC);
 
 /// The reply program for an IPv6 packet (the caller saw that the frame is not IPv4).
 #[inline(always)]
