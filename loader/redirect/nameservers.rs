@@ -13,7 +13,7 @@ use crate::layout::{addr6_raw, addr_raw, port_raw};
 use crate::net::netlink::Netlink;
 use crate::net::tc::Hook;
 use crate::probe;
-use crate::redirect::resolver::{AttachRequest, Attached, TCP_CLOSE_GRACE_NS};
+use crate::redirect::resolver::{probe_upstream, AttachRequest, Attached, TCP_CLOSE_GRACE_NS};
 use crate::target::{self, ResolverPorts, TargetError};
 use std::net::{Ipv6Addr, SocketAddrV4, SocketAddrV6};
 
@@ -52,14 +52,7 @@ pub fn attach_in(
         target::check_nameserver_route(&request.interface, container_addr, *ns)?;
     }
     target::check_route(&request.interface, container_addr, *request.upstream.ip())?;
-    if request.probe_upstream {
-        let rtt = probe::probe(container_addr, request.upstream, probe::TIMEOUT)?;
-        log(format!(
-            "upstream {} answered the probe in {}",
-            request.upstream,
-            probe::format_rtt(rtt)
-        ));
-    }
+    probe_upstream(request, container_addr, log)?;
     let (v6, ipv6_not_redirected) = match request.upstream6 {
         Some(upstream6) => ipv6_side(request, upstream6, nameservers6, log)?,
         None => (None, None),

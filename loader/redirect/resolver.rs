@@ -79,14 +79,7 @@ pub fn attach_in(nl: &mut Netlink, request: &AttachRequest, log: Log) -> Result<
             "{up6} is IPv6, but Docker's embedded resolver ({DOCKER_RESOLVER}) is reached over IPv4 only: give one IPv4 --upstream"
         )));
     }
-    if request.probe_upstream {
-        let rtt = probe::probe(container_addr, request.upstream, probe::TIMEOUT)?;
-        log(format!(
-            "upstream {} answered the probe in {}",
-            request.upstream,
-            probe::format_rtt(rtt)
-        ));
-    }
+    probe_upstream(request, container_addr, log)?;
     let config = Config {
         build_id: embedded::object_hash(),
         resolver_addr: addr_raw(DOCKER_RESOLVER),
@@ -155,6 +148,24 @@ pub fn attach_in(nl: &mut Netlink, request: &AttachRequest, log: Log) -> Result<
         nameservers6: Vec::new(),
         ipv6_not_redirected: None,
     })
+}
+
+/// With `request.probe_upstream`, asks the upstream a query from `source`: an error if it does
+/// not answer, the round trip in `log` if it does.
+pub(super) fn probe_upstream(
+    request: &AttachRequest,
+    source: Ipv4Addr,
+    log: Log,
+) -> Result<(), Error> {
+    if request.probe_upstream {
+        let rtt = probe::probe(source, request.upstream, probe::TIMEOUT)?;
+        log(format!(
+            "upstream {} answered the probe in {}",
+            request.upstream,
+            probe::format_rtt(rtt)
+        ));
+    }
+    Ok(())
 }
 
 /// dockerd's ports: given ones as given, the others found ([`target::find_port`]). A protocol

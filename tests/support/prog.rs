@@ -81,13 +81,4 @@ pub fn assert_redirected(loaded: &Loaded, section: &str, frame: &[u8], what: &st
     out
 }
 
-/// CLOCK_MONOTONIC in ns, the clock of the programs' bpf_ktime_get_ns.
-pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
+pub use dnsredir::watch::monotonic_ns;
