@@ -3,48 +3,28 @@
 //! unchanged), the reply program restores the nameserver as the answer's source, and both pass
 //! everything else byte for byte with TC_ACT_UNSPEC. Checksums are recomputed from scratch.
 
-use dnsredir::abi::{Config, EGRESS_SECTION, PATH_NAMESERVERS, REPLY_SECTION};
-use dnsredir::bpf::load::Loaded;
-use dnsredir::bpf::sys;
+use dnsredir::abi::{Config, EGRESS_SECTION, REPLY_SECTION};
 use dnsredir::layout::{addr_raw, port_raw};
 use std::net::Ipv4Addr;
 
 mod support;
 use support::packet::*;
+use support::prog::{load_programs_with, nameservers_path_config, run, untouched};
+use support::require_root;
 
-const ROOT: &str = "needs root: network namespaces, bpf(2)";
 /// The nameserver resolv.conf names (the default bridge's 8.8.8.8, say).
 const NAMESERVER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 53);
 const SECOND_NAMESERVER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 54);
 const UPSTREAM_PORT: u16 = 5353;
 
-fn root() {
-    assert!(unsafe { libc::geteuid() } == 0, "this test {ROOT}");
-}
-
 fn config() -> Config {
-    let mut c = test_config(UPSTREAM_PORT, 0);
-    c.path = PATH_NAMESERVERS;
-    c.dockerd_udp_port = 0;
-    c.dockerd_tcp_port = 0;
-    c.resolver_addr = 0;
+    let mut c = nameservers_path_config(UPSTREAM_PORT, 0);
     c.nameservers[0] = addr_raw(NAMESERVER);
     c.nameserver_ports[0] = port_raw(53);
     c.nameservers[1] = addr_raw(SECOND_NAMESERVER);
     c.nameserver_ports[1] = port_raw(53);
     c.nameserver_count = 2;
     c
-}
-
-fn load() -> Loaded {
-    load_with(&config()).unwrap_or_else(|e| panic!("{e}")).1
-}
-
-fn run(loaded: &Loaded, section: &str, packet: &[u8]) -> (u32, Vec<u8>) {
-    let program = loaded.program(section).expect("program");
-    let out = sys::prog_test_run(&program.fd, packet, 1)
-        .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN on {} bytes: {e}", packet.len()));
-    (out.retval, out.data)
 }
 
 /// (src, sport, dst, dport, L4 payload), with the IPv4 and L4 checksums verified from scratch.
@@ -78,18 +58,11 @@ fn parse_checked(frame: &[u8]) -> (Ipv4Addr, u16, Ipv4Addr, u16, Vec<u8>) {
     )
 }
 
-fn untouched(loaded: &Loaded, section: &str, packet: &[u8]) {
-    assert_eq!(
-        run(loaded, section, packet),
-        (TC_ACT_UNSPEC, packet.to_vec())
-    );
-}
-
 #[test]
 #[ignore = "needs root: network namespaces, bpf(2)"]
 fn udp_query_to_a_nameserver_goes_to_the_upstream_and_its_answer_comes_back_from_it() {
-    root();
-    let loaded = load();
+    require_root();
+    let loaded = load_programs_with(&config());
     for ns in [NAMESERVER, SECOND_NAMESERVER] {
         let query = Packet::udp(
             CONTAINER,
@@ -129,8 +102,8 @@ fn udp_query_to_a_nameserver_goes_to_the_upstream_and_its_answer_comes_back_from
 #[test]
 #[ignore = "needs root: network namespaces, bpf(2)"]
 fn tcp_connection_to_a_nameserver_goes_to_the_upstream_from_its_syn() {
-    root();
-    let loaded = load();
+    require_root();
+    let loaded = load_programs_with(&config());
     let mut syn = Packet::tcp(CONTAINER, CLIENT_PORT + 1, NAMESERVER, 53, vec![]);
     syn.tcp_flags = 0x02;
     let (ret, out) = run(&loaded, EGRESS_SECTION, &syn.bytes());
@@ -185,8 +158,8 @@ fn tcp_connection_to_a_nameserver_goes_to_the_upstream_from_its_syn() {
 #[test]
 #[ignore = "needs root: network namespaces, bpf(2)"]
 fn edns_size_is_clamped_as_on_the_resolver_path() {
-    root();
-    let loaded = load();
+    require_root();
+    let loaded = load_programs_with(&config());
     let name = "example.com";
     let query = Packet::udp(
         CONTAINER,
@@ -206,8 +179,8 @@ fn edns_size_is_clamped_as_on_the_resolver_path() {
 #[test]
 #[ignore = "needs root: network namespaces, bpf(2)"]
 fn other_ports_other_servers_and_other_paths_are_untouched() {
-    root();
-    let loaded = load();
+    require_root();
+    let loaded = load_programs_with(&config());
     let q = || dns_query(5, "example.com");
     // The nameserver on another port.
     untouched(
@@ -263,8 +236,8 @@ fn other_ports_other_servers_and_other_paths_are_untouched() {
 #[test]
 #[ignore = "needs root: network namespaces, bpf(2)"]
 fn ipv6_dns_passes_untouched() {
-    root();
-    let loaded = load();
+    require_root();
+    let loaded = load_programs_with(&config());
     let query = dns_query(6, "example.com");
     let mut frame = vec![0x02, 0, 0, 0, 0, 0xaa, 0x02, 0, 0, 0, 0, 0xbb, 0x86, 0xdd];
     frame.extend_from_slice(&[0x60, 0, 0, 0]);

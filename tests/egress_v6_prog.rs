@@ -4,14 +4,14 @@
 //! IPv6 upstream configured — passes byte for byte with TC_ACT_UNSPEC. Checksums are
 //! recomputed from scratch over the IPv6 pseudo-header.
 
-use dnsredir::abi::{Config, EGRESS_SECTION, PATH_NAMESERVERS, REPLY_SECTION};
-use dnsredir::bpf::load::Loaded;
-use dnsredir::bpf::sys;
+use dnsredir::abi::{Config, EGRESS_SECTION, REPLY_SECTION};
 use dnsredir::layout::{addr6_raw, port_raw};
 use std::net::Ipv6Addr;
 
 mod support;
 use support::packet::*;
+use support::prog::{load_programs_with, nameservers_path_config, run, untouched};
+use support::require_root;
 
 const CONTAINER6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xdead, 1, 0, 0, 0, 0, 2);
 const NAMESERVER6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xdead, 1, 0, 0, 0, 0, 1);
@@ -19,19 +19,8 @@ const SECOND_NAMESERVER6: Ipv6Addr = Ipv6Addr::new(0x2001, 0x4860, 0x4860, 0, 0,
 const UPSTREAM6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xdead, 2, 0, 0, 0, 0, 0x53);
 const UPSTREAM6_PORT: u16 = 5353;
 
-fn root() {
-    assert!(
-        unsafe { libc::geteuid() } == 0,
-        "this test needs root: bpf(2)"
-    );
-}
-
 fn config() -> Config {
-    let mut c = test_config(53, 0);
-    c.path = PATH_NAMESERVERS;
-    c.dockerd_udp_port = 0;
-    c.dockerd_tcp_port = 0;
-    c.resolver_addr = 0;
+    let mut c = nameservers_path_config(53, 0);
     c.upstream6_addr = addr6_raw(UPSTREAM6);
     c.upstream6_port = port_raw(UPSTREAM6_PORT);
     c.container6_addr = addr6_raw(CONTAINER6);
@@ -40,24 +29,6 @@ fn config() -> Config {
     c.nameserver6_ports = [port_raw(53), port_raw(53), 0, 0];
     c.nameserver6_count = 2;
     c
-}
-
-fn load() -> Loaded {
-    load_with(&config()).unwrap_or_else(|e| panic!("{e}")).1
-}
-
-fn run(loaded: &Loaded, section: &str, packet: &[u8]) -> (u32, Vec<u8>) {
-    let program = loaded.program(section).expect("program");
-    let out = sys::prog_test_run(&program.fd, packet, 1)
-        .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN on {} bytes: {e}", packet.len()));
-    (out.retval, out.data)
-}
-
-fn untouched(loaded: &Loaded, section: &str, packet: &[u8]) {
-    assert_eq!(
-        run(loaded, section, packet),
-        (TC_ACT_UNSPEC, packet.to_vec())
-    );
 }
 
 /// An IPv6 frame: `ext` (whole extension headers, the first one's type in `first_ext`) goes
@@ -178,8 +149,8 @@ fn parse_checked(frame: &[u8]) -> (Ipv6Addr, u16, Ipv6Addr, u16, Vec<u8>) {
 #[test]
 #[ignore = "needs root: bpf(2)"]
 fn udp_query_to_an_ipv6_nameserver_goes_to_the_ipv6_upstream_and_comes_back_from_it() {
-    root();
-    let loaded = load();
+    require_root();
+    let loaded = load_programs_with(&config());
     for (i, ns) in [NAMESERVER6, SECOND_NAMESERVER6].into_iter().enumerate() {
         // Several names and ids: the checksum delta must hold for any payload.
         for (id, name) in [(0x1234u16, "example.com"), (0xfffe, "a.b.c.example.org")] {
@@ -214,8 +185,8 @@ fn udp_query_to_an_ipv6_nameserver_goes_to_the_ipv6_upstream_and_comes_back_from
 #[test]
 #[ignore = "needs root: bpf(2)"]
 fn tcp_connection_to_an_ipv6_nameserver_goes_to_the_upstream_from_its_syn() {
-    root();
-    let loaded = load();
+    require_root();
+    let loaded = load_programs_with(&config());
     let port = CLIENT_PORT + 10;
     let mut syn = Packet6::tcp(CONTAINER6, port, NAMESERVER6, 53, vec![]);
     syn.tcp_flags = 0x02;
@@ -267,8 +238,8 @@ fn tcp_connection_to_an_ipv6_nameserver_goes_to_the_upstream_from_its_syn() {
 #[test]
 #[ignore = "needs root: bpf(2)"]
 fn edns_size_of_ipv6_queries_is_clamped() {
-    root();
-    let loaded = load();
+    require_root();
+    let loaded = load_programs_with(&config());
     // Names of odd and even length: the size field then sits at either parity.
     for name in ["example.com", "examples.com"] {
         let query = Packet6::udp(
@@ -294,8 +265,8 @@ fn edns_size_of_ipv6_queries_is_clamped() {
 #[test]
 #[ignore = "needs root: bpf(2)"]
 fn other_ports_servers_and_ipv6_without_an_upstream_are_untouched() {
-    root();
-    let loaded = load();
+    require_root();
+    let loaded = load_programs_with(&config());
     let q = || dns_query(5, "example.com");
     let other_server = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 9);
     for p in [
@@ -339,8 +310,8 @@ fn other_ports_servers_and_ipv6_without_an_upstream_are_untouched() {
 #[test]
 #[ignore = "needs root: bpf(2)"]
 fn extension_headers_pass_untouched() {
-    root();
-    let loaded = load();
+    require_root();
+    let loaded = load_programs_with(&config());
     let q = dns_query(8, "example.com");
     // Hop-by-hop options (0), then UDP: 8 bytes, a PadN option.
     let hop_by_hop = (0u8, vec![UDP, 0, 1, 4, 0, 0, 0, 0]);
@@ -367,7 +338,7 @@ fn extension_headers_pass_untouched() {
 #[test]
 #[ignore = "needs root: bpf(2)"]
 fn ipv4_and_ipv6_flows_on_the_same_port_and_id_are_kept_apart() {
-    root();
+    require_root();
     let mut c = config();
     c.nameservers[0] = dnsredir::layout::addr_raw(std::net::Ipv4Addr::new(192, 0, 2, 53));
     c.nameserver_ports[0] = port_raw(53);

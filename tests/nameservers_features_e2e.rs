@@ -5,13 +5,11 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddrV4;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use support::cni::Cni;
-use support::{dnsredir_bin, require_root, serial};
+use support::watcher::Watcher;
+use support::{require_root, serial};
 
 fn attach(net: &Cni, extra: &[&str]) -> (SocketAddrV4, SocketAddrV4) {
     let ns = SocketAddrV4::new(net.ns_addr, 53);
@@ -76,94 +74,6 @@ fn only_sends_only_its_names_to_the_upstream() {
     detach(&net);
 }
 
-/// A running `dnsredir --netns … --watch`, its lines collected.
-struct Watcher {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl Watcher {
-    fn start(net: &Cni) -> Watcher {
-        let path = net.ctr.path();
-        let mut child = Command::new(dnsredir_bin())
-            .args(["--netns", path.as_str(), "--watch"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn dnsredir --watch");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let out = child.stdout.take().expect("stdout");
-        let sink = lines.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                sink.lock().unwrap().push(line);
-            }
-        });
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let mut err = child.stderr.take().expect("stderr");
-        let sink = stderr.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = err.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-        let mut w = Watcher {
-            child,
-            lines,
-            stderr,
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !w.stderr().contains("watching") {
-            if let Ok(Some(status)) = w.child.try_wait() {
-                panic!("--watch exited early ({status}): {}", w.stderr());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "--watch did not start: {}",
-                w.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        w
-    }
-
-    fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-
-    fn wait_for(&self, words: &[&str]) -> String {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let lines = self.lines.lock().unwrap().clone();
-            if let Some(l) = lines.iter().find(|l| words.iter().all(|w| l.contains(w))) {
-                return l.clone();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no line with {words:?}; lines: {lines:#?}\nstderr: {}",
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Watcher {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 #[ignore = "needs root: network namespaces, bpf(2)"]
 fn watch_prints_the_nameserver_paths_queries_with_their_answers() {
@@ -171,20 +81,26 @@ fn watch_prints_the_nameserver_paths_queries_with_their_answers() {
     let _serial = serial();
     let net = Cni::new();
     let (ns, _) = attach(&net, &["--keep", "kept.test"]);
-    let watcher = Watcher::start(&net);
+    let watcher = Watcher::start(&["--netns", net.ctr.path().as_str()], &[]);
     assert_eq!(
         net.ask_name(ns, "watched.example.com", false),
         vec![net.upstream.answer()]
     );
     let upstream = net.upstream.answer().to_string();
-    let line = watcher.wait_for(&["watched.example.com", " nameserver ", &upstream]);
+    let line = watcher.wait_for(
+        &["watched.example.com", " nameserver ", &upstream],
+        Duration::from_secs(5),
+    );
     assert!(line.contains("NOERROR"), "{line}");
     assert_eq!(
         net.ask_name(ns, "x.kept.test", false),
         vec![net.nameserver.answer()]
     );
     let nameserver = net.nameserver.answer().to_string();
-    watcher.wait_for(&["x.kept.test", " kept ", &nameserver]);
+    watcher.wait_for(
+        &["x.kept.test", " kept ", &nameserver],
+        Duration::from_secs(5),
+    );
     drop(watcher);
     detach(&net);
 }

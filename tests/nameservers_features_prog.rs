@@ -7,8 +7,8 @@
 
 use dnsredir::abi::{
     Config, EventHeader, WatchControl, EGRESS_SECTION, EVENTS_MAP, EVENT_QUERY, EVENT_REPLY,
-    EVENT_SIZE, FLAG_RULES_KEEP, FLAG_RULES_ONLY, PATH_NAMESERVER, PATH_NAMESERVERS,
-    PATH_NAMESERVER_KEPT, PATH_NONE, QUERY_SECTION, REPLY_SECTION, RULES_MAP, WATCH_MAP,
+    EVENT_SIZE, FLAG_RULES_KEEP, FLAG_RULES_ONLY, PATH_NAMESERVER, PATH_NAMESERVER_KEPT, PATH_NONE,
+    QUERY_SECTION, REPLY_SECTION, RULES_MAP, WATCH_MAP,
 };
 use dnsredir::bpf::elf::ObjectFile;
 use dnsredir::bpf::load::Loaded;
@@ -20,18 +20,14 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 mod support;
 use support::packet::*;
-use support::prog::{counters, run};
+use support::prog::{counters, monotonic_ns, nameservers_path_config, run};
 use support::require_root;
 
 const NAMESERVER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 53);
 const UPSTREAM_PORT: u16 = 5353;
 
 fn nameservers_config(flags: u16) -> Config {
-    let mut c = test_config(UPSTREAM_PORT, flags);
-    c.path = PATH_NAMESERVERS;
-    c.dockerd_udp_port = 0;
-    c.dockerd_tcp_port = 0;
-    c.resolver_addr = 0;
+    let mut c = nameservers_path_config(UPSTREAM_PORT, flags);
     c.nameservers[0] = addr_raw(NAMESERVER);
     c.nameserver_ports[0] = port_raw(53);
     c.nameserver_count = 1;
@@ -208,16 +204,6 @@ fn every_rule_flag_combination_loads_on_both_paths() {
 }
 
 // ---------------------------------------------------------------- events
-
-fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
 
 fn watched(p: &Prog) -> RingBuf {
     let control = WatchControl {

@@ -5,138 +5,14 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, ChildStdout, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::io::{BufRead, BufReader};
 use std::time::{Duration, Instant};
-use support::{dnsredir_bin, require_root, run_dnsredir, DockerLikeNet, Json, DOCKER_RESOLVER};
+use support::watcher::Watcher;
+use support::{require_root, run_dnsredir, DockerLikeNet, Json, DOCKER_RESOLVER};
 
-/// A running `dnsredir --watch`, its output lines collected as they come.
-struct Watcher {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-    stderr: Arc<Mutex<String>>,
-}
-
-fn collect_lines(out: ChildStdout, lines: Arc<Mutex<Vec<String>>>) {
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines() {
-            let Ok(line) = line else { break };
-            lines.lock().unwrap().push(line);
-        }
-    });
-}
-
-impl Watcher {
-    fn start(net: &DockerLikeNet, extra: &[&str]) -> Watcher {
-        let mut w = Watcher::spawn(net, extra, true);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !w.stderr().contains("watching") {
-            if let Ok(Some(status)) = w.child.try_wait() {
-                panic!("--watch exited early ({status}): {}", w.stderr());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "--watch did not start: {}",
-                w.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        w
-    }
-
-    fn spawn(net: &DockerLikeNet, extra: &[&str], collect: bool) -> Watcher {
-        let pid = net.ctr_pid.to_string();
-        let mut child = Command::new(dnsredir_bin())
-            .args(["--pid", &pid, "--watch"])
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn dnsredir --watch");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        if collect {
-            collect_lines(child.stdout.take().expect("stdout"), lines.clone());
-        }
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let mut err = child.stderr.take().expect("stderr");
-        let sink = stderr.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = err.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-        Watcher {
-            child,
-            lines,
-            stderr,
-        }
-    }
-
-    fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-
-    fn lines(&self) -> Vec<String> {
-        self.lines.lock().unwrap().clone()
-    }
-
-    /// Waits until a line contains every one of `words`; returns it.
-    fn wait_for(&self, words: &[&str], timeout: Duration) -> String {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(l) = self
-                .lines()
-                .into_iter()
-                .find(|l| words.iter().all(|w| l.contains(w)))
-            {
-                return l;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no line with {words:?} within {timeout:?}; lines: {:#?}\nstderr: {}",
-                self.lines(),
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn signal(&self, sig: i32) {
-        // SAFETY: our own child.
-        unsafe { libc::kill(self.child.id() as i32, sig) };
-    }
-
-    /// Waits for the exit: its code (-1 for a signal).
-    fn wait_exit(&mut self, timeout: Duration) -> i32 {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                // Let the stderr reader catch up.
-                std::thread::sleep(Duration::from_millis(100));
-                return status.code().unwrap_or(-1);
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("--watch did not end within {timeout:?}: {}", self.stderr());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Watcher {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `dnsredir --pid <the container> --watch <extra>`, started (see [`Watcher::start`]).
+fn start(net: &DockerLikeNet, extra: &[&str]) -> Watcher {
+    Watcher::start(&["--pid", &net.ctr_pid.to_string()], extra)
 }
 
 fn redirect_works(net: &DockerLikeNet) {
@@ -152,7 +28,7 @@ fn udp_tcp_and_single_label_queries_show_up_and_sigint_leaves_the_redirect() {
     require_root();
     let net = DockerLikeNet::new();
     net.attach(&[]);
-    let mut w = Watcher::start(&net, &[]);
+    let mut w = start(&net, &[]);
     let ns = net.ctr_ns.clone();
     assert_eq!(
         net.dig(&ns, DOCKER_RESOLVER, "www.example.com", false),
@@ -213,7 +89,7 @@ fn json_records_parse_and_a_silent_upstream_shows_as_unanswered() {
     require_root();
     let mut net = DockerLikeNet::new();
     net.attach(&[]);
-    let mut w = Watcher::start(&net, &["--json"]);
+    let mut w = start(&net, &["--json"]);
     let ns = net.ctr_ns.clone();
     assert!(net.dig(&ns, DOCKER_RESOLVER, "json.example", false).is_ok());
     let line = w.wait_for(&["json.example"], Duration::from_secs(5));
@@ -282,13 +158,13 @@ fn refused_when_not_attached_and_ended_by_a_detach_or_the_containers_exit() {
     assert!(err.contains("not attached"), "{err}");
 
     net.attach(&[]);
-    let mut w = Watcher::start(&net, &[]);
+    let mut w = start(&net, &[]);
     net.detach();
     assert_eq!(w.wait_exit(Duration::from_secs(5)), 3);
     assert!(w.stderr().contains("detached"), "{}", w.stderr());
 
     net.attach(&[]);
-    let mut w = Watcher::start(&net, &[]);
+    let mut w = start(&net, &[]);
     // A second watcher is refused while the first one runs.
     let (code, _, err) = run_dnsredir(&["--pid", &pid, "--watch"]);
     assert_eq!(code, 3, "{err}");
@@ -310,7 +186,7 @@ fn a_closed_pipe_ends_the_watch_quietly() {
     require_root();
     let net = DockerLikeNet::new();
     net.attach(&[]);
-    let mut w = Watcher::spawn(&net, &[], false);
+    let mut w = Watcher::spawn(&["--pid", &net.ctr_pid.to_string()], &[], false);
     let out = w.child.stdout.take().expect("stdout");
     let deadline = Instant::now() + Duration::from_secs(10);
     while !w.stderr().contains("watching") {
@@ -335,7 +211,7 @@ fn each_line_says_which_name_rule_decided() {
     require_root();
     let net = DockerLikeNet::new();
     net.attach(&["--keep", ".internal.test", "--only", "corp.test"]);
-    let w = Watcher::start(&net, &[]);
+    let w = start(&net, &[]);
     let ns = net.ctr_ns.clone();
     let (stand_in, up) = (net.stand_in_answer, net.upstream_answer);
     assert_eq!(

@@ -16,6 +16,7 @@ use std::os::fd::OwnedFd;
 
 mod support;
 use support::packet::*;
+use support::prog::monotonic_ns;
 use support::require_root;
 
 const UPSTREAM_PORT: u16 = 5353;
@@ -24,16 +25,6 @@ struct Bench {
     object: ObjectFile,
     loaded: Loaded,
     ring: RingBuf,
-}
-
-fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 fn dup(fd: &OwnedFd) -> OwnedFd {

@@ -1,7 +1,7 @@
 //! What happened to each packet, counted per CPU.
 
 use crate::config::config;
-use crate::kernel::{self, MapDef};
+use crate::kernel::{self, MapDef, TC_ACT_UNSPEC};
 use crate::rules::Rule;
 use core::ffi::c_void;
 use dnsredir_abi::{Counters, FLAG_NO_COUNTERS};
@@ -33,6 +33,9 @@ pub enum Outcome {
     Fragmented,
     Failed,
 }
+
+/// A packet a program leaves alone: on to the next filter.
+pub const PASS: (Outcome, i32) = (Outcome::Passed, TC_ACT_UNSPEC);
 
 #[inline(always)]
 pub fn count(outcome: &Outcome) {

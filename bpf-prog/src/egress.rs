@@ -6,18 +6,12 @@
 //! query sent on writes an event (`PATH_NAMESERVER`, or `PATH_NAMESERVER_KEPT`).
 
 use crate::config::config;
-use crate::counters::{count, Outcome};
-use crate::events;
-use crate::flows;
-use crate::kernel::{SkBuff, TC_ACT_SHOT, TC_ACT_UNSPEC};
-use crate::net::dns;
-use crate::net::packet::{self, Ipv4, RewriteError, IPPROTO_TCP, IPPROTO_UDP};
-use crate::net::packet::{TCP_ACK, TCP_SYN};
-use crate::query::edns_clamp;
-use crate::rules::{self, Rule};
-use dnsredir_abi::{
-    FlowValue, MAX_NAMESERVERS, PATH_NAMESERVER, PATH_NAMESERVERS, PATH_NAMESERVER_KEPT,
-};
+use crate::counters::{count, Outcome, PASS};
+use crate::decide;
+use crate::kernel::{SkBuff, TC_ACT_UNSPEC};
+use crate::net::packet::{Ipv4, IPPROTO_TCP, IPPROTO_UDP};
+use crate::rules;
+use dnsredir_abi::{MAX_NAMESERVERS, PATH_NAMESERVER, PATH_NAMESERVERS, PATH_NAMESERVER_KEPT};
 
 /// # Safety
 /// Called by the kernel with its `__sk_buff`.
@@ -28,8 +22,6 @@ pub unsafe extern "C" fn dnsredir_egress(skb: *mut SkBuff) -> i32 {
     count(&outcome);
     action
 }
-
-const PASS: (Outcome, i32) = (Outcome::Passed, TC_ACT_UNSPEC);
 
 /// One of the nameservers taken over, by address and port (both raw, as in the packet).
 #[inline(always)]
@@ -64,62 +56,32 @@ unsafe fn egress(skb: *mut SkBuff) -> (Outcome, i32) {
     if ip.first_fragment || !is_nameserver(ip.daddr, ip.dport) {
         return PASS;
     }
-    let udp = match ip.proto {
-        IPPROTO_UDP => true,
-        // With --only, TCP stays with the nameserver: the name is not known at the SYN.
-        IPPROTO_TCP if !rules::only() => false,
-        _ => return PASS,
+    let Some(udp) = udp_or_tcp(ip.proto) else {
+        return PASS;
     };
-    let mut dns_id = 0;
-    let mut clamp = None;
-    let mut rule = Rule::Default;
-    if udp {
-        let Some(query) = dns::query(skb, &ip) else {
-            return PASS;
-        };
-        // After the name walk, as in query.rs: before it, LLVM spilled an undefined register.
-        rule = rules::check(skb, &ip);
-        if rule.keeps() {
-            events::query(skb, &ip, PATH_NAMESERVER_KEPT);
-            return (Outcome::KeptByRule(rule), TC_ACT_UNSPEC);
-        }
-        dns_id = query.id;
-        clamp = query.edns_size.and_then(edns_clamp);
-    }
-    let syn = !udp && ip.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
-    let key = flows::key(ip.sport, dns_id, ip.proto);
-    let value = FlowValue {
-        closing_since_ns: 0,
-        client_addr: ip.saddr,
-        resolver_addr: ip.daddr,
-        resolver_port: ip.dport,
-        pad0: 0,
-        pad1: 0,
-    };
-    if let Err(outcome) = flows::on_query(&key, &value, udp || syn, ip.tcp_flags) {
-        return (outcome, TC_ACT_UNSPEC);
-    }
-
-    let rewrite = packet::Rewrite {
-        saddr: ip.saddr,
-        daddr: config!(upstream_addr),
-        sport: ip.sport,
-        dport: config!(upstream_port),
-    };
-    match packet::rewrite(skb, &ip, &rewrite, clamp.as_ref()) {
-        Ok(()) => {}
-        Err(RewriteError::Untouched) => return (Outcome::Failed, TC_ACT_UNSPEC),
-        Err(RewriteError::Broken) => return (Outcome::Failed, TC_ACT_SHOT),
-    }
-    events::query(skb, &ip, PATH_NAMESERVER);
-    let outcome = if udp {
-        Outcome::RedirectedUdp {
-            clamped: clamp.is_some(),
-            rule,
-        }
-    } else {
-        Outcome::RedirectedTcp { syn }
+    let query = match decide::decide(
+        skb,
+        ip.l4_off,
+        udp,
+        ip.tcp_flags,
+        false,
+        Some(&ip),
+        PATH_NAMESERVER_KEPT,
+    ) {
+        Ok(query) => query,
+        Err(outcome) => return (outcome, TC_ACT_UNSPEC),
     };
     // On out of the same interface; later filters see the rewritten packet.
-    (outcome, TC_ACT_UNSPEC)
+    decide::redirect(skb, &ip, &query, ip.saddr, false, PATH_NAMESERVER)
+}
+
+/// Whether a query to a nameserver taken over is UDP (or TCP); `None` for a packet to pass.
+/// With --only, TCP stays with the nameserver: the name is not known at the SYN.
+#[inline(always)]
+pub(crate) fn udp_or_tcp(proto: u8) -> Option<bool> {
+    match proto {
+        IPPROTO_UDP => Some(true),
+        IPPROTO_TCP if !rules::only() => Some(false),
+        _ => None,
+    }
 }

@@ -3,17 +3,13 @@
 //! (`upstream6_port` 0) every IPv6 packet passes untouched.
 
 use crate::config::config;
-use crate::counters::Outcome;
+use crate::counters::{Outcome, PASS};
+use crate::decide::{self, rewritten};
+use crate::egress;
 use crate::flows;
-use crate::kernel::{SkBuff, TC_ACT_SHOT, TC_ACT_UNSPEC};
-use crate::net::dns;
+use crate::kernel::{SkBuff, TC_ACT_UNSPEC};
 use crate::net::ipv6::{self, Addr6, Ipv6};
-use crate::net::packet::{RewriteError, IPPROTO_TCP, IPPROTO_UDP, TCP_ACK, TCP_SYN};
-use crate::query::edns_clamp;
-use crate::rules::{self, Rule};
 use dnsredir_abi::{FlowValue6, MAX_NAMESERVERS};
-
-const PASS: (Outcome, i32) = (Outcome::Passed, TC_ACT_UNSPEC);
 
 /// One word of the configuration's IPv6 nameserver table.
 #[inline(always)]
@@ -21,28 +17,28 @@ fn nameserver_word(i: usize) -> u32 {
     unsafe { core::ptr::read_volatile(&crate::config::CONFIG.nameservers6[i]) }
 }
 
-/// The configured IPv6 upstream.
+/// An IPv6 address of the configuration.
 #[inline(always)]
-pub fn upstream() -> Addr6 {
+fn config_addr(field: &Addr6) -> Addr6 {
     let mut a = [0u32; 4];
     let mut i = 0;
     while i < 4 {
-        a[i] = unsafe { core::ptr::read_volatile(&crate::config::CONFIG.upstream6_addr[i]) };
+        a[i] = unsafe { core::ptr::read_volatile(&field[i]) };
         i += 1;
     }
     a
 }
 
+/// The configured IPv6 upstream.
+#[inline(always)]
+pub fn upstream() -> Addr6 {
+    config_addr(&crate::config::CONFIG.upstream6_addr)
+}
+
 /// The interface's IPv6 address in the configuration.
 #[inline(always)]
 pub fn container() -> Addr6 {
-    let mut a = [0u32; 4];
-    let mut i = 0;
-    while i < 4 {
-        a[i] = unsafe { core::ptr::read_volatile(&crate::config::CONFIG.container6_addr[i]) };
-        i += 1;
-    }
-    a
+    config_addr(&crate::config::CONFIG.container6_addr)
 }
 
 /// One of the IPv6 nameservers taken over, by address and port (raw, as in the packet).
@@ -80,30 +76,14 @@ pub unsafe fn egress(skb: *mut SkBuff) -> (Outcome, i32) {
     if !is_nameserver(&ip.daddr, ip.dport) {
         return PASS;
     }
-    let udp = match ip.proto {
-        IPPROTO_UDP => true,
-        // With --only, TCP stays with the nameserver: the name is not known at the SYN.
-        IPPROTO_TCP if !rules::only() => false,
-        _ => return PASS,
+    let Some(udp) = egress::udp_or_tcp(ip.proto) else {
+        return PASS;
     };
-    let mut dns_id = 0;
-    let mut clamp = None;
-    let mut rule = Rule::Default;
-    if udp {
-        let Some(query) = dns::query_at(skb, Ipv6::L4_OFF) else {
-            return PASS;
-        };
-        // After the name walk, as in query.rs. No event: the event header has no room for an
-        // IPv6 client.
-        rule = rules::check_at(skb, Ipv6::L4_OFF);
-        if rule.keeps() {
-            return (Outcome::KeptByRule(rule), TC_ACT_UNSPEC);
-        }
-        dns_id = query.id;
-        clamp = query.edns_size.and_then(edns_clamp);
-    }
-    let syn = !udp && ip.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
-    let key = flows::key(ip.sport, dns_id, ip.proto);
+    // No event for a kept query: the event header has no room for an IPv6 client.
+    let query = match decide::decide(skb, Ipv6::L4_OFF, udp, ip.tcp_flags, false, None, 0) {
+        Ok(query) => query,
+        Err(outcome) => return (outcome, TC_ACT_UNSPEC),
+    };
     let value = FlowValue6 {
         closing_since_ns: 0,
         resolver_addr: ip.daddr,
@@ -111,7 +91,7 @@ pub unsafe fn egress(skb: *mut SkBuff) -> (Outcome, i32) {
         pad0: 0,
         pad1: 0,
     };
-    if let Err(outcome) = flows::on_query_in(&flows::FLOWS6, &key, &value, udp || syn, ip.tcp_flags)
+    if let Err(outcome) = query.start_flow(&flows::FLOWS6, ip.sport, ip.proto, ip.tcp_flags, &value)
     {
         return (outcome, TC_ACT_UNSPEC);
     }
@@ -121,18 +101,8 @@ pub unsafe fn egress(skb: *mut SkBuff) -> (Outcome, i32) {
         sport: ip.sport,
         dport: config!(upstream6_port),
     };
-    match ipv6::rewrite(skb, &ip, &rewrite, clamp.as_ref()) {
-        Ok(()) => {}
-        Err(RewriteError::Untouched) => return (Outcome::Failed, TC_ACT_UNSPEC),
-        Err(RewriteError::Broken) => return (Outcome::Failed, TC_ACT_SHOT),
+    if let Err(failed) = rewritten(ipv6::rewrite(skb, &ip, &rewrite, query.clamp.as_ref())) {
+        return failed;
     }
-    let outcome = if udp {
-        Outcome::RedirectedUdp {
-            clamped: clamp.is_some(),
-            rule,
-        }
-    } else {
-        Outcome::RedirectedTcp { syn }
-    };
-    (outcome, TC_ACT_UNSPEC)
+    (query.redirected(), TC_ACT_UNSPEC)
 }

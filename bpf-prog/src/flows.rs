@@ -4,8 +4,9 @@
 
 use crate::config::config;
 use crate::counters::Outcome;
-use crate::kernel::{self, MapDef};
-use crate::net::packet::{TCP_FIN, TCP_RST};
+use crate::kernel::{self, MapDef, SkBuff};
+use crate::net::dns;
+use crate::net::packet::{IPPROTO_UDP, TCP_FIN, TCP_RST};
 use core::ffi::c_void;
 use dnsredir_abi::{FlowKey, FlowValue, FlowValue6, FLOW_TABLE_ENTRIES};
 
@@ -59,12 +60,6 @@ pub fn key(port: u16, dns_id: u16, proto: u8) -> FlowKey {
     }
 }
 
-/// The flow's entry, or null.
-#[inline(always)]
-pub unsafe fn find(key: &FlowKey) -> *mut FlowValue {
-    find_in(&FLOWS, key)
-}
-
 /// The flow's entry in `table` (whose values are `V`s), or null.
 #[inline(always)]
 pub unsafe fn find_in<V>(table: &MapDef, key: &FlowKey) -> *mut V {
@@ -82,23 +77,13 @@ unsafe fn remember_in<V>(table: &MapDef, key: &FlowKey, value: &V) -> bool {
 }
 
 #[inline(always)]
-pub unsafe fn forget(key: &FlowKey) {
-    forget_in(&FLOWS, key)
-}
-
-#[inline(always)]
 pub unsafe fn forget_in(table: &MapDef, key: &FlowKey) {
     kernel::map_delete_elem(table, key as *const FlowKey as *const c_void);
 }
 
-/// A TCP flow ends with its connection: at once on RST, after a grace period from the first FIN
-/// (either side's), so that its port cannot capture a later direct connection to the upstream.
-#[inline(always)]
-pub unsafe fn track_close(flow: *mut FlowValue, key: &FlowKey, tcp_flags: u8) {
-    track_close_in(&FLOWS, flow, key, tcp_flags)
-}
-
-/// [`track_close`] for an entry of `table`.
+/// A TCP flow (an entry of `table`) ends with its connection: at once on RST, after a grace
+/// period from the first FIN (either side's), so that its port cannot capture a later direct
+/// connection to the upstream.
 #[inline(always)]
 pub unsafe fn track_close_in<V: Entry>(table: &MapDef, flow: *mut V, key: &FlowKey, tcp_flags: u8) {
     if tcp_flags & TCP_RST != 0 {
@@ -108,33 +93,18 @@ pub unsafe fn track_close_in<V: Entry>(table: &MapDef, flow: *mut V, key: &FlowK
     }
 }
 
-/// The connection closed longer than the grace period ago.
+/// The connection closed longer than the grace period ago: its first FIN was seen at
+/// `closing_since_ns` (0: none yet).
 #[inline(always)]
-pub unsafe fn closed(flow: &FlowValue) -> bool {
-    closed_since(flow.closing_since_ns)
-}
-
-/// [`closed`] for an entry whose first FIN was seen at `closing_since_ns` (0: none yet).
-#[inline(always)]
-pub unsafe fn closed_since(closing_since_ns: u64) -> bool {
+unsafe fn closed_since(closing_since_ns: u64) -> bool {
     closing_since_ns != 0
         && kernel::ktime_get_ns().wrapping_sub(closing_since_ns) > config!(tcp_close_grace_ns)
 }
 
-/// Records a query's flow, or for a later TCP segment finds it: UDP queries and SYNs start a
-/// flow, other segments belong to one only if it started while we were attached (a connection
-/// that was already open stays where it was going). `Err` with the outcome of a packet to pass.
-#[inline(always)]
-pub unsafe fn on_query(
-    key: &FlowKey,
-    value: &FlowValue,
-    starts: bool,
-    tcp_flags: u8,
-) -> Result<(), Outcome> {
-    on_query_in(&FLOWS, key, value, starts, tcp_flags)
-}
-
-/// [`on_query`] in `table`.
+/// Records a query's flow in `table`, or for a later TCP segment finds it: UDP queries and SYNs
+/// start a flow, other segments belong to one only if it started while we were attached (a
+/// connection that was already open stays where it was going). `Err` with the outcome of a
+/// packet to pass.
 #[inline(always)]
 pub unsafe fn on_query_in<V: Entry>(
     table: &MapDef,
@@ -155,4 +125,52 @@ pub unsafe fn on_query_in<V: Entry>(
     }
     track_close_in(table, flow, key, tcp_flags);
     Ok(())
+}
+
+/// The flow in `table` of an answer from the upstream (its key: the client's port `dport`, the
+/// DNS id of a UDP message whose header is at `l4_off`, and `proto`), taken for it: one answer
+/// per UDP query, so the flow is forgotten and its port and id cannot capture anything else; a
+/// TCP flow goes on until its connection closes. `Err` with the outcome of a packet to pass.
+///
+/// Only the first fragment has ports to match; the others could not be restored with it, and
+/// after reassembly tc has no hook. The flow of a `first_fragment` stays: an unfragmented copy
+/// may follow.
+#[inline(always)]
+pub unsafe fn on_reply<V: Entry + Copy>(
+    table: &MapDef,
+    skb: *const SkBuff,
+    l4_off: u32,
+    proto: u8,
+    dport: u16,
+    tcp_flags: u8,
+    first_fragment: bool,
+) -> Result<V, Outcome> {
+    let udp = proto == IPPROTO_UDP;
+    let dns_id = if udp {
+        match dns::id_at(skb, l4_off) {
+            Some(id) => id,
+            None => return Err(Outcome::Passed),
+        }
+    } else {
+        0
+    };
+    let key = key(dport, dns_id, proto);
+    let found: *mut V = find_in(table, &key);
+    if found.is_null() {
+        return Err(Outcome::UnknownFlow);
+    }
+    if first_fragment {
+        return Err(Outcome::Fragmented);
+    }
+    let mut flow = *found;
+    if udp {
+        forget_in(table, &key);
+    } else {
+        if closed_since(*flow.closing_since_ns()) {
+            forget_in(table, &key);
+            return Err(Outcome::UnknownFlow);
+        }
+        track_close_in(table, found, &key, tcp_flags);
+    }
+    Ok(flow)
 }

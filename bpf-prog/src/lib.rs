@@ -11,6 +11,7 @@
 
 mod config;
 mod counters;
+mod decide;
 mod egress;
 mod egress6;
 mod events;

@@ -3,14 +3,14 @@
 //! go on up the interface's stack, on the nameservers path).
 
 use crate::config::config;
-use crate::counters::{count, Outcome};
+use crate::counters::{count, Outcome, PASS};
+use crate::decide::rewritten;
 use crate::egress;
 use crate::events;
 use crate::flows;
 use crate::kernel::{self, SkBuff, TC_ACT_SHOT, TC_ACT_UNSPEC};
-use crate::net::dns;
-use crate::net::packet::{self, Ipv4, RewriteError, IPPROTO_UDP};
-use dnsredir_abi::PATH_NAMESERVERS;
+use crate::net::packet::{self, Ipv4};
+use dnsredir_abi::{FlowValue, PATH_NAMESERVERS};
 
 /// # Safety
 /// Called by the kernel with its `__sk_buff`.
@@ -21,8 +21,6 @@ pub unsafe extern "C" fn dnsredir_reply(skb: *mut SkBuff) -> i32 {
     count(&outcome);
     action
 }
-
-const PASS: (Outcome, i32) = (Outcome::Passed, TC_ACT_UNSPEC);
 
 #[inline(always)]
 unsafe fn reply(skb: *mut SkBuff) -> (Outcome, i32) {
@@ -43,47 +41,27 @@ unsafe fn reply(skb: *mut SkBuff) -> (Outcome, i32) {
     {
         return PASS;
     }
-    let udp = ip.proto == IPPROTO_UDP;
-    let dns_id = if udp {
-        match dns::id(skb, &ip) {
-            Some(id) => id,
-            None => return PASS,
-        }
-    } else {
-        0
+    let flow: FlowValue = match flows::on_reply(
+        &flows::FLOWS,
+        skb,
+        ip.l4_off,
+        ip.proto,
+        ip.dport,
+        ip.tcp_flags,
+        ip.first_fragment,
+    ) {
+        Ok(flow) => flow,
+        Err(Outcome::Passed) => return PASS,
+        Err(outcome) => return (outcome, TC_ACT_UNSPEC),
     };
-    let key = flows::key(ip.dport, dns_id, ip.proto);
-    let found = flows::find(&key);
-    if found.is_null() {
-        return (Outcome::UnknownFlow, TC_ACT_UNSPEC);
-    }
-    // Only the first fragment has ports to match; the others could not be restored with it,
-    // and after reassembly tc has no hook. The flow stays: an unfragmented copy may follow.
-    if ip.first_fragment {
-        return (Outcome::Fragmented, TC_ACT_UNSPEC);
-    }
-    let flow = *found;
-    if udp {
-        // One answer per UDP query: forget the flow so its port and id cannot capture anything else.
-        flows::forget(&key);
-    } else {
-        if flows::closed(&flow) {
-            flows::forget(&key);
-            return (Outcome::UnknownFlow, TC_ACT_UNSPEC);
-        }
-        flows::track_close(found, &key, ip.tcp_flags);
-    }
-
     let rewrite = packet::Rewrite {
         saddr: flow.resolver_addr,
         daddr: flow.client_addr,
         sport: flow.resolver_port,
         dport: ip.dport,
     };
-    match packet::rewrite(skb, &ip, &rewrite, None) {
-        Ok(()) => {}
-        Err(RewriteError::Untouched) => return (Outcome::Failed, TC_ACT_UNSPEC),
-        Err(RewriteError::Broken) => return (Outcome::Failed, TC_ACT_SHOT),
+    if let Err(failed) = rewritten(packet::rewrite(skb, &ip, &rewrite, None)) {
+        return failed;
     }
     // The nameservers path: the answer now comes from the nameserver the client asked and goes
     // on up this interface's stack, where conntrack finds the query's flow.

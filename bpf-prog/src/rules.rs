@@ -15,7 +15,7 @@
 
 use crate::config::config;
 use crate::kernel::{self, MapDef, SkBuff};
-use crate::net::packet::{Ipv4, UDP_HLEN};
+use crate::net::packet::UDP_HLEN;
 use core::ffi::c_void;
 use dnsredir_abi::{
     RuleValue, FLAG_RULES_KEEP, FLAG_RULES_ONLY, MAX_RULES, NAME_BYTES, RULE_KEY_SIZE,
@@ -94,13 +94,8 @@ pub fn only() -> bool {
     config!(flags) & FLAG_RULES_ONLY != 0
 }
 
-/// The rules' word on the UDP query in `ip`.
-#[inline(always)]
-pub unsafe fn check(skb: *const SkBuff, ip: &Ipv4) -> Rule {
-    check_at(skb, ip.l4_off)
-}
-
-/// [`check`] for a UDP header at `l4_off` from the start of the frame (any IP version).
+/// The rules' word on the UDP query whose UDP header is at `l4_off` from the start of the frame
+/// (any IP version).
 #[inline(always)]
 pub unsafe fn check_at(skb: *const SkBuff, l4_off: u32) -> Rule {
     if config!(flags) & (FLAG_RULES_KEEP | FLAG_RULES_ONLY) == 0 {

@@ -7,7 +7,7 @@ pub mod nameservers;
 pub mod resolver;
 pub mod rules;
 
-use crate::abi::{Config, CONFIG_SYMBOL, MAX_NAMESERVERS, RULES_MAP};
+use crate::abi::{Config, CONFIG_SYMBOL, MAX_NAMESERVERS, REPLY_SECTION, RULES_MAP};
 use crate::bpf::elf::{GlobalError, ObjectFile, ParseError};
 use crate::bpf::embedded;
 use crate::bpf::load::{self, LoadError, Loaded, LoadedProgram};
@@ -105,6 +105,29 @@ fn load_programs(config: &Config, rules: &Rules) -> Result<Loaded, Error> {
         source: e.source,
     })?;
     Ok(loaded)
+}
+
+/// Loads the programs with `config` and `rules` (through the verifier before anything in the
+/// namespace changes; the rules go to the map of the `holder` program, which `log` says) and
+/// hands `attach` the program of `section` and the reply program.
+fn load_and_attach(
+    config: &Config,
+    rules: &Rules,
+    section: &str,
+    holder: &str,
+    log: Log,
+    attach: impl FnOnce(&Program, &Program, Log) -> Result<(), Error>,
+) -> Result<(), Error> {
+    let loaded = load_programs(config, rules)?;
+    if !rules.is_empty() {
+        log(format!(
+            "{} name rules in the {holder} program's map",
+            rules.rules.len()
+        ));
+    }
+    let program_of_section = program(&loaded, section)?;
+    let reply = program(&loaded, REPLY_SECTION)?;
+    attach(&program_of_section, &reply, log)
 }
 
 fn program<'a>(loaded: &'a Loaded, section: &str) -> Result<Program<'a>, Error> {

@@ -5,15 +5,15 @@
 //! nameservers likewise go to the IPv6 upstream, when one is given. Name rules (`--keep`,
 //! `--only`) leave the queries they keep with the nameserver asked, untouched.
 
-use super::{interfaces, load_programs, program, put, remove_from_hook, transact, HookRef, Log};
-use crate::abi::{Config, EGRESS_SECTION, MAX_NAMESERVERS, PATH_NAMESERVERS, REPLY_SECTION};
+use super::{interfaces, load_and_attach, put, remove_from_hook, transact, HookRef, Log};
+use crate::abi::{Config, EGRESS_SECTION, MAX_NAMESERVERS, PATH_NAMESERVERS};
 use crate::bpf::embedded;
 use crate::error::Error;
 use crate::layout::{addr6_raw, addr_raw, port_raw};
 use crate::net::netlink::Netlink;
 use crate::net::tc::Hook;
 use crate::probe;
-use crate::redirect::resolver::{AttachRequest, Attached, TCP_CLOSE_GRACE_NS};
+use crate::redirect::resolver::{probe_upstream, AttachRequest, Attached, TCP_CLOSE_GRACE_NS};
 use crate::target::{self, ResolverPorts, TargetError};
 use std::net::{Ipv6Addr, SocketAddrV4, SocketAddrV6};
 
@@ -52,14 +52,7 @@ pub fn attach_in(
         target::check_nameserver_route(&request.interface, container_addr, *ns)?;
     }
     target::check_route(&request.interface, container_addr, *request.upstream.ip())?;
-    if request.probe_upstream {
-        let rtt = probe::probe(container_addr, request.upstream, probe::TIMEOUT)?;
-        log(format!(
-            "upstream {} answered the probe in {}",
-            request.upstream,
-            probe::format_rtt(rtt)
-        ));
-    }
+    probe_upstream(request, container_addr, log)?;
     let (v6, ipv6_not_redirected) = match request.upstream6 {
         Some(upstream6) => ipv6_side(request, upstream6, nameservers6, log)?,
         None => (None, None),
@@ -100,40 +93,39 @@ pub fn attach_in(
         }
     }
 
-    // Programs go through the verifier before anything in the namespace changes.
-    let loaded = load_programs(&config, &request.rules)?;
-    if !request.rules.is_empty() {
-        log(format!(
-            "{} name rules in the egress program's map",
-            request.rules.rules.len()
-        ));
-    }
-    let egress = program(&loaded, EGRESS_SECTION)?;
-    let reply = program(&loaded, REPLY_SECTION)?;
-    let ingress = HookRef {
-        ifname: &request.interface,
-        ifindex: iface.ifindex,
-        hook: Hook::Ingress,
-    };
-    let out = HookRef {
-        hook: Hook::Egress,
-        ..ingress
-    };
-    let lo_ingress = HookRef {
-        ifname: "lo",
-        ifindex: lo.ifindex,
-        hook: Hook::Ingress,
-    };
-    // The other path's query filter goes first, then the reply side, then the queries.
-    transact(
-        nl,
-        &request.target,
-        &[lo_ingress, ingress, out],
+    load_and_attach(
+        &config,
+        &request.rules,
+        EGRESS_SECTION,
+        "egress",
         log,
-        |nl, log| {
-            remove_from_hook(nl, lo_ingress, log)?;
-            put(nl, ingress, &reply, log)?;
-            put(nl, out, &egress, log)
+        |egress, reply, log| {
+            let ingress = HookRef {
+                ifname: &request.interface,
+                ifindex: iface.ifindex,
+                hook: Hook::Ingress,
+            };
+            let out = HookRef {
+                hook: Hook::Egress,
+                ..ingress
+            };
+            let lo_ingress = HookRef {
+                ifname: "lo",
+                ifindex: lo.ifindex,
+                hook: Hook::Ingress,
+            };
+            // The other path's query filter goes first, then the reply side, then the queries.
+            transact(
+                nl,
+                &request.target,
+                &[lo_ingress, ingress, out],
+                log,
+                |nl, log| {
+                    remove_from_hook(nl, lo_ingress, log)?;
+                    put(nl, ingress, reply, log)?;
+                    put(nl, out, egress, log)
+                },
+            )
         },
     )?;
     Ok(Attached {

@@ -3,8 +3,8 @@
 //! upstream; the answers are taken on the interface's ingress and handed back to lo.
 
 use super::rules::Rules;
-use super::{interfaces, load_programs, program, put, remove_from_hook, transact, HookRef, Log};
-use crate::abi::{Config, FLAG_REDIRECT_ALL, QUERY_SECTION, REPLY_SECTION};
+use super::{interfaces, load_and_attach, put, remove_from_hook, transact, HookRef, Log};
+use crate::abi::{Config, FLAG_REDIRECT_ALL, QUERY_SECTION};
 use crate::bpf::embedded;
 use crate::error::Error;
 use crate::layout::{addr_raw, port_raw};
@@ -79,14 +79,7 @@ pub fn attach_in(nl: &mut Netlink, request: &AttachRequest, log: Log) -> Result<
             "{up6} is IPv6, but Docker's embedded resolver ({DOCKER_RESOLVER}) is reached over IPv4 only: give one IPv4 --upstream"
         )));
     }
-    if request.probe_upstream {
-        let rtt = probe::probe(container_addr, request.upstream, probe::TIMEOUT)?;
-        log(format!(
-            "upstream {} answered the probe in {}",
-            request.upstream,
-            probe::format_rtt(rtt)
-        ));
-    }
+    probe_upstream(request, container_addr, log)?;
     let config = Config {
         build_id: embedded::object_hash(),
         resolver_addr: addr_raw(DOCKER_RESOLVER),
@@ -107,43 +100,43 @@ pub fn attach_in(nl: &mut Netlink, request: &AttachRequest, log: Log) -> Result<
         ..Config::UNSET
     };
 
-    // Programs go through the verifier before anything in the namespace changes.
-    let loaded = load_programs(&config, &request.rules)?;
-    if !request.rules.is_empty() {
-        log(format!(
-            "{} name rules in the query program's map",
-            request.rules.rules.len()
-        ));
-    }
-    let query = program(&loaded, QUERY_SECTION)?;
-    let reply = program(&loaded, REPLY_SECTION)?;
-    let hooks = [
-        HookRef {
-            ifname: &request.interface,
-            ifindex: iface.ifindex,
-            hook: Hook::Ingress,
-        },
-        HookRef {
-            ifname: "lo",
-            ifindex: lo.ifindex,
-            hook: Hook::Ingress,
-        },
-    ];
-    // The reply side goes first: once queries leave, their answers must already be handled;
-    // the nameservers path's egress filter, when that path was in force, goes last.
-    let egress = HookRef {
-        hook: Hook::Egress,
-        ..hooks[0]
-    };
-    transact(
-        nl,
-        &request.target,
-        &[hooks[0], hooks[1], egress],
+    load_and_attach(
+        &config,
+        &request.rules,
+        QUERY_SECTION,
+        "query",
         log,
-        |nl, log| {
-            put(nl, hooks[0], &reply, log)?;
-            put(nl, hooks[1], &query, log)?;
-            remove_from_hook(nl, egress, log)
+        |query, reply, log| {
+            let hooks = [
+                HookRef {
+                    ifname: &request.interface,
+                    ifindex: iface.ifindex,
+                    hook: Hook::Ingress,
+                },
+                HookRef {
+                    ifname: "lo",
+                    ifindex: lo.ifindex,
+                    hook: Hook::Ingress,
+                },
+            ];
+            // The reply side goes first: once queries leave, their answers must already be
+            // handled; the nameservers path's egress filter, when that path was in force, goes
+            // last.
+            let egress = HookRef {
+                hook: Hook::Egress,
+                ..hooks[0]
+            };
+            transact(
+                nl,
+                &request.target,
+                &[hooks[0], hooks[1], egress],
+                log,
+                |nl, log| {
+                    put(nl, hooks[0], reply, log)?;
+                    put(nl, hooks[1], query, log)?;
+                    remove_from_hook(nl, egress, log)
+                },
+            )
         },
     )?;
     Ok(Attached {
@@ -155,6 +148,24 @@ pub fn attach_in(nl: &mut Netlink, request: &AttachRequest, log: Log) -> Result<
         nameservers6: Vec::new(),
         ipv6_not_redirected: None,
     })
+}
+
+/// With `request.probe_upstream`, asks the upstream a query from `source`: an error if it does
+/// not answer, the round trip in `log` if it does.
+pub(super) fn probe_upstream(
+    request: &AttachRequest,
+    source: Ipv4Addr,
+    log: Log,
+) -> Result<(), Error> {
+    if request.probe_upstream {
+        let rtt = probe::probe(source, request.upstream, probe::TIMEOUT)?;
+        log(format!(
+            "upstream {} answered the probe in {}",
+            request.upstream,
+            probe::format_rtt(rtt)
+        ));
+    }
+    Ok(())
 }
 
 /// dockerd's ports: given ones as given, the others found ([`target::find_port`]). A protocol

@@ -190,7 +190,20 @@ impl DockerLikeNet {
         );
         let vc = format!("vc{}", self.id);
         let vu = format!("vu{}", self.id);
-        let pfx = |a: Ipv4Addr| format!("{a}/24");
+        // An address in a /24 on `dev` in namespace `ns`, and the link up.
+        let addr_up = |ns: &str, a: Ipv4Addr, dev: &str| -> Result<(), String> {
+            run(&[
+                "ip",
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("{a}/24"),
+                "dev",
+                dev,
+            ])?;
+            run(&["ip", "-n", ns, "link", "set", dev, "up"]).map(|_| ())
+        };
         // The container's eth0 gets a high ifindex, as under Docker (never 2).
         // (iproute2/kernel honour the peer's index only when the first end's is given too.)
         let eth0_index = (40 + self.id % 200).to_string();
@@ -215,44 +228,14 @@ impl DockerLikeNet {
             &eth0_index,
         ])?;
         run(&["ip", "-n", &h, "link", "add", "br0", "type", "bridge"])?;
-        run(&[
-            "ip",
-            "-n",
-            &h,
-            "addr",
-            "add",
-            &pfx(self.bridge_addr),
-            "dev",
-            "br0",
-        ])?;
-        run(&["ip", "-n", &h, "link", "set", "br0", "up"])?;
+        addr_up(&h, self.bridge_addr, "br0")?;
         run(&["ip", "-n", &h, "link", "set", &vc, "master", "br0", "up"])?;
         run(&[
             "ip", "-n", &h, "link", "add", &vu, "type", "veth", "peer", "name", "uplink0", "netns",
             &u,
         ])?;
-        run(&[
-            "ip",
-            "-n",
-            &h,
-            "addr",
-            "add",
-            &pfx(self.host_uplink_addr),
-            "dev",
-            &vu,
-        ])?;
-        run(&["ip", "-n", &h, "link", "set", &vu, "up"])?;
-        run(&[
-            "ip",
-            "-n",
-            &u,
-            "addr",
-            "add",
-            &pfx(self.up_addr),
-            "dev",
-            "uplink0",
-        ])?;
-        run(&["ip", "-n", &u, "link", "set", "uplink0", "up"])?;
+        addr_up(&h, self.host_uplink_addr, &vu)?;
+        addr_up(&u, self.up_addr, "uplink0")?;
         ns_run(&h, &["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
         let subnet = format!("10.213.{k}.0/24");
         ns_run(
@@ -277,17 +260,7 @@ impl DockerLikeNet {
         ns_run(&h, &["ethtool", "-K", &vu, "tx", "off"])?;
         ns_run(&u, &["ethtool", "-K", "uplink0", "tx", "off"])?;
 
-        run(&[
-            "ip",
-            "-n",
-            &c,
-            "addr",
-            "add",
-            &pfx(self.ctr_addr),
-            "dev",
-            "eth0",
-        ])?;
-        run(&["ip", "-n", &c, "link", "set", "eth0", "up"])?;
+        addr_up(&c, self.ctr_addr, "eth0")?;
         run(&[
             "ip",
             "-n",

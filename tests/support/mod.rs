@@ -7,6 +7,7 @@
 //! - [`docker`]: [`DockerLikeNet`], Docker's topology for one container, plus `run_dnsredir`
 //!   and tc helpers;
 //! - [`json`]: a tiny JSON parser for `--status --json`;
+//! - [`watcher`]: a running `dnsredir --watch` ([`watcher::Watcher`]);
 //! - [`packet`]: crafted frames and checksums for BPF_PROG_TEST_RUN (also used by bench/prog.rs).
 //!
 //! Every namespace is named `drt<pid>x<n><role>` and deleted on Drop (stale ones from killed
@@ -26,6 +27,7 @@ pub mod packet;
 pub mod prog;
 pub mod redirect;
 pub mod rng;
+pub mod watcher;
 
 pub use dns::{query_a, query_many, DnsServer, DnsServerBuilder};
 pub use docker::{

@@ -1,8 +1,8 @@
 //! Loading the programs and running them with BPF_PROG_TEST_RUN, for prog_test_run.rs and
 //! fuzz_programs.rs: the counters, and the assertions on a verdict.
 
-use super::packet::{load_programs, load_with, TC_ACT_REDIRECT, TC_ACT_UNSPEC};
-use dnsredir::abi::{Config, Counters, COUNTERS_MAP};
+use super::packet::{load_programs, load_with, test_config, TC_ACT_REDIRECT, TC_ACT_UNSPEC};
+use dnsredir::abi::{Config, Counters, COUNTERS_MAP, PATH_NAMESERVERS};
 use dnsredir::bpf::elf::ObjectFile;
 use dnsredir::bpf::load::Loaded;
 use dnsredir::bpf::sys;
@@ -35,6 +35,31 @@ pub fn run(loaded: &Loaded, section: &str, packet: &[u8]) -> (u32, Vec<u8>) {
     (out.retval, out.data)
 }
 
+/// `packet` through `section` comes back byte for byte, with TC_ACT_UNSPEC.
+#[track_caller]
+pub fn untouched(loaded: &Loaded, section: &str, packet: &[u8]) {
+    assert_eq!(
+        run(loaded, section, packet),
+        (TC_ACT_UNSPEC, packet.to_vec())
+    );
+}
+
+/// `test_config(upstream_port, flags)` turned to the nameservers path: no dockerd, no resolver
+/// address; the caller adds the nameservers.
+pub fn nameservers_path_config(upstream_port: u16, flags: u16) -> Config {
+    let mut c = test_config(upstream_port, flags);
+    c.path = PATH_NAMESERVERS;
+    c.dockerd_udp_port = 0;
+    c.dockerd_tcp_port = 0;
+    c.resolver_addr = 0;
+    c
+}
+
+/// The embedded object with this configuration loaded: its programs and maps, or a panic.
+pub fn load_programs_with(config: &Config) -> Loaded {
+    load_config(config).1
+}
+
 /// `frame` through `section` comes back as it went in, with TC_ACT_UNSPEC.
 #[track_caller]
 pub fn assert_passed(loaded: &Loaded, section: &str, frame: &[u8], what: &str) {
@@ -55,3 +80,5 @@ pub fn assert_redirected(loaded: &Loaded, section: &str, frame: &[u8], what: &st
     );
     out
 }
+
+pub use dnsredir::watch::monotonic_ns;

@@ -5,7 +5,7 @@
 //! does not fit the rules of a query's question (RFC 1035 §2.3.4, no compression) just yields
 //! no answer, never a refusal of the packet.
 
-use super::packet::{load16, Ipv4, UDP_HLEN};
+use super::packet::{load16, UDP_HLEN};
 use crate::kernel::{self, SkBuff};
 
 const DNS_HLEN: usize = 12;
@@ -41,13 +41,8 @@ pub struct EdnsSize {
     pub raw: u16,
 }
 
-/// The id of a UDP message, for matching a reply to its query.
-#[inline(always)]
-pub unsafe fn id(skb: *const SkBuff, ip: &Ipv4) -> Option<u16> {
-    id_at(skb, ip.l4_off)
-}
-
-/// [`id`] for a UDP header at `l4_off` from the start of the frame (any IP version).
+/// The id of a UDP message whose UDP header is at `l4_off` from the start of the frame (any IP
+/// version), for matching a reply to its query.
 #[inline(always)]
 pub unsafe fn id_at(skb: *const SkBuff, l4_off: u32) -> Option<u16> {
     let (data, end) = kernel::packet_bounds(skb);
@@ -58,14 +53,9 @@ pub unsafe fn id_at(skb: *const SkBuff, l4_off: u32) -> Option<u16> {
     Some(load16(dns))
 }
 
-/// The parts of a UDP query the programs decide on; `None` without a whole header and the first
-/// length byte of a question.
-#[inline(always)]
-pub unsafe fn query(skb: *const SkBuff, ip: &Ipv4) -> Option<Query> {
-    query_at(skb, ip.l4_off)
-}
-
-/// [`query`] for a UDP header at `l4_off` from the start of the frame (any IP version).
+/// The parts of a UDP query the programs decide on, for a UDP header at `l4_off` from the start
+/// of the frame (any IP version); `None` without a whole header and the first length byte of a
+/// question.
 #[inline(always)]
 pub unsafe fn query_at(skb: *const SkBuff, l4_off: u32) -> Option<Query> {
     let (data, end) = kernel::packet_bounds(skb);

@@ -9,10 +9,10 @@
 
 use super::checksum;
 use super::packet::{
-    load16, load32, store16, store32, Patch, RewriteError, ETH_HLEN, IPPROTO_TCP, IPPROTO_UDP,
-    TCP_CSUM, TCP_DOFF, TCP_FLAGS, TCP_MIN_HLEN, UDP_CSUM, UDP_HLEN,
+    l4_csum, l4_header, load16, load32, patch_field, store32, store_l4, Patch, Ports, RewriteError,
+    ETH_HLEN, IPPROTO_UDP, TCP_MIN_HLEN, UDP_HLEN,
 };
-use crate::kernel::{self, SkBuff, BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR};
+use crate::kernel::{self, SkBuff};
 
 const ETH_P_IPV6: u16 = 0x86dd;
 const IPV6_HLEN: usize = 40;
@@ -77,29 +77,8 @@ impl Ipv6 {
         }
         let proto = *ip.add(IP6_NEXT_HEADER);
         let l4 = data.add(L4_OFF);
-        let tcp_flags = match proto {
-            IPPROTO_UDP => {
-                if l4.add(UDP_HLEN) as *const u8 > end {
-                    return None;
-                }
-                if load16(l4.add(UDP_CSUM as usize)) == 0 {
-                    return None;
-                }
-                0
-            }
-            IPPROTO_TCP => {
-                if l4.add(TCP_MIN_HLEN) as *const u8 > end {
-                    return None;
-                }
-                let doff = ((*l4.add(TCP_DOFF) >> 4) as usize) * 4;
-                if doff < TCP_MIN_HLEN || l4.add(doff) as *const u8 > end {
-                    return None;
-                }
-                *l4.add(TCP_FLAGS)
-            }
-            // Extension headers and everything else.
-            _ => return None,
-        };
+        // Extension headers and everything else are refused.
+        let tcp_flags = l4_header(l4, end, proto, true)?;
         Some(Ipv6 {
             proto,
             saddr: load_addr(ip.add(IP6_SADDR)),
@@ -111,13 +90,8 @@ impl Ipv6 {
     }
 }
 
-/// New addresses and ports for a packet; all raw, as in the packet.
-pub struct Rewrite6 {
-    pub saddr: Addr6,
-    pub daddr: Addr6,
-    pub sport: u16,
-    pub dport: u16,
-}
+/// New IPv6 addresses and ports for a packet.
+pub type Rewrite6 = Ports<Addr6>;
 
 /// Writes the new addresses, ports and payload field and fixes the L4 checksum: the address
 /// delta with BPF_F_PSEUDO_HDR, the rest without (see [`super::packet::rewrite`]).
@@ -139,41 +113,12 @@ pub unsafe fn rewrite(
     if l4.add(l4_hlen) as *const u8 > end {
         return Err(RewriteError::Untouched);
     }
-    let field = match patch {
-        Some(p) => {
-            let field = data.add((p.off & 0x3ff) as usize);
-            if field.add(2) as *const u8 > end {
-                return Err(RewriteError::Untouched);
-            }
-            field
-        }
-        None => core::ptr::null_mut(),
-    };
+    let field = patch_field(data, end, patch)?;
 
     store_addr(iph.add(IP6_SADDR), &new.saddr);
     store_addr(iph.add(IP6_DADDR), &new.daddr);
-    store16(l4, new.sport);
-    store16(l4.add(2), new.dport);
-    let mut payload_diff = checksum::port_diff(ip.sport, new.sport, ip.dport, new.dport);
-    if let Some(p) = patch {
-        let bytes = p.new.to_ne_bytes();
-        *field = bytes[0];
-        *field.add(1) = bytes[1];
-        let odd = p.off.wrapping_sub(Ipv6::L4_OFF) & 1 != 0;
-        payload_diff = checksum::add(payload_diff, checksum::field_diff(p.old, p.new, odd));
-    }
+    let payload_diff = store_l4(l4, Ipv6::L4_OFF, field, ip.sport, ip.dport, new, patch);
 
     let addrs = checksum::addr6_diff(&ip.saddr, &new.saddr, &ip.daddr, &new.daddr);
-    let (csum_off, l4_flags) = if ip.proto == IPPROTO_UDP {
-        (Ipv6::L4_OFF + UDP_CSUM, BPF_F_MARK_MANGLED_0)
-    } else {
-        (Ipv6::L4_OFF + TCP_CSUM, 0)
-    };
-    if kernel::l4_csum_replace(skb, csum_off, addrs, l4_flags | BPF_F_PSEUDO_HDR) != 0 {
-        return Err(RewriteError::Broken);
-    }
-    if kernel::l4_csum_replace(skb, csum_off, payload_diff, l4_flags) != 0 {
-        return Err(RewriteError::Broken);
-    }
-    Ok(())
+    l4_csum(skb, Ipv6::L4_OFF, ip.proto, addrs, payload_diff)
 }

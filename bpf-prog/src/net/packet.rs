@@ -104,25 +104,7 @@ impl Ipv4 {
         }
         let proto = *ip.add(IP_PROTO);
         let l4 = ip.add(ihl);
-        let tcp_flags = match proto {
-            IPPROTO_UDP => {
-                if l4.add(UDP_HLEN) as *const u8 > end {
-                    return None;
-                }
-                0
-            }
-            IPPROTO_TCP => {
-                if l4.add(TCP_MIN_HLEN) as *const u8 > end {
-                    return None;
-                }
-                let doff = ((*l4.add(TCP_DOFF) >> 4) as usize) * 4;
-                if doff < TCP_MIN_HLEN || l4.add(doff) as *const u8 > end {
-                    return None;
-                }
-                *l4.add(TCP_FLAGS)
-            }
-            _ => return None,
-        };
+        let tcp_flags = l4_header(l4, end, proto, false)?;
         Some(Ipv4 {
             l4_off: (ETH_HLEN + ihl) as u32,
             proto,
@@ -136,13 +118,16 @@ impl Ipv4 {
     }
 }
 
-/// New addresses and ports for a packet; all in network byte order.
-pub struct Rewrite {
-    pub saddr: u32,
-    pub daddr: u32,
+/// New addresses (`A`s) and ports for a packet; all raw, as in the packet.
+pub struct Ports<A> {
+    pub saddr: A,
+    pub daddr: A,
     pub sport: u16,
     pub dport: u16,
 }
+
+/// New IPv4 addresses and ports for a packet.
+pub type Rewrite = Ports<u32>;
 
 /// A 2-byte field of the L4 payload to replace along with the headers.
 pub struct Patch {
@@ -188,40 +173,113 @@ pub unsafe fn rewrite(
     if iph.add(IPV4_MIN_HLEN) as *const u8 > end || l4.add(l4_hlen) as *const u8 > end {
         return Err(RewriteError::Untouched);
     }
-    let field = match patch {
+    let field = patch_field(data, end, patch)?;
+
+    store32(iph.add(IP_SADDR), new.saddr);
+    store32(iph.add(IP_DADDR), new.daddr);
+    let payload_diff = store_l4(l4, ip.l4_off, field, ip.sport, ip.dport, new, patch);
+
+    let addrs = checksum::addr_diff(ip.saddr, new.saddr, ip.daddr, new.daddr);
+    if kernel::l3_csum_replace(skb, (ETH_HLEN + IP_CSUM) as u32, addrs) != 0 {
+        return Err(RewriteError::Broken);
+    }
+    l4_csum(skb, ip.l4_off, ip.proto, addrs, payload_diff)
+}
+
+/// The TCP flags byte (0 for UDP) of the UDP or TCP (`proto`) header at `l4`, once all of it
+/// (TCP options included) is seen to be before `end`; `None` for another protocol, a truncated
+/// header, or with `udp_csum_required` a UDP header without a checksum.
+#[inline(always)]
+pub(super) unsafe fn l4_header(
+    l4: *const u8,
+    end: *const u8,
+    proto: u8,
+    udp_csum_required: bool,
+) -> Option<u8> {
+    match proto {
+        IPPROTO_UDP => {
+            if l4.add(UDP_HLEN) > end {
+                return None;
+            }
+            if udp_csum_required && load16(l4.add(UDP_CSUM as usize)) == 0 {
+                return None;
+            }
+            Some(0)
+        }
+        IPPROTO_TCP => {
+            if l4.add(TCP_MIN_HLEN) > end {
+                return None;
+            }
+            let doff = ((*l4.add(TCP_DOFF) >> 4) as usize) * 4;
+            if doff < TCP_MIN_HLEN || l4.add(doff) > end {
+                return None;
+            }
+            Some(*l4.add(TCP_FLAGS))
+        }
+        _ => None,
+    }
+}
+
+/// The payload field a rewrite changes, checked to be in the packet; null without a `patch`.
+#[inline(always)]
+pub(super) unsafe fn patch_field(
+    data: *mut u8,
+    end: *const u8,
+    patch: Option<&Patch>,
+) -> Result<*mut u8, RewriteError> {
+    match patch {
         Some(p) => {
             // The mask only bounds the offset for the verifier: a DNS question ends well before.
             let field = data.add((p.off & 0x3ff) as usize);
             if field.add(2) as *const u8 > end {
                 return Err(RewriteError::Untouched);
             }
-            field
+            Ok(field)
         }
-        None => core::ptr::null_mut(),
-    };
+        None => Ok(core::ptr::null_mut()),
+    }
+}
 
-    store32(iph.add(IP_SADDR), new.saddr);
-    store32(iph.add(IP_DADDR), new.daddr);
+/// Writes the new ports to the L4 header at `l4` (`l4_off` from the frame start) and the
+/// patch to its `field`; the checksum delta of what changed there.
+#[inline(always)]
+pub(super) unsafe fn store_l4<A>(
+    l4: *mut u8,
+    l4_off: u32,
+    field: *mut u8,
+    sport: u16,
+    dport: u16,
+    new: &Ports<A>,
+    patch: Option<&Patch>,
+) -> u32 {
     store16(l4, new.sport);
     store16(l4.add(2), new.dport);
-    let mut payload_diff = checksum::port_diff(ip.sport, new.sport, ip.dport, new.dport);
+    let mut payload_diff = checksum::port_diff(sport, new.sport, dport, new.dport);
     if let Some(p) = patch {
         // Any alignment: DNS names have any length.
         let bytes = p.new.to_ne_bytes();
         *field = bytes[0];
         *field.add(1) = bytes[1];
-        let odd = p.off.wrapping_sub(ip.l4_off) & 1 != 0;
+        let odd = p.off.wrapping_sub(l4_off) & 1 != 0;
         payload_diff = checksum::add(payload_diff, checksum::field_diff(p.old, p.new, odd));
     }
+    payload_diff
+}
 
-    let addrs = checksum::addr_diff(ip.saddr, new.saddr, ip.daddr, new.daddr);
-    if kernel::l3_csum_replace(skb, (ETH_HLEN + IP_CSUM) as u32, addrs) != 0 {
-        return Err(RewriteError::Broken);
-    }
-    let (csum_off, l4_flags) = if ip.proto == IPPROTO_UDP {
-        (ip.l4_off + UDP_CSUM, BPF_F_MARK_MANGLED_0)
+/// Fixes the checksum of the UDP or TCP (`proto`) header at `l4_off`: the address delta `addrs`
+/// with BPF_F_PSEUDO_HDR, the ports' and payload's `payload_diff` without.
+#[inline(always)]
+pub(super) unsafe fn l4_csum(
+    skb: *mut SkBuff,
+    l4_off: u32,
+    proto: u8,
+    addrs: u32,
+    payload_diff: u32,
+) -> Result<(), RewriteError> {
+    let (csum_off, l4_flags) = if proto == IPPROTO_UDP {
+        (l4_off + UDP_CSUM, BPF_F_MARK_MANGLED_0)
     } else {
-        (ip.l4_off + TCP_CSUM, 0)
+        (l4_off + TCP_CSUM, 0)
     };
     if kernel::l4_csum_replace(skb, csum_off, addrs, l4_flags | BPF_F_PSEUDO_HDR) != 0 {
         return Err(RewriteError::Broken);
