@@ -850,22 +850,35 @@ fn unanswered_queries_do_not_crowd_out_answered_ones() {
     assert!(tracked <= FLOW_TABLE_ENTRIES as u64);
     assert_eq!(memlock, memlock_before, "the flow table's memory is fixed");
 
-    // Normal queries: all answered, by the upstream.
-    let names: Vec<String> = (0..500).map(|i| format!("n{i}.example.org")).collect();
-    let names: Vec<&str> = names.iter().map(String::as_str).collect();
-    let r = query_many(
-        &net.ctr_ns,
-        net.resolver(),
-        &names,
-        500,
-        Duration::from_secs(5),
-    )
-    .unwrap();
+    // Normal queries: all answered, by the upstream. 50 in flight at a time, as a busy client
+    // would: a burst of all 500 at once can overflow the test upstream's socket buffer (the
+    // machine's 208 KiB default) when CI's other work slows it, which is no test of dnsredir.
+    let (mut answered, mut by_upstream, mut errors) = (0, 0, Vec::new());
+    for batch in 0..10 {
+        let names: Vec<String> = (0..50)
+            .map(|i| format!("n{batch}-{i}.example.org"))
+            .collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let r = query_many(
+            &net.ctr_ns,
+            net.resolver(),
+            &names,
+            names.len(),
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        answered += r.answered;
+        by_upstream += r.count(net.upstream_answer);
+        errors.extend(r.errors);
+    }
+    let (_, after) = net.status_json();
     eprintln!(
-        "then 500 queries at once: {} answered, {} by the upstream",
-        r.answered,
-        r.count(net.upstream_answer)
+        "then 500 queries, 50 in flight: {answered} answered, {by_upstream} by the upstream; counters {}",
+        after
+            .path(&["counters"])
+            .map(|c| c.to_string())
+            .unwrap_or_default()
     );
-    assert_eq!(r.answered, 500, "{:?}", r.errors);
-    assert_eq!(r.count(net.upstream_answer), 500);
+    assert_eq!(answered, 500, "{errors:?}");
+    assert_eq!(by_upstream, 500);
 }
