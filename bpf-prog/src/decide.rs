@@ -8,7 +8,9 @@ use crate::events;
 use crate::flows::{self, Entry};
 use crate::kernel::{self, MapDef, SkBuff, TC_ACT_SHOT, TC_ACT_UNSPEC};
 use crate::net::dns;
-use crate::net::packet::{self, Ipv4, Patch, RewriteError, TCP_ACK, TCP_SYN};
+use crate::net::packet::{
+    self, Ipv4, Patch, RewriteError, IPPROTO_TCP, IPPROTO_UDP, TCP_ACK, TCP_SYN,
+};
 use crate::rules::{self, Rule};
 use dnsredir_abi::FlowValue;
 
@@ -169,4 +171,15 @@ fn edns_clamp(size: dns::EdnsSize) -> Option<Patch> {
         old: size.raw,
         new: max,
     })
+}
+
+/// Whether a query to a nameserver taken over is UDP (or TCP); `None` for a packet to pass.
+/// With --only, TCP stays with the nameserver: the name is not known at the SYN.
+#[inline(always)]
+pub fn udp_or_tcp(proto: u8) -> Option<bool> {
+    match proto {
+        IPPROTO_UDP => Some(true),
+        IPPROTO_TCP if !rules::only() => Some(false),
+        _ => None,
+    }
 }

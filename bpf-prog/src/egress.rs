@@ -9,8 +9,7 @@ use crate::config::config;
 use crate::counters::{count, Outcome, PASS};
 use crate::decide;
 use crate::kernel::{SkBuff, TC_ACT_UNSPEC};
-use crate::net::packet::{Ipv4, IPPROTO_TCP, IPPROTO_UDP};
-use crate::rules;
+use crate::net::packet::Ipv4;
 use dnsredir_abi::{MAX_NAMESERVERS, PATH_NAMESERVER, PATH_NAMESERVERS, PATH_NAMESERVER_KEPT};
 
 /// # Safety
@@ -56,7 +55,7 @@ unsafe fn egress(skb: *mut SkBuff) -> (Outcome, i32) {
     if ip.first_fragment || !is_nameserver(ip.daddr, ip.dport) {
         return PASS;
     }
-    let Some(udp) = udp_or_tcp(ip.proto) else {
+    let Some(udp) = decide::udp_or_tcp(ip.proto) else {
         return PASS;
     };
     let query = match decide::decide(
@@ -73,15 +72,4 @@ unsafe fn egress(skb: *mut SkBuff) -> (Outcome, i32) {
     };
     // On out of the same interface; later filters see the rewritten packet.
     decide::redirect(skb, &ip, &query, ip.saddr, false, PATH_NAMESERVER)
-}
-
-/// Whether a query to a nameserver taken over is UDP (or TCP); `None` for a packet to pass.
-/// With --only, TCP stays with the nameserver: the name is not known at the SYN.
-#[inline(always)]
-pub(crate) fn udp_or_tcp(proto: u8) -> Option<bool> {
-    match proto {
-        IPPROTO_UDP => Some(true),
-        IPPROTO_TCP if !rules::only() => Some(false),
-        _ => None,
-    }
 }

@@ -5,7 +5,6 @@
 use crate::config::config;
 use crate::counters::{Outcome, PASS};
 use crate::decide::{self, rewritten};
-use crate::egress;
 use crate::flows;
 use crate::kernel::{SkBuff, TC_ACT_UNSPEC};
 use crate::net::ipv6::{self, Addr6, Ipv6};
@@ -76,7 +75,7 @@ pub unsafe fn egress(skb: *mut SkBuff) -> (Outcome, i32) {
     if !is_nameserver(&ip.daddr, ip.dport) {
         return PASS;
     }
-    let Some(udp) = egress::udp_or_tcp(ip.proto) else {
+    let Some(udp) = decide::udp_or_tcp(ip.proto) else {
         return PASS;
     };
     // No event for a kept query: the event header has no room for an IPv6 client.
