@@ -149,7 +149,7 @@ impl Watcher {
     fn refresh(&self) -> Result<(), String> {
         let control = WatchControl {
             watcher_pid: std::process::id(),
-            refreshed_ns: dnsredir::watch::monotonic_ns(),
+            refreshed_ns: sys::monotonic_ns(),
             ..Default::default()
         };
         sys::map_update(&self.control, &0u32.to_ne_bytes(), &control.to_bytes())

@@ -71,13 +71,13 @@ impl Status {
 
 pub fn status(target: &Target, interface: &str) -> Result<Status, Error> {
     in_namespace(target, |nl| {
-        let mut status = Status::default();
-        let lo = target::interface("lo")?;
-        status.lo = hook_status(nl, "lo", lo.ifindex, Hook::Ingress)?;
-        if let Ok(iface) = target::interface(interface) {
-            status.interface = hook_status(nl, interface, iface.ifindex, Hook::Ingress)?;
-            status.egress = hook_status(nl, interface, iface.ifindex, Hook::Egress)?;
-        }
+        let hooks = read_hooks(nl, interface)?;
+        let mut status = Status {
+            lo: hooks.lo,
+            interface: hooks.ingress,
+            egress: hooks.egress,
+            ..Status::default()
+        };
         // Each program holds some of the maps (the rules are the query program's): all of them.
         let programs: Vec<u32> = [&status.interface, &status.lo, &status.egress]
             .iter()
@@ -257,21 +257,24 @@ fn rodata_of(maps: &[(OwnedFd, sys::MapInfo)]) -> Result<Vec<u8>, Error> {
 
 /// Our filters on lo and on both hooks of the `--interface`, nothing else (cheap enough to poll).
 pub fn hooks(target: &Target, interface: &str) -> Result<Hooks, Error> {
-    in_namespace(target, |nl| {
-        let lo = target::interface("lo")?;
-        let lo = hook_status(nl, "lo", lo.ifindex, Hook::Ingress)?;
-        let (ingress, egress) = match target::interface(interface) {
-            Ok(iface) => (
-                hook_status(nl, interface, iface.ifindex, Hook::Ingress)?,
-                hook_status(nl, interface, iface.ifindex, Hook::Egress)?,
-            ),
-            Err(_) => Default::default(),
-        };
-        Ok(Hooks {
-            lo,
-            ingress,
-            egress,
-        })
+    in_namespace(target, |nl| read_hooks(nl, interface))
+}
+
+/// The hooks, read in the namespace the caller is in.
+fn read_hooks(nl: &mut Netlink, interface: &str) -> Result<Hooks, Error> {
+    let lo = target::interface("lo")?;
+    let lo = hook_status(nl, "lo", lo.ifindex, Hook::Ingress)?;
+    let (ingress, egress) = match target::interface(interface) {
+        Ok(iface) => (
+            hook_status(nl, interface, iface.ifindex, Hook::Ingress)?,
+            hook_status(nl, interface, iface.ifindex, Hook::Egress)?,
+        ),
+        Err(_) => Default::default(),
+    };
+    Ok(Hooks {
+        lo,
+        ingress,
+        egress,
     })
 }
 

@@ -6,8 +6,7 @@
 //! them seconds later. Every second the flag is refreshed, the lost-event count read, and the
 //! attachment and the container checked.
 
-use crate::abi::EventHeader;
-use crate::abi::{WatchControl, EVENT_DATA_MAX, EVENT_SIZE, WATCH_LEASE_NS};
+use crate::abi::{EventHeader, WatchControl, EVENT_DATA_MAX, EVENT_SIZE, WATCH_LEASE_NS};
 use crate::bpf::ringbuf::RingBuf;
 use crate::bpf::sys;
 use crate::error::{Context, Error};
@@ -61,19 +60,9 @@ fn catch_signals() {
     }
 }
 
-pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid timespec; CLOCK_MONOTONIC is bpf_ktime_get_ns's clock.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
 fn clock() -> Clock {
     Clock {
-        monotonic_ns: monotonic_ns(),
+        monotonic_ns: sys::monotonic_ns(),
         wall: SystemTime::now(),
     }
 }
@@ -129,7 +118,7 @@ impl Flag<'_> {
             self.maps,
             &WatchControl {
                 watcher_pid: self.pid,
-                refreshed_ns: monotonic_ns(),
+                refreshed_ns: sys::monotonic_ns(),
                 ..Default::default()
             },
         )
@@ -189,7 +178,7 @@ pub fn run(
     if current.watcher_pid != 0
         && current.watcher_pid != pid
         && alive(current.watcher_pid)
-        && monotonic_ns().saturating_sub(current.refreshed_ns) < WATCH_LEASE_NS
+        && sys::monotonic_ns().saturating_sub(current.refreshed_ns) < WATCH_LEASE_NS
     {
         return Ok(Ended::Refused(format!(
             "another dnsredir --watch (pid {}) is reading {}'s events; one watch at a time",

@@ -15,7 +15,6 @@ use support::require_root;
 /// The nameserver resolv.conf names (the default bridge's 8.8.8.8, say).
 const NAMESERVER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 53);
 const SECOND_NAMESERVER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 54);
-const UPSTREAM_PORT: u16 = 5353;
 
 fn config() -> Config {
     let mut c = nameservers_path_config(UPSTREAM_PORT, 0);

@@ -21,7 +21,6 @@ use support::packet::*;
 use support::prog::{counters, load};
 use support::rng::{env_u64, Rng};
 
-const UPSTREAM_PORT: u16 = 5353;
 const TC_ACT_SHOT: u32 = 2;
 const DEFAULT_SEED: u64 = 0x0d05_e7d1_2025_0013;
 const DEFAULT_ITERATIONS: u64 = 500_000;

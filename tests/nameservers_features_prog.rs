@@ -24,7 +24,6 @@ use support::prog::{counters, monotonic_ns, nameservers_path_config, run};
 use support::require_root;
 
 const NAMESERVER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 53);
-const UPSTREAM_PORT: u16 = 5353;
 
 fn nameservers_config(flags: u16) -> Config {
     let mut c = nameservers_path_config(UPSTREAM_PORT, flags);
@@ -64,16 +63,6 @@ fn query(id: u16, name: &str) -> Packet {
     Packet::udp(CONTAINER, CLIENT_PORT, NAMESERVER, 53, dns_query(id, name))
 }
 
-fn upstream_answer(id: u16, name: &str) -> Packet {
-    Packet::udp(
-        UPSTREAM,
-        UPSTREAM_PORT,
-        CONTAINER,
-        CLIENT_PORT,
-        dns_answer(id, name),
-    )
-}
-
 /// (destination, destination port) of a frame.
 fn destination(frame: &[u8]) -> (Ipv4Addr, u16) {
     let ip = &frame[14..];
@@ -100,7 +89,7 @@ impl Prog {
 
     /// Whether the upstream's answer for `id` is restored (its query was remembered).
     fn restored(&self, id: u16, name: &str) -> bool {
-        let packet = upstream_answer(id, name).bytes();
+        let packet = reply_packet(id, name).bytes();
         let (ret, out) = run(&self.loaded, REPLY_SECTION, &packet);
         assert_eq!(ret, TC_ACT_UNSPEC, "{name}: on up the stack");
         if out == packet {
@@ -259,7 +248,7 @@ fn egress_query_and_restored_answer_each_write_one_event() {
         (EVENT_SIZE + 8) as u64,
         "the query: one record"
     );
-    let a = upstream_answer(0x1234, "example.com");
+    let a = reply_packet(0x1234, "example.com");
     assert!(p.restored(0x1234, "example.com"));
     let kept = query(0x0707, "x.kept.test");
     assert!(p.kept(0x0707, "x.kept.test"));

@@ -12,8 +12,6 @@ use support::packet::*;
 use support::prog::{assert_passed, assert_redirected, counters};
 use support::require_root;
 
-const UPSTREAM_PORT: u16 = 5353;
-
 /// The programs loaded (root only: [`require_root`] first).
 fn load(flags: u16) -> (ObjectFile, Loaded) {
     require_root();
@@ -71,26 +69,6 @@ fn parse_checked(frame: &[u8]) -> Seen {
         dport: u16::from_be_bytes([l4[2], l4[3]]),
         payload: l4[header..].to_vec(),
     }
-}
-
-fn query_packet(id: u16, name: &str) -> Packet {
-    Packet::udp(
-        CLIENT,
-        CLIENT_PORT,
-        RESOLVER,
-        DOCKERD_UDP,
-        dns_query(id, name),
-    )
-}
-
-fn reply_packet(id: u16, name: &str) -> Packet {
-    Packet::udp(
-        UPSTREAM,
-        UPSTREAM_PORT,
-        CONTAINER,
-        CLIENT_PORT,
-        dns_answer(id, name),
-    )
 }
 
 /// The query with this id is redirected: its flow is live for the answer.

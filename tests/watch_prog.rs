@@ -19,8 +19,6 @@ use support::packet::*;
 use support::prog::monotonic_ns;
 use support::require_root;
 
-const UPSTREAM_PORT: u16 = 5353;
-
 struct Bench {
     object: ObjectFile,
     loaded: Loaded,
@@ -92,26 +90,6 @@ impl Bench {
     }
 }
 
-fn query(id: u16, name: &str) -> Packet {
-    Packet::udp(
-        CLIENT,
-        CLIENT_PORT,
-        RESOLVER,
-        DOCKERD_UDP,
-        dns_query(id, name),
-    )
-}
-
-fn upstream_reply(id: u16, name: &str) -> Packet {
-    Packet::udp(
-        UPSTREAM,
-        UPSTREAM_PORT,
-        CONTAINER,
-        CLIENT_PORT,
-        dns_answer(id, name),
-    )
-}
-
 /// An answer on lo as it reaches the query program: from the resolver's address and dockerd's
 /// port (restored by the reply program) or port 53 (dockerd's own, after conntrack's un-DNAT).
 fn lo_answer(id: u16, name: &str, sport: u16) -> Packet {
@@ -123,14 +101,14 @@ fn lo_answer(id: u16, name: &str, sport: u16) -> Packet {
 fn without_a_watcher_nothing_is_written() {
     require_root();
     let mut b = Bench::new(0);
-    let (ret, _) = b.run(QUERY_SECTION, &query(1, "example.com").bytes());
+    let (ret, _) = b.run(QUERY_SECTION, &query_packet(1, "example.com").bytes());
     assert_eq!(ret, TC_ACT_REDIRECT);
-    b.run(REPLY_SECTION, &upstream_reply(1, "example.com").bytes());
+    b.run(REPLY_SECTION, &reply_packet(1, "example.com").bytes());
     b.run(
         QUERY_SECTION,
         &lo_answer(1, "example.com", DOCKERD_UDP).bytes(),
     );
-    b.run(QUERY_SECTION, &query(2, "c2").bytes());
+    b.run(QUERY_SECTION, &query_packet(2, "c2").bytes());
     b.run(QUERY_SECTION, &lo_answer(2, "c2", 53).bytes());
     assert_eq!(b.ring.pending(), 0, "the ring buffer stays empty");
 
@@ -140,11 +118,11 @@ fn without_a_watcher_nothing_is_written() {
         refreshed_ns: monotonic_ns() - WATCH_LEASE_NS - 1_000_000,
         ..Default::default()
     });
-    b.run(QUERY_SECTION, &query(3, "example.com").bytes());
+    b.run(QUERY_SECTION, &query_packet(3, "example.com").bytes());
     assert_eq!(b.ring.pending(), 0, "a stale flag writes nothing");
     // A cleared flag too.
     b.set_watch(WatchControl::default());
-    b.run(QUERY_SECTION, &query(4, "example.com").bytes());
+    b.run(QUERY_SECTION, &query_packet(4, "example.com").bytes());
     assert_eq!(b.ring.pending(), 0);
     assert!(b.events().is_empty());
 }
@@ -156,13 +134,10 @@ fn with_a_watcher_each_query_and_answer_is_one_event_byte_for_byte() {
     let mut b = Bench::new(0);
     b.watch();
     let before = monotonic_ns();
-    let q = query(0x1234, "example.com");
+    let q = query_packet(0x1234, "example.com");
     assert_eq!(b.run(QUERY_SECTION, &q.bytes()).0, TC_ACT_REDIRECT);
     // The reply program writes nothing: its restored answer is seen again on lo.
-    let (ret, restored) = b.run(
-        REPLY_SECTION,
-        &upstream_reply(0x1234, "example.com").bytes(),
-    );
+    let (ret, restored) = b.run(REPLY_SECTION, &reply_packet(0x1234, "example.com").bytes());
     assert_eq!(ret, TC_ACT_REDIRECT);
     assert_eq!(
         b.ring.pending(),
@@ -170,7 +145,7 @@ fn with_a_watcher_each_query_and_answer_is_one_event_byte_for_byte() {
         "one record so far"
     );
     assert_eq!(b.run(QUERY_SECTION, &restored).0, TC_ACT_UNSPEC);
-    let single = query(0x0505, "c2");
+    let single = query_packet(0x0505, "c2");
     assert_eq!(b.run(QUERY_SECTION, &single.bytes()).0, TC_ACT_UNSPEC);
     let own = lo_answer(0x0505, "c2", 53);
     assert_eq!(b.run(QUERY_SECTION, &own.bytes()).0, TC_ACT_UNSPEC);
@@ -250,7 +225,7 @@ fn names_up_to_255_bytes_are_carried_whole_and_long_answers_are_cut_at_512() {
     let mut b = Bench::new(0);
     b.watch();
     let name = name_of_wire_len(255);
-    let q = query(9, &name);
+    let q = query_packet(9, &name);
     assert_eq!(q.payload.len(), 12 + 255 + 4);
     assert_eq!(b.run(QUERY_SECTION, &q.bytes()).0, TC_ACT_REDIRECT);
     // An answer longer than a record holds: the first EVENT_DATA_MAX bytes, and its length.
@@ -319,7 +294,10 @@ fn a_full_ring_counts_what_it_lost_and_redirects_anyway() {
     let per_record = (EVENT_SIZE + 8) as u32;
     let fit = EVENTS_RING_SIZE / per_record;
     for i in 0..fit + 5 {
-        let (ret, _) = b.run(QUERY_SECTION, &query(i as u16, "example.com").bytes());
+        let (ret, _) = b.run(
+            QUERY_SECTION,
+            &query_packet(i as u16, "example.com").bytes(),
+        );
         assert_eq!(ret, TC_ACT_REDIRECT);
     }
     assert_eq!(b.lost(), 5);

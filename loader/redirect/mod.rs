@@ -178,24 +178,12 @@ pub fn change_namespace<T: Send>(
     log(format!(
         "holding the lock on the namespace of {target} (waited {} ms; CLOCK_MONOTONIC {:.6} s)",
         asked.elapsed().as_millis(),
-        monotonic_seconds()
+        sys::monotonic_ns() as f64 / 1e9
     ));
     netns::run_with(target, ns, || {
         let mut nl = Netlink::open().context(|| "opening an rtnetlink socket".into())?;
         work(&mut nl, log)
     })
-}
-
-/// The system-wide monotonic clock: comparable between processes (the lock line of --verbose
-/// orders the holders).
-fn monotonic_seconds() -> f64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec we own.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
 }
 
 /// One of the interface's tc hooks, as messages name it.

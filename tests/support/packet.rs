@@ -209,3 +209,28 @@ pub fn dns_answer(id: u16, name: &str) -> Vec<u8> {
     let answer = Ipv4Addr::new(203, 0, 113, 7);
     dns::build_answer(&dns_query(id, name), answer, &Default::default()).expect("a query")
 }
+
+/// The test upstream's DNS port (not 53, so that a port rewrite shows in every test).
+pub const UPSTREAM_PORT: u16 = 5353;
+
+/// The client's query for `name` as lo ingress sees it: to dockerd's UDP port after Docker's DNAT.
+pub fn query_packet(id: u16, name: &str) -> Packet {
+    Packet::udp(
+        CLIENT,
+        CLIENT_PORT,
+        RESOLVER,
+        DOCKERD_UDP,
+        dns_query(id, name),
+    )
+}
+
+/// The upstream's answer to [`query_packet`] as the interface's ingress sees it.
+pub fn reply_packet(id: u16, name: &str) -> Packet {
+    Packet::udp(
+        UPSTREAM,
+        UPSTREAM_PORT,
+        CONTAINER,
+        CLIENT_PORT,
+        dns_answer(id, name),
+    )
+}

@@ -81,4 +81,4 @@ pub fn assert_redirected(loaded: &Loaded, section: &str, frame: &[u8], what: &st
     out
 }
 
-pub use dnsredir::watch::monotonic_ns;
+pub use dnsredir::bpf::sys::monotonic_ns;
