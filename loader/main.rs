@@ -16,7 +16,7 @@ fn summary(request: &AttachRequest, a: &Attached) -> String {
         if !a.nameservers.is_empty() {
             to.push(format!(
                 "DNS to the nameservers {} now goes to {}",
-                redirect::nameservers::list(&a.nameservers),
+                dnsredir::target::list(&a.nameservers),
                 layout::upstream_of(&a.config)
             ));
         }
@@ -24,7 +24,7 @@ fn summary(request: &AttachRequest, a: &Attached) -> String {
             Some(up6) if !a.nameservers6.is_empty() => {
                 to.push(format!(
                     "DNS to the IPv6 nameservers {} now goes to {up6}",
-                    redirect::nameservers::list(&a.nameservers6)
+                    dnsredir::target::list(&a.nameservers6)
                 ));
                 String::new()
             }

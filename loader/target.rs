@@ -310,11 +310,11 @@ impl PortSource {
     }
 }
 
-/// Ports as "1, 2, 3".
-pub fn list(ports: &[u16]) -> String {
-    ports
+/// Values as "8.8.8.8:53, 8.8.4.4:53", "[fd00::53]:53" or "41000, 41552".
+pub fn list<A: std::fmt::Display>(values: &[A]) -> String {
+    values
         .iter()
-        .map(u16::to_string)
+        .map(A::to_string)
         .collect::<Vec<_>>()
         .join(", ")
 }

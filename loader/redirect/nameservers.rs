@@ -40,7 +40,7 @@ pub fn attach_in(
         "{} is ifindex {} with address {container_addr}; nameservers taken over: {}",
         request.interface,
         iface.ifindex,
-        list(nameservers)
+        target::list(nameservers)
     ));
     if nameservers.contains(&request.upstream) {
         return Err(Error::Upstream(format!(
@@ -169,7 +169,7 @@ fn ipv6_side(
     log(format!(
         "{}'s IPv6 address {source}; IPv6 nameservers taken over: {}",
         request.interface,
-        list(&nameservers)
+        target::list(&nameservers)
     ));
     if *upstream.ip() == source {
         return Err(Error::Upstream(format!(
@@ -201,13 +201,4 @@ fn ipv6_side(
         }),
         None,
     ))
-}
-
-/// Addresses as "8.8.8.8:53, 8.8.4.4:53" or "[fd00::53]:53, [fd00::54]:53".
-pub fn list<A: std::fmt::Display>(addrs: &[A]) -> String {
-    addrs
-        .iter()
-        .map(A::to_string)
-        .collect::<Vec<_>>()
-        .join(", ")
 }
