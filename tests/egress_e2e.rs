@@ -9,55 +9,27 @@ use std::time::Duration;
 mod support;
 use support::cni::{Cni, OTHER_PORT};
 use support::netns::{ns_run, run, Netns};
-use support::{run_dnsredir, serial};
+use support::{require_root, run_dnsredir, serial};
 
 const TIMEOUT: Duration = Duration::from_secs(2);
-
-fn root() {
-    assert!(
-        unsafe { libc::geteuid() } == 0,
-        "this test needs root: network namespaces, bpf(2)"
-    );
-}
 
 #[test]
 #[ignore = "needs root: network namespaces, bpf(2)"]
 fn nameserver_queries_are_answered_by_the_upstream_until_detach() {
-    root();
-    let _serial = serial();
     let net = Cni::new();
-    let ns = SocketAddrV4::new(net.ns_addr, 53);
-    let up = SocketAddrV4::new(net.up_addr, 53);
-    let other = SocketAddrV4::new(net.ns_addr, OTHER_PORT);
-    for tcp in [false, true] {
-        assert_eq!(
-            net.ask(ns, tcp),
-            vec![net.nameserver.answer()],
-            "before attach"
-        );
-    }
+    let ns = net.ns;
+    let other = SocketAddrV4::new(*ns.ip(), OTHER_PORT);
+    net.assert_answers(ns, net.nameserver.answer(), "before attach");
 
-    let (code, out, err) =
-        net.dnsredir(&["--resolver", &ns.to_string(), "--upstream", &up.to_string()]);
-    assert_eq!(code, 0, "attach: {out}{err}");
+    let (out, _) = net.attach(&[]);
     assert!(out.contains("nameservers"), "{out}");
-    for tcp in [false, true] {
-        assert_eq!(
-            net.ask(ns, tcp),
-            vec![net.upstream.answer()],
-            "tcp {tcp}: the upstream answers"
-        );
-        assert_eq!(
-            net.ask(other, tcp),
-            vec![net.other_port.answer()],
-            "another port is untouched"
-        );
-        assert_eq!(
-            net.ask(up, tcp),
-            vec![net.upstream.answer()],
-            "direct queries to the upstream"
-        );
-    }
+    net.assert_answers(ns, net.upstream.answer(), "the upstream answers");
+    net.assert_answers(other, net.other_port.answer(), "another port is untouched");
+    net.assert_answers(
+        net.up,
+        net.upstream.answer(),
+        "direct queries to the upstream",
+    );
     let before = net.nameserver.queries();
 
     let (code, status, err) = net.dnsredir(&["--status", "--json"]);
@@ -73,16 +45,9 @@ fn nameserver_queries_are_answered_by_the_upstream_until_detach() {
     assert!(text.contains("IPv6 DNS: not redirected"), "{text}");
     assert!(text.contains("eth0 egress: attached"), "{text}");
 
-    let (code, out, err) = net.dnsredir(&["--detach"]);
-    assert_eq!(code, 0, "detach: {out}{err}");
+    let out = net.detach();
     assert!(out.contains("2 filters removed"), "{out}");
-    for tcp in [false, true] {
-        assert_eq!(
-            net.ask(ns, tcp),
-            vec![net.nameserver.answer()],
-            "after detach"
-        );
-    }
+    net.assert_answers(ns, net.nameserver.answer(), "after detach");
     assert_eq!(
         net.nameserver.queries(),
         before + 2,
@@ -93,10 +58,8 @@ fn nameserver_queries_are_answered_by_the_upstream_until_detach() {
 #[test]
 #[ignore = "needs root: network namespaces, bpf(2)"]
 fn nameservers_must_be_named_with_netns_and_reached_through_the_interface() {
-    root();
-    let _serial = serial();
     let net = Cni::new();
-    let up = SocketAddrV4::new(net.up_addr, 53).to_string();
+    let up = net.up.to_string();
     let (code, out, err) = net.dnsredir(&["--upstream", &up]);
     assert_eq!(code, 1, "{out}{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
@@ -106,22 +69,16 @@ fn nameservers_must_be_named_with_netns_and_reached_through_the_interface() {
     // A nameserver reached through another interface cannot be taken on eth0's egress.
     let c = &net.ctr.name;
     // (A veth pair inside the namespace: this kernel may have no dummy interfaces.)
-    let sh = |argv: &[&str]| run(argv).unwrap_or_else(|e| panic!("{e}"));
-    sh(&[
-        "ip", "-n", c, "link", "add", "side0", "type", "veth", "peer", "name", "side1",
-    ]);
-    sh(&[
-        "ip",
-        "-n",
-        c,
-        "addr",
-        "add",
-        "10.217.0.2/24",
-        "dev",
-        "side0",
-    ]);
-    sh(&["ip", "-n", c, "link", "set", "side1", "up"]);
-    sh(&["ip", "-n", c, "link", "set", "side0", "up"]);
+    for cmd in [
+        "link add side0 type veth peer name side1",
+        "addr add 10.217.0.2/24 dev side0",
+        "link set side1 up",
+        "link set side0 up",
+    ] {
+        let mut argv = vec!["ip", "-n", c];
+        argv.extend(cmd.split_whitespace());
+        run(&argv).unwrap_or_else(|e| panic!("{e}"));
+    }
     let (code, out, err) = net.dnsredir(&["--upstream", &up, "--resolver", "10.217.0.53"]);
     assert_eq!(code, 1, "{out}{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
@@ -150,7 +107,7 @@ fn host_filters() -> String {
 #[test]
 #[ignore = "needs root: network namespaces, bpf(2)"]
 fn a_pid_in_the_hosts_namespace_is_refused_before_anything_is_attached() {
-    root();
+    require_root();
     let _serial = serial();
     assert!(
         !host_filters().contains("dnsredir"),
@@ -250,23 +207,19 @@ fn egress_filters(ns: &str) -> usize {
 #[test]
 #[ignore = "needs root: network namespaces, bpf(2)"]
 fn with_pid_the_nameservers_come_from_its_resolv_conf() {
-    root();
-    let _serial = serial();
     let net = Cni::new();
-    let ns = SocketAddrV4::new(net.ns_addr, 53);
+    let ns = net.ns;
     let resolv = format!(
         "search example.net\nnameserver {}\nnameserver 2001:db8::53\n",
-        net.ns_addr
+        ns.ip()
     );
     let p = CtrProcess::start(&net.ctr, &resolv);
-    let up = net.up_addr.to_string();
+    let up = net.up.ip().to_string();
     let (code, out, err) = run_dnsredir(&["--pid", &p.pid(), "--upstream", &up]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains(&format!("the nameservers {ns}")), "{out}");
     assert_eq!(egress_filters(&net.ctr.name), 1);
-    for tcp in [false, true] {
-        assert_eq!(net.ask(ns, tcp), vec![net.upstream.answer()], "tcp {tcp}");
-    }
+    net.assert_answers(ns, net.upstream.answer(), "the upstream answers");
     let (code, out, err) = run_dnsredir(&["--pid", &p.pid(), "--detach"]);
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(net.ask(ns, false), vec![net.nameserver.answer()]);
@@ -275,11 +228,9 @@ fn with_pid_the_nameservers_come_from_its_resolv_conf() {
 #[test]
 #[ignore = "needs root: network namespaces, bpf(2)"]
 fn a_loopback_nameserver_in_resolv_conf_is_refused() {
-    root();
-    let _serial = serial();
     let net = Cni::new();
     let p = CtrProcess::start(&net.ctr, "nameserver 127.0.0.53\noptions edns0\n");
-    let up = net.up_addr.to_string();
+    let up = net.up.ip().to_string();
     let (code, out, err) = run_dnsredir(&["--pid", &p.pid(), "--upstream", &up]);
     assert_eq!(code, 1, "{out}{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
@@ -290,9 +241,8 @@ fn a_loopback_nameserver_in_resolv_conf_is_refused() {
 #[test]
 #[ignore = "needs root: network namespaces, bpf(2)"]
 fn switching_paths_replaces_the_other_paths_filters() {
-    root();
     // DockerLikeNet takes the serialization lock itself.
-    let net = support::DockerLikeNet::new();
+    let net = support::redirect::docker_like_net();
     let ctr = net.ctr_ns.clone();
     net.attach(&[]);
     assert_eq!(net.dnsredir_filters("lo"), 1);
