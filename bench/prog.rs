@@ -105,7 +105,52 @@ struct Case<'a> {
     then: Option<(&'a OwnedFd, Vec<Vec<u8>>)>,
 }
 
-impl Case<'_> {
+impl<'a> Case<'a> {
+    /// `prog` timed alone on `packets`, every call to return `expect`.
+    fn new(name: impl Into<String>, prog: &'a OwnedFd, packets: Vec<Vec<u8>>, expect: u32) -> Self {
+        Case {
+            name: name.into(),
+            prog,
+            packets,
+            expect,
+            before: None,
+            after: None,
+            watcher: None,
+            then: None,
+        }
+    }
+
+    /// Packets the program is to redirect (TC_ACT_REDIRECT).
+    fn redirected(name: impl Into<String>, prog: &'a OwnedFd, packets: Vec<Vec<u8>>) -> Self {
+        Case::new(name, prog, packets, TC_ACT_REDIRECT)
+    }
+
+    /// A packet the program is to pass on untouched (TC_ACT_UNSPEC): what saying no costs.
+    fn passed(name: impl Into<String>, prog: &'a OwnedFd, packet: Vec<u8>) -> Self {
+        Case::new(name, prog, vec![packet], TC_ACT_UNSPEC)
+    }
+
+    fn before(self, prog: &'a OwnedFd, packets: Vec<Vec<u8>>) -> Self {
+        Case {
+            before: Some((prog, packets)),
+            ..self
+        }
+    }
+
+    fn after(self, prog: &'a OwnedFd, packets: Vec<Vec<u8>>) -> Self {
+        Case {
+            after: Some((prog, packets)),
+            ..self
+        }
+    }
+
+    fn then(self, prog: &'a OwnedFd, packets: Vec<Vec<u8>>) -> Self {
+        Case {
+            then: Some((prog, packets)),
+            ..self
+        }
+    }
+
     /// Timed program runs per call: what to subtract of the floor program.
     fn runs(&self) -> f64 {
         if self.then.is_some() {
@@ -241,134 +286,72 @@ fn cases<'a>(
     let ids = 0..IDS;
     let queries: Vec<Vec<u8>> = ids.clone().map(query_packet).collect();
     let edns_queries: Vec<Vec<u8>> = ids.clone().map(edns_query_packet).collect();
+    let lo_answers: Vec<Vec<u8>> = ids.clone().map(lo_answer_packet).collect();
     let replies: Vec<Vec<u8>> = ids.map(reply_packet).collect();
+    let other_port_query = Packet::udp(
+        CLIENT,
+        CLIENT_PORT,
+        RESOLVER,
+        DOCKERD_UDP + 1,
+        dns_query(1, "www.example.com"),
+    );
+    let other_port_answer = Packet::udp(
+        UPSTREAM,
+        UPSTREAM_PORT + 1,
+        CONTAINER,
+        CLIENT_PORT,
+        dns_answer(1, "www.example.com"),
+    );
     vec![
-        Case {
-            name: format!("query redirected{label}"),
-            prog: query_prog,
-            packets: queries.clone(),
-            expect: TC_ACT_REDIRECT,
-            before: None,
-            after: Some((reply_prog, replies.clone())),
-            watcher,
-            then: None,
-        },
-        Case {
-            name: format!("query redirected, EDNS 4096 clamped{label}"),
-            prog: query_prog,
-            packets: edns_queries,
-            expect: TC_ACT_REDIRECT,
-            before: None,
-            after: Some((reply_prog, replies.clone())),
-            watcher,
-            then: None,
-        },
-        Case {
-            name: format!("reply restored{label}"),
-            prog: reply_prog,
-            packets: replies.clone(),
-            expect: TC_ACT_REDIRECT,
-            before: Some((query_prog, queries.clone())),
-            after: None,
-            watcher,
-            then: None,
-        },
-        Case {
-            name: format!("answered query (query + reply){label}"),
-            prog: query_prog,
-            packets: queries.clone(),
-            expect: TC_ACT_REDIRECT,
-            before: None,
-            after: None,
-            then: Some((reply_prog, replies)),
-            watcher,
-        },
-        Case {
-            // no replies: every query replaces a flow of the same key left by an earlier one
-            name: format!("query redirected, unanswered{label}"),
-            prog: query_prog,
-            packets: queries,
-            expect: TC_ACT_REDIRECT,
-            before: None,
-            after: None,
-            watcher,
-            then: None,
-        },
-        Case {
-            name: format!("answer on lo (restored), lo prog{label}"),
-            prog: query_prog,
-            packets: (0..IDS).map(lo_answer_packet).collect(),
-            expect: TC_ACT_UNSPEC,
-            before: None,
-            after: None,
-            watcher,
-            then: None,
-        },
-        Case {
-            name: format!("non-DNS TCP:443, lo prog{label}"),
-            prog: query_prog,
-            packets: vec![https_packet(true)],
-            expect: TC_ACT_UNSPEC,
-            before: None,
-            after: None,
-            watcher,
-            then: None,
-        },
-        Case {
-            name: format!("non-DNS TCP:443, eth0 prog{label}"),
-            prog: reply_prog,
-            packets: vec![https_packet(false)],
-            expect: TC_ACT_UNSPEC,
-            before: None,
-            after: None,
-            watcher,
-            then: None,
-        },
-        Case {
-            name: format!("ARP, eth0 prog{label}"),
-            prog: reply_prog,
-            packets: vec![arp_packet()],
-            expect: TC_ACT_UNSPEC,
-            before: None,
-            after: None,
-            watcher,
-            then: None,
-        },
-        Case {
-            name: format!("UDP other port, lo prog{label}"),
-            prog: query_prog,
-            packets: vec![Packet::udp(
-                CLIENT,
-                CLIENT_PORT,
-                RESOLVER,
-                DOCKERD_UDP + 1,
-                dns_query(1, "www.example.com"),
-            )
-            .bytes()],
-            expect: TC_ACT_UNSPEC,
-            before: None,
-            after: None,
-            watcher,
-            then: None,
-        },
-        Case {
-            name: format!("UDP other port, eth0 prog{label}"),
-            prog: reply_prog,
-            packets: vec![Packet::udp(
-                UPSTREAM,
-                UPSTREAM_PORT + 1,
-                CONTAINER,
-                CLIENT_PORT,
-                dns_answer(1, "www.example.com"),
-            )
-            .bytes()],
-            expect: TC_ACT_UNSPEC,
-            before: None,
-            after: None,
-            watcher,
-            then: None,
-        },
+        Case::redirected("query redirected", query_prog, queries.clone())
+            .after(reply_prog, replies.clone()),
+        Case::redirected(
+            "query redirected, EDNS 4096 clamped",
+            query_prog,
+            edns_queries,
+        )
+        .after(reply_prog, replies.clone()),
+        Case::redirected("reply restored", reply_prog, replies.clone())
+            .before(query_prog, queries.clone()),
+        Case::redirected(
+            "answered query (query + reply)",
+            query_prog,
+            queries.clone(),
+        )
+        .then(reply_prog, replies),
+        // no replies: every query replaces a flow of the same key left by an earlier one
+        Case::redirected("query redirected, unanswered", query_prog, queries),
+        Case::new(
+            "answer on lo (restored), lo prog",
+            query_prog,
+            lo_answers,
+            TC_ACT_UNSPEC,
+        ),
+        Case::passed("non-DNS TCP:443, lo prog", query_prog, https_packet(true)),
+        Case::passed(
+            "non-DNS TCP:443, eth0 prog",
+            reply_prog,
+            https_packet(false),
+        ),
+        Case::passed("ARP, eth0 prog", reply_prog, arp_packet()),
+        Case::passed(
+            "UDP other port, lo prog",
+            query_prog,
+            other_port_query.bytes(),
+        ),
+        Case::passed(
+            "UDP other port, eth0 prog",
+            reply_prog,
+            other_port_answer.bytes(),
+        ),
     ]
+    .into_iter()
+    .map(|c| Case {
+        name: format!("{}{label}", c.name),
+        watcher,
+        ..c
+    })
+    .collect()
 }
 
 /// The C reference of the seed's programs (bench/seed/seed.c): its `seed_config` global, as
@@ -446,37 +429,19 @@ fn seed_cases<'a>(label: &str, query_prog: &'a OwnedFd, reply_prog: &'a OwnedFd)
     let queries: Vec<Vec<u8>> = (0..IDS).map(query_packet).collect();
     let replies: Vec<Vec<u8>> = (0..IDS).map(reply_packet).collect();
     vec![
-        Case {
-            name: format!("seed C{label}: query redirected"),
-            prog: query_prog,
-            packets: queries.clone(),
-            expect: TC_ACT_REDIRECT,
-            before: None,
-            after: Some((reply_prog, replies.clone())),
-            then: None,
-            watcher: None,
-        },
-        Case {
-            name: format!("seed C{label}: reply restored"),
-            prog: reply_prog,
-            packets: replies.clone(),
-            expect: TC_ACT_REDIRECT,
-            before: Some((query_prog, queries.clone())),
-            after: None,
-            then: None,
-            watcher: None,
-        },
-        Case {
-            name: format!("seed C{label}: answered query (query + reply)"),
-            prog: query_prog,
-            packets: queries,
-            expect: TC_ACT_REDIRECT,
-            before: None,
-            after: None,
-            then: Some((reply_prog, replies)),
-            watcher: None,
-        },
+        Case::redirected("query redirected", query_prog, queries.clone())
+            .after(reply_prog, replies.clone()),
+        Case::redirected("reply restored", reply_prog, replies.clone())
+            .before(query_prog, queries.clone()),
+        Case::redirected("answered query (query + reply)", query_prog, queries)
+            .then(reply_prog, replies),
     ]
+    .into_iter()
+    .map(|c| Case {
+        name: format!("seed C{label}: {}", c.name),
+        ..c
+    })
+    .collect()
 }
 
 /// The nameserver the nameservers path takes over in [`egress_cases`].
@@ -499,26 +464,20 @@ fn egress_cases<'a>(egress_prog: &'a OwnedFd, reply_prog: &'a OwnedFd) -> Vec<Ca
         .collect();
     let replies: Vec<Vec<u8>> = (0..IDS).map(reply_packet).collect();
     vec![
-        Case {
-            name: "nameservers path: query redirected on egress".into(),
-            prog: egress_prog,
-            packets: queries.clone(),
-            expect: TC_ACT_UNSPEC,
-            before: None,
-            after: Some((reply_prog, replies.clone())),
-            watcher: None,
-            then: None,
-        },
-        Case {
-            name: "nameservers path: reply restored in place".into(),
-            prog: reply_prog,
-            packets: replies,
-            expect: TC_ACT_UNSPEC,
-            before: Some((egress_prog, queries)),
-            after: None,
-            watcher: None,
-            then: None,
-        },
+        Case::new(
+            "nameservers path: query redirected on egress",
+            egress_prog,
+            queries.clone(),
+            TC_ACT_UNSPEC,
+        )
+        .after(reply_prog, replies.clone()),
+        Case::new(
+            "nameservers path: reply restored in place",
+            reply_prog,
+            replies,
+            TC_ACT_UNSPEC,
+        )
+        .before(egress_prog, queries),
     ]
 }
 
@@ -740,16 +699,12 @@ fn per_packet(args: &[String]) -> Result<(), String> {
         prog(&without, QUERY_SECTION)?,
         prog(&without, REPLY_SECTION)?,
     );
-    let mut all_cases = vec![Case {
-        name: "floor (r0 = 0; exit)".into(),
-        prog: &floor,
-        packets: vec![query_packet(1)],
-        expect: 0,
-        before: None,
-        after: None,
-        watcher: None,
-        then: None,
-    }];
+    let mut all_cases = vec![Case::new(
+        "floor (r0 = 0; exit)",
+        &floor,
+        vec![query_packet(1)],
+        0,
+    )];
     all_cases.extend(cases("", wq, wr, None));
     all_cases.extend(cases(", no counters", nq, nr, None));
     if let Some(w) = &watcher {
@@ -786,16 +741,11 @@ fn per_packet(args: &[String]) -> Result<(), String> {
     }
     for (label, loaded) in &with_rules {
         let (q, r) = (prog(loaded, QUERY_SECTION)?, prog(loaded, REPLY_SECTION)?);
-        all_cases.push(Case {
-            name: format!("query redirected, {label}"),
-            prog: q,
-            packets: (0..IDS).map(query_packet).collect(),
-            expect: TC_ACT_REDIRECT,
-            before: None,
-            after: Some((r, (0..IDS).map(reply_packet).collect())),
-            watcher: None,
-            then: None,
-        });
+        let queries = (0..IDS).map(query_packet).collect();
+        let replies = (0..IDS).map(reply_packet).collect();
+        all_cases.push(
+            Case::redirected(format!("query redirected, {label}"), q, queries).after(r, replies),
+        );
     }
     let seed = o.seed_object.as_deref().map(load_seed).transpose()?;
     if let Some(seed) = &seed {

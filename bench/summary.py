@@ -22,6 +22,28 @@ def verdict(ok):
     return "–" if ok is None else ("met" if ok else "**missed**")
 
 
+def tsv(path):
+    """The rows of a tab-separated file with a header line; none if this run did not write it."""
+    if not path.exists():
+        return []
+    with path.open() as f:
+        return list(csv.DictReader(f, delimiter="\t"))
+
+
+def attached_runs(before, after):
+    """(runs, ns per run) of each program in `prog-stats` output `after` (in its order), less
+    what `before` counted; None if this run did not write both files."""
+    if not (before.exists() and after.exists()):
+        return None
+    b = {l.split()[0]: l.split()[1:] for l in before.read_text().splitlines() if l.strip()}
+    runs = []
+    for pid, cnt, ns in (l.split() for l in after.read_text().splitlines() if l.strip()):
+        c0, n0 = (int(x) for x in b.get(pid, ["0", "0"]))
+        n = int(cnt) - c0
+        runs.append((n, (int(ns) - n0) / n if n else None))
+    return runs
+
+
 def kv(path):
     d = {}
     if path.exists():
@@ -108,10 +130,8 @@ if pp.exists():
     p("")
 
 # ---------------------------------------------------------------- end to end
-res = out / "results.tsv"
-if res.exists():
-    with res.open() as f:
-        data = list(csv.DictReader(f, delimiter="\t"))
+data = tsv(out / "results.tsv")
+if data:
     for r in data:
         for k in ["qps", "sent", "completed", "lost", "cpu_us_per_answer", "responder_cpu_pct", "procs_us_per_answer"]:
             r[k] = float(r.get(k) or 0)
@@ -194,96 +214,85 @@ if res.exists():
         p("")
 
 # ---------------------------------------------------------------- the nameservers path
-if res.exists():
-    ns = [r for r in data if r["setting"] == "nameservers"]
-    if ns:
-        sat = [r for r in ns if r["mode"] == "saturation" and r["path"] in ("direct", "dnsredir")]
-        fixed = [r for r in ns if r["mode"] == "fixed"]
-        by = {}
-        for r in sat:
-            by.setdefault(r["round"], {})[r["path"]] = r
-        qps_ratios = [v["dnsredir"]["qps"] / v["direct"]["qps"] for v in by.values() if len(v) == 2]
-        cpu_ratios = [v["dnsredir"]["cpu_us_per_answer"] / v["direct"]["cpu_us_per_answer"]
-                      for v in by.values() if len(v) == 2]
-        procs_ratios = [v["dnsredir"]["procs_us_per_answer"] / v["direct"]["procs_us_per_answer"]
-                        for v in by.values() if len(v) == 2 and v["direct"]["procs_us_per_answer"] > 0]
-        d = {int(r["round"]): r for r in fixed if r["path"] == "direct"}
-        fixed_ratios, fixed_procs = [], []
-        for r in fixed:
-            k = int(r["round"])
-            if r["path"] == "dnsredir" and k - 1 in d and k in d:
-                base = (d[k - 1]["cpu_us_per_answer"] + d[k]["cpu_us_per_answer"]) / 2
-                fixed_ratios.append(r["cpu_us_per_answer"] / base)
-                pbase = (d[k - 1]["procs_us_per_answer"] + d[k]["procs_us_per_answer"]) / 2
-                if pbase > 0:
-                    fixed_procs.append(r["procs_us_per_answer"] / pbase)
-        p("## End to end: the nameservers path (CNI-style namespace, no NAT; `--resolver NS --upstream UP`)")
+ns = [r for r in data if r["setting"] == "nameservers"]
+if ns:
+    sat = [r for r in ns if r["mode"] == "saturation" and r["path"] in ("direct", "dnsredir")]
+    fixed = [r for r in ns if r["mode"] == "fixed"]
+    by = {}
+    for r in sat:
+        by.setdefault(r["round"], {})[r["path"]] = r
+    qps_ratios = [v["dnsredir"]["qps"] / v["direct"]["qps"] for v in by.values() if len(v) == 2]
+    cpu_ratios = [v["dnsredir"]["cpu_us_per_answer"] / v["direct"]["cpu_us_per_answer"]
+                  for v in by.values() if len(v) == 2]
+    procs_ratios = [v["dnsredir"]["procs_us_per_answer"] / v["direct"]["procs_us_per_answer"]
+                    for v in by.values() if len(v) == 2 and v["direct"]["procs_us_per_answer"] > 0]
+    d = {int(r["round"]): r for r in fixed if r["path"] == "direct"}
+    fixed_ratios, fixed_procs = [], []
+    for r in fixed:
+        k = int(r["round"])
+        if r["path"] == "dnsredir" and k - 1 in d and k in d:
+            base = (d[k - 1]["cpu_us_per_answer"] + d[k]["cpu_us_per_answer"]) / 2
+            fixed_ratios.append(r["cpu_us_per_answer"] / base)
+            pbase = (d[k - 1]["procs_us_per_answer"] + d[k]["procs_us_per_answer"]) / 2
+            if pbase > 0:
+                fixed_procs.append(r["procs_us_per_answer"] / pbase)
+    p("## End to end: the nameservers path (CNI-style namespace, no NAT; `--resolver NS --upstream UP`)")
+    p("")
+    p(f"Saturation (dnsperf -c 20, {len(by)} interleaved rounds, medians; CPU per answered query):")
+    p("")
+    p("| path | q/s | CPU µs per answer, whole machine | CPU µs per answer, dnsperf + responder | lost (all rounds) |")
+    p("|---|---|---|---|---|")
+    lab = {"direct": "dnsperf → the upstream directly", "dnsredir": "dnsperf → the nameserver, taken over by dnsredir"}
+    for path in ["direct", "dnsredir"]:
+        rs_ = [r for r in sat if r["path"] == path]
+        p(f"| {lab[path]} | {fmt(med([r['qps'] for r in rs_]))} | {fmt(med([r['cpu_us_per_answer'] for r in rs_]), '.2f')} | "
+          f"{fmt(med([r['procs_us_per_answer'] for r in rs_]), '.2f')} | {int(sum(r['lost'] for r in rs_))} |")
+    qr, cr, pr = med(qps_ratios), med(cpu_ratios), med(procs_ratios)
+    p(f"| ratio dnsredir ÷ direct, same round | {fmt(qr, '.3f')} | {fmt(cr, '.3f')} | {fmt(pr, '.3f')} | |")
+    p("")
+    p(f"Per round: q/s {', '.join(f'{x:.3f}' for x in qps_ratios)}; whole-machine CPU "
+      f"{', '.join(f'{x:.3f}' for x in cpu_ratios)}; dnsperf + responder CPU {', '.join(f'{x:.3f}' for x in procs_ratios)}.")
+    p("")
+    p(f"Fixed rate (-Q {machine.get('fixed_qps', '?')}), CPU per answer: direct "
+      f"{fmt(med([r['cpu_us_per_answer'] for r in fixed if r['path'] == 'direct']), '.2f')} µs, dnsredir "
+      f"{fmt(med([r['cpu_us_per_answer'] for r in fixed if r['path'] == 'dnsredir']), '.2f')} µs; ratio to the "
+      f"direct runs around each: {', '.join(f'{x:.3f}' for x in fixed_ratios)} → median {fmt(med(fixed_ratios), '.3f')}; "
+      f"lost {int(sum(r['lost'] for r in fixed))}. dnsperf + responder CPU per answer: direct "
+      f"{fmt(med([r['procs_us_per_answer'] for r in fixed if r['path'] == 'direct']), '.2f')} µs, dnsredir "
+      f"{fmt(med([r['procs_us_per_answer'] for r in fixed if r['path'] == 'dnsredir']), '.2f')} µs; ratios "
+      f"{', '.join(f'{x:.3f}' for x in fixed_procs)} → median {fmt(med(fixed_procs), '.3f')}.")
+    p("")
+    lost_ns = int(sum(r["lost"] for r in ns if r["path"] == "dnsredir"))
+    attached = attached_runs(out / "ns-bpf-stats-before.txt", out / "ns-bpf-stats-after.txt")
+    if attached is not None:
+        p("Attached programs in one more dnsredir saturation run (kernel.bpf_stats_enabled; "
+          "`--status --json` order: interface ingress (reply), then egress (query)):")
         p("")
-        p(f"Saturation (dnsperf -c 20, {len(by)} interleaved rounds, medians; CPU per answered query):")
+        for name, (runs, per_run) in zip(["reply (eth0 ingress)", "query (eth0 egress)"], attached):
+            p(f"- {name}: {runs} runs, {fmt(per_run, '.0f')} ns per run")
         p("")
-        p("| path | q/s | CPU µs per answer, whole machine | CPU µs per answer, dnsperf + responder | lost (all rounds) |")
-        p("|---|---|---|---|---|")
-        lab = {"direct": "dnsperf → the upstream directly", "dnsredir": "dnsperf → the nameserver, taken over by dnsredir"}
-        for path in ["direct", "dnsredir"]:
-            rs_ = [r for r in sat if r["path"] == path]
-            p(f"| {lab[path]} | {fmt(med([r['qps'] for r in rs_]))} | {fmt(med([r['cpu_us_per_answer'] for r in rs_]), '.2f')} | "
-              f"{fmt(med([r['procs_us_per_answer'] for r in rs_]), '.2f')} | {int(sum(r['lost'] for r in rs_))} |")
-        qr, cr, pr = med(qps_ratios), med(cpu_ratios), med(procs_ratios)
-        p(f"| ratio dnsredir ÷ direct, same round | {fmt(qr, '.3f')} | {fmt(cr, '.3f')} | {fmt(pr, '.3f')} | |")
-        p("")
-        p(f"Per round: q/s {', '.join(f'{x:.3f}' for x in qps_ratios)}; whole-machine CPU "
-          f"{', '.join(f'{x:.3f}' for x in cpu_ratios)}; dnsperf + responder CPU {', '.join(f'{x:.3f}' for x in procs_ratios)}.")
-        p("")
-        p(f"Fixed rate (-Q {machine.get('fixed_qps', '?')}), CPU per answer: direct "
-          f"{fmt(med([r['cpu_us_per_answer'] for r in fixed if r['path'] == 'direct']), '.2f')} µs, dnsredir "
-          f"{fmt(med([r['cpu_us_per_answer'] for r in fixed if r['path'] == 'dnsredir']), '.2f')} µs; ratio to the "
-          f"direct runs around each: {', '.join(f'{x:.3f}' for x in fixed_ratios)} → median {fmt(med(fixed_ratios), '.3f')}; "
-          f"lost {int(sum(r['lost'] for r in fixed))}. dnsperf + responder CPU per answer: direct "
-          f"{fmt(med([r['procs_us_per_answer'] for r in fixed if r['path'] == 'direct']), '.2f')} µs, dnsredir "
-          f"{fmt(med([r['procs_us_per_answer'] for r in fixed if r['path'] == 'dnsredir']), '.2f')} µs; ratios "
-          f"{', '.join(f'{x:.3f}' for x in fixed_procs)} → median {fmt(med(fixed_procs), '.3f')}.")
-        p("")
-        lost_ns = int(sum(r["lost"] for r in ns if r["path"] == "dnsredir"))
-        sa, sb = out / "ns-bpf-stats-before.txt", out / "ns-bpf-stats-after.txt"
-        if sa.exists() and sb.exists():
-            b0 = {l.split()[0]: l.split()[1:] for l in sa.read_text().splitlines() if l.strip()}
-            p("Attached programs in one more dnsredir saturation run (kernel.bpf_stats_enabled; "
-              "`--status --json` order: interface ingress (reply), then egress (query)):")
-            p("")
-            for name, l in zip(["reply (eth0 ingress)", "query (eth0 egress)"],
-                               [l.split() for l in sb.read_text().splitlines() if l.strip()]):
-                c0, n0 = (int(x) for x in b0.get(l[0], ["0", "0"]))
-                runs = int(l[1]) - c0
-                p(f"- {name}: {runs} runs, {fmt((int(l[2]) - n0) / runs if runs else None, '.0f')} ns per run")
-            p("")
-        p("| goal | measured | verdict |")
-        p("|---|---|---|")
-        p(f"| saturation q/s ≥ 0.97 × direct | {fmt(qr, '.3f')} | {verdict(None if qr is None else qr >= 0.97)} |")
-        p(f"| (CPU per answer at saturation, whole machine, direct ÷ dnsredir ≥ 0.97) | {fmt(None if not cr else 1 / cr, '.3f')} | {verdict(None if not cr else 1 / cr >= 0.97)} |")
-        p(f"| (CPU per answer at saturation, dnsperf + responder, direct ÷ dnsredir ≥ 0.97) | {fmt(None if not pr else 1 / pr, '.3f')} | {verdict(None if not pr else 1 / pr >= 0.97)} |")
-        p(f"| 0 lost queries through dnsredir | {lost_ns} | {verdict(lost_ns == 0)} |")
-        p("")
+    p("| goal | measured | verdict |")
+    p("|---|---|---|")
+    p(f"| saturation q/s ≥ 0.97 × direct | {fmt(qr, '.3f')} | {verdict(None if qr is None else qr >= 0.97)} |")
+    p(f"| (CPU per answer at saturation, whole machine, direct ÷ dnsredir ≥ 0.97) | {fmt(None if not cr else 1 / cr, '.3f')} | {verdict(None if not cr else 1 / cr >= 0.97)} |")
+    p(f"| (CPU per answer at saturation, dnsperf + responder, direct ÷ dnsredir ≥ 0.97) | {fmt(None if not pr else 1 / pr, '.3f')} | {verdict(None if not pr else 1 / pr >= 0.97)} |")
+    p(f"| 0 lost queries through dnsredir | {lost_ns} | {verdict(lost_ns == 0)} |")
+    p("")
 
 # ---------------------------------------------------------------- profile: bpf_stats of attached programs
-before, after = out / "bpf-stats-before.txt", out / "bpf-stats-after.txt"
-if before.exists() and after.exists():
-    b = {l.split()[0]: l.split()[1:] for l in before.read_text().splitlines() if l.strip()}
-    a = [l.split() for l in after.read_text().splitlines() if l.strip()]
+attached = attached_runs(out / "bpf-stats-before.txt", out / "bpf-stats-after.txt")
+if attached is not None:
     p("## Attached programs under load (kernel.bpf_stats_enabled, one dnsredir saturation run)")
     p("")
     p("| program | runs | ns per run |")
     p("|---|---|---|")
-    for name, (pid, cnt, ns) in zip(["dnsredir_query (lo ingress)", "dnsredir_reply (eth0 ingress)"], a):
-        c0, n0 = (int(x) for x in b.get(pid, ["0", "0"]))
-        runs = int(cnt) - c0
-        p(f"| {name} | {runs} | {fmt((int(ns) - n0) / runs if runs else None, '.0f')} |")
+    for name, (runs, per_run) in zip(["dnsredir_query (lo ingress)", "dnsredir_reply (eth0 ingress)"], attached):
+        p(f"| {name} | {runs} | {fmt(per_run, '.0f')} |")
     p("")
 
 # ---------------------------------------------------------------- latency and sizes
-lat = out / "latency.tsv"
-if lat.exists():
-    with lat.open() as f:
-        rows = list(csv.DictReader(f, delimiter="\t"))
+rows = tsv(out / "latency.tsv")
+if rows:
     p("## Attach / detach latency (process start to filters in place and back; `exec-time`: fork to reaping)")
     p("")
     p("| setting | operation | runs | median ms | max ms | peak RSS kB (max) | goal | verdict |")

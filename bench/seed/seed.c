@@ -206,12 +206,21 @@ INLINE int rewrite(struct __sk_buff *skb, const struct pkt *p, __u32 saddr, __u3
 	return 0;
 }
 
+/* parse(), then 0 only if the packet is one for this program: a query to
+ * 127.0.0.11:<dockerd port> (is_query), or a reply from upstream:<port>. */
+INLINE int parse_ours(struct __sk_buff *skb, struct pkt *p, int want_id, int is_query)
+{
+	if (parse(skb, p, want_id))
+		return -1;
+	if (is_query)
+		return p->daddr == seed_config.resolver_addr && p->dport == seed_config.dockerd_port ? 0 : -1;
+	return p->saddr == seed_config.upstream_addr && p->sport == seed_config.upstream_port ? 0 : -1;
+}
+
 INLINE int query(struct __sk_buff *skb, int flows)
 {
 	struct pkt p;
-	if (parse(skb, &p, flows))
-		return TC_ACT_OK;
-	if (p.daddr != seed_config.resolver_addr || p.dport != seed_config.dockerd_port)
+	if (parse_ours(skb, &p, flows, 1))
 		return TC_ACT_OK;
 	if (flows) {
 		struct flow_key k = { .port = p.sport, .dns_id = p.dns_id, .proto = IPPROTO_UDP };
@@ -233,9 +242,7 @@ INLINE int query(struct __sk_buff *skb, int flows)
 INLINE int reply(struct __sk_buff *skb, int flows)
 {
 	struct pkt p;
-	if (parse(skb, &p, flows))
-		return TC_ACT_OK;
-	if (p.saddr != seed_config.upstream_addr || p.sport != seed_config.upstream_port)
+	if (parse_ours(skb, &p, flows, 0))
 		return TC_ACT_OK;
 	__u32 saddr = seed_config.resolver_addr, daddr = seed_config.client_addr;
 	__u16 sport = seed_config.dockerd_port;
