@@ -5,6 +5,7 @@ use crate::net::netns::Target;
 use crate::redirect::resolver::EDNS_MAX;
 use crate::redirect::rules::{self, Rules};
 use crate::redirect::AttachRequest;
+use crate::target::{Nameservers, ResolverPorts};
 use crate::watch::WatchRequest;
 use argh::FromArgs;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
@@ -243,23 +244,22 @@ pub fn action(args: Args) -> Result<Action, String> {
                     return Err("--dockerd-port and --dockerd-tcp-port must not be 0".into());
                 }
             }
-            let mut resolvers = Vec::new();
-            let mut resolvers6 = Vec::new();
+            let mut resolvers = Nameservers::default();
             for text in &args.resolver {
                 match parse_resolver(text).map_err(|e| format!("bad --resolver: {e}"))? {
-                    SocketAddr::V4(a) => resolvers.push(a),
-                    SocketAddr::V6(a) if upstream6.is_some() => resolvers6.push(a),
+                    SocketAddr::V4(a) => resolvers.v4.push(a),
+                    SocketAddr::V6(a) if upstream6.is_some() => resolvers.v6.push(a),
                     SocketAddr::V6(a) => return Err(format!("--resolver {a} is IPv6: give an IPv6 --upstream too ([IPv6]:PORT), where its queries go")),
                 }
             }
-            for (family, n) in [("IPv4", resolvers.len()), ("IPv6", resolvers6.len())] {
+            for (family, n) in [("IPv4", resolvers.v4.len()), ("IPv6", resolvers.v6.len())] {
                 if n > MAX_NAMESERVERS {
                     return Err(format!(
                         "--resolver: at most {MAX_NAMESERVERS} {family} nameservers, {n} given"
                     ));
                 }
             }
-            if !(resolvers.is_empty() && resolvers6.is_empty())
+            if !resolvers.is_empty()
                 && (args.dockerd_port.is_some() || args.dockerd_tcp_port.is_some())
             {
                 return Err("--resolver (the nameservers path) excludes --dockerd-port / --dockerd-tcp-port (Docker's embedded resolver)".into());
@@ -273,16 +273,17 @@ pub fn action(args: Args) -> Result<Action, String> {
             let rules = Rules::new(&check("keep", &args.keep)?, &check("only", &args.only)?)?;
             Ok(Action::Attach(AttachRequest {
                 target,
+                interface: args.interface,
                 upstream,
+                upstream6,
                 resolvers,
-                dockerd_udp_port: args.dockerd_port,
-                dockerd_tcp_port: args.dockerd_tcp_port,
+                dockerd_ports: ResolverPorts {
+                    udp: args.dockerd_port,
+                    tcp: args.dockerd_tcp_port,
+                },
                 redirect_all: args.redirect_all,
                 probe_upstream: !args.no_probe,
-                interface: args.interface,
                 edns_max: args.edns_max,
-                upstream6,
-                resolvers6,
                 rules,
             }))
         }
@@ -336,7 +337,7 @@ mod tests {
             "10.0.0.2:5300",
         ]);
         assert_eq!(
-            r.resolvers,
+            r.resolvers.v4,
             vec![
                 "8.8.8.8:53".parse::<SocketAddrV4>().unwrap(),
                 "10.0.0.2:5300".parse().unwrap()
@@ -368,13 +369,13 @@ mod tests {
         ]);
         assert_eq!(both.upstream6, Some("[2001:db8::53]:5353".parse().unwrap()));
         assert_eq!(
-            both.resolvers6,
+            both.resolvers.v6,
             vec![
                 "[fd00::53]:5300".parse::<SocketAddrV6>().unwrap(),
                 "[fd00::54]:53".parse().unwrap()
             ]
         );
-        assert_eq!(both.resolvers, vec!["10.0.0.2:53".parse().unwrap()]);
+        assert_eq!(both.resolvers.v4, vec!["10.0.0.2:53".parse().unwrap()]);
         assert!(with(&["--resolver", "::1"])
             .err()
             .unwrap()
