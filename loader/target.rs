@@ -174,31 +174,50 @@ pub fn is_global_scope(addr: Ipv6Addr) -> bool {
     !(addr.is_loopback() || addr.is_unspecified() || addr.is_multicast() || link_local)
 }
 
-/// Checks that the container's own routing sends traffic for `upstream` out of the interface
-/// whose address is `source`: connecting a UDP socket does the route lookup and sends nothing.
-/// (`bpf_redirect_neigh` pins the interface, and with no route there the kernel would just ARP
-/// for the upstream on that link, so a bad upstream would only show as timeouts.)
-/// Either address family; `source` and `upstream` of the same one.
+/// What a route is checked to: the error says which.
+#[derive(Debug, Clone, Copy)]
+pub enum RouteTo {
+    /// The upstream, where redirected queries go.
+    Upstream(IpAddr),
+    /// A nameserver whose queries are taken on the interface's egress.
+    Nameserver(SocketAddr),
+}
+
+/// Checks that the container's own routing sends traffic to `to` out of `interface`, whose
+/// address is `source` (of the same family). (`bpf_redirect_neigh` pins the interface, and with
+/// no route there the kernel would just ARP for the upstream on that link, so a bad upstream
+/// would only show as timeouts; a nameserver reached elsewhere is never seen on its egress.)
 pub fn check_route(
     interface: &str,
     source: impl Into<IpAddr>,
-    upstream: impl Into<IpAddr>,
+    to: RouteTo,
 ) -> Result<(), TargetError> {
-    let (source, upstream) = (source.into(), upstream.into());
-    let problem = |source| TargetError::NoRoute {
-        upstream,
-        interface: interface.to_string(),
-        source,
+    let source = source.into();
+    let (peer, route) = match to {
+        RouteTo::Upstream(ip) => (SocketAddr::new(ip, 53), "the container's route"),
+        RouteTo::Nameserver(addr) => (addr, "the route"),
     };
-    let socket = unbound_udp(upstream).map_err(problem)?;
-    socket.connect((upstream, 53)).map_err(problem)?;
-    let chosen = socket.local_addr().map_err(problem)?.ip();
-    if chosen != source {
-        return Err(problem(io::Error::other(format!(
-            "the container's route to it leaves from {chosen}, not {interface}'s {source}"
-        ))));
-    }
-    Ok(())
+    let leaves = route_source(peer).and_then(|chosen| {
+        if chosen == source {
+            return Ok(());
+        }
+        Err(io::Error::other(format!(
+            "{route} to it leaves from {chosen}, not {interface}'s {source}"
+        )))
+    });
+    let interface = interface.to_string();
+    leaves.map_err(|e| match to {
+        RouteTo::Upstream(upstream) => TargetError::NoRoute {
+            upstream,
+            interface,
+            source: e,
+        },
+        RouteTo::Nameserver(_) => TargetError::NameserverElsewhere {
+            nameserver: peer.ip(),
+            interface,
+            problem: e.to_string(),
+        },
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -449,41 +468,15 @@ pub fn dnat_port(orig: &Tuple, reply: &Tuple) -> Option<u16> {
         .then_some(from.port())
 }
 
-/// Checks that the namespace's queries to `nameserver` leave from `source`, the interface's
-/// address (a connected UDP socket does the route lookup and sends nothing).
-pub fn check_nameserver_route(
-    interface: &str,
-    source: impl Into<IpAddr>,
-    nameserver: impl Into<SocketAddr>,
-) -> Result<(), TargetError> {
-    let (source, nameserver) = (source.into(), nameserver.into());
-    let problem = |problem: String| TargetError::NameserverElsewhere {
-        nameserver: nameserver.ip(),
-        interface: interface.to_string(),
-        problem,
+/// The address this namespace's routing sends traffic to `peer` from: connecting a UDP socket
+/// (of `peer`'s family, on an ephemeral port) does the route lookup and sends nothing.
+fn route_source(peer: SocketAddr) -> io::Result<IpAddr> {
+    let socket = match peer {
+        SocketAddr::V4(_) => UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?,
+        SocketAddr::V6(_) => UdpSocket::bind((Ipv6Addr::UNSPECIFIED, 0))?,
     };
-    let socket = unbound_udp(nameserver.ip()).map_err(|e| problem(e.to_string()))?;
-    socket
-        .connect(nameserver)
-        .map_err(|e| problem(e.to_string()))?;
-    let chosen = socket
-        .local_addr()
-        .map_err(|e| problem(e.to_string()))?
-        .ip();
-    if chosen != source {
-        return Err(problem(format!(
-            "the route to it leaves from {chosen}, not {interface}'s {source}"
-        )));
-    }
-    Ok(())
-}
-
-/// A UDP socket of `peer`'s family on an ephemeral port, for a route lookup by connect().
-fn unbound_udp(peer: IpAddr) -> io::Result<UdpSocket> {
-    match peer {
-        IpAddr::V4(_) => UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)),
-        IpAddr::V6(_) => UdpSocket::bind((Ipv6Addr::UNSPECIFIED, 0)),
-    }
+    socket.connect(peer)?;
+    Ok(socket.local_addr()?.ip())
 }
 
 /// Where the processes of `pid` read their resolver configuration.

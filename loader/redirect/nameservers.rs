@@ -14,7 +14,7 @@ use crate::net::netlink::Netlink;
 use crate::net::tc::Hook;
 use crate::probe;
 use crate::redirect::resolver::{probe_upstream, AttachRequest, Attached, TCP_CLOSE_GRACE_NS};
-use crate::target::{self, Nameservers, ResolverPorts, TargetError};
+use crate::target::{self, Nameservers, ResolverPorts, RouteTo, TargetError};
 use std::net::{Ipv6Addr, SocketAddrV6};
 
 /// Attaches the nameservers path for `taken` (up to [`MAX_NAMESERVERS`] per family, at least
@@ -44,9 +44,17 @@ pub fn attach_in(
         )));
     }
     for ns in nameservers {
-        target::check_nameserver_route(&request.interface, container_addr, *ns)?;
+        target::check_route(
+            &request.interface,
+            container_addr,
+            RouteTo::Nameserver((*ns).into()),
+        )?;
     }
-    target::check_route(&request.interface, container_addr, *request.upstream.ip())?;
+    target::check_route(
+        &request.interface,
+        container_addr,
+        RouteTo::Upstream((*request.upstream.ip()).into()),
+    )?;
     probe_upstream(request, container_addr, log)?;
     let (v6, ipv6_not_redirected) = match request.upstream6 {
         Some(upstream6) => ipv6_side(request, upstream6, &taken.v6, log)?,
@@ -180,9 +188,17 @@ fn ipv6_side(
         )));
     }
     for ns in &nameservers {
-        target::check_nameserver_route(&request.interface, source, *ns)?;
+        target::check_route(
+            &request.interface,
+            source,
+            RouteTo::Nameserver((*ns).into()),
+        )?;
     }
-    target::check_route(&request.interface, source, *upstream.ip())?;
+    target::check_route(
+        &request.interface,
+        source,
+        RouteTo::Upstream((*upstream.ip()).into()),
+    )?;
     if request.probe_upstream {
         let rtt = probe::probe(source, upstream, probe::TIMEOUT)?;
         log(format!(

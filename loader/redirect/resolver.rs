@@ -13,7 +13,8 @@ use crate::net::netns::Target;
 use crate::net::tc::Hook;
 use crate::probe;
 use crate::target::{
-    self, Nameservers, PortFinding, PortSource, Proto, ResolverPorts, TargetError, DOCKER_RESOLVER,
+    self, Nameservers, PortFinding, PortSource, Proto, ResolverPorts, RouteTo, TargetError,
+    DOCKER_RESOLVER,
 };
 use std::net::{Ipv4Addr, SocketAddrV4, SocketAddrV6};
 
@@ -70,7 +71,11 @@ pub fn attach_in(nl: &mut Netlink, request: &AttachRequest, log: Log) -> Result<
         "lo is ifindex {}; {} is ifindex {} with address {container_addr}",
         lo.ifindex, request.interface, iface.ifindex
     ));
-    target::check_route(&request.interface, container_addr, *request.upstream.ip())?;
+    target::check_route(
+        &request.interface,
+        container_addr,
+        RouteTo::Upstream((*request.upstream.ip()).into()),
+    )?;
     let (ports, left_with_dockerd) = dockerd_ports(request, log)?;
     if let Some(up6) = request.upstream6 {
         return Err(Error::Upstream(format!(
