@@ -299,6 +299,14 @@ mod tests {
         action(args)
     }
 
+    /// What `--help` prints.
+    fn help() -> String {
+        <Args as FromArgs>::from_args(&["dnsredir"], &["--help"])
+            .err()
+            .map(|e| e.output)
+            .unwrap_or_default()
+    }
+
     #[test]
     fn no_probe_switch() {
         let attach = |argv: &[&str]| match parse(argv) {
@@ -309,10 +317,7 @@ mod tests {
         assert!(!attach(&["--pid", "1", "--upstream", "1.1.1.1", "--no-probe"]).probe_upstream);
         assert!(parse(&["--pid", "1", "--status", "--no-probe"]).is_err());
         assert!(parse(&["--pid", "1", "--detach", "--no-probe"]).is_err());
-        let help = <Args as FromArgs>::from_args(&["dnsredir"], &["--help"])
-            .err()
-            .map(|e| e.output)
-            .unwrap_or_default();
+        let help = help();
         assert!(help.contains("--no-probe"), "{help}");
     }
 
@@ -384,10 +389,7 @@ mod tests {
         let five: Vec<&str> = (0..5).flat_map(|_| ["--resolver", "8.8.8.8"]).collect();
         assert!(with(&five).err().unwrap().contains("at most 4 IPv4"));
         assert!(parse(&["--pid", "1", "--status", "--resolver", "8.8.8.8"]).is_err());
-        let help = <Args as FromArgs>::from_args(&["dnsredir"], &["--help"])
-            .err()
-            .map(|e| e.output)
-            .unwrap_or_default();
+        let help = help();
         assert!(help.contains("--resolver"), "{help}");
     }
 
