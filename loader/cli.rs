@@ -463,28 +463,24 @@ mod tests {
 
     #[test]
     fn upstream_forms() {
-        assert_eq!(parse_upstream("1.1.1.1"), Ok("1.1.1.1:53".parse().unwrap()));
-        assert_eq!(
-            parse_upstream("10.0.0.53:5353"),
-            Ok("10.0.0.53:5353".parse().unwrap())
-        );
-        assert!(parse_upstream("not-an-ip").is_err());
-        assert!(parse_upstream("1.1.1.1:0").is_err());
-        assert!(parse_upstream("127.0.0.1").is_err());
-        assert_eq!(
-            parse_upstream("2606:4700::1111"),
-            Ok("[2606:4700::1111]:53".parse().unwrap())
-        );
-        assert_eq!(
-            parse_upstream("[2606:4700::1111]"),
-            Ok("[2606:4700::1111]:53".parse().unwrap())
-        );
-        assert_eq!(
-            parse_upstream("[fd00::53]:5353"),
-            Ok("[fd00::53]:5353".parse().unwrap())
-        );
-        assert!(parse_upstream("[fd00::53]:0").is_err());
-        assert!(parse_upstream("ff02::1").is_err());
-        assert!(parse_upstream("1.1.1.1:99999").is_err());
+        for (given, meant) in [
+            ("1.1.1.1", "1.1.1.1:53"),
+            ("10.0.0.53:5353", "10.0.0.53:5353"),
+            ("2606:4700::1111", "[2606:4700::1111]:53"),
+            ("[2606:4700::1111]", "[2606:4700::1111]:53"),
+            ("[fd00::53]:5353", "[fd00::53]:5353"),
+        ] {
+            assert_eq!(parse_upstream(given), Ok(meant.parse().unwrap()), "{given}");
+        }
+        for bad in [
+            "not-an-ip",
+            "1.1.1.1:0",
+            "127.0.0.1",
+            "[fd00::53]:0",
+            "ff02::1",
+            "1.1.1.1:99999",
+        ] {
+            assert!(parse_upstream(bad).is_err(), "{bad}");
+        }
     }
 }
