@@ -5,6 +5,7 @@ use crate::net::netns::Target;
 use crate::redirect::resolver::EDNS_MAX;
 use crate::redirect::rules::{self, Rules};
 use crate::redirect::AttachRequest;
+use crate::target::{Nameservers, ResolverPorts};
 use crate::watch::WatchRequest;
 use argh::FromArgs;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
@@ -243,23 +244,22 @@ pub fn action(args: Args) -> Result<Action, String> {
                     return Err("--dockerd-port and --dockerd-tcp-port must not be 0".into());
                 }
             }
-            let mut resolvers = Vec::new();
-            let mut resolvers6 = Vec::new();
+            let mut resolvers = Nameservers::default();
             for text in &args.resolver {
                 match parse_resolver(text).map_err(|e| format!("bad --resolver: {e}"))? {
-                    SocketAddr::V4(a) => resolvers.push(a),
-                    SocketAddr::V6(a) if upstream6.is_some() => resolvers6.push(a),
+                    SocketAddr::V4(a) => resolvers.v4.push(a),
+                    SocketAddr::V6(a) if upstream6.is_some() => resolvers.v6.push(a),
                     SocketAddr::V6(a) => return Err(format!("--resolver {a} is IPv6: give an IPv6 --upstream too ([IPv6]:PORT), where its queries go")),
                 }
             }
-            for (family, n) in [("IPv4", resolvers.len()), ("IPv6", resolvers6.len())] {
+            for (family, n) in [("IPv4", resolvers.v4.len()), ("IPv6", resolvers.v6.len())] {
                 if n > MAX_NAMESERVERS {
                     return Err(format!(
                         "--resolver: at most {MAX_NAMESERVERS} {family} nameservers, {n} given"
                     ));
                 }
             }
-            if !(resolvers.is_empty() && resolvers6.is_empty())
+            if !resolvers.is_empty()
                 && (args.dockerd_port.is_some() || args.dockerd_tcp_port.is_some())
             {
                 return Err("--resolver (the nameservers path) excludes --dockerd-port / --dockerd-tcp-port (Docker's embedded resolver)".into());
@@ -273,16 +273,17 @@ pub fn action(args: Args) -> Result<Action, String> {
             let rules = Rules::new(&check("keep", &args.keep)?, &check("only", &args.only)?)?;
             Ok(Action::Attach(AttachRequest {
                 target,
+                interface: args.interface,
                 upstream,
+                upstream6,
                 resolvers,
-                dockerd_udp_port: args.dockerd_port,
-                dockerd_tcp_port: args.dockerd_tcp_port,
+                dockerd_ports: ResolverPorts {
+                    udp: args.dockerd_port,
+                    tcp: args.dockerd_tcp_port,
+                },
                 redirect_all: args.redirect_all,
                 probe_upstream: !args.no_probe,
-                interface: args.interface,
                 edns_max: args.edns_max,
-                upstream6,
-                resolvers6,
                 rules,
             }))
         }
@@ -298,6 +299,14 @@ mod tests {
         action(args)
     }
 
+    /// What `--help` prints.
+    fn help() -> String {
+        <Args as FromArgs>::from_args(&["dnsredir"], &["--help"])
+            .err()
+            .map(|e| e.output)
+            .unwrap_or_default()
+    }
+
     #[test]
     fn no_probe_switch() {
         let attach = |argv: &[&str]| match parse(argv) {
@@ -308,10 +317,7 @@ mod tests {
         assert!(!attach(&["--pid", "1", "--upstream", "1.1.1.1", "--no-probe"]).probe_upstream);
         assert!(parse(&["--pid", "1", "--status", "--no-probe"]).is_err());
         assert!(parse(&["--pid", "1", "--detach", "--no-probe"]).is_err());
-        let help = <Args as FromArgs>::from_args(&["dnsredir"], &["--help"])
-            .err()
-            .map(|e| e.output)
-            .unwrap_or_default();
+        let help = help();
         assert!(help.contains("--no-probe"), "{help}");
     }
 
@@ -336,7 +342,7 @@ mod tests {
             "10.0.0.2:5300",
         ]);
         assert_eq!(
-            r.resolvers,
+            r.resolvers.v4,
             vec![
                 "8.8.8.8:53".parse::<SocketAddrV4>().unwrap(),
                 "10.0.0.2:5300".parse().unwrap()
@@ -368,13 +374,13 @@ mod tests {
         ]);
         assert_eq!(both.upstream6, Some("[2001:db8::53]:5353".parse().unwrap()));
         assert_eq!(
-            both.resolvers6,
+            both.resolvers.v6,
             vec![
                 "[fd00::53]:5300".parse::<SocketAddrV6>().unwrap(),
                 "[fd00::54]:53".parse().unwrap()
             ]
         );
-        assert_eq!(both.resolvers, vec!["10.0.0.2:53".parse().unwrap()]);
+        assert_eq!(both.resolvers.v4, vec!["10.0.0.2:53".parse().unwrap()]);
         assert!(with(&["--resolver", "::1"])
             .err()
             .unwrap()
@@ -383,10 +389,7 @@ mod tests {
         let five: Vec<&str> = (0..5).flat_map(|_| ["--resolver", "8.8.8.8"]).collect();
         assert!(with(&five).err().unwrap().contains("at most 4 IPv4"));
         assert!(parse(&["--pid", "1", "--status", "--resolver", "8.8.8.8"]).is_err());
-        let help = <Args as FromArgs>::from_args(&["dnsredir"], &["--help"])
-            .err()
-            .map(|e| e.output)
-            .unwrap_or_default();
+        let help = help();
         assert!(help.contains("--resolver"), "{help}");
     }
 
@@ -460,28 +463,24 @@ mod tests {
 
     #[test]
     fn upstream_forms() {
-        assert_eq!(parse_upstream("1.1.1.1"), Ok("1.1.1.1:53".parse().unwrap()));
-        assert_eq!(
-            parse_upstream("10.0.0.53:5353"),
-            Ok("10.0.0.53:5353".parse().unwrap())
-        );
-        assert!(parse_upstream("not-an-ip").is_err());
-        assert!(parse_upstream("1.1.1.1:0").is_err());
-        assert!(parse_upstream("127.0.0.1").is_err());
-        assert_eq!(
-            parse_upstream("2606:4700::1111"),
-            Ok("[2606:4700::1111]:53".parse().unwrap())
-        );
-        assert_eq!(
-            parse_upstream("[2606:4700::1111]"),
-            Ok("[2606:4700::1111]:53".parse().unwrap())
-        );
-        assert_eq!(
-            parse_upstream("[fd00::53]:5353"),
-            Ok("[fd00::53]:5353".parse().unwrap())
-        );
-        assert!(parse_upstream("[fd00::53]:0").is_err());
-        assert!(parse_upstream("ff02::1").is_err());
-        assert!(parse_upstream("1.1.1.1:99999").is_err());
+        for (given, meant) in [
+            ("1.1.1.1", "1.1.1.1:53"),
+            ("10.0.0.53:5353", "10.0.0.53:5353"),
+            ("2606:4700::1111", "[2606:4700::1111]:53"),
+            ("[2606:4700::1111]", "[2606:4700::1111]:53"),
+            ("[fd00::53]:5353", "[fd00::53]:5353"),
+        ] {
+            assert_eq!(parse_upstream(given), Ok(meant.parse().unwrap()), "{given}");
+        }
+        for bad in [
+            "not-an-ip",
+            "1.1.1.1:0",
+            "127.0.0.1",
+            "[fd00::53]:0",
+            "ff02::1",
+            "1.1.1.1:99999",
+        ] {
+            assert!(parse_upstream(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -11,20 +11,20 @@ use dnsredir::{inspect, layout};
 use std::process::ExitCode;
 
 fn summary(request: &AttachRequest, a: &Attached) -> String {
-    if !a.nameservers.is_empty() || !a.nameservers6.is_empty() {
+    if !a.nameservers.is_empty() {
         let mut to = Vec::new();
-        if !a.nameservers.is_empty() {
+        if !a.nameservers.v4.is_empty() {
             to.push(format!(
                 "DNS to the nameservers {} now goes to {}",
-                dnsredir::target::list(&a.nameservers),
+                dnsredir::target::list(&a.nameservers.v4),
                 layout::upstream_of(&a.config)
             ));
         }
         let v6 = match layout::upstream6_of(&a.config) {
-            Some(up6) if !a.nameservers6.is_empty() => {
+            Some(up6) if !a.nameservers.v6.is_empty() => {
                 to.push(format!(
                     "DNS to the IPv6 nameservers {} now goes to {up6}",
-                    dnsredir::target::list(&a.nameservers6)
+                    dnsredir::target::list(&a.nameservers.v6)
                 ));
                 String::new()
             }

@@ -174,31 +174,50 @@ pub fn is_global_scope(addr: Ipv6Addr) -> bool {
     !(addr.is_loopback() || addr.is_unspecified() || addr.is_multicast() || link_local)
 }
 
-/// Checks that the container's own routing sends traffic for `upstream` out of the interface
-/// whose address is `source`: connecting a UDP socket does the route lookup and sends nothing.
-/// (`bpf_redirect_neigh` pins the interface, and with no route there the kernel would just ARP
-/// for the upstream on that link, so a bad upstream would only show as timeouts.)
-/// Either address family; `source` and `upstream` of the same one.
+/// What a route is checked to: the error says which.
+#[derive(Debug, Clone, Copy)]
+pub enum RouteTo {
+    /// The upstream, where redirected queries go.
+    Upstream(IpAddr),
+    /// A nameserver whose queries are taken on the interface's egress.
+    Nameserver(SocketAddr),
+}
+
+/// Checks that the container's own routing sends traffic to `to` out of `interface`, whose
+/// address is `source` (of the same family). (`bpf_redirect_neigh` pins the interface, and with
+/// no route there the kernel would just ARP for the upstream on that link, so a bad upstream
+/// would only show as timeouts; a nameserver reached elsewhere is never seen on its egress.)
 pub fn check_route(
     interface: &str,
     source: impl Into<IpAddr>,
-    upstream: impl Into<IpAddr>,
+    to: RouteTo,
 ) -> Result<(), TargetError> {
-    let (source, upstream) = (source.into(), upstream.into());
-    let problem = |source| TargetError::NoRoute {
-        upstream,
-        interface: interface.to_string(),
-        source,
+    let source = source.into();
+    let (peer, route) = match to {
+        RouteTo::Upstream(ip) => (SocketAddr::new(ip, 53), "the container's route"),
+        RouteTo::Nameserver(addr) => (addr, "the route"),
     };
-    let socket = unbound_udp(upstream).map_err(problem)?;
-    socket.connect((upstream, 53)).map_err(problem)?;
-    let chosen = socket.local_addr().map_err(problem)?.ip();
-    if chosen != source {
-        return Err(problem(io::Error::other(format!(
-            "the container's route to it leaves from {chosen}, not {interface}'s {source}"
-        ))));
-    }
-    Ok(())
+    let leaves = route_source(peer).and_then(|chosen| {
+        if chosen == source {
+            return Ok(());
+        }
+        Err(io::Error::other(format!(
+            "{route} to it leaves from {chosen}, not {interface}'s {source}"
+        )))
+    });
+    let interface = interface.to_string();
+    leaves.map_err(|e| match to {
+        RouteTo::Upstream(upstream) => TargetError::NoRoute {
+            upstream,
+            interface,
+            source: e,
+        },
+        RouteTo::Nameserver(_) => TargetError::NameserverElsewhere {
+            nameserver: peer.ip(),
+            interface,
+            problem: e.to_string(),
+        },
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -449,41 +468,15 @@ pub fn dnat_port(orig: &Tuple, reply: &Tuple) -> Option<u16> {
         .then_some(from.port())
 }
 
-/// Checks that the namespace's queries to `nameserver` leave from `source`, the interface's
-/// address (a connected UDP socket does the route lookup and sends nothing).
-pub fn check_nameserver_route(
-    interface: &str,
-    source: impl Into<IpAddr>,
-    nameserver: impl Into<SocketAddr>,
-) -> Result<(), TargetError> {
-    let (source, nameserver) = (source.into(), nameserver.into());
-    let problem = |problem: String| TargetError::NameserverElsewhere {
-        nameserver: nameserver.ip(),
-        interface: interface.to_string(),
-        problem,
+/// The address this namespace's routing sends traffic to `peer` from: connecting a UDP socket
+/// (of `peer`'s family, on an ephemeral port) does the route lookup and sends nothing.
+fn route_source(peer: SocketAddr) -> io::Result<IpAddr> {
+    let socket = match peer {
+        SocketAddr::V4(_) => UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?,
+        SocketAddr::V6(_) => UdpSocket::bind((Ipv6Addr::UNSPECIFIED, 0))?,
     };
-    let socket = unbound_udp(nameserver.ip()).map_err(|e| problem(e.to_string()))?;
-    socket
-        .connect(nameserver)
-        .map_err(|e| problem(e.to_string()))?;
-    let chosen = socket
-        .local_addr()
-        .map_err(|e| problem(e.to_string()))?
-        .ip();
-    if chosen != source {
-        return Err(problem(format!(
-            "the route to it leaves from {chosen}, not {interface}'s {source}"
-        )));
-    }
-    Ok(())
-}
-
-/// A UDP socket of `peer`'s family on an ephemeral port, for a route lookup by connect().
-fn unbound_udp(peer: IpAddr) -> io::Result<UdpSocket> {
-    match peer {
-        IpAddr::V4(_) => UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)),
-        IpAddr::V6(_) => UdpSocket::bind((Ipv6Addr::UNSPECIFIED, 0)),
-    }
+    socket.connect(peer)?;
+    Ok(socket.local_addr()?.ip())
 }
 
 /// Where the processes of `pid` read their resolver configuration.
@@ -491,72 +484,69 @@ pub fn resolv_conf_path(pid: u32) -> PathBuf {
     PathBuf::from(format!("/proc/{pid}/root/etc/resolv.conf"))
 }
 
-/// The IPv4 `nameserver` lines of a resolv.conf, in order (IPv6 ones are skipped: IPv6 DNS
-/// is not redirected).
-pub fn nameservers_in(resolv_conf: &str) -> Vec<Ipv4Addr> {
-    resolv_conf
-        .lines()
-        .filter_map(|line| {
-            let mut words = line.split_whitespace();
-            (words.next()? == "nameserver").then_some(())?;
-            words.next()?.parse::<Ipv4Addr>().ok()
-        })
-        .collect()
+/// Nameservers, per address family.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Nameservers {
+    pub v4: Vec<SocketAddrV4>,
+    pub v6: Vec<SocketAddrV6>,
 }
 
-/// The IPv4 nameservers (port 53) that the processes of `pid` use: at least one, none of
-/// them on loopback, at most `max` (the first ones; the resolver library uses 3).
-pub fn pid_nameservers(pid: u32, max: usize) -> Result<Vec<SocketAddrV4>, TargetError> {
+impl Nameservers {
+    pub fn is_empty(&self) -> bool {
+        self.v4.is_empty() && self.v6.is_empty()
+    }
+
+    /// The first nameserver on loopback, IPv4 ones first.
+    pub fn loopback(&self) -> Option<IpAddr> {
+        let v4 = self.v4.iter().map(|n| IpAddr::from(*n.ip()));
+        let v6 = self.v6.iter().map(|n| IpAddr::from(*n.ip()));
+        v4.chain(v6).find(IpAddr::is_loopback)
+    }
+}
+
+/// The `nameserver` lines of a resolv.conf, in order, on port 53. IPv6 ones of global scope
+/// only (a zone index, `%eth0`, makes a line link-local: skipped, as are link-local
+/// addresses); loopback ones stay, to be refused.
+pub fn nameservers_in(resolv_conf: &str) -> Nameservers {
+    let mut found = Nameservers::default();
+    for line in resolv_conf.lines() {
+        let mut words = line.split_whitespace();
+        if words.next() != Some("nameserver") {
+            continue;
+        }
+        match words.next().and_then(|w| w.parse::<IpAddr>().ok()) {
+            Some(IpAddr::V4(a)) => found.v4.push(SocketAddrV4::new(a, 53)),
+            Some(IpAddr::V6(a)) if is_global_scope(a) || a.is_loopback() => {
+                found.v6.push(SocketAddrV6::new(a, 53, 0, 0))
+            }
+            _ => {}
+        }
+    }
+    found
+}
+
+/// The nameservers that the processes of `pid` use: at least one, none of them on loopback, at
+/// most `max` per family (the first ones; the resolver library uses 3). IPv6 ones only
+/// `with_v6` (they count only with an IPv6 upstream; then they may be the only ones).
+pub fn pid_nameservers(pid: u32, max: usize, with_v6: bool) -> Result<Nameservers, TargetError> {
     let path = resolv_conf_path(pid);
     let text = std::fs::read_to_string(&path).map_err(|source| TargetError::Proc {
         path: path.clone(),
         source,
     })?;
-    let found = nameservers_in(&text);
+    let mut found = nameservers_in(&text);
+    if !with_v6 {
+        found.v6.clear();
+    }
     if found.is_empty() {
         return Err(TargetError::NoNameservers(path));
     }
-    if let Some(lo) = found.iter().find(|a| a.is_loopback()) {
-        return Err(TargetError::LoopbackNameserver((*lo).into()));
+    if let Some(lo) = found.loopback() {
+        return Err(TargetError::LoopbackNameserver(lo));
     }
-    Ok(found
-        .into_iter()
-        .take(max)
-        .map(|a| SocketAddrV4::new(a, 53))
-        .collect())
-}
-
-/// The IPv6 `nameserver` lines of a resolv.conf, in order (a zone index, `%eth0`, makes a
-/// line link-local: skipped, as are link-local addresses).
-pub fn nameservers6_in(resolv_conf: &str) -> Vec<Ipv6Addr> {
-    resolv_conf
-        .lines()
-        .filter_map(|line| {
-            let mut words = line.split_whitespace();
-            (words.next()? == "nameserver").then_some(())?;
-            words.next()?.parse::<Ipv6Addr>().ok()
-        })
-        .filter(|a| is_global_scope(*a) || a.is_loopback())
-        .collect()
-}
-
-/// The IPv6 nameservers (port 53) that the processes of `pid` use, possibly none; at most
-/// `max`, none on loopback.
-pub fn pid_nameservers6(pid: u32, max: usize) -> Result<Vec<SocketAddrV6>, TargetError> {
-    let path = resolv_conf_path(pid);
-    let text = std::fs::read_to_string(&path).map_err(|source| TargetError::Proc {
-        path: path.clone(),
-        source,
-    })?;
-    let found = nameservers6_in(&text);
-    if let Some(lo) = found.iter().find(|a| a.is_loopback()) {
-        return Err(TargetError::LoopbackNameserver((*lo).into()));
-    }
-    Ok(found
-        .into_iter()
-        .take(max)
-        .map(|a| SocketAddrV6::new(a, 53, 0, 0))
-        .collect())
+    found.v4.truncate(max);
+    found.v6.truncate(max);
+    Ok(found)
 }
 
 /// The (device, inode) of a namespace file.
@@ -592,20 +582,24 @@ mod tests {
     #[test]
     fn resolv_conf_nameservers() {
         let text = "# Generated\nsearch example.com\nnameserver 8.8.8.8\nnameserver 2001:4860:4860::8888\n nameserver\t8.8.4.4 \noptions ndots:0\nnameserver bogus\n";
+        let found = nameservers_in(&format!(
+            "{text}nameserver fe80::1%eth0\nnameserver fe80::2\nnameserver fd00::53\n"
+        ));
         assert_eq!(
-            nameservers_in(text),
-            vec![Ipv4Addr::new(8, 8, 8, 8), Ipv4Addr::new(8, 8, 4, 4)]
-        );
-        assert!(nameservers_in("").is_empty());
-        assert_eq!(
-            nameservers6_in(&format!(
-                "{text}nameserver fe80::1%eth0\nnameserver fd00::53\n"
-            )),
+            found.v4,
             vec![
-                "2001:4860:4860::8888".parse::<Ipv6Addr>().unwrap(),
-                "fd00::53".parse().unwrap()
+                SocketAddrV4::new(Ipv4Addr::new(8, 8, 8, 8), 53),
+                SocketAddrV4::new(Ipv4Addr::new(8, 8, 4, 4), 53)
             ]
         );
+        assert_eq!(
+            found.v6,
+            vec![
+                "[2001:4860:4860::8888]:53".parse::<SocketAddrV6>().unwrap(),
+                "[fd00::53]:53".parse().unwrap()
+            ]
+        );
+        assert!(nameservers_in("").is_empty());
         assert!(is_global_scope("fd00:dead:1::2".parse().unwrap()));
         assert!(!is_global_scope("fe80::1".parse().unwrap()));
         assert!(!is_global_scope("::1".parse().unwrap()));

@@ -228,7 +228,11 @@ pub fn run(
         });
         records.extend(tracker.expire(&now));
         for r in records.iter_mut().filter(|r| !r.tcp) {
-            r.rule = r.name.as_deref().and_then(|n| maps.rules.decision(n));
+            r.rule = r
+                .question
+                .name
+                .as_deref()
+                .and_then(|n| maps.rules.decision(n));
         }
         if let Err(e) = show(out, &records, request.json) {
             if e.kind() == io::ErrorKind::BrokenPipe {

@@ -6,9 +6,9 @@
 //! nlmsghdr, an nfgenmsg, then netlink attributes.
 
 use crate::net::netlink::{extended_ack_message, NetlinkError};
+use crate::net::sockopt;
 use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 const NLMSG_HDRLEN: usize = 16;
@@ -205,20 +205,7 @@ fn set_receive_timeout(socket: &Socket, timeout: Duration) -> std::io::Result<()
         tv_sec: timeout.as_secs() as _,
         tv_usec: timeout.subsec_micros() as _,
     };
-    // SAFETY: a valid socket and a timeval of the size given.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            &tv as *const libc::timeval as *const libc::c_void,
-            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
+    sockopt::set(socket, libc::SOL_SOCKET, libc::SO_RCVTIMEO, &tv)
 }
 
 #[cfg(test)]

@@ -35,14 +35,8 @@ pub fn attach(request: &AttachRequest, log: Log) -> Result<Attached, Error> {
             "entered the network namespace of {}",
             request.target
         ));
-        if !request.resolvers.is_empty() || !request.resolvers6.is_empty() {
-            return nameservers::attach_in(
-                nl,
-                request,
-                &request.resolvers,
-                &request.resolvers6,
-                log,
-            );
+        if !request.resolvers.is_empty() {
+            return nameservers::attach_in(nl, request, &request.resolvers, log);
         }
         match resolver::attach_in(nl, request, log) {
             Err(Error::Target(TargetError::NoResolver)) => {}
@@ -51,15 +45,7 @@ pub fn attach(request: &AttachRequest, log: Log) -> Result<Attached, Error> {
         let Target::Pid(pid) = &request.target else {
             return Err(TargetError::NameserversUnknown.into());
         };
-        // IPv6 nameservers count only with an IPv6 upstream; then they may be the only ones.
-        let found6 = match request.upstream6 {
-            Some(_) => target::pid_nameservers6(*pid, MAX_NAMESERVERS)?,
-            None => Vec::new(),
-        };
-        let found = match target::pid_nameservers(*pid, MAX_NAMESERVERS) {
-            Err(TargetError::NoNameservers(_)) if !found6.is_empty() => Vec::new(),
-            other => other?,
-        };
+        let found = target::pid_nameservers(*pid, MAX_NAMESERVERS, request.upstream6.is_some())?;
         log(format!(
             "no embedded resolver on {}: taking over the nameservers of {}",
             target::DOCKER_RESOLVER,
@@ -68,7 +54,7 @@ pub fn attach(request: &AttachRequest, log: Log) -> Result<Attached, Error> {
                 Target::Path(p) => p.display().to_string(),
             }
         ));
-        nameservers::attach_in(nl, request, &found, &found6, log)
+        nameservers::attach_in(nl, request, &found, log)
     })
 }
 

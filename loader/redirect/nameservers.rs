@@ -14,27 +14,22 @@ use crate::net::netlink::Netlink;
 use crate::net::tc::Hook;
 use crate::probe;
 use crate::redirect::resolver::{probe_upstream, AttachRequest, Attached, TCP_CLOSE_GRACE_NS};
-use crate::target::{self, ResolverPorts, TargetError};
-use std::net::{Ipv6Addr, SocketAddrV4, SocketAddrV6};
+use crate::target::{self, Nameservers, ResolverPorts, RouteTo, TargetError};
+use std::net::{Ipv6Addr, SocketAddrV6};
 
-/// Attaches the nameservers path for `nameservers` and `nameservers6` (up to
-/// [`MAX_NAMESERVERS`] each, at least one in all, none on loopback; the IPv6 ones only with
-/// `request.upstream6`), in the target's namespace already; the embedded-resolver path's lo
-/// filter goes.
+/// Attaches the nameservers path for `taken` (up to [`MAX_NAMESERVERS`] per family, at least
+/// one in all, none on loopback; the IPv6 ones only with `request.upstream6`), in the target's
+/// namespace already; the embedded-resolver path's lo filter goes.
 pub fn attach_in(
     nl: &mut Netlink,
     request: &AttachRequest,
-    nameservers: &[SocketAddrV4],
-    nameservers6: &[SocketAddrV6],
+    taken: &Nameservers,
     log: Log,
 ) -> Result<Attached, Error> {
-    if let Some(lo) = nameservers.iter().find(|n| n.ip().is_loopback()) {
-        return Err(TargetError::LoopbackNameserver((*lo.ip()).into()).into());
+    if let Some(lo) = taken.loopback() {
+        return Err(TargetError::LoopbackNameserver(lo).into());
     }
-    if let Some(lo) = nameservers6.iter().find(|n| n.ip().is_loopback()) {
-        return Err(TargetError::LoopbackNameserver((*lo.ip()).into()).into());
-    }
-    let nameservers = &nameservers[..nameservers.len().min(MAX_NAMESERVERS)];
+    let nameservers = &taken.v4[..taken.v4.len().min(MAX_NAMESERVERS)];
     let (lo, iface, container_addr) = interfaces(request)?;
     log(format!(
         "{} is ifindex {} with address {container_addr}; nameservers taken over: {}",
@@ -49,12 +44,20 @@ pub fn attach_in(
         )));
     }
     for ns in nameservers {
-        target::check_nameserver_route(&request.interface, container_addr, *ns)?;
+        target::check_route(
+            &request.interface,
+            container_addr,
+            RouteTo::Nameserver((*ns).into()),
+        )?;
     }
-    target::check_route(&request.interface, container_addr, *request.upstream.ip())?;
+    target::check_route(
+        &request.interface,
+        container_addr,
+        RouteTo::Upstream((*request.upstream.ip()).into()),
+    )?;
     probe_upstream(request, container_addr, log)?;
     let (v6, ipv6_not_redirected) = match request.upstream6 {
-        Some(upstream6) => ipv6_side(request, upstream6, nameservers6, log)?,
+        Some(upstream6) => ipv6_side(request, upstream6, &taken.v6, log)?,
         None => (None, None),
     };
     let nameservers6 = v6.as_ref().map_or(&[][..], |v| &v.nameservers[..]);
@@ -133,8 +136,10 @@ pub fn attach_in(
         container_addr,
         ports: ResolverPorts::default(),
         left_with_dockerd: Vec::new(),
-        nameservers: nameservers.to_vec(),
-        nameservers6: nameservers6.to_vec(),
+        nameservers: Nameservers {
+            v4: nameservers.to_vec(),
+            v6: nameservers6.to_vec(),
+        },
         ipv6_not_redirected,
     })
 }
@@ -183,9 +188,17 @@ fn ipv6_side(
         )));
     }
     for ns in &nameservers {
-        target::check_nameserver_route(&request.interface, source, *ns)?;
+        target::check_route(
+            &request.interface,
+            source,
+            RouteTo::Nameserver((*ns).into()),
+        )?;
     }
-    target::check_route(&request.interface, source, *upstream.ip())?;
+    target::check_route(
+        &request.interface,
+        source,
+        RouteTo::Upstream((*upstream.ip()).into()),
+    )?;
     if request.probe_upstream {
         let rtt = probe::probe(source, upstream, probe::TIMEOUT)?;
         log(format!(

@@ -13,30 +13,30 @@ use crate::net::netns::Target;
 use crate::net::tc::Hook;
 use crate::probe;
 use crate::target::{
-    self, PortFinding, PortSource, Proto, ResolverPorts, TargetError, DOCKER_RESOLVER,
+    self, Nameservers, PortFinding, PortSource, Proto, ResolverPorts, RouteTo, TargetError,
+    DOCKER_RESOLVER,
 };
 use std::net::{Ipv4Addr, SocketAddrV4, SocketAddrV6};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AttachRequest {
     pub target: Target,
-    pub upstream: SocketAddrV4,
-    /// `--resolver`: the nameservers to take over on the interface's egress (the nameservers
-    /// path); empty: Docker's embedded resolver if there is one, else resolv.conf's nameservers.
-    pub resolvers: Vec<SocketAddrV4>,
-    pub dockerd_udp_port: Option<u16>,
-    pub dockerd_tcp_port: Option<u16>,
-    pub redirect_all: bool,
-    /// Send one DNS query to the upstream before attaching (off with --no-probe).
-    pub probe_upstream: bool,
     pub interface: String,
-    /// The largest EDNS UDP payload size redirected queries may announce; 0 leaves it alone.
-    pub edns_max: u16,
+    pub upstream: SocketAddrV4,
     /// The IPv6 upstream (a second `--upstream`), nameservers path only: without it IPv6 DNS
     /// passes untouched.
     pub upstream6: Option<SocketAddrV6>,
-    /// `--resolver` nameservers with an IPv6 address (they need [`Self::upstream6`]).
-    pub resolvers6: Vec<SocketAddrV6>,
+    /// `--resolver`: the nameservers to take over on the interface's egress (the nameservers
+    /// path; IPv6 ones need [`Self::upstream6`]); empty: Docker's embedded resolver if there is
+    /// one, else resolv.conf's nameservers.
+    pub resolvers: Nameservers,
+    /// `--dockerd-port` and `--dockerd-tcp-port`: the ones not given are found.
+    pub dockerd_ports: ResolverPorts,
+    pub redirect_all: bool,
+    /// Send one DNS query to the upstream before attaching (off with --no-probe).
+    pub probe_upstream: bool,
+    /// The largest EDNS UDP payload size redirected queries may announce; 0 leaves it alone.
+    pub edns_max: u16,
     /// `--keep` and `--only`: written into the query program's map before it is attached.
     pub rules: Rules,
 }
@@ -56,10 +56,9 @@ pub struct Attached {
     pub ports: ResolverPorts,
     /// One line per protocol left with dockerd because its port could not be told.
     pub left_with_dockerd: Vec<String>,
-    /// The nameservers path: the nameservers taken over (empty on the embedded-resolver path).
-    pub nameservers: Vec<SocketAddrV4>,
-    /// The IPv6 nameservers taken over (to the IPv6 upstream).
-    pub nameservers6: Vec<SocketAddrV6>,
+    /// The nameservers path: the nameservers taken over, the IPv6 ones to the IPv6 upstream
+    /// (none on the embedded-resolver path).
+    pub nameservers: Nameservers,
     /// Why an IPv6 upstream that was given is not used (one line for the user).
     pub ipv6_not_redirected: Option<String>,
 }
@@ -72,7 +71,11 @@ pub fn attach_in(nl: &mut Netlink, request: &AttachRequest, log: Log) -> Result<
         "lo is ifindex {}; {} is ifindex {} with address {container_addr}",
         lo.ifindex, request.interface, iface.ifindex
     ));
-    target::check_route(&request.interface, container_addr, *request.upstream.ip())?;
+    target::check_route(
+        &request.interface,
+        container_addr,
+        RouteTo::Upstream((*request.upstream.ip()).into()),
+    )?;
     let (ports, left_with_dockerd) = dockerd_ports(request, log)?;
     if let Some(up6) = request.upstream6 {
         return Err(Error::Upstream(format!(
@@ -144,8 +147,7 @@ pub fn attach_in(nl: &mut Netlink, request: &AttachRequest, log: Log) -> Result<
         container_addr,
         ports,
         left_with_dockerd,
-        nameservers: Vec::new(),
-        nameservers6: Vec::new(),
+        nameservers: Nameservers::default(),
         ipv6_not_redirected: None,
     })
 }
@@ -172,8 +174,8 @@ pub(super) fn probe_upstream(
 /// whose port cannot be told stays with dockerd (one line for the user says so); only when
 /// neither protocol has a port is there nothing to attach.
 fn dockerd_ports(request: &AttachRequest, log: Log) -> Result<(ResolverPorts, Vec<String>), Error> {
-    let udp = target::find_port(Proto::Udp, request.dockerd_udp_port)?;
-    let tcp = target::find_port(Proto::Tcp, request.dockerd_tcp_port)?;
+    let udp = target::find_port(Proto::Udp, request.dockerd_ports.udp)?;
+    let tcp = target::find_port(Proto::Tcp, request.dockerd_ports.tcp)?;
     let ports = ResolverPorts {
         udp: udp.source.port(),
         tcp: tcp.source.port(),

@@ -29,14 +29,20 @@ const IPPROTO_TCP: u8 = 6;
 
 // ---------------------------------------------------------------- DNS messages
 
+/// A message's id and question: what a query and its answer share.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Question {
+    pub id: u16,
+    /// `None` when it is malformed or cut off.
+    pub name: Option<String>,
+    pub qtype: Option<u16>,
+}
+
 /// What the watch shows of a DNS message, from its first bytes (possibly cut short).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Message {
-    pub id: u16,
+    pub question: Question,
     pub rcode: u8,
-    /// The question's name, `None` when it is malformed or cut off.
-    pub name: Option<String>,
-    pub qtype: Option<u16>,
     pub answers: u16,
     /// The first A or AAAA record of the answer section, if the captured bytes reach it.
     pub first_address: Option<IpAddr>,
@@ -102,7 +108,10 @@ pub fn parse_message(msg: &[u8]) -> Option<Message> {
     let qdcount = u16_at(msg, 4)?;
     let answers = u16_at(msg, 6)?;
     let mut m = Message {
-        id,
+        question: Question {
+            id,
+            ..Default::default()
+        },
         rcode: (flags & 0x0f) as u8,
         answers,
         ..Default::default()
@@ -113,8 +122,8 @@ pub fn parse_message(msg: &[u8]) -> Option<Message> {
     let Some((name, mut at)) = read_name(msg, 12) else {
         return Some(m);
     };
-    m.name = Some(name);
-    m.qtype = u16_at(msg, at);
+    m.question.name = Some(name);
+    m.question.qtype = u16_at(msg, at);
     at += 4;
     for _ in 1..qdcount {
         let Some((_, next)) = read_name(msg, at) else {
@@ -211,9 +220,7 @@ pub struct Record {
     pub time: SystemTime,
     pub client: SocketAddrV4,
     pub tcp: bool,
-    pub id: u16,
-    pub name: Option<String>,
-    pub qtype: Option<u16>,
+    pub question: Question,
     pub path: u8,
     /// `None`: no answer within [`UNANSWERED_AFTER_NS`].
     pub answer: Option<Answer>,
@@ -251,7 +258,7 @@ impl Tracker {
     /// Takes one event (header and captured message); returns the record it completes.
     pub fn event(&mut self, head: &EventHeader, data: &[u8], clock: &Clock) -> Option<Record> {
         let message = parse_message(data)?;
-        let key = (head.proto, head.client_port, message.id);
+        let key = (head.proto, head.client_port, message.question.id);
         match head.kind {
             EVENT_QUERY => {
                 // A retransmission keeps the first one's time.
@@ -302,9 +309,7 @@ fn record(q: &Pending, answer: Option<Answer>, clock: &Clock) -> Record {
             port_from_raw(q.head.client_port),
         ),
         tcp: q.head.proto == IPPROTO_TCP,
-        id: q.message.id,
-        name: q.message.name.clone(),
-        qtype: q.message.qtype,
+        question: q.message.question.clone(),
         path: q.head.path,
         answer,
         rule: None,
@@ -347,11 +352,14 @@ fn utc(time: SystemTime) -> Utc {
 }
 
 fn name_text(r: &Record) -> String {
-    r.name.clone().unwrap_or_else(|| "(malformed)".to_string())
+    r.question
+        .name
+        .clone()
+        .unwrap_or_else(|| "(malformed)".to_string())
 }
 
 fn type_text(r: &Record) -> String {
-    r.qtype.map_or("?".to_string(), type_name)
+    r.question.qtype.map_or("?".to_string(), type_name)
 }
 
 /// `07:31:02.118  127.0.0.1:50123  udp  id=4660  example.com  A  upstream  NOERROR  answers=1  203.0.113.7  812µs`
@@ -365,7 +373,7 @@ pub fn render_line(r: &Record) -> String {
         t.micros / 1000,
         r.client,
         if r.tcp { "tcp" } else { "udp" },
-        r.id,
+        r.question.id,
         name_text(r),
         type_text(r),
         path_name(r.path)
@@ -405,10 +413,10 @@ pub fn render_json(r: &Record) -> String {
         r.client.ip(),
         r.client.port(),
         if r.tcp { "tcp" } else { "udp" },
-        r.id,
-        r.name.as_deref().map_or_else(null, json_string),
-        r.qtype.map_or_else(null, |t| json_string(&type_name(t))),
-        r.qtype.map_or_else(null, |t| t.to_string()),
+        r.question.id,
+        r.question.name.as_deref().map_or_else(null, json_string),
+        r.question.qtype.map_or_else(null, |t| json_string(&type_name(t))),
+        r.question.qtype.map_or_else(null, |t| t.to_string()),
         path_name(r.path),
         a.is_some(),
         a.map_or_else(null, |a| json_string(&rcode_name(a.rcode))),
@@ -469,9 +477,9 @@ mod tests {
     fn messages_are_read_as_far_as_they_go() {
         let q = query_msg(0x1234, &[b"www", b"example", b"com"], 1);
         let m = parse_message(&q).expect("parses");
-        assert_eq!(m.id, 0x1234);
-        assert_eq!(m.name.as_deref(), Some("www.example.com"));
-        assert_eq!(m.qtype, Some(1));
+        assert_eq!(m.question.id, 0x1234);
+        assert_eq!(m.question.name.as_deref(), Some("www.example.com"));
+        assert_eq!(m.question.qtype, Some(1));
         let v4: IpAddr = "203.0.113.7".parse().unwrap();
         let a = parse_message(&answer_msg(&q, 0, Some(v4))).unwrap();
         assert_eq!((a.rcode, a.answers, a.first_address), (0, 2, Some(v4)));
@@ -484,7 +492,7 @@ mod tests {
         let full = answer_msg(&q, 0, Some(v4));
         let cut = parse_message(&full[..full.len() - 2]).unwrap();
         assert_eq!(
-            (cut.name.as_deref(), cut.first_address),
+            (cut.question.name.as_deref(), cut.first_address),
             (Some("www.example.com"), None)
         );
         assert_eq!(parse_message(&q[..11]), None);
@@ -493,10 +501,11 @@ mod tests {
     #[test]
     fn odd_names_are_escaped_or_refused_never_a_panic() {
         let m = parse_message(&query_msg(1, &[b"a.b", b"c d\xff"], 28)).unwrap();
-        assert_eq!(m.name.as_deref(), Some("a\\046b.c\\032d\\255"));
+        assert_eq!(m.question.name.as_deref(), Some("a\\046b.c\\032d\\255"));
         assert_eq!(
             parse_message(&query_msg(1, &[], 2))
                 .unwrap()
+                .question
                 .name
                 .as_deref(),
             Some(".")
@@ -505,19 +514,19 @@ mod tests {
         looped[12] = 0xc0;
         looped.insert(13, 12);
         assert_eq!(
-            parse_message(&looped).unwrap().name,
+            parse_message(&looped).unwrap().question.name,
             None,
             "a pointer to itself"
         );
         let label: &[u8] = &[b'a'; 63];
         let mut long = query_msg(1, &[label; 4], 1);
         assert_eq!(
-            parse_message(&long).unwrap().name,
+            parse_message(&long).unwrap().question.name,
             None,
             "257 bytes of name"
         );
         long.truncate(40);
-        assert_eq!(parse_message(&long).unwrap().name, None);
+        assert_eq!(parse_message(&long).unwrap().question.name, None);
         for len in 0..25 {
             let _ = parse_message(&query_msg(7, &[b"abc", b"def"], 1)[..len]);
         }
