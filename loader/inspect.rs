@@ -148,7 +148,7 @@ fn hook_status(
     let ours = filters.into_iter().find(|f| f.is_named(FILTER_PREFIX));
     Ok(HookStatus {
         attached: ours.is_some(),
-        prog_id: ours.and_then(|f| f.prog_id),
+        prog_id: ours.and_then(|f| f.prog_id()),
     })
 }
 

@@ -50,17 +50,50 @@ pub struct Filter {
     /// Host order (decoded from tcm_info's network-order half).
     pub protocol: u16,
     pub handle: u32,
-    /// The classifier: `bpf`, `u32`, ...
-    pub kind: String,
-    /// A bpf filter's program name (TCA_BPF_NAME): how dnsredir knows its own.
-    pub name: Option<String>,
-    /// A bpf filter's program id, to find the program and its maps.
-    pub prog_id: Option<u32>,
+    pub classifier: Classifier,
+}
+
+/// A filter's classifier: only a bpf one runs a program that can be dnsredir's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Classifier {
+    /// Its program's name (TCA_BPF_NAME: how dnsredir knows its own) and id (to find the
+    /// program and its maps), as far as the dump tells them.
+    Bpf {
+        name: Option<String>,
+        prog_id: Option<u32>,
+    },
+    /// Any other classifier (`u32`, `flower`, ...), by its kind.
+    Other(String),
+}
+
+impl Classifier {
+    /// The kind (TCA_KIND) that a request about this filter names.
+    pub fn kind(&self) -> &str {
+        match self {
+            Classifier::Bpf { .. } => "bpf",
+            Classifier::Other(kind) => kind,
+        }
+    }
 }
 
 impl Filter {
+    /// The program name of a bpf filter.
+    pub fn prog_name(&self) -> Option<&str> {
+        match &self.classifier {
+            Classifier::Bpf { name, .. } => name.as_deref(),
+            Classifier::Other(_) => None,
+        }
+    }
+
     pub fn is_named(&self, prefix: &str) -> bool {
-        self.kind == "bpf" && self.name.as_deref().is_some_and(|n| n.starts_with(prefix))
+        self.prog_name().is_some_and(|n| n.starts_with(prefix))
+    }
+
+    pub fn prog_id(&self) -> Option<u32> {
+        match self.classifier {
+            Classifier::Bpf { prog_id, .. } => prog_id,
+            Classifier::Other(_) => None,
+        }
     }
 }
 
@@ -182,24 +215,15 @@ pub fn decode_filter(message: TcMessage) -> Option<Filter> {
     if handle == 0 {
         return None;
     }
-    let mut filter = Filter {
-        prio: (message.header.info >> 16) as u16,
-        protocol: u16::from_be(message.header.info as u16),
-        handle,
-        kind: String::new(),
-        name: None,
-        prog_id: None,
-    };
+    let (mut kind, mut name, mut prog_id) = (String::new(), None, None);
     for attribute in message.attributes {
         match attribute {
-            TcAttribute::Kind(kind) => filter.kind = kind,
+            TcAttribute::Kind(k) => kind = k,
             TcAttribute::Options(options) => {
                 for option in options {
                     match option {
-                        TcOption::Bpf(TcFilterBpfOption::ProgName(name)) => {
-                            filter.name = Some(name)
-                        }
-                        TcOption::Bpf(TcFilterBpfOption::ProgId(id)) => filter.prog_id = Some(id),
+                        TcOption::Bpf(TcFilterBpfOption::ProgName(n)) => name = Some(n),
+                        TcOption::Bpf(TcFilterBpfOption::ProgId(id)) => prog_id = Some(id),
                         _ => {}
                     }
                 }
@@ -207,7 +231,17 @@ pub fn decode_filter(message: TcMessage) -> Option<Filter> {
             _ => {}
         }
     }
-    Some(filter)
+    let classifier = if kind == "bpf" {
+        Classifier::Bpf { name, prog_id }
+    } else {
+        Classifier::Other(kind)
+    };
+    Some(Filter {
+        prio: (message.header.info >> 16) as u16,
+        protocol: u16::from_be(message.header.info as u16),
+        handle,
+        classifier,
+    })
 }
 
 /// Adds a direct-action bpf filter, or atomically swaps the program of the filter already at
@@ -242,7 +276,7 @@ pub fn del_filter(
             hook.parent(),
             filter_info(filter.prio, filter.protocol),
         ),
-        vec![TcAttribute::Kind(filter.kind.clone())],
+        vec![TcAttribute::Kind(filter.classifier.kind().to_string())],
     );
     nl.request(RouteNetlinkMessage::DelTrafficFilter(message), 0)
         .map(drop)
@@ -323,8 +357,16 @@ mod tests {
     fn dump_entries_decode_and_chain_heads_are_skipped() {
         let mut message = bpf_filter_message(5, Hook::Ingress, 3, 9, 1, "dnsredir_reply");
         assert_eq!(
-            decode_filter(message.clone()).map(|f| (f.prio, f.protocol, f.handle, f.name)),
-            Some((3, ETH_P_ALL, 9, Some("dnsredir_reply".to_string())))
+            decode_filter(message.clone()).map(|f| (f.prio, f.protocol, f.handle, f.classifier)),
+            Some((
+                3,
+                ETH_P_ALL,
+                9,
+                Classifier::Bpf {
+                    name: Some("dnsredir_reply".to_string()),
+                    prog_id: None
+                }
+            ))
         );
         message.header.handle = TcHandle::UNSPEC;
         assert_eq!(decode_filter(message), None);

@@ -258,7 +258,7 @@ pub fn remove_from_hook(nl: &mut Netlink, at: HookRef, log: Log) -> Result<(), E
         log(format!(
             "{}: {}",
             at.describe("removed (the other path's)"),
-            filter.name.as_deref().unwrap_or("?")
+            filter.prog_name().unwrap_or("?")
         ));
     }
     Ok(())
@@ -289,7 +289,7 @@ pub fn remove_ours(nl: &mut Netlink, ifname: &str, ifindex: u32, log: Log) -> Re
             log(format!(
                 "{}: {}",
                 at.describe("removed"),
-                filter.name.as_deref().unwrap_or("?")
+                filter.prog_name().unwrap_or("?")
             ));
             removed += 1;
         }
@@ -352,7 +352,7 @@ pub fn snapshot<'a>(nl: &mut Netlink, hooks: &[HookRef<'a>]) -> Result<Previous<
                 tc::filters(nl, at.ifindex, at.hook).context(|| at.describe("listing filters"))?;
             if let Some(f) = filters.into_iter().find(|f| f.is_named(FILTER_PREFIX)) {
                 let fd = f
-                    .prog_id
+                    .prog_id()
                     .ok_or_else(|| {
                         std::io::Error::new(std::io::ErrorKind::InvalidData, "no program id")
                     })
@@ -416,7 +416,7 @@ impl Before<'_> {
             return remove_on_hook(nl, self.at, self.had_clsact);
         };
         let at = self.at;
-        let name = old.name.as_deref().unwrap_or(FILTER_PREFIX);
+        let name = old.prog_name().unwrap_or(FILTER_PREFIX);
         tc::put_bpf_filter(nl, at.ifindex, at.hook, old.prio, old.handle, fd, name)
             .context(|| at.describe("putting the previous dnsredir filter back"))?;
         let filters =
@@ -477,16 +477,17 @@ pub fn detach(target: &Target, interface: &str, log: Log) -> Result<usize, Error
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::net::tc::ETH_P_ALL;
+    use crate::net::tc::{Classifier, ETH_P_ALL};
 
     fn filter(prio: u16, handle: u32, name: Option<&str>) -> Filter {
         Filter {
             prio,
             protocol: ETH_P_ALL,
             handle,
-            kind: "bpf".into(),
-            name: name.map(String::from),
-            prog_id: None,
+            classifier: Classifier::Bpf {
+                name: name.map(String::from),
+                prog_id: None,
+            },
         }
     }
 

@@ -160,6 +160,29 @@ pub fn is_under(name: &str, suffix: &str) -> bool {
             .is_some_and(|head| head.ends_with('.'))
 }
 
+/// The two parts of a SUFFIX with a length rule.
+#[derive(Clone, Copy)]
+enum Part {
+    Name,
+    Label,
+}
+
+/// A SUFFIX's length rules, in one place: the name and each of its labels are 1 to their
+/// most bytes long. `text` is the SUFFIX as given, for the message.
+fn check_length(text: &str, part: &str, what: Part) -> Result<(), String> {
+    match (what, part.len()) {
+        (Part::Name, 0) => Err(format!("{text:?} is no name (the root cannot be a suffix)")),
+        (Part::Label, 0) => Err(format!("{text:?} has an empty label")),
+        (Part::Name, n) if n > MAX_NAME_TEXT => Err(format!(
+            "{text:?} is {n} characters long; a name has at most {MAX_NAME_TEXT}"
+        )),
+        (Part::Label, n) if n > MAX_LABEL => Err(format!(
+            "{text:?} has a label of {n} characters; at most {MAX_LABEL}"
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Checks a SUFFIX as given on the command line and returns its lowercase form without
 /// leading or trailing dot. Accepted: labels of 1 to 63 letters, digits, `-` and `_` (Docker's
 /// container names and aliases allow `_`), at most 253 characters in all. `*` is refused: it
@@ -167,25 +190,9 @@ pub fn is_under(name: &str, suffix: &str) -> bool {
 pub fn parse_suffix(text: &str) -> Result<String, String> {
     let trimmed = text.strip_prefix('.').unwrap_or(text);
     let trimmed = trimmed.strip_suffix('.').unwrap_or(trimmed);
-    if trimmed.is_empty() {
-        return Err(format!("{text:?} is no name (the root cannot be a suffix)"));
-    }
-    if trimmed.len() > MAX_NAME_TEXT {
-        return Err(format!(
-            "{text:?} is {} characters long; a name has at most {MAX_NAME_TEXT}",
-            trimmed.len()
-        ));
-    }
+    check_length(text, trimmed, Part::Name)?;
     for label in trimmed.split('.') {
-        if label.is_empty() {
-            return Err(format!("{text:?} has an empty label"));
-        }
-        if label.len() > MAX_LABEL {
-            return Err(format!(
-                "{text:?} has a label of {} characters; at most {MAX_LABEL}",
-                label.len()
-            ));
-        }
+        check_length(text, label, Part::Label)?;
         if let Some(c) = label
             .chars()
             .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
