@@ -42,6 +42,12 @@ pub struct Question {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Message {
     pub question: Question,
+    pub reply: Reply,
+}
+
+/// What an answer tells of itself (a query's is all zeros).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Reply {
     pub rcode: u8,
     pub answers: u16,
     /// The first A or AAAA record of the answer section, if the captured bytes reach it.
@@ -112,9 +118,11 @@ pub fn parse_message(msg: &[u8]) -> Option<Message> {
             id,
             ..Default::default()
         },
-        rcode: (flags & 0x0f) as u8,
-        answers,
-        ..Default::default()
+        reply: Reply {
+            rcode: (flags & 0x0f) as u8,
+            answers,
+            first_address: None,
+        },
     };
     if qdcount == 0 {
         return Some(m);
@@ -142,7 +150,7 @@ pub fn parse_message(msg: &[u8]) -> Option<Message> {
         let Some(data) = msg.get(rdata..rdata + rdlen as usize) else {
             break;
         };
-        m.first_address = match (rtype, data.len()) {
+        m.reply.first_address = match (rtype, data.len()) {
             (1, 4) => Some(IpAddr::V4(Ipv4Addr::new(
                 data[0], data[1], data[2], data[3],
             ))),
@@ -151,7 +159,7 @@ pub fn parse_message(msg: &[u8]) -> Option<Message> {
             ))),
             _ => None,
         };
-        if m.first_address.is_some() {
+        if m.reply.first_address.is_some() {
             break;
         }
         at = rdata + rdlen as usize;
@@ -207,9 +215,7 @@ pub fn path_name(path: u8) -> &'static str {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Answer {
-    pub rcode: u8,
-    pub answers: u16,
-    pub first_address: Option<IpAddr>,
+    pub reply: Reply,
     pub latency_us: u64,
 }
 
@@ -271,9 +277,7 @@ impl Tracker {
             EVENT_REPLY => {
                 let q = self.pending.remove(&key)?;
                 let answer = Answer {
-                    rcode: message.rcode,
-                    answers: message.answers,
-                    first_address: message.first_address,
+                    reply: message.reply,
                     latency_us: head.time_ns.saturating_sub(q.head.time_ns) / 1000,
                 };
                 Some(record(&q, Some(answer), clock))
@@ -381,9 +385,11 @@ pub fn render_line(r: &Record) -> String {
     let line = match &r.answer {
         Some(a) => format!(
             "{head}  {}  answers={}  {}  {}µs",
-            rcode_name(a.rcode),
-            a.answers,
-            a.first_address.map_or("-".to_string(), |a| a.to_string()),
+            rcode_name(a.reply.rcode),
+            a.reply.answers,
+            a.reply
+                .first_address
+                .map_or("-".to_string(), |a| a.to_string()),
             a.latency_us
         ),
         None => format!(
@@ -419,9 +425,9 @@ pub fn render_json(r: &Record) -> String {
         r.question.qtype.map_or_else(null, |t| t.to_string()),
         path_name(r.path),
         a.is_some(),
-        a.map_or_else(null, |a| json_string(&rcode_name(a.rcode))),
-        a.map_or_else(null, |a| a.answers.to_string()),
-        a.and_then(|a| a.first_address)
+        a.map_or_else(null, |a| json_string(&rcode_name(a.reply.rcode))),
+        a.map_or_else(null, |a| a.reply.answers.to_string()),
+        a.and_then(|a| a.reply.first_address)
             .map_or_else(null, |ip| json_string(&ip.to_string())),
         a.map_or_else(null, |a| a.latency_us.to_string()),
         r.rule.as_deref().map_or_else(null, json_string),
@@ -482,17 +488,31 @@ mod tests {
         assert_eq!(m.question.qtype, Some(1));
         let v4: IpAddr = "203.0.113.7".parse().unwrap();
         let a = parse_message(&answer_msg(&q, 0, Some(v4))).unwrap();
-        assert_eq!((a.rcode, a.answers, a.first_address), (0, 2, Some(v4)));
+        assert_eq!(
+            a.reply,
+            Reply {
+                rcode: 0,
+                answers: 2,
+                first_address: Some(v4)
+            }
+        );
         let v6: IpAddr = "2001:db8::1".parse().unwrap();
         let a = parse_message(&answer_msg(&q, 0, Some(v6))).unwrap();
-        assert_eq!(a.first_address, Some(v6));
+        assert_eq!(a.reply.first_address, Some(v6));
         let nx = parse_message(&answer_msg(&q, 3, None)).unwrap();
-        assert_eq!((nx.rcode, nx.answers, nx.first_address), (3, 1, None));
+        assert_eq!(
+            nx.reply,
+            Reply {
+                rcode: 3,
+                answers: 1,
+                first_address: None
+            }
+        );
         // Cut inside the answer: the header and question still show.
         let full = answer_msg(&q, 0, Some(v4));
         let cut = parse_message(&full[..full.len() - 2]).unwrap();
         assert_eq!(
-            (cut.question.name.as_deref(), cut.first_address),
+            (cut.question.name.as_deref(), cut.reply.first_address),
             (Some("www.example.com"), None)
         );
         assert_eq!(parse_message(&q[..11]), None);
