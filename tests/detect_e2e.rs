@@ -34,7 +34,7 @@ fn pid(net: &DockerLikeNet) -> String {
 #[test]
 #[ignore = "needs root: network namespaces, bpf(2)"]
 fn both_ports_given_work_whatever_else_listens() {
-    let net = docker_like_net();
+    let net = DockerLikeNet::new();
     let _other = squat(&net, 1, 1);
     let (code, out, err) = run_dnsredir(&net.attach_args());
     assert_eq!(code, 0, "stdout: {out}\nstderr: {err}");
@@ -53,7 +53,7 @@ fn both_ports_given_work_whatever_else_listens() {
 #[test]
 #[ignore = "needs root: network namespaces, bpf(2)"]
 fn no_ports_given_are_found_through_the_nat() {
-    let net = docker_like_net();
+    let net = DockerLikeNet::new();
     let _other = squat(&net, 1, 1);
     let (pid, up) = (pid(&net), net.up_addr.to_string());
     let (code, out, err) = run_dnsredir(&["--pid", &pid, "--upstream", &up, "--verbose"]);
@@ -79,7 +79,7 @@ fn no_ports_given_are_found_through_the_nat() {
 #[test]
 #[ignore = "needs root: network namespaces, bpf(2)"]
 fn status_reports_whatever_else_listens() {
-    let net = docker_like_net();
+    let net = DockerLikeNet::new();
     let _other = squat(&net, 2, 2);
     net.attach(&[]);
     let (code, j) = net.status_json();
@@ -121,7 +121,7 @@ fn status_reports_whatever_else_listens() {
 #[test]
 #[ignore = "needs root: network namespaces, bpf(2)"]
 fn without_nat_an_ambiguous_protocol_stays_with_dockerd() {
-    let net = docker_like_net();
+    let net = DockerLikeNet::new();
     ns_run(&net.ctr_ns, &["iptables", "-t", "nat", "-F"]).expect("flushing the nat rules");
     // With the stand-in's: two UDP sockets on 127.0.0.11, one TCP listener.
     let _other = squat(&net, 1, 0);
@@ -165,7 +165,7 @@ fn without_nat_an_ambiguous_protocol_stays_with_dockerd() {
 #[test]
 #[ignore = "needs root: network namespaces, bpf(2)"]
 fn a_silent_upstream_is_refused_before_anything_is_attached() {
-    let net = docker_like_net();
+    let net = DockerLikeNet::new();
     let (pid, bad) = (pid(&net), format!("{}:5353", net.up_addr));
     let (code, out, err) = run_dnsredir(&["--pid", &pid, "--upstream", &bad]);
     assert_eq!(code, 1, "stdout: {out}\nstderr: {err}");
@@ -187,7 +187,7 @@ fn a_silent_upstream_is_refused_before_anything_is_attached() {
 #[test]
 #[ignore = "needs root: network namespaces, bpf(2)"]
 fn a_good_upstream_shows_its_round_trip_time() {
-    let net = docker_like_net();
+    let net = DockerLikeNet::new();
     let (pid, up) = (pid(&net), net.up_addr.to_string());
     let (code, out, err) = run_dnsredir(&["--pid", &pid, "--upstream", &up, "--verbose"]);
     assert_eq!(code, 0, "stdout: {out}\nstderr: {err}");

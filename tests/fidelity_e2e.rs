@@ -16,7 +16,7 @@ use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use support::packet::{csum_fold, l4_checksum, sum_words};
-use support::{in_netns, ns_run_timeout, ping, require_root, run_dnsredir, DockerLikeNet};
+use support::{in_netns, ns_run_timeout, ping, run_dnsredir, DockerLikeNet};
 
 /// Where dnsmasq listens in the upstream namespace (the stand-in DnsServer has port 53).
 const DNSMASQ_PORT: u16 = 5353;
@@ -148,7 +148,6 @@ fn counter(net: &DockerLikeNet, name: &str) -> u64 {
 #[test]
 #[ignore = "needs root: network namespaces, bpf(2), dnsmasq"]
 fn a_3000_byte_answer_arrives_whole_through_tc_and_tcp() {
-    require_root();
     let net = DockerLikeNet::new();
     let _dnsmasq = Dnsmasq::start(&net);
     attach_to_dnsmasq(&net, &[]);
@@ -171,7 +170,6 @@ fn a_3000_byte_answer_arrives_whole_through_tc_and_tcp() {
 #[test]
 #[ignore = "needs root: network namespaces, bpf(2), dnsmasq"]
 fn a_1300_byte_answer_is_restored_with_valid_checksums() {
-    require_root();
     let net = DockerLikeNet::new();
     let _dnsmasq = Dnsmasq::start(&net);
     attach_to_dnsmasq(&net, &["--edns-max", "1400"]);
@@ -209,7 +207,6 @@ fn a_1300_byte_answer_is_restored_with_valid_checksums() {
 #[test]
 #[ignore = "needs root: network namespaces, bpf(2), dnsmasq"]
 fn fragments_of_an_unclamped_answer_are_counted_and_passed() {
-    require_root();
     let net = DockerLikeNet::new();
     let _dnsmasq = Dnsmasq::start(&net);
     attach_to_dnsmasq(&net, &["--edns-max", "0"]);
@@ -226,7 +223,6 @@ fn fragments_of_an_unclamped_answer_are_counted_and_passed() {
 #[test]
 #[ignore = "needs root: network namespaces, bpf(2)"]
 fn filters_after_ours_still_see_what_dnsredir_passes() {
-    require_root();
     let net = DockerLikeNet::new();
     let counting = in_netns(&net.ctr_ns, || {
         let mut nl = Netlink::open().expect("rtnetlink");

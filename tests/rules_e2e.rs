@@ -46,9 +46,7 @@ fn pair(s: &str, k: &str) -> (String, String) {
 #[test]
 #[ignore = "needs root: network namespaces, bpf(2), tc"]
 fn keep_leaves_a_dotted_alias_to_dockerd() {
-    require_root();
-    let net = DockerLikeNet::new();
-    net.attach(&["--keep", ".internal.test"]);
+    let net = DockerLikeNet::attached(&["--keep", ".internal.test"]);
     assert_eq!(
         a(&net, "api.internal.test", false),
         Ok(vec![net.stand_in_answer])
@@ -79,9 +77,7 @@ fn keep_leaves_a_dotted_alias_to_dockerd() {
 #[test]
 #[ignore = "needs root: network namespaces, bpf(2), tc"]
 fn only_redirects_split_dns_and_leaves_the_rest() {
-    require_root();
-    let net = DockerLikeNet::new();
-    net.attach(&["--only", "corp.test"]);
+    let net = DockerLikeNet::attached(&["--only", "corp.test"]);
     assert_eq!(a(&net, "x.corp.test", false), Ok(vec![net.upstream_answer]));
     assert_eq!(a(&net, "example.com", false), Ok(vec![net.stand_in_answer]));
     // TCP stays where it went before: with dockerd.
@@ -100,9 +96,7 @@ fn only_redirects_split_dns_and_leaves_the_rest() {
 #[test]
 #[ignore = "needs root: network namespaces, bpf(2), tc"]
 fn reattaching_replaces_the_rules_and_their_map() {
-    require_root();
-    let net = DockerLikeNet::new();
-    net.attach(&["--keep", "a.test", "--keep", "b.test"]);
+    let net = DockerLikeNet::attached(&["--keep", "a.test", "--keep", "b.test"]);
     let (rules, old_map) = rules_in_force(&net);
     assert_eq!(rules, vec![pair("a.test", "keep"), pair("b.test", "keep")]);
     net.attach(&["--only", "corp.test", "--keep", "x.corp.test"]);
@@ -139,7 +133,6 @@ fn reattaching_replaces_the_rules_and_their_map() {
 #[test]
 #[ignore = "needs root: network namespaces, bpf(2), tc"]
 fn a_bad_suffix_is_a_usage_error_and_nothing_changes() {
-    require_root();
     let net = DockerLikeNet::new();
     for bad in ["a..b", "", &"x".repeat(64), "*.corp.test", "a b"] {
         let mut args = net.attach_args();
