@@ -27,10 +27,6 @@ fn squat(net: &DockerLikeNet, udp: usize, tcp: usize) -> Squatters {
     .expect("entering the container namespace")
 }
 
-fn pid(net: &DockerLikeNet) -> String {
-    net.ctr_pid.to_string()
-}
-
 #[test]
 #[ignore = "needs root: network namespaces, bpf(2)"]
 fn both_ports_given_work_whatever_else_listens() {
@@ -41,9 +37,8 @@ fn both_ports_given_work_whatever_else_listens() {
     assert_redirected(&net);
 
     // One port given, the other found.
-    let (pid, up) = (pid(&net), net.up_addr.to_string());
     let u = net.dockerd_udp_port.to_string();
-    let r = run_dnsredir(&["--pid", &pid, "--dockerd-port", &u, "--upstream", &up, "-v"]);
+    let r = net.attach_finding_ports(&["--dockerd-port", &u, "-v"]);
     assert_eq!(r.0, 0, "{r:?}");
     assert!(r.2.contains("UDP port: given"), "{}", r.2);
     assert!(r.2.contains("TCP port: from Docker's NAT"), "{}", r.2);
@@ -55,8 +50,7 @@ fn both_ports_given_work_whatever_else_listens() {
 fn no_ports_given_are_found_through_the_nat() {
     let net = DockerLikeNet::new();
     let _other = squat(&net, 1, 1);
-    let (pid, up) = (pid(&net), net.up_addr.to_string());
-    let (code, out, err) = run_dnsredir(&["--pid", &pid, "--upstream", &up, "--verbose"]);
+    let (code, out, err) = net.attach_finding_ports(&["--verbose"]);
     assert_eq!(code, 0, "stdout: {out}\nstderr: {err}");
     for expected in [
         format!("UDP port {} (found)", net.dockerd_udp_port),
@@ -71,9 +65,7 @@ fn no_ports_given_are_found_through_the_nat() {
     }
     assert!(!err.contains("stays with dockerd"), "{err}");
     assert_redirected(&net);
-    let (code, j) = net.status_json();
-    assert_eq!(code, 0, "{j}");
-    assert_status_has_dockerd_ports(&net, &j);
+    assert_status_has_dockerd_ports(&net, &net.attached_status());
 }
 
 #[test]
@@ -82,11 +74,10 @@ fn status_reports_whatever_else_listens() {
     let net = DockerLikeNet::new();
     let _other = squat(&net, 2, 2);
     net.attach(&[]);
-    let (code, j) = net.status_json();
-    assert_eq!(code, 0, "{j}");
+    let j = net.attached_status();
     assert!(j.bool_at(&["attached"]), "{j}");
     assert!(!j.bool_at(&["stale"]), "{j}");
-    let text = run_dnsredir(&["--pid", &pid(&net), "--status"]);
+    let text = net.dnsredir(&["--status"]);
     assert_eq!(text.0, 0, "{text:?}");
     assert!(text.1.contains("dnsredir: attached"), "{text:?}");
     assert!(!text.1.contains("STALE"), "{text:?}");
@@ -95,25 +86,17 @@ fn status_reports_whatever_else_listens() {
     // the check cannot tell which one is dockerd's: said, not failed.
     ns_run(&net.ctr_ns, &["iptables", "-t", "nat", "-F"]).expect("flushing the nat rules");
     let t = net.dockerd_tcp_port.to_string();
-    let r = run_dnsredir(&[
-        "--pid",
-        &pid(&net),
-        "--dockerd-tcp-port",
-        &t,
-        "--upstream",
-        &net.up_addr.to_string(),
-    ]);
+    let r = net.attach_finding_ports(&["--dockerd-tcp-port", &t]);
     assert_eq!(r.0, 0, "{r:?}");
     assert!(r.2.contains("UDP stays with dockerd"), "{r:?}");
-    let (code, j) = net.status_json();
-    assert_eq!(code, 0, "{j}");
+    let j = net.attached_status();
     let unknown = j
         .path(&["ports_unknown"])
         .and_then(Json::as_str)
         .unwrap_or_default()
         .to_string();
     assert!(unknown.contains("cannot tell"), "{j}");
-    let text = run_dnsredir(&["--pid", &pid(&net), "--status"]);
+    let text = net.dnsredir(&["--status"]);
     assert_eq!(text.0, 0, "{text:?}");
     assert!(text.1.contains("cannot tell"), "{text:?}");
 }
@@ -125,8 +108,7 @@ fn without_nat_an_ambiguous_protocol_stays_with_dockerd() {
     ns_run(&net.ctr_ns, &["iptables", "-t", "nat", "-F"]).expect("flushing the nat rules");
     // With the stand-in's: two UDP sockets on 127.0.0.11, one TCP listener.
     let _other = squat(&net, 1, 0);
-    let (pid, up) = (pid(&net), net.up_addr.to_string());
-    let (code, out, err) = run_dnsredir(&["--pid", &pid, "--upstream", &up]);
+    let (code, out, err) = net.attach_finding_ports(&[]);
     assert_eq!(code, 0, "stdout: {out}\nstderr: {err}");
     let l = lines(&err);
     assert_eq!(l.len(), 1, "one line about UDP:\n{err}");
@@ -135,8 +117,7 @@ fn without_nat_an_ambiguous_protocol_stays_with_dockerd() {
         "{}",
         l[0]
     );
-    let (code, j) = net.status_json();
-    assert_eq!(code, 0, "{j}");
+    let j = net.attached_status();
     assert_eq!(
         j.u64_at(&["config", "dockerd_tcp_port"]),
         net.dockerd_tcp_port as u64,
@@ -166,8 +147,8 @@ fn without_nat_an_ambiguous_protocol_stays_with_dockerd() {
 #[ignore = "needs root: network namespaces, bpf(2)"]
 fn a_silent_upstream_is_refused_before_anything_is_attached() {
     let net = DockerLikeNet::new();
-    let (pid, bad) = (pid(&net), format!("{}:5353", net.up_addr));
-    let (code, out, err) = run_dnsredir(&["--pid", &pid, "--upstream", &bad]);
+    let bad = format!("{}:5353", net.up_addr);
+    let (code, out, err) = net.dnsredir(&["--upstream", &bad]);
     assert_eq!(code, 1, "stdout: {out}\nstderr: {err}");
     let l = lines(&err);
     assert_eq!(l.len(), 1, "one line:\n{err}");
@@ -178,7 +159,7 @@ fn a_silent_upstream_is_refused_before_anything_is_attached() {
     );
     assert_nothing_attached(&net, "no qdisc either");
 
-    let (code, out, err) = run_dnsredir(&["--pid", &pid, "--upstream", &bad, "--no-probe"]);
+    let (code, out, err) = net.dnsredir(&["--upstream", &bad, "--no-probe"]);
     assert_eq!(code, 0, "stdout: {out}\nstderr: {err}");
     assert_eq!(net.dnsredir_filters("lo"), 1);
     assert_eq!(net.dnsredir_filters("eth0"), 1);
@@ -188,8 +169,7 @@ fn a_silent_upstream_is_refused_before_anything_is_attached() {
 #[ignore = "needs root: network namespaces, bpf(2)"]
 fn a_good_upstream_shows_its_round_trip_time() {
     let net = DockerLikeNet::new();
-    let (pid, up) = (pid(&net), net.up_addr.to_string());
-    let (code, out, err) = run_dnsredir(&["--pid", &pid, "--upstream", &up, "--verbose"]);
+    let (code, out, err) = net.attach_finding_ports(&["--verbose"]);
     assert_eq!(code, 0, "stdout: {out}\nstderr: {err}");
     let want = format!("upstream {}:53 answered the probe in ", net.up_addr);
     let line = err

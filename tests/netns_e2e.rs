@@ -231,9 +231,7 @@ fn detach_restores_dockerd_and_removes_everything() {
     let net = DockerLikeNet::attached(&[]);
     assert_redirected(&net);
     net.detach();
-    assert_filters_on_each_hook(&net, 0);
-    assert!(!has_clsact(&net.ctr_ns, "lo"), "clsact left on lo");
-    assert!(!has_clsact(&net.ctr_ns, "eth0"), "clsact left on eth0");
+    assert_nothing_attached(&net, "clsact left on lo or eth0");
     assert_stand_in_answers(&net);
 }
 
@@ -284,14 +282,10 @@ fn foreign_filter_survives_attach_and_detach() {
 #[ignore = "needs root: network namespaces"]
 fn auto_detects_dockerd_ports() {
     let net = DockerLikeNet::new();
-    let pid = net.ctr_pid.to_string();
-    let up = net.up_addr.to_string();
-    let r = run_dnsredir(&["--pid", &pid, "--upstream", &up]);
+    let r = net.attach_finding_ports(&[]);
     assert_eq!(r.0, 0, "attach without ports: {r:?}");
     assert_redirected(&net);
-    let (code, j) = net.status_json();
-    assert_eq!(code, 0, "{j}");
-    assert_status_has_dockerd_ports(&net, &j);
+    assert_status_has_dockerd_ports(&net, &net.attached_status());
 }
 
 #[test]
@@ -357,8 +351,7 @@ fn error_eth0_without_ipv4() {
 #[ignore = "needs root: network namespaces"]
 fn error_bad_upstream() {
     let net = DockerLikeNet::new();
-    let pid = net.ctr_pid.to_string();
-    let r = run_dnsredir(&["--pid", &pid, "--upstream", "not-an-ip"]);
+    let r = net.dnsredir(&["--upstream", "not-an-ip"]);
     assert_one_line_error(&r, &["not-an-ip", "upstream"], "--upstream not-an-ip");
     assert_refused_untouched(&net);
 }
@@ -372,8 +365,7 @@ fn status_json_counts_exactly() {
     assert!(!j.bool_at(&["attached"]), "{j}");
 
     net.attach(&[]);
-    let (code, before) = net.status_json();
-    assert_eq!(code, 0, "{before}");
+    let before = net.attached_status();
     assert!(before.bool_at(&["attached"]), "{before}");
     assert!(
         before.bool_at(&["lo", "attached"]) && before.bool_at(&["interface", "attached"]),
@@ -402,8 +394,7 @@ fn status_json_counts_exactly() {
         );
     }
     assert_eq!(net.upstream().queries(), up + N as u64);
-    let (code, after) = net.status_json();
-    assert_eq!(code, 0, "{after}");
+    let after = net.attached_status();
     assert_eq!(
         c(&after, "queries_redirected_udp") - c(&before, "queries_redirected_udp"),
         N,
@@ -451,7 +442,7 @@ fn status_says_when_the_configuration_is_stale() {
         reason.contains(&format!("--pid {pid}")),
         "says what to run: {reason}"
     );
-    let text = run_dnsredir(&["--pid", &pid, "--status"]);
+    let text = net.dnsredir(&["--status"]);
     assert!(text.1.contains("STALE"), "{text:?}");
 
     // Running it again without ports fixes it.
@@ -494,8 +485,7 @@ fn error_not_root() {
 #[ignore = "needs root: network namespaces"]
 fn verbose_attach_prints_each_step() {
     let net = DockerLikeNet::new();
-    let (pid, up) = (net.ctr_pid.to_string(), net.up_addr.to_string());
-    let (code, out, err) = run_dnsredir(&["--pid", &pid, "--upstream", &up, "--verbose"]);
+    let (code, out, err) = net.attach_finding_ports(&["--verbose"]);
     assert_eq!(code, 0, "{err}");
     assert!(
         out.contains(&format!("{}:53", net.up_addr)),
@@ -522,8 +512,7 @@ fn error_upstream_unreachable_through_eth0() {
     let net = DockerLikeNet::new();
     // Like a container on an --internal network: no route out.
     run(&["ip", "-n", &net.ctr_ns, "route", "del", "default"]).unwrap();
-    let (pid, up) = (net.ctr_pid.to_string(), net.up_addr.to_string());
-    let r = run_dnsredir(&["--pid", &pid, "--upstream", &up]);
+    let r = net.attach_finding_ports(&[]);
     assert_one_line_error(
         &r,
         &["cannot be reached through eth0"],

@@ -88,7 +88,7 @@ fn only_redirects_split_dns_and_leaves_the_rest() {
     assert_eq!(j.u64_at(&["counters", "rule_only_redirected"]), 1);
     assert_eq!(j.u64_at(&["counters", "rule_outside_only"]), 1);
     assert_eq!(j.u64_at(&["counters", "queries_redirected_tcp"]), 0);
-    let (code, text, _) = run_dnsredir(&["--pid", &net.ctr_pid.to_string(), "--status"]);
+    let (code, text, _) = net.dnsredir(&["--status"]);
     assert_eq!(code, 0);
     assert!(text.contains("\n  only corp.test\n"), "{text}");
 }

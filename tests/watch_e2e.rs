@@ -8,7 +8,7 @@ mod support;
 use std::io::{BufRead, BufReader};
 use std::time::{Duration, Instant};
 use support::watcher::Watcher;
-use support::{run_dnsredir, DockerLikeNet, Json, DOCKER_RESOLVER};
+use support::{DockerLikeNet, Json, DOCKER_RESOLVER};
 
 /// `dnsredir --pid <the container> --watch <extra>`, started (see [`Watcher::start`]).
 fn start(net: &DockerLikeNet, extra: &[&str]) -> Watcher {
@@ -146,8 +146,7 @@ fn json_records_parse_and_a_silent_upstream_shows_as_unanswered() {
 #[ignore = "needs root: network namespaces, tc, bpf(2)"]
 fn refused_when_not_attached_and_ended_by_a_detach_or_the_containers_exit() {
     let mut net = DockerLikeNet::new();
-    let pid = net.ctr_pid.to_string();
-    let (code, out, err) = run_dnsredir(&["--pid", &pid, "--watch"]);
+    let (code, out, err) = net.dnsredir(&["--watch"]);
     assert_eq!(code, 3, "{out}{err}");
     assert_eq!(support::lines(&err).len(), 1, "one line: {err}");
     assert!(err.contains("not attached"), "{err}");
@@ -161,7 +160,7 @@ fn refused_when_not_attached_and_ended_by_a_detach_or_the_containers_exit() {
     net.attach(&[]);
     let mut w = start(&net, &[]);
     // A second watcher is refused while the first one runs.
-    let (code, _, err) = run_dnsredir(&["--pid", &pid, "--watch"]);
+    let (code, _, err) = net.dnsredir(&["--watch"]);
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("one watch at a time"), "{err}");
     // The container's process exits (the test's child: killed, then reaped).

@@ -454,6 +454,18 @@ impl DockerLikeNet {
             .collect()
     }
 
+    /// Runs the tool for this container: `dnsredir --pid P rest...` (see [`run_dnsredir`]).
+    pub fn dnsredir(&self, rest: &[&str]) -> (i32, String, String) {
+        run_dnsredir(&self.ctr_args(rest))
+    }
+
+    /// `dnsredir --pid P --upstream A extra...`: an attach that leaves dockerd's ports to the
+    /// tool to find (its exit code, stdout, stderr).
+    pub fn attach_finding_ports(&self, extra: &[&str]) -> (i32, String, String) {
+        let up = self.up_addr.to_string();
+        self.dnsredir(&[&["--upstream", up.as_str()][..], extra].concat())
+    }
+
     /// The attach arguments with explicit ports: `--pid P --dockerd-port U --dockerd-tcp-port T --upstream A`.
     pub fn attach_args(&self) -> Vec<String> {
         let (udp, tcp) = (
