@@ -66,13 +66,15 @@ pub fn tc_filters(ns: &str, dev: &str) -> String {
     }
 }
 
-/// Runs the tool like [`run_dnsredir`]; panics with its output unless it exits 0.
-fn run_dnsredir_ok(args: &[String]) {
+/// Runs the tool like [`run_dnsredir`]; panics with its output unless it exits 0, else its
+/// (stdout, stderr).
+fn run_dnsredir_ok(args: &[String]) -> (String, String) {
     let (code, out, err) = run_dnsredir(args);
     assert_eq!(
         code, 0,
         "dnsredir {args:?} failed\nstdout: {out}\nstderr: {err}"
     );
+    (out, err)
 }
 
 /// Number of filters named like `dnsredir*` on `dev` ingress in `ns`.
@@ -460,10 +462,10 @@ impl DockerLikeNet {
     }
 
     /// `dnsredir --pid P --upstream A extra...`: an attach that leaves dockerd's ports to the
-    /// tool to find (its exit code, stdout, stderr).
-    pub fn attach_finding_ports(&self, extra: &[&str]) -> (i32, String, String) {
+    /// tool to find; panics with its output unless it exits 0, else its (stdout, stderr).
+    pub fn attach_finding_ports(&self, extra: &[&str]) -> (String, String) {
         let up = self.up_addr.to_string();
-        self.dnsredir(&[&["--upstream", up.as_str()][..], extra].concat())
+        run_dnsredir_ok(&self.ctr_args(&[&["--upstream", up.as_str()][..], extra].concat()))
     }
 
     /// The attach arguments with explicit ports: `--pid P --dockerd-port U --dockerd-tcp-port T --upstream A`.

@@ -44,3 +44,12 @@ pub use netns::{
 pub fn lines(s: &str) -> Vec<&str> {
     s.lines().filter(|l| !l.trim().is_empty()).collect()
 }
+
+/// Every one of `expected` is in `text` (`what` says which text, and the failure which part is
+/// missing).
+pub fn assert_mentions<S: AsRef<str>>(text: &str, expected: &[S], what: &str) {
+    for e in expected {
+        let e = e.as_ref();
+        assert!(text.contains(e), "{what} should mention {e:?}:\n{text}");
+    }
+}
