@@ -17,9 +17,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+use support::redirect::T;
 use support::*;
-
-const T: Duration = Duration::from_secs(3);
 
 fn knob(name: &str, default: u64) -> u64 {
     std::env::var(name)

@@ -4,15 +4,9 @@
 
 mod support;
 
-use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
+use support::redirect::a;
 use support::*;
-
-const T: Duration = Duration::from_secs(3);
-
-fn a(net: &DockerLikeNet, name: &str, tcp: bool) -> Result<Vec<Ipv4Addr>, String> {
-    query_a(&net.ctr_ns, net.resolver(), name, tcp, T)
-}
 
 /// The rules `--status --json` lists: (suffix, kind) pairs, and the rules map's id.
 fn rules_in_force(net: &DockerLikeNet) -> (Vec<(String, String)>, u64) {
