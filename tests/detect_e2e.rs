@@ -27,66 +27,51 @@ fn squat(net: &DockerLikeNet, udp: usize, tcp: usize) -> Squatters {
     .expect("entering the container namespace")
 }
 
-fn pid(net: &DockerLikeNet) -> String {
-    net.ctr_pid.to_string()
-}
-
 #[test]
 #[ignore = "needs root: network namespaces, bpf(2)"]
 fn both_ports_given_work_whatever_else_listens() {
-    let net = docker_like_net();
+    let net = DockerLikeNet::new();
     let _other = squat(&net, 1, 1);
     let (code, out, err) = run_dnsredir(&net.attach_args());
     assert_eq!(code, 0, "stdout: {out}\nstderr: {err}");
     assert_redirected(&net);
 
     // One port given, the other found.
-    let (pid, up) = (pid(&net), net.up_addr.to_string());
     let u = net.dockerd_udp_port.to_string();
-    let r = run_dnsredir(&["--pid", &pid, "--dockerd-port", &u, "--upstream", &up, "-v"]);
-    assert_eq!(r.0, 0, "{r:?}");
-    assert!(r.2.contains("UDP port: given"), "{}", r.2);
-    assert!(r.2.contains("TCP port: from Docker's NAT"), "{}", r.2);
+    let (_, err) = net.attach_finding_ports(&["--dockerd-port", &u, "-v"]);
+    assert!(err.contains("UDP port: given"), "{err}");
+    assert!(err.contains("TCP port: from Docker's NAT"), "{err}");
     assert_redirected(&net);
 }
 
 #[test]
 #[ignore = "needs root: network namespaces, bpf(2)"]
 fn no_ports_given_are_found_through_the_nat() {
-    let net = docker_like_net();
+    let net = DockerLikeNet::new();
     let _other = squat(&net, 1, 1);
-    let (pid, up) = (pid(&net), net.up_addr.to_string());
-    let (code, out, err) = run_dnsredir(&["--pid", &pid, "--upstream", &up, "--verbose"]);
-    assert_eq!(code, 0, "stdout: {out}\nstderr: {err}");
-    for expected in [
+    let (_, err) = net.attach_finding_ports(&["--verbose"]);
+    let expected = [
         format!("UDP port {} (found)", net.dockerd_udp_port),
         format!("TCP port {} (found)", net.dockerd_tcp_port),
         "UDP port: from Docker's NAT".to_string(),
         "TCP port: from Docker's NAT".to_string(),
-    ] {
-        assert!(
-            err.contains(&expected),
-            "--verbose: no {expected:?}:\n{err}"
-        );
-    }
+    ];
+    assert_mentions(&err, &expected, "--verbose");
     assert!(!err.contains("stays with dockerd"), "{err}");
     assert_redirected(&net);
-    let (code, j) = net.status_json();
-    assert_eq!(code, 0, "{j}");
-    assert_status_has_dockerd_ports(&net, &j);
+    assert_status_has_dockerd_ports(&net, &net.attached_status());
 }
 
 #[test]
 #[ignore = "needs root: network namespaces, bpf(2)"]
 fn status_reports_whatever_else_listens() {
-    let net = docker_like_net();
+    let net = DockerLikeNet::new();
     let _other = squat(&net, 2, 2);
     net.attach(&[]);
-    let (code, j) = net.status_json();
-    assert_eq!(code, 0, "{j}");
+    let j = net.attached_status();
     assert!(j.bool_at(&["attached"]), "{j}");
     assert!(!j.bool_at(&["stale"]), "{j}");
-    let text = run_dnsredir(&["--pid", &pid(&net), "--status"]);
+    let text = net.dnsredir(&["--status"]);
     assert_eq!(text.0, 0, "{text:?}");
     assert!(text.1.contains("dnsredir: attached"), "{text:?}");
     assert!(!text.1.contains("STALE"), "{text:?}");
@@ -95,25 +80,16 @@ fn status_reports_whatever_else_listens() {
     // the check cannot tell which one is dockerd's: said, not failed.
     ns_run(&net.ctr_ns, &["iptables", "-t", "nat", "-F"]).expect("flushing the nat rules");
     let t = net.dockerd_tcp_port.to_string();
-    let r = run_dnsredir(&[
-        "--pid",
-        &pid(&net),
-        "--dockerd-tcp-port",
-        &t,
-        "--upstream",
-        &net.up_addr.to_string(),
-    ]);
-    assert_eq!(r.0, 0, "{r:?}");
-    assert!(r.2.contains("UDP stays with dockerd"), "{r:?}");
-    let (code, j) = net.status_json();
-    assert_eq!(code, 0, "{j}");
+    let (_, err) = net.attach_finding_ports(&["--dockerd-tcp-port", &t]);
+    assert!(err.contains("UDP stays with dockerd"), "{err}");
+    let j = net.attached_status();
     let unknown = j
         .path(&["ports_unknown"])
         .and_then(Json::as_str)
         .unwrap_or_default()
         .to_string();
     assert!(unknown.contains("cannot tell"), "{j}");
-    let text = run_dnsredir(&["--pid", &pid(&net), "--status"]);
+    let text = net.dnsredir(&["--status"]);
     assert_eq!(text.0, 0, "{text:?}");
     assert!(text.1.contains("cannot tell"), "{text:?}");
 }
@@ -121,13 +97,11 @@ fn status_reports_whatever_else_listens() {
 #[test]
 #[ignore = "needs root: network namespaces, bpf(2)"]
 fn without_nat_an_ambiguous_protocol_stays_with_dockerd() {
-    let net = docker_like_net();
+    let net = DockerLikeNet::new();
     ns_run(&net.ctr_ns, &["iptables", "-t", "nat", "-F"]).expect("flushing the nat rules");
     // With the stand-in's: two UDP sockets on 127.0.0.11, one TCP listener.
     let _other = squat(&net, 1, 0);
-    let (pid, up) = (pid(&net), net.up_addr.to_string());
-    let (code, out, err) = run_dnsredir(&["--pid", &pid, "--upstream", &up]);
-    assert_eq!(code, 0, "stdout: {out}\nstderr: {err}");
+    let (_, err) = net.attach_finding_ports(&[]);
     let l = lines(&err);
     assert_eq!(l.len(), 1, "one line about UDP:\n{err}");
     assert!(
@@ -135,8 +109,7 @@ fn without_nat_an_ambiguous_protocol_stays_with_dockerd() {
         "{}",
         l[0]
     );
-    let (code, j) = net.status_json();
-    assert_eq!(code, 0, "{j}");
+    let j = net.attached_status();
     assert_eq!(
         j.u64_at(&["config", "dockerd_tcp_port"]),
         net.dockerd_tcp_port as u64,
@@ -165,9 +138,9 @@ fn without_nat_an_ambiguous_protocol_stays_with_dockerd() {
 #[test]
 #[ignore = "needs root: network namespaces, bpf(2)"]
 fn a_silent_upstream_is_refused_before_anything_is_attached() {
-    let net = docker_like_net();
-    let (pid, bad) = (pid(&net), format!("{}:5353", net.up_addr));
-    let (code, out, err) = run_dnsredir(&["--pid", &pid, "--upstream", &bad]);
+    let net = DockerLikeNet::new();
+    let bad = format!("{}:5353", net.up_addr);
+    let (code, out, err) = net.dnsredir(&["--upstream", &bad]);
     assert_eq!(code, 1, "stdout: {out}\nstderr: {err}");
     let l = lines(&err);
     assert_eq!(l.len(), 1, "one line:\n{err}");
@@ -178,7 +151,7 @@ fn a_silent_upstream_is_refused_before_anything_is_attached() {
     );
     assert_nothing_attached(&net, "no qdisc either");
 
-    let (code, out, err) = run_dnsredir(&["--pid", &pid, "--upstream", &bad, "--no-probe"]);
+    let (code, out, err) = net.dnsredir(&["--upstream", &bad, "--no-probe"]);
     assert_eq!(code, 0, "stdout: {out}\nstderr: {err}");
     assert_eq!(net.dnsredir_filters("lo"), 1);
     assert_eq!(net.dnsredir_filters("eth0"), 1);
@@ -187,10 +160,8 @@ fn a_silent_upstream_is_refused_before_anything_is_attached() {
 #[test]
 #[ignore = "needs root: network namespaces, bpf(2)"]
 fn a_good_upstream_shows_its_round_trip_time() {
-    let net = docker_like_net();
-    let (pid, up) = (pid(&net), net.up_addr.to_string());
-    let (code, out, err) = run_dnsredir(&["--pid", &pid, "--upstream", &up, "--verbose"]);
-    assert_eq!(code, 0, "stdout: {out}\nstderr: {err}");
+    let net = DockerLikeNet::new();
+    let (_, err) = net.attach_finding_ports(&["--verbose"]);
     let want = format!("upstream {}:53 answered the probe in ", net.up_addr);
     let line = err
         .lines()

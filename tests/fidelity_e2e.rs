@@ -16,7 +16,7 @@ use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use support::packet::{csum_fold, l4_checksum, sum_words};
-use support::{in_netns, ns_run_timeout, ping, require_root, run_dnsredir, DockerLikeNet};
+use support::{in_netns, ns_run_timeout, ping, run_dnsredir, DockerLikeNet};
 
 /// Where dnsmasq listens in the upstream namespace (the stand-in DnsServer has port 53).
 const DNSMASQ_PORT: u16 = 5353;
@@ -105,13 +105,18 @@ impl Drop for Dnsmasq {
     }
 }
 
-fn attach_to_dnsmasq(net: &DockerLikeNet, extra: &[&str]) {
+/// A container attached (with `extra`) to dnsmasq as its upstream. Bound as `(net, _dnsmasq)`,
+/// dnsmasq stops before the topology goes.
+fn attached_to_dnsmasq(extra: &[&str]) -> (DockerLikeNet, Dnsmasq) {
+    let net = DockerLikeNet::new();
+    let dnsmasq = Dnsmasq::start(&net);
     let mut args = net.attach_args();
     let upstream = args.len() - 1;
     args[upstream] = format!("{}:{DNSMASQ_PORT}", net.up_addr);
     args.extend(extra.iter().map(|s| s.to_string()));
     let (code, out, err) = run_dnsredir(&args);
     assert_eq!(code, 0, "dnsredir {args:?}: {out}{err}");
+    (net, dnsmasq)
 }
 
 /// `dig` in the container for a TXT record through 127.0.0.11: (its whole output, the text of
@@ -148,10 +153,7 @@ fn counter(net: &DockerLikeNet, name: &str) -> u64 {
 #[test]
 #[ignore = "needs root: network namespaces, bpf(2), dnsmasq"]
 fn a_3000_byte_answer_arrives_whole_through_tc_and_tcp() {
-    require_root();
-    let net = DockerLikeNet::new();
-    let _dnsmasq = Dnsmasq::start(&net);
-    attach_to_dnsmasq(&net, &[]);
+    let (net, _dnsmasq) = attached_to_dnsmasq(&[]);
 
     let (out, text) = dig_txt(&net, BIG, 4096);
     assert!(
@@ -171,10 +173,7 @@ fn a_3000_byte_answer_arrives_whole_through_tc_and_tcp() {
 #[test]
 #[ignore = "needs root: network namespaces, bpf(2), dnsmasq"]
 fn a_1300_byte_answer_is_restored_with_valid_checksums() {
-    require_root();
-    let net = DockerLikeNet::new();
-    let _dnsmasq = Dnsmasq::start(&net);
-    attach_to_dnsmasq(&net, &["--edns-max", "1400"]);
+    let (net, _dnsmasq) = attached_to_dnsmasq(&["--edns-max", "1400"]);
 
     let capture = LoCapture::open(&net);
     let (out, text) = dig_txt(&net, MID, 1400);
@@ -209,10 +208,7 @@ fn a_1300_byte_answer_is_restored_with_valid_checksums() {
 #[test]
 #[ignore = "needs root: network namespaces, bpf(2), dnsmasq"]
 fn fragments_of_an_unclamped_answer_are_counted_and_passed() {
-    require_root();
-    let net = DockerLikeNet::new();
-    let _dnsmasq = Dnsmasq::start(&net);
-    attach_to_dnsmasq(&net, &["--edns-max", "0"]);
+    let (net, _dnsmasq) = attached_to_dnsmasq(&["--edns-max", "0"]);
 
     let (out, text) = dig_txt(&net, BIG, 4096);
     assert!(text.is_empty(), "fragments reach no socket:\n{out}");
@@ -226,7 +222,6 @@ fn fragments_of_an_unclamped_answer_are_counted_and_passed() {
 #[test]
 #[ignore = "needs root: network namespaces, bpf(2)"]
 fn filters_after_ours_still_see_what_dnsredir_passes() {
-    require_root();
     let net = DockerLikeNet::new();
     let counting = in_netns(&net.ctr_ns, || {
         let mut nl = Netlink::open().expect("rtnetlink");

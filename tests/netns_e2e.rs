@@ -95,7 +95,7 @@ fn assert_nothing_on(ns: &Netns, devs: &[&str]) {
 #[test]
 #[ignore = "needs root: network namespaces"]
 fn before_attach_stand_in_answers_docker_address() {
-    let net = docker_like_net();
+    let net = DockerLikeNet::new();
     assert_ne!(net.eth0_ifindex, 2);
     assert_stand_in_answers(&net);
     assert_eq!(net.stand_in().udp_queries(), 1);
@@ -115,8 +115,7 @@ fn before_attach_stand_in_answers_docker_address() {
 #[test]
 #[ignore = "needs root: network namespaces"]
 fn attach_redirects_udp_tcp_dig_and_burst() {
-    let net = docker_like_net();
-    net.attach(&[]);
+    let net = DockerLikeNet::attached(&[]);
     assert_filters_on_each_hook(&net, 1);
     assert_redirected(&net);
 
@@ -172,8 +171,7 @@ fn attach_redirects_udp_tcp_dig_and_burst() {
 #[test]
 #[ignore = "needs root: network namespaces"]
 fn redirect_all_sends_single_label_names_upstream() {
-    let net = docker_like_net();
-    net.attach(&["--redirect-all"]);
+    let net = DockerLikeNet::attached(&["--redirect-all"]);
     let (si, up) = (net.stand_in().queries(), net.upstream().queries());
     assert_eq!(a(&net, "c2", false), Ok(vec![net.upstream_answer]));
     assert_eq!(a(&net, "example.com", false), Ok(vec![net.upstream_answer]));
@@ -186,8 +184,7 @@ fn redirect_all_sends_single_label_names_upstream() {
 #[test]
 #[ignore = "needs root: network namespaces"]
 fn direct_queries_to_upstream_still_work_while_attached() {
-    let net = docker_like_net();
-    net.attach(&[]);
+    let net = DockerLikeNet::attached(&[]);
     let up = net.upstream().queries();
     for tcp in [false, true] {
         assert_eq!(
@@ -209,8 +206,7 @@ fn direct_queries_to_upstream_still_work_while_attached() {
 #[test]
 #[ignore = "needs root: network namespaces"]
 fn ping_and_tcp_to_upstream_host_unaffected() {
-    let net = docker_like_net();
-    net.attach(&[]);
+    let net = DockerLikeNet::attached(&[]);
     assert_eq!(ping(&net.ctr_ns, net.up_addr, 2), Ok(2));
     let echo = TcpEcho::start(&net.up_ns, SocketAddr::new(net.up_addr.into(), 7007)).unwrap();
     let payload: Vec<u8> = (0..3000u32).map(|i| (i * 7 % 251) as u8).collect();
@@ -223,8 +219,7 @@ fn ping_and_tcp_to_upstream_host_unaffected() {
 #[test]
 #[ignore = "needs root: network namespaces"]
 fn attach_twice_leaves_one_filter_each() {
-    let net = docker_like_net();
-    net.attach(&[]);
+    let net = DockerLikeNet::attached(&[]);
     net.attach(&[]);
     assert_filters_on_each_hook(&net, 1);
     assert_redirected(&net);
@@ -233,20 +228,17 @@ fn attach_twice_leaves_one_filter_each() {
 #[test]
 #[ignore = "needs root: network namespaces"]
 fn detach_restores_dockerd_and_removes_everything() {
-    let net = docker_like_net();
-    net.attach(&[]);
+    let net = DockerLikeNet::attached(&[]);
     assert_redirected(&net);
     net.detach();
-    assert_filters_on_each_hook(&net, 0);
-    assert!(!has_clsact(&net.ctr_ns, "lo"), "clsact left on lo");
-    assert!(!has_clsact(&net.ctr_ns, "eth0"), "clsact left on eth0");
+    assert_nothing_attached(&net, "clsact left on lo or eth0");
     assert_stand_in_answers(&net);
 }
 
 #[test]
 #[ignore = "needs root: network namespaces"]
 fn foreign_filter_survives_attach_and_detach() {
-    let net = docker_like_net();
+    let net = DockerLikeNet::new();
     let c = net.ctr_ns.as_str();
     // Another tool's filter. This kernel has neither cls_matchall nor act_gact, so it is a u32
     // filter without action (matches ARP, classifies, passes), not `matchall action pass`.
@@ -289,21 +281,16 @@ fn foreign_filter_survives_attach_and_detach() {
 #[test]
 #[ignore = "needs root: network namespaces"]
 fn auto_detects_dockerd_ports() {
-    let net = docker_like_net();
-    let pid = net.ctr_pid.to_string();
-    let up = net.up_addr.to_string();
-    let r = run_dnsredir(&["--pid", &pid, "--upstream", &up]);
-    assert_eq!(r.0, 0, "attach without ports: {r:?}");
+    let net = DockerLikeNet::new();
+    net.attach_finding_ports(&[]);
     assert_redirected(&net);
-    let (code, j) = net.status_json();
-    assert_eq!(code, 0, "{j}");
-    assert_status_has_dockerd_ports(&net, &j);
+    assert_status_has_dockerd_ports(&net, &net.attached_status());
 }
 
 #[test]
 #[ignore = "needs root: network namespaces"]
 fn netns_path_works_like_pid() {
-    let net = docker_like_net();
+    let net = DockerLikeNet::new();
     let path = net.ctr_netns_path();
     let up = net.up_addr.to_string();
     let r = attach_with_ports(&net, &["--netns", &path], net.dockerd_udp_port);
@@ -326,7 +313,7 @@ fn netns_path_works_like_pid() {
 #[test]
 #[ignore = "needs root: network namespaces"]
 fn error_no_such_process() {
-    let net = docker_like_net();
+    let net = DockerLikeNet::new();
     let up = net.up_addr.to_string();
     let r = run_dnsredir(&["--pid", "999999999", "--upstream", &up]);
     assert_one_line_error(&r, &["999999999", "process", "pid"], "--pid 999999999");
@@ -336,7 +323,6 @@ fn error_no_such_process() {
 #[test]
 #[ignore = "needs root: network namespaces"]
 fn error_namespace_without_eth0() {
-    require_root();
     let _serial = serial();
     let ns = Netns::new("n").unwrap();
     let r = attach_with_given_ports(&ns);
@@ -347,7 +333,6 @@ fn error_namespace_without_eth0() {
 #[test]
 #[ignore = "needs root: network namespaces"]
 fn error_eth0_without_ipv4() {
-    require_root();
     let _serial = serial();
     let ns = Netns::new("a").unwrap();
     run(&[
@@ -364,9 +349,8 @@ fn error_eth0_without_ipv4() {
 #[test]
 #[ignore = "needs root: network namespaces"]
 fn error_bad_upstream() {
-    let net = docker_like_net();
-    let pid = net.ctr_pid.to_string();
-    let r = run_dnsredir(&["--pid", &pid, "--upstream", "not-an-ip"]);
+    let net = DockerLikeNet::new();
+    let r = net.dnsredir(&["--upstream", "not-an-ip"]);
     assert_one_line_error(&r, &["not-an-ip", "upstream"], "--upstream not-an-ip");
     assert_refused_untouched(&net);
 }
@@ -374,14 +358,13 @@ fn error_bad_upstream() {
 #[test]
 #[ignore = "needs root: network namespaces"]
 fn status_json_counts_exactly() {
-    let net = docker_like_net();
+    let net = DockerLikeNet::new();
     let (code, j) = net.status_json();
     assert_eq!(code, 3, "not attached yet: {j}");
     assert!(!j.bool_at(&["attached"]), "{j}");
 
     net.attach(&[]);
-    let (code, before) = net.status_json();
-    assert_eq!(code, 0, "{before}");
+    let before = net.attached_status();
     assert!(before.bool_at(&["attached"]), "{before}");
     assert!(
         before.bool_at(&["lo", "attached"]) && before.bool_at(&["interface", "attached"]),
@@ -410,8 +393,7 @@ fn status_json_counts_exactly() {
         );
     }
     assert_eq!(net.upstream().queries(), up + N as u64);
-    let (code, after) = net.status_json();
-    assert_eq!(code, 0, "{after}");
+    let after = net.attached_status();
     assert_eq!(
         c(&after, "queries_redirected_udp") - c(&before, "queries_redirected_udp"),
         N,
@@ -437,7 +419,7 @@ fn status_json_counts_exactly() {
 #[test]
 #[ignore = "needs root: network namespaces"]
 fn status_says_when_the_configuration_is_stale() {
-    let net = docker_like_net();
+    let net = DockerLikeNet::new();
     // As after `docker restart`: the redirected port is no longer dockerd's.
     let old_port = net.dockerd_udp_port.wrapping_add(1).max(1);
     let (old, pid) = (old_port.to_string(), net.ctr_pid.to_string());
@@ -459,7 +441,7 @@ fn status_says_when_the_configuration_is_stale() {
         reason.contains(&format!("--pid {pid}")),
         "says what to run: {reason}"
     );
-    let text = run_dnsredir(&["--pid", &pid, "--status"]);
+    let text = net.dnsredir(&["--status"]);
     assert!(text.1.contains("STALE"), "{text:?}");
 
     // Running it again without ports fixes it.
@@ -471,7 +453,7 @@ fn status_says_when_the_configuration_is_stale() {
 #[test]
 #[ignore = "needs root: network namespaces"]
 fn error_not_root() {
-    let net = docker_like_net();
+    let net = DockerLikeNet::new();
     let (pid, up) = (net.ctr_pid.to_string(), net.up_addr.to_string());
     let bin = dnsredir_bin();
     let out = std::process::Command::new("setpriv")
@@ -501,37 +483,30 @@ fn error_not_root() {
 #[test]
 #[ignore = "needs root: network namespaces"]
 fn verbose_attach_prints_each_step() {
-    let net = docker_like_net();
-    let (pid, up) = (net.ctr_pid.to_string(), net.up_addr.to_string());
-    let (code, out, err) = run_dnsredir(&["--pid", &pid, "--upstream", &up, "--verbose"]);
-    assert_eq!(code, 0, "{err}");
+    let net = DockerLikeNet::new();
+    let (out, err) = net.attach_finding_ports(&["--verbose"]);
     assert!(
         out.contains(&format!("{}:53", net.up_addr)),
         "summary names the upstream: {out}"
     );
-    for expected in [
+    let expected = [
         format!("ifindex {}", net.eth0_ifindex),
         net.ctr_addr.to_string(),
         format!("UDP port {} (found)", net.dockerd_udp_port),
         format!("TCP port {} (found)", net.dockerd_tcp_port),
         "program id".to_string(),
         "filter pref".to_string(),
-    ] {
-        assert!(
-            err.contains(&expected),
-            "--verbose should mention {expected:?}:\n{err}"
-        );
-    }
+    ];
+    assert_mentions(&err, &expected, "--verbose");
 }
 
 #[test]
 #[ignore = "needs root: network namespaces"]
 fn error_upstream_unreachable_through_eth0() {
-    let net = docker_like_net();
+    let net = DockerLikeNet::new();
     // Like a container on an --internal network: no route out.
     run(&["ip", "-n", &net.ctr_ns, "route", "del", "default"]).unwrap();
-    let (pid, up) = (net.ctr_pid.to_string(), net.up_addr.to_string());
-    let r = run_dnsredir(&["--pid", &pid, "--upstream", &up]);
+    let r = net.dnsredir(&["--upstream", &net.up_addr.to_string()]);
     assert_one_line_error(
         &r,
         &["cannot be reached through eth0"],

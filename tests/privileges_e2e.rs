@@ -3,67 +3,46 @@
 //! what is missing, nothing attached. CAP_SYS_ADMIN also grants what CAP_BPF does, so
 //! `check_privileges` asks for CAP_BPF only when CAP_SYS_ADMIN is missing as well.
 
+mod support;
+
 use std::process::{Command, Output};
+use support::{ns_run, Netns};
 
 const BIN: &str = env!("CARGO_BIN_EXE_dnsredir");
 
-fn require_root_or_panic() {
-    assert_eq!(
-        unsafe { libc::geteuid() },
-        0,
-        "this test needs root (bpf(2), setns, ip netns); run it with sudo and --include-ignored"
-    );
+/// A namespace of our own (root only; deleted on Drop) and the tc state it started with.
+struct EmptyNetns {
+    ns: Netns,
+    before: String,
 }
 
-/// A namespace of our own, deleted on Drop.
-struct Netns(String);
-
-impl Netns {
-    fn new(tag: &str) -> Netns {
-        let name = format!("drtpriv{}{tag}", std::process::id());
-        let _ = Command::new("ip").args(["netns", "del", &name]).output();
-        let out = Command::new("ip")
-            .args(["netns", "add", &name])
-            .output()
-            .expect("ip netns add");
-        assert!(out.status.success(), "ip netns add {name}: {out:?}");
-        let ns = Netns(name);
-        ns.ip(&["link", "set", "lo", "up"]);
-        ns
+impl EmptyNetns {
+    fn new(tag: &str) -> EmptyNetns {
+        let ns = Netns::new(tag).expect("a namespace");
+        let before = tc_state(&ns);
+        EmptyNetns { ns, before }
     }
+
     fn path(&self) -> String {
-        format!("/var/run/netns/{}", self.0)
+        self.ns.path()
     }
-    fn ip(&self, args: &[&str]) -> String {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &self.0])
-            .args(args)
-            .output()
-            .expect("ip netns exec");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-    /// Whatever tc state dnsredir could have left: qdiscs other than the default, filters.
-    fn tc_state(&self) -> String {
-        let mut s = String::new();
-        for dev in ["lo"] {
-            for what in [
-                &["qdisc", "show", "dev", dev][..],
-                &["filter", "show", "dev", dev, "ingress"],
-                &["filter", "show", "dev", dev, "egress"],
-            ] {
-                let mut args = vec!["tc"];
-                args.extend_from_slice(what);
-                s.push_str(&self.ip(&args));
-            }
-        }
-        s
+
+    /// Tc shows what it showed when the namespace was made.
+    fn assert_nothing_attached(&self, what: &str) {
+        assert_eq!(tc_state(&self.ns), self.before, "nothing attached {what}");
     }
 }
 
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
-    }
+/// Whatever tc state dnsredir could have left on lo: qdiscs other than the default, filters.
+fn tc_state(ns: &Netns) -> String {
+    [
+        &["qdisc", "show", "dev", "lo"][..],
+        &["filter", "show", "dev", "lo", "ingress"],
+        &["filter", "show", "dev", "lo", "egress"],
+    ]
+    .iter()
+    .map(|what| ns_run(&ns.name, &[&["tc"][..], what].concat()).expect("tc show"))
+    .collect()
 }
 
 fn run_without(caps: &[&str], args: &[&str]) -> Output {
@@ -100,10 +79,8 @@ const CASES: [(&[&str], &[&str]); 4] = [
 #[test]
 #[ignore = "needs root: bpf(2)"]
 fn a_missing_capability_is_named_and_nothing_is_attached() {
-    require_root_or_panic();
-    let ns = Netns::new("a");
+    let ns = EmptyNetns::new("a");
     let path = ns.path();
-    let before = ns.tc_state();
     let actions: [&[&str]; 2] = [
         &["--netns", &path, "--status"],
         &["--netns", &path, "--upstream", "192.0.2.1"],
@@ -128,7 +105,7 @@ fn a_missing_capability_is_named_and_nothing_is_attached() {
                     );
                 }
             }
-            assert_eq!(ns.tc_state(), before, "nothing attached {what}");
+            ns.assert_nothing_attached(&what);
         }
     }
 }
@@ -136,10 +113,8 @@ fn a_missing_capability_is_named_and_nothing_is_attached() {
 #[test]
 #[ignore = "needs root: bpf(2)"]
 fn cap_bpf_alone_is_not_needed_with_cap_sys_admin() {
-    require_root_or_panic();
-    let ns = Netns::new("b");
+    let ns = EmptyNetns::new("b");
     let path = ns.path();
-    let before = ns.tc_state();
     // --status in an empty namespace: not attached (exit 3), no refusal.
     let out = run_without(&["bpf"], &["--netns", &path, "--status"]);
     assert_eq!(out.status.code(), Some(3), "{out:?}");
@@ -153,5 +128,5 @@ fn cap_bpf_alone_is_not_needed_with_cap_sys_admin() {
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert_eq!(lines.len(), 1, "{out:?}");
     assert!(!lines[0].contains("permission denied"), "{out:?}");
-    assert_eq!(ns.tc_state(), before, "nothing attached");
+    ns.assert_nothing_attached("without CAP_BPF");
 }

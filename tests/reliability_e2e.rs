@@ -13,10 +13,12 @@ use dnsredir::abi::{FLOWS_MAP, FLOW_TABLE_ENTRIES};
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+use support::redirect::T;
 use support::*;
-
-const T: Duration = Duration::from_secs(3);
 
 fn knob(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -260,7 +262,6 @@ fn count_calls(net: &DockerLikeNet) -> BTreeMap<String, u32> {
 #[test]
 #[ignore = "needs root: network namespaces"]
 fn fault_at_every_kernel_call_of_an_attach() {
-    require_root();
     let net = DockerLikeNet::new();
     add_foreign(&net);
     let fresh = count_calls(&net);
@@ -329,7 +330,6 @@ fn fault_at_every_kernel_call_of_an_attach() {
 #[test]
 #[ignore = "needs root: network namespaces"]
 fn fault_at_every_kernel_call_of_a_detach() {
-    require_root();
     let net = DockerLikeNet::new();
     add_foreign(&net);
     net.attach(&[]);
@@ -397,6 +397,34 @@ fn a_malformed_fault_knob_is_a_usage_error() {
     assert!(one_error_line(&err).contains("DNSREDIR_FAULT"), "{err}");
 }
 
+/// A thread taking one sample after another (`pause` between them) until stopped.
+struct MaxSampler {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<u64>,
+}
+
+impl MaxSampler {
+    fn start(pause: Duration, mut sample: impl FnMut() -> u64 + Send + 'static) -> MaxSampler {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut most = 0;
+            while !stopped.load(Ordering::SeqCst) {
+                most = most.max(sample());
+                std::thread::sleep(pause);
+            }
+            most
+        });
+        MaxSampler { stop, thread }
+    }
+
+    /// Stops the sampling: the largest sample taken.
+    fn stop(self) -> u64 {
+        self.stop.store(true, Ordering::SeqCst);
+        self.thread.join().expect("the sampling thread")
+    }
+}
+
 /// Runs the commands (with --verbose) at once: for each, when it took the namespace lock
 /// (the CLOCK_MONOTONIC its "holding the lock" line gives) and its output.
 fn run_all_at_once(commands: Vec<Vec<String>>) -> Vec<(f64, (i32, String, String))> {
@@ -446,7 +474,6 @@ fn run_all_at_once(commands: Vec<Vec<String>>) -> Vec<(f64, (i32, String, String
 #[test]
 #[ignore = "needs root: network namespaces"]
 fn eight_attaches_and_detaches_at_once() {
-    require_root();
     let net = DockerLikeNet::new();
     let rounds = knob("DNSREDIR_RACE_ROUNDS", 50);
     let detach_args: Vec<String> = vec!["--pid".into(), net.ctr_pid.to_string(), "--detach".into()];
@@ -470,26 +497,20 @@ fn eight_attaches_and_detaches_at_once() {
             });
         }
         // Watch the hooks while they run: never two of our filters on one.
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let watcher = {
-            let (stop, ns) = (stop.clone(), net.ctr_ns.clone());
-            std::thread::spawn(move || {
-                let mut most = 0;
-                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                    for dev in ["lo", "eth0"] {
-                        most = most.max(count_dnsredir_filters(&ns, dev));
-                    }
-                }
-                most
-            })
-        };
+        let ns = net.ctr_ns.clone();
+        let watcher = MaxSampler::start(Duration::ZERO, move || {
+            ["lo", "eth0"]
+                .map(|dev| count_dnsredir_filters(&ns, dev) as u64)
+                .into_iter()
+                .max()
+                .unwrap_or(0)
+        });
         let mut results: Vec<(f64, (i32, String, String), bool)> = run_all_at_once(commands)
             .into_iter()
             .zip(kinds)
             .map(|((t, o), k)| (t, o, k))
             .collect();
-        stop.store(true, std::sync::atomic::Ordering::SeqCst);
-        let most = watcher.join().unwrap();
+        let most = watcher.stop();
         max_seen = max_seen.max(most);
         assert!(
             most <= 1,
@@ -524,7 +545,6 @@ fn eight_attaches_and_detaches_at_once() {
 #[test]
 #[ignore = "needs root: network namespaces"]
 fn the_target_process_exits_during_the_attach() {
-    require_root();
     let mut net = DockerLikeNet::new();
     for previous in [false, true] {
         if previous {
@@ -559,7 +579,6 @@ fn the_target_process_exits_during_the_attach() {
 #[test]
 #[ignore = "needs root: network namespaces"]
 fn status_when_the_container_stopped() {
-    require_root();
     let mut net = DockerLikeNet::new();
     let pid = net.spawn_in_ctr(&["sleep", "600"]).unwrap();
     let mut args = net.attach_args();
@@ -674,9 +693,7 @@ fn flow_table(net: &DockerLikeNet) -> (u64, u64) {
 #[test]
 #[ignore = "needs root: network namespaces"]
 fn load_through_dnsredir_loses_nothing() {
-    require_root();
-    let net = DockerLikeNet::new();
-    net.attach(&[]);
+    let mut net = DockerLikeNet::attached(&[]);
     let (seconds, qps) = (
         knob("DNSREDIR_LOAD_SECONDS", 5),
         knob("DNSREDIR_LOAD_QPS", 20000),
@@ -684,28 +701,16 @@ fn load_through_dnsredir_loses_nothing() {
     // The harness's upstream has the default socket buffer (208 KiB, global, not per
     // namespace): dnsperf's bursts of 2000 queries overflow it on the upstream host. This one
     // has 8 MiB, so a loss is dnsredir's.
-    let mut net = net;
-    net.upstream.take();
+    net.stop_upstream();
     let upstream = FastUpstream::start(&net);
     // The flow table's size, sampled while the load runs.
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let sampler = {
-        let (stop, pid) = (stop.clone(), net.ctr_pid.to_string());
-        std::thread::spawn(move || {
-            let mut most = 0;
-            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                let (_, out, _) = run_dnsredir(&["--pid", &pid, "--status", "--json"]);
-                if let Ok(j) = Json::parse(out.trim()) {
-                    most = most.max(j.u64_at(&["tracked_flows"]));
-                }
-                std::thread::sleep(Duration::from_millis(250));
-            }
-            most
-        })
-    };
+    let pid = net.ctr_pid.to_string();
+    let sampler = MaxSampler::start(Duration::from_millis(250), move || {
+        let (_, out, _) = run_dnsredir(&["--pid", &pid, "--status", "--json"]);
+        Json::parse(out.trim()).map_or(0, |j| j.u64_at(&["tracked_flows"]))
+    });
     let run = dnsperf(&net, seconds, qps);
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    let most_tracked = sampler.join().unwrap();
+    let most_tracked = sampler.stop();
     let Some((sent, lost, out)) = run else {
         eprintln!("dnsperf is not installed (scripts/setup installs it): load run skipped");
         return;
@@ -733,17 +738,15 @@ fn load_through_dnsredir_loses_nothing() {
 /// A UDP-only upstream on the upstream host's address with an 8 MiB receive buffer, answering
 /// every A query with the upstream's answer; stops on Drop.
 struct FastUpstream {
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    answered: std::sync::Arc<std::sync::atomic::AtomicU64>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    stop: Arc<AtomicBool>,
+    answered: Arc<AtomicU64>,
+    thread: Option<JoinHandle<()>>,
 }
 
 impl FastUpstream {
     fn start(net: &DockerLikeNet) -> FastUpstream {
-        use std::os::fd::AsRawFd;
-        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-        let stop = std::sync::Arc::new(AtomicBool::new(false));
-        let answered = std::sync::Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let answered = Arc::new(AtomicU64::new(0));
         let (ns, addr) = (net.up_ns.clone(), SocketAddr::new(net.up_addr.into(), 53));
         let answer = net.upstream_answer;
         let (tx, rx) = std::sync::mpsc::channel();
@@ -751,18 +754,8 @@ impl FastUpstream {
         let thread = std::thread::spawn(move || {
             support::netns::enter_netns(&ns).unwrap();
             let sock = UdpSocket::bind(addr).unwrap();
-            let size: libc::c_int = 8 << 20;
-            // SAFETY: a valid socket and an int of the size given.
-            let rc = unsafe {
-                libc::setsockopt(
-                    sock.as_raw_fd(),
-                    libc::SOL_SOCKET,
-                    libc::SO_RCVBUFFORCE,
-                    &size as *const libc::c_int as *const libc::c_void,
-                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-                )
-            };
-            assert_eq!(rc, 0, "SO_RCVBUFFORCE");
+            support::netns::set_int_sockopt(&sock, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, 8 << 20)
+                .expect("SO_RCVBUFFORCE");
             sock.set_read_timeout(Some(Duration::from_millis(50)))
                 .unwrap();
             tx.send(()).unwrap();
@@ -785,13 +778,13 @@ impl FastUpstream {
     }
 
     fn answered(&self) -> u64 {
-        self.answered.load(std::sync::atomic::Ordering::Relaxed)
+        self.answered.load(Ordering::Relaxed)
     }
 }
 
 impl Drop for FastUpstream {
     fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.stop.store(true, Ordering::SeqCst);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -801,9 +794,7 @@ impl Drop for FastUpstream {
 #[test]
 #[ignore = "needs root: network namespaces"]
 fn unanswered_queries_do_not_crowd_out_answered_ones() {
-    require_root();
-    let net = DockerLikeNet::new();
-    net.attach(&[]);
+    let net = DockerLikeNet::attached(&[]);
     let count = knob("DNSREDIR_UNANSWERED", 100_000);
     let (_, memlock_before) = flow_table(&net);
     // The upstream host drops every query for a while.

@@ -4,15 +4,9 @@
 
 mod support;
 
-use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
+use support::redirect::a;
 use support::*;
-
-const T: Duration = Duration::from_secs(3);
-
-fn a(net: &DockerLikeNet, name: &str, tcp: bool) -> Result<Vec<Ipv4Addr>, String> {
-    query_a(&net.ctr_ns, net.resolver(), name, tcp, T)
-}
 
 /// The rules `--status --json` lists: (suffix, kind) pairs, and the rules map's id.
 fn rules_in_force(net: &DockerLikeNet) -> (Vec<(String, String)>, u64) {
@@ -46,9 +40,7 @@ fn pair(s: &str, k: &str) -> (String, String) {
 #[test]
 #[ignore = "needs root: network namespaces, bpf(2), tc"]
 fn keep_leaves_a_dotted_alias_to_dockerd() {
-    require_root();
-    let net = DockerLikeNet::new();
-    net.attach(&["--keep", ".internal.test"]);
+    let net = DockerLikeNet::attached(&["--keep", ".internal.test"]);
     assert_eq!(
         a(&net, "api.internal.test", false),
         Ok(vec![net.stand_in_answer])
@@ -79,9 +71,7 @@ fn keep_leaves_a_dotted_alias_to_dockerd() {
 #[test]
 #[ignore = "needs root: network namespaces, bpf(2), tc"]
 fn only_redirects_split_dns_and_leaves_the_rest() {
-    require_root();
-    let net = DockerLikeNet::new();
-    net.attach(&["--only", "corp.test"]);
+    let net = DockerLikeNet::attached(&["--only", "corp.test"]);
     assert_eq!(a(&net, "x.corp.test", false), Ok(vec![net.upstream_answer]));
     assert_eq!(a(&net, "example.com", false), Ok(vec![net.stand_in_answer]));
     // TCP stays where it went before: with dockerd.
@@ -92,7 +82,7 @@ fn only_redirects_split_dns_and_leaves_the_rest() {
     assert_eq!(j.u64_at(&["counters", "rule_only_redirected"]), 1);
     assert_eq!(j.u64_at(&["counters", "rule_outside_only"]), 1);
     assert_eq!(j.u64_at(&["counters", "queries_redirected_tcp"]), 0);
-    let (code, text, _) = run_dnsredir(&["--pid", &net.ctr_pid.to_string(), "--status"]);
+    let (code, text, _) = net.dnsredir(&["--status"]);
     assert_eq!(code, 0);
     assert!(text.contains("\n  only corp.test\n"), "{text}");
 }
@@ -100,9 +90,7 @@ fn only_redirects_split_dns_and_leaves_the_rest() {
 #[test]
 #[ignore = "needs root: network namespaces, bpf(2), tc"]
 fn reattaching_replaces_the_rules_and_their_map() {
-    require_root();
-    let net = DockerLikeNet::new();
-    net.attach(&["--keep", "a.test", "--keep", "b.test"]);
+    let net = DockerLikeNet::attached(&["--keep", "a.test", "--keep", "b.test"]);
     let (rules, old_map) = rules_in_force(&net);
     assert_eq!(rules, vec![pair("a.test", "keep"), pair("b.test", "keep")]);
     net.attach(&["--only", "corp.test", "--keep", "x.corp.test"]);
@@ -139,7 +127,6 @@ fn reattaching_replaces_the_rules_and_their_map() {
 #[test]
 #[ignore = "needs root: network namespaces, bpf(2), tc"]
 fn a_bad_suffix_is_a_usage_error_and_nothing_changes() {
-    require_root();
     let net = DockerLikeNet::new();
     for bad in ["a..b", "", &"x".repeat(64), "*.corp.test", "a b"] {
         let mut args = net.attach_args();

@@ -8,7 +8,7 @@ mod support;
 use std::io::{BufRead, BufReader};
 use std::time::{Duration, Instant};
 use support::watcher::Watcher;
-use support::{require_root, run_dnsredir, DockerLikeNet, Json, DOCKER_RESOLVER};
+use support::{DockerLikeNet, Json, DOCKER_RESOLVER};
 
 /// `dnsredir --pid <the container> --watch <extra>`, started (see [`Watcher::start`]).
 fn start(net: &DockerLikeNet, extra: &[&str]) -> Watcher {
@@ -25,9 +25,7 @@ fn redirect_works(net: &DockerLikeNet) {
 #[test]
 #[ignore = "needs root: network namespaces, tc, bpf(2)"]
 fn udp_tcp_and_single_label_queries_show_up_and_sigint_leaves_the_redirect() {
-    require_root();
-    let net = DockerLikeNet::new();
-    net.attach(&[]);
+    let net = DockerLikeNet::attached(&[]);
     let mut w = start(&net, &[]);
     let ns = net.ctr_ns.clone();
     assert_eq!(
@@ -86,9 +84,7 @@ fn udp_tcp_and_single_label_queries_show_up_and_sigint_leaves_the_redirect() {
 #[test]
 #[ignore = "needs root: network namespaces, tc, bpf(2)"]
 fn json_records_parse_and_a_silent_upstream_shows_as_unanswered() {
-    require_root();
-    let mut net = DockerLikeNet::new();
-    net.attach(&[]);
+    let mut net = DockerLikeNet::attached(&[]);
     let mut w = start(&net, &["--json"]);
     let ns = net.ctr_ns.clone();
     assert!(net.dig(&ns, DOCKER_RESOLVER, "json.example", false).is_ok());
@@ -117,7 +113,7 @@ fn json_records_parse_and_a_silent_upstream_shows_as_unanswered() {
         .is_some_and(|t| t.ends_with('Z')));
 
     // The upstream goes silent: the query waits 5 s, then shows once as unanswered.
-    net.upstream.take();
+    net.stop_upstream();
     let asked = Instant::now();
     assert!(net
         .dig(&ns, DOCKER_RESOLVER, "silent.example", false)
@@ -149,10 +145,8 @@ fn json_records_parse_and_a_silent_upstream_shows_as_unanswered() {
 #[test]
 #[ignore = "needs root: network namespaces, tc, bpf(2)"]
 fn refused_when_not_attached_and_ended_by_a_detach_or_the_containers_exit() {
-    require_root();
     let mut net = DockerLikeNet::new();
-    let pid = net.ctr_pid.to_string();
-    let (code, out, err) = run_dnsredir(&["--pid", &pid, "--watch"]);
+    let (code, out, err) = net.dnsredir(&["--watch"]);
     assert_eq!(code, 3, "{out}{err}");
     assert_eq!(support::lines(&err).len(), 1, "one line: {err}");
     assert!(err.contains("not attached"), "{err}");
@@ -166,7 +160,7 @@ fn refused_when_not_attached_and_ended_by_a_detach_or_the_containers_exit() {
     net.attach(&[]);
     let mut w = start(&net, &[]);
     // A second watcher is refused while the first one runs.
-    let (code, _, err) = run_dnsredir(&["--pid", &pid, "--watch"]);
+    let (code, _, err) = net.dnsredir(&["--watch"]);
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("one watch at a time"), "{err}");
     // The container's process exits (the test's child: killed, then reaped).
@@ -183,9 +177,7 @@ fn refused_when_not_attached_and_ended_by_a_detach_or_the_containers_exit() {
 #[test]
 #[ignore = "needs root: network namespaces, tc, bpf(2)"]
 fn a_closed_pipe_ends_the_watch_quietly() {
-    require_root();
-    let net = DockerLikeNet::new();
-    net.attach(&[]);
+    let net = DockerLikeNet::attached(&[]);
     let mut w = Watcher::spawn(&["--pid", &net.ctr_pid.to_string()], &[], false);
     let out = w.child.stdout.take().expect("stdout");
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -208,9 +200,7 @@ fn a_closed_pipe_ends_the_watch_quietly() {
 #[test]
 #[ignore = "needs root: network namespaces, bpf(2), tc"]
 fn each_line_says_which_name_rule_decided() {
-    require_root();
-    let net = DockerLikeNet::new();
-    net.attach(&["--keep", ".internal.test", "--only", "corp.test"]);
+    let net = DockerLikeNet::attached(&["--keep", ".internal.test", "--only", "corp.test"]);
     let w = start(&net, &[]);
     let ns = net.ctr_ns.clone();
     let (stand_in, up) = (net.stand_in_answer, net.upstream_answer);

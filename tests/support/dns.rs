@@ -259,49 +259,50 @@ impl DnsServerBuilder {
             tcp_addr: None,
         };
         if let Some(addr) = self.udp {
-            let (tx, rx) = mpsc::channel();
-            let (ns, sh) = (self.ns.clone(), server.shared.clone());
-            server.threads.push(std::thread::spawn(move || {
-                let sock = match enter_netns(&ns)
-                    .and_then(|_| UdpSocket::bind(addr).map_err(|e| e.to_string()))
-                {
-                    Ok(s) => s,
-                    Err(e) => {
-                        return tx
-                            .send(Err(format!("DNS server: UDP bind {addr} in {ns}: {e}")))
-                            .unwrap_or(())
-                    }
-                };
+            server.udp_addr = Some(server.spawn_bound(&self.ns, "UDP", addr, |addr| {
+                let sock = UdpSocket::bind(addr)?;
                 let _ = sock.set_read_timeout(Some(POLL));
-                let _ = tx.send(Ok(sock.local_addr().unwrap()));
-                serve_udp(sock, sh);
-            }));
-            server.udp_addr = Some(rx.recv().map_err(|e| e.to_string())??);
+                Ok((sock.local_addr()?, move |sh| serve_udp(sock, sh)))
+            })?);
         }
         if let Some(addr) = self.tcp {
-            let (tx, rx) = mpsc::channel();
-            let (ns, sh) = (self.ns.clone(), server.shared.clone());
-            server.threads.push(std::thread::spawn(move || {
-                let l = match enter_netns(&ns)
-                    .and_then(|_| TcpListener::bind(addr).map_err(|e| e.to_string()))
-                {
-                    Ok(s) => s,
-                    Err(e) => {
-                        return tx
-                            .send(Err(format!("DNS server: TCP bind {addr} in {ns}: {e}")))
-                            .unwrap_or(())
-                    }
-                };
-                let _ = tx.send(Ok(l.local_addr().unwrap()));
-                serve_tcp(l, sh);
-            }));
-            server.tcp_addr = Some(rx.recv().map_err(|e| e.to_string())??);
+            server.tcp_addr = Some(server.spawn_bound(&self.ns, "TCP", addr, |addr| {
+                let l = TcpListener::bind(addr)?;
+                Ok((l.local_addr()?, move |sh| serve_tcp(l, sh)))
+            })?);
         }
         Ok(server)
     }
 }
 
 impl DnsServer {
+    /// Starts a server thread (joined on Drop): it enters `ns`, binds with `bind` (which gives
+    /// the socket's address and what serves it), reports the address or why it could not bind,
+    /// then serves.
+    fn spawn_bound<S: FnOnce(Arc<Shared>)>(
+        &mut self,
+        ns: &str,
+        proto: &str,
+        addr: SocketAddr,
+        bind: impl FnOnce(SocketAddr) -> std::io::Result<(SocketAddr, S)> + Send + 'static,
+    ) -> Result<SocketAddr, String> {
+        let (tx, rx) = mpsc::channel();
+        let why = format!("DNS server: {proto} bind {addr} in {ns}");
+        let (ns, sh) = (ns.to_string(), self.shared.clone());
+        self.threads.push(std::thread::spawn(move || {
+            match enter_netns(&ns).and_then(|_| bind(addr).map_err(|e| e.to_string())) {
+                Ok((local, serve)) => {
+                    let _ = tx.send(Ok(local));
+                    serve(sh);
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(format!("{why}: {e}")));
+                }
+            }
+        }));
+        rx.recv().map_err(|e| e.to_string())?
+    }
+
     /// The address it answers for every name it has no special answer for.
     pub fn answer(&self) -> Ipv4Addr {
         self.shared.answer

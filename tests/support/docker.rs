@@ -11,6 +11,8 @@
 //! machine's own namespace.
 
 use super::dns::{DnsServer, DnsServerBuilder};
+use super::json::Json;
+use super::netns::require_root;
 use super::netns::{
     cleanup_stale_namespaces, ifindex, netns_path, next_id, ns_identity, ns_run, ns_run_timeout,
     run, run_timeout, CmdOutput, NS_PREFIX,
@@ -64,6 +66,17 @@ pub fn tc_filters(ns: &str, dev: &str) -> String {
     }
 }
 
+/// Runs the tool like [`run_dnsredir`]; panics with its output unless it exits 0, else its
+/// (stdout, stderr).
+fn run_dnsredir_ok(args: &[String]) -> (String, String) {
+    let (code, out, err) = run_dnsredir(args);
+    assert_eq!(
+        code, 0,
+        "dnsredir {args:?} failed\nstdout: {out}\nstderr: {err}"
+    );
+    (out, err)
+}
+
 /// Number of filters named like `dnsredir*` on `dev` ingress in `ns`.
 pub fn count_dnsredir_filters(ns: &str, dev: &str) -> usize {
     tc_filters(ns, dev)
@@ -79,27 +92,14 @@ pub fn has_clsact(ns: &str, dev: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// Options for [`DockerLikeNet::with`].
-#[derive(Clone, Debug, Default)]
-pub struct Options {
-    /// Extra (name, address) pairs the stand-in resolver answers specially (like containers
-    /// on the network); `c2` is always there, answered with [`DockerLikeNet::c2_addr`].
-    pub names: Vec<(String, Ipv4Addr)>,
-    /// Do not take the global serialization lock (for light tests that run in parallel).
-    pub no_serial: bool,
-}
-
 /// One emulated Docker container on a user-defined network, with its embedded resolver
 /// (a stand-in DnsServer) and an upstream resolver host. Drop tears everything down.
 pub struct DockerLikeNet {
-    pub id: u32,
     /// Namespace names (also under /var/run/netns/).
-    pub host_ns: String,
     pub ctr_ns: String,
     pub up_ns: String,
     pub bridge_addr: Ipv4Addr,
     pub ctr_addr: Ipv4Addr,
-    pub host_uplink_addr: Ipv4Addr,
     /// The upstream resolver host's address (what `--upstream` gets).
     pub up_addr: Ipv4Addr,
     pub eth0_ifindex: u32,
@@ -113,11 +113,32 @@ pub struct DockerLikeNet {
     pub c2_addr: Ipv4Addr,
     /// Process in `ctr` (`sleep 600`) for `--pid`.
     pub ctr_pid: u32,
-    pub stand_in: Option<DnsServer>,
-    pub upstream: Option<DnsServer>,
+    stand_in: Option<DnsServer>,
+    upstream: Option<DnsServer>,
+    // Declared after the servers, so dropped after them: their namespaces outlive them.
+    owned: Owned,
+}
+
+/// What a topology holds besides its servers, released on Drop: the processes it started in
+/// the container, its namespaces (deleted in reverse order), then the serialization lock.
+struct Owned {
     children: Vec<Child>,
     namespaces: Vec<String>,
-    _serial: Option<MutexGuard<'static, ()>>,
+    _serial: MutexGuard<'static, ()>,
+}
+
+impl Drop for Owned {
+    fn drop(&mut self) {
+        for mut c in self.children.drain(..) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for ns in self.namespaces.drain(..).rev() {
+            if let Err(e) = run(&["ip", "netns", "del", &ns]) {
+                eprintln!("cleanup: {e}");
+            }
+        }
+    }
 }
 
 fn random_port_pair() -> (u16, u16) {
@@ -131,31 +152,22 @@ fn random_port_pair() -> (u16, u16) {
 }
 
 impl DockerLikeNet {
-    /// The default topology; panics (after cleaning up) when it cannot be built.
+    /// The topology, for a test that needs root ([`require_root`] first); panics (after
+    /// cleaning up) when it cannot be built.
     pub fn new() -> DockerLikeNet {
-        Self::with(Options::default())
-    }
-
-    pub fn with(opts: Options) -> DockerLikeNet {
-        Self::try_with(opts).unwrap_or_else(|e| panic!("building the Docker-like topology: {e}"))
-    }
-
-    pub fn try_with(opts: Options) -> Result<DockerLikeNet, String> {
-        let serial = if opts.no_serial { None } else { Some(serial()) };
+        require_root();
+        let serial = serial();
         cleanup_stale_namespaces();
         let id = next_id();
         let k = ((std::process::id() + id * 7) % 200 + 20) as u8;
         let (udp, tcp) = random_port_pair();
         let base = format!("{NS_PREFIX}{}x{id}", std::process::id());
         let mut net = DockerLikeNet {
-            id,
-            host_ns: format!("{base}h"),
             ctr_ns: format!("{base}c"),
             up_ns: format!("{base}u"),
             bridge_addr: Ipv4Addr::new(10, 213, k, 1),
             ctr_addr: Ipv4Addr::new(10, 213, k, 2),
             c2_addr: Ipv4Addr::new(10, 213, k, 3),
-            host_uplink_addr: Ipv4Addr::new(10, 214, k, 1),
             up_addr: Ipv4Addr::new(10, 214, k, 2),
             eth0_ifindex: 0,
             dockerd_udp_port: udp,
@@ -165,31 +177,35 @@ impl DockerLikeNet {
             ctr_pid: 0,
             stand_in: None,
             upstream: None,
-            children: Vec::new(),
-            namespaces: Vec::new(),
-            _serial: serial,
+            owned: Owned {
+                children: Vec::new(),
+                namespaces: Vec::new(),
+                _serial: serial,
+            },
         };
-        net.setup(k, &opts)?; // on error `net` is dropped here: everything built so far goes away
-        Ok(net)
+        // On error `net` is dropped here: everything built so far goes away.
+        if let Err(e) = net.setup(id, k, &format!("{base}h")) {
+            panic!("building the Docker-like topology: {e}");
+        }
+        net
     }
 
-    fn setup(&mut self, k: u8, opts: &Options) -> Result<(), String> {
-        for ns in [
-            self.host_ns.clone(),
-            self.ctr_ns.clone(),
-            self.up_ns.clone(),
-        ] {
-            run(&["ip", "netns", "add", &ns])?;
-            self.namespaces.push(ns.clone());
-            run(&["ip", "-n", &ns, "link", "set", "lo", "up"])?;
+    /// [`Self::new`], then [`Self::attach`] with `extra`.
+    pub fn attached(extra: &[&str]) -> DockerLikeNet {
+        let net = Self::new();
+        net.attach(extra);
+        net
+    }
+
+    fn setup(&mut self, id: u32, k: u8, host_ns: &str) -> Result<(), String> {
+        for ns in [host_ns, &self.ctr_ns, &self.up_ns] {
+            run(&["ip", "netns", "add", ns])?;
+            self.owned.namespaces.push(ns.to_string());
+            run(&["ip", "-n", ns, "link", "set", "lo", "up"])?;
         }
-        let (h, c, u) = (
-            self.host_ns.clone(),
-            self.ctr_ns.clone(),
-            self.up_ns.clone(),
-        );
-        let vc = format!("vc{}", self.id);
-        let vu = format!("vu{}", self.id);
+        let (h, c, u) = (host_ns, self.ctr_ns.clone(), self.up_ns.clone());
+        let vc = format!("vc{id}");
+        let vu = format!("vu{id}");
         // An address in a /24 on `dev` in namespace `ns`, and the link up.
         let addr_up = |ns: &str, a: Ipv4Addr, dev: &str| -> Result<(), String> {
             run(&[
@@ -206,12 +222,12 @@ impl DockerLikeNet {
         };
         // The container's eth0 gets a high ifindex, as under Docker (never 2).
         // (iproute2/kernel honour the peer's index only when the first end's is given too.)
-        let eth0_index = (40 + self.id % 200).to_string();
-        let vc_index = (41 + self.id % 200).to_string();
+        let eth0_index = (40 + id % 200).to_string();
+        let vc_index = (41 + id % 200).to_string();
         run(&[
             "ip",
             "-n",
-            &h,
+            h,
             "link",
             "add",
             &vc,
@@ -227,19 +243,19 @@ impl DockerLikeNet {
             "index",
             &eth0_index,
         ])?;
-        run(&["ip", "-n", &h, "link", "add", "br0", "type", "bridge"])?;
-        addr_up(&h, self.bridge_addr, "br0")?;
-        run(&["ip", "-n", &h, "link", "set", &vc, "master", "br0", "up"])?;
+        run(&["ip", "-n", h, "link", "add", "br0", "type", "bridge"])?;
+        addr_up(h, self.bridge_addr, "br0")?;
+        run(&["ip", "-n", h, "link", "set", &vc, "master", "br0", "up"])?;
         run(&[
-            "ip", "-n", &h, "link", "add", &vu, "type", "veth", "peer", "name", "uplink0", "netns",
+            "ip", "-n", h, "link", "add", &vu, "type", "veth", "peer", "name", "uplink0", "netns",
             &u,
         ])?;
-        addr_up(&h, self.host_uplink_addr, &vu)?;
+        addr_up(h, Ipv4Addr::new(10, 214, k, 1), &vu)?;
         addr_up(&u, self.up_addr, "uplink0")?;
-        ns_run(&h, &["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
+        ns_run(h, &["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
         let subnet = format!("10.213.{k}.0/24");
         ns_run(
-            &h,
+            h,
             &[
                 "iptables",
                 "-t",
@@ -256,8 +272,8 @@ impl DockerLikeNet {
             ],
         )?;
         // A wrong checksum must get the packet dropped, as a real NIC's would.
-        ns_run(&h, &["ethtool", "-K", &vc, "tx", "off"])?;
-        ns_run(&h, &["ethtool", "-K", &vu, "tx", "off"])?;
+        ns_run(h, &["ethtool", "-K", &vc, "tx", "off"])?;
+        ns_run(h, &["ethtool", "-K", &vu, "tx", "off"])?;
         ns_run(&u, &["ethtool", "-K", "uplink0", "tx", "off"])?;
 
         addr_up(&c, self.ctr_addr, "eth0")?;
@@ -275,111 +291,21 @@ impl DockerLikeNet {
         if self.eth0_ifindex == 2 {
             return Err("the container's eth0 got ifindex 2".into());
         }
+        self.add_docker_nat_rules()?;
 
-        // Docker's nat rules, verbatim (design.md §2).
-        let (up_, tp) = (
-            self.dockerd_udp_port.to_string(),
-            self.dockerd_tcp_port.to_string(),
+        self.stand_in = Some(
+            DnsServerBuilder::new(&c, self.stand_in_answer)
+                .udp(SocketAddr::new(
+                    DOCKER_RESOLVER.into(),
+                    self.dockerd_udp_port,
+                ))
+                .tcp(SocketAddr::new(
+                    DOCKER_RESOLVER.into(),
+                    self.dockerd_tcp_port,
+                ))
+                .name("c2", self.c2_addr)
+                .start()?,
         );
-        let to_u = format!("127.0.0.11:{up_}");
-        let to_t = format!("127.0.0.11:{tp}");
-        let rules: Vec<Vec<&str>> = vec![
-            vec!["-N", "DOCKER_OUTPUT"],
-            vec!["-N", "DOCKER_POSTROUTING"],
-            vec!["-A", "OUTPUT", "-d", "127.0.0.11/32", "-j", "DOCKER_OUTPUT"],
-            vec![
-                "-A",
-                "POSTROUTING",
-                "-d",
-                "127.0.0.11/32",
-                "-j",
-                "DOCKER_POSTROUTING",
-            ],
-            vec![
-                "-A",
-                "DOCKER_OUTPUT",
-                "-d",
-                "127.0.0.11/32",
-                "-p",
-                "tcp",
-                "-m",
-                "tcp",
-                "--dport",
-                "53",
-                "-j",
-                "DNAT",
-                "--to-destination",
-                &to_t,
-            ],
-            vec![
-                "-A",
-                "DOCKER_OUTPUT",
-                "-d",
-                "127.0.0.11/32",
-                "-p",
-                "udp",
-                "-m",
-                "udp",
-                "--dport",
-                "53",
-                "-j",
-                "DNAT",
-                "--to-destination",
-                &to_u,
-            ],
-            vec![
-                "-A",
-                "DOCKER_POSTROUTING",
-                "-s",
-                "127.0.0.11/32",
-                "-p",
-                "tcp",
-                "-m",
-                "tcp",
-                "--sport",
-                &tp,
-                "-j",
-                "SNAT",
-                "--to-source",
-                ":53",
-            ],
-            vec![
-                "-A",
-                "DOCKER_POSTROUTING",
-                "-s",
-                "127.0.0.11/32",
-                "-p",
-                "udp",
-                "-m",
-                "udp",
-                "--sport",
-                &up_,
-                "-j",
-                "SNAT",
-                "--to-source",
-                ":53",
-            ],
-        ];
-        for r in rules {
-            let mut argv = vec!["iptables", "-t", "nat"];
-            argv.extend(r);
-            ns_run(&c, &argv)?;
-        }
-
-        let mut b = DnsServerBuilder::new(&c, self.stand_in_answer)
-            .udp(SocketAddr::new(
-                DOCKER_RESOLVER.into(),
-                self.dockerd_udp_port,
-            ))
-            .tcp(SocketAddr::new(
-                DOCKER_RESOLVER.into(),
-                self.dockerd_tcp_port,
-            ))
-            .name("c2", self.c2_addr);
-        for (n, a) in &opts.names {
-            b = b.name(n, *a);
-        }
-        self.stand_in = Some(b.start()?);
         self.upstream = Some(
             DnsServerBuilder::new(&u, self.upstream_answer)
                 .udp(self.upstream_udp())
@@ -387,6 +313,67 @@ impl DockerLikeNet {
                 .start()?,
         );
         self.ctr_pid = self.spawn_in_ctr(&["sleep", "600"])?;
+        Ok(())
+    }
+
+    /// Docker's nat rules in the container, verbatim (design.md §2): queries to 127.0.0.11:53
+    /// go to dockerd's port of their protocol, its replies leave from :53.
+    fn add_docker_nat_rules(&self) -> Result<(), String> {
+        let nat = |rule: &[&str]| {
+            let mut argv = vec!["iptables", "-t", "nat"];
+            argv.extend(rule);
+            ns_run(&self.ctr_ns, &argv).map(|_| ())
+        };
+        nat(&["-N", "DOCKER_OUTPUT"])?;
+        nat(&["-N", "DOCKER_POSTROUTING"])?;
+        nat(&["-A", "OUTPUT", "-d", "127.0.0.11/32", "-j", "DOCKER_OUTPUT"])?;
+        nat(&[
+            "-A",
+            "POSTROUTING",
+            "-d",
+            "127.0.0.11/32",
+            "-j",
+            "DOCKER_POSTROUTING",
+        ])?;
+        // TCP's rule first in each chain, as dockerd writes them.
+        for (proto, port) in [
+            ("tcp", self.dockerd_tcp_port),
+            ("udp", self.dockerd_udp_port),
+        ] {
+            let (to, sport) = (format!("{DOCKER_RESOLVER}:{port}"), port.to_string());
+            nat(&[
+                "-A",
+                "DOCKER_OUTPUT",
+                "-d",
+                "127.0.0.11/32",
+                "-p",
+                proto,
+                "-m",
+                proto,
+                "--dport",
+                "53",
+                "-j",
+                "DNAT",
+                "--to-destination",
+                &to,
+            ])?;
+            nat(&[
+                "-A",
+                "DOCKER_POSTROUTING",
+                "-s",
+                "127.0.0.11/32",
+                "-p",
+                proto,
+                "-m",
+                proto,
+                "--sport",
+                &sport,
+                "-j",
+                "SNAT",
+                "--to-source",
+                ":53",
+            ])?;
+        }
         Ok(())
     }
 
@@ -419,7 +406,7 @@ impl DockerLikeNet {
         }
         let child = cmd.spawn().map_err(|e| format!("spawn in ctr: {e}"))?;
         let pid = child.id();
-        self.children.push(child);
+        self.owned.children.push(child);
         let want = ns_identity(&netns_path(&self.ctr_ns));
         let deadline = Instant::now() + Duration::from_secs(5);
         while ns_identity(&format!("/proc/{pid}/ns/net")) != want {
@@ -453,58 +440,77 @@ impl DockerLikeNet {
         self.upstream.as_ref().expect("upstream resolver")
     }
 
+    /// Stops the upstream resolver: nothing answers on its address any more (another server
+    /// may bind it).
+    pub fn stop_upstream(&mut self) {
+        self.upstream.take();
+    }
+
+    /// `--pid P` followed by `rest`: a command line for this container.
+    fn ctr_args(&self, rest: &[&str]) -> Vec<String> {
+        let pid = self.ctr_pid.to_string();
+        ["--pid", &pid]
+            .iter()
+            .chain(rest)
+            .map(|s| s.to_string())
+            .collect()
+    }
+
+    /// Runs the tool for this container: `dnsredir --pid P rest...` (see [`run_dnsredir`]).
+    pub fn dnsredir(&self, rest: &[&str]) -> (i32, String, String) {
+        run_dnsredir(&self.ctr_args(rest))
+    }
+
+    /// `dnsredir --pid P --upstream A extra...`: an attach that leaves dockerd's ports to the
+    /// tool to find; panics with its output unless it exits 0, else its (stdout, stderr).
+    pub fn attach_finding_ports(&self, extra: &[&str]) -> (String, String) {
+        let up = self.up_addr.to_string();
+        run_dnsredir_ok(&self.ctr_args(&[&["--upstream", up.as_str()][..], extra].concat()))
+    }
+
     /// The attach arguments with explicit ports: `--pid P --dockerd-port U --dockerd-tcp-port T --upstream A`.
     pub fn attach_args(&self) -> Vec<String> {
-        vec![
-            "--pid".into(),
-            self.ctr_pid.to_string(),
-            "--dockerd-port".into(),
+        let (udp, tcp) = (
             self.dockerd_udp_port.to_string(),
-            "--dockerd-tcp-port".into(),
             self.dockerd_tcp_port.to_string(),
-            "--upstream".into(),
-            self.up_addr.to_string(),
-        ]
+        );
+        let up = self.up_addr.to_string();
+        self.ctr_args(&[
+            "--dockerd-port",
+            &udp,
+            "--dockerd-tcp-port",
+            &tcp,
+            "--upstream",
+            &up,
+        ])
     }
 
     /// Attaches with [`Self::attach_args`] plus `extra`; panics with the tool's output unless it exits 0.
     pub fn attach(&self, extra: &[&str]) {
         let mut args = self.attach_args();
         args.extend(extra.iter().map(|s| s.to_string()));
-        let (code, out, err) = run_dnsredir(&args);
-        assert_eq!(
-            code, 0,
-            "dnsredir {args:?} failed\nstdout: {out}\nstderr: {err}"
-        );
+        run_dnsredir_ok(&args);
     }
 
     /// `--pid P --detach`; panics unless it exits 0.
     pub fn detach(&self) {
-        let args = [
-            "--pid".to_string(),
-            self.ctr_pid.to_string(),
-            "--detach".into(),
-        ];
-        let (code, out, err) = run_dnsredir(&args);
-        assert_eq!(
-            code, 0,
-            "dnsredir {args:?} failed\nstdout: {out}\nstderr: {err}"
-        );
+        run_dnsredir_ok(&self.ctr_args(&["--detach"]));
     }
 
     /// `--pid P --status --json`: (exit code, parsed JSON). Panics if stdout is not JSON.
-    pub fn status_json(&self) -> (i32, super::json::Json) {
-        let args = [
-            "--pid".to_string(),
-            self.ctr_pid.to_string(),
-            "--status".into(),
-            "--json".into(),
-        ];
-        let (code, out, err) = run_dnsredir(&args);
-        let j = super::json::Json::parse(out.trim()).unwrap_or_else(|e| {
+    pub fn status_json(&self) -> (i32, Json) {
+        let (code, out, err) = run_dnsredir(&self.ctr_args(&["--status", "--json"]));
+        let j = Json::parse(out.trim()).unwrap_or_else(|e| {
             panic!("--status --json: {e}\nexit {code}\nstdout: {out}\nstderr: {err}")
         });
         (code, j)
+    }
+
+    /// [`Self::status_json`] of an attached container: panics unless it exits 0.
+    pub fn attached_status(&self) -> Json {
+        let (code, j) = self.status_json();
+        assert_eq!(code, 0, "--status --json of an attached container: {j}");
+        j
     }
 
     pub fn tc_filters(&self, dev: &str) -> String {
@@ -546,22 +552,6 @@ impl DockerLikeNet {
                 o.stdout.trim(),
                 o.stderr.trim()
             )),
-        }
-    }
-}
-
-impl Drop for DockerLikeNet {
-    fn drop(&mut self) {
-        for mut c in self.children.drain(..) {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        self.stand_in.take();
-        self.upstream.take();
-        for ns in self.namespaces.drain(..).rev() {
-            if let Err(e) = run(&["ip", "netns", "del", &ns]) {
-                eprintln!("cleanup: {e}");
-            }
         }
     }
 }

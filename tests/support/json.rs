@@ -138,6 +138,49 @@ impl Parser<'_> {
         }
     }
 
+    /// The items of an array or object, its opening byte at `self.i`: `item` parses each one,
+    /// up to the `close` byte.
+    fn sequence<T>(
+        &mut self,
+        close: u8,
+        item: fn(&mut Self) -> Result<T, String>,
+    ) -> Result<Vec<T>, String> {
+        self.i += 1;
+        let mut items = Vec::new();
+        self.ws();
+        if self.s.get(self.i) == Some(&close) {
+            self.i += 1;
+            return Ok(items);
+        }
+        loop {
+            items.push(item(self)?);
+            self.ws();
+            match self.s.get(self.i) {
+                Some(b',') => self.i += 1,
+                Some(c) if *c == close => {
+                    self.i += 1;
+                    return Ok(items);
+                }
+                _ => return self.err(&format!("expected , or {}", close as char)),
+            }
+        }
+    }
+
+    /// An object's `"key": value`.
+    fn member(&mut self) -> Result<(String, Json), String> {
+        self.ws();
+        if self.s.get(self.i) != Some(&b'"') {
+            return self.err("expected a key");
+        }
+        let k = self.string()?;
+        self.ws();
+        if self.s.get(self.i) != Some(&b':') {
+            return self.err("expected :");
+        }
+        self.i += 1;
+        Ok((k, self.value()?))
+    }
+
     fn value(&mut self) -> Result<Json, String> {
         self.ws();
         match self.s.get(self.i) {
@@ -146,59 +189,8 @@ impl Parser<'_> {
             Some(b't') => self.lit("true", Json::Bool(true)),
             Some(b'f') => self.lit("false", Json::Bool(false)),
             Some(b'"') => Ok(Json::Str(self.string()?)),
-            Some(b'[') => {
-                self.i += 1;
-                let mut a = Vec::new();
-                self.ws();
-                if self.s.get(self.i) == Some(&b']') {
-                    self.i += 1;
-                    return Ok(Json::Arr(a));
-                }
-                loop {
-                    a.push(self.value()?);
-                    self.ws();
-                    match self.s.get(self.i) {
-                        Some(b',') => self.i += 1,
-                        Some(b']') => {
-                            self.i += 1;
-                            return Ok(Json::Arr(a));
-                        }
-                        _ => return self.err("expected , or ]"),
-                    }
-                }
-            }
-            Some(b'{') => {
-                self.i += 1;
-                let mut m = Vec::new();
-                self.ws();
-                if self.s.get(self.i) == Some(&b'}') {
-                    self.i += 1;
-                    return Ok(Json::Obj(m));
-                }
-                loop {
-                    self.ws();
-                    if self.s.get(self.i) != Some(&b'"') {
-                        return self.err("expected a key");
-                    }
-                    let k = self.string()?;
-                    self.ws();
-                    if self.s.get(self.i) != Some(&b':') {
-                        return self.err("expected :");
-                    }
-                    self.i += 1;
-                    let v = self.value()?;
-                    m.push((k, v));
-                    self.ws();
-                    match self.s.get(self.i) {
-                        Some(b',') => self.i += 1,
-                        Some(b'}') => {
-                            self.i += 1;
-                            return Ok(Json::Obj(m));
-                        }
-                        _ => return self.err("expected , or }"),
-                    }
-                }
-            }
+            Some(b'[') => Ok(Json::Arr(self.sequence(b']', Self::value)?)),
+            Some(b'{') => Ok(Json::Obj(self.sequence(b'}', Self::member)?)),
             Some(c) if *c == b'-' || c.is_ascii_digit() => {
                 let start = self.i;
                 self.i += 1;

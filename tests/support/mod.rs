@@ -3,7 +3,8 @@
 //! - [`cni`]: the nameservers path's CNI-style topology ([`cni::Cni`]);
 //! - [`dns`]: a stand-in authoritative DNS server ([`dns::DnsServer`]) and stub-resolver-like clients
 //!   ([`query_a`], [`query_many`]) that run inside a network namespace;
-//! - [`netns`]: entering namespaces, running commands in them, RAII [`Netns`], [`TcpEcho`];
+//! - [`netns`]: entering namespaces, running commands in them, RAII [`Netns`], [`TcpEcho`], the
+//!   root check of the tests that need root ([`require_root`]);
 //! - [`docker`]: [`DockerLikeNet`], Docker's topology for one container, plus `run_dnsredir`
 //!   and tc helpers;
 //! - [`json`]: a tiny JSON parser for `--status --json`;
@@ -35,21 +36,20 @@ pub use docker::{
     DockerLikeNet, DOCKER_RESOLVER,
 };
 pub use json::Json;
-pub use netns::{in_netns, ns_run, ns_run_timeout, ping, run, tcp_echo_roundtrip, Netns, TcpEcho};
-
-/// For the tests marked `#[ignore = "needs root: ..."]`: they run only when asked for with
-/// `cargo test -- --include-ignored` (as `scripts/test` does, as root). Asked for without root,
-/// the test fails here with a clear message instead of passing without having run.
-pub fn require_root() {
-    if unsafe { libc::geteuid() } != 0 {
-        panic!(
-            "this test needs root (bpf(2), network namespaces, tc, iptables): run the ignored tests \
-             as root (scripts/test does), or leave out --include-ignored to skip them"
-        );
-    }
-}
+pub use netns::{
+    in_netns, ns_run, ns_run_timeout, ping, require_root, run, tcp_echo_roundtrip, Netns, TcpEcho,
+};
 
 /// The non-empty lines of a text.
 pub fn lines(s: &str) -> Vec<&str> {
     s.lines().filter(|l| !l.trim().is_empty()).collect()
+}
+
+/// Every one of `expected` is in `text` (`what` says which text, and the failure which part is
+/// missing).
+pub fn assert_mentions<S: AsRef<str>>(text: &str, expected: &[S], what: &str) {
+    for e in expected {
+        let e = e.as_ref();
+        assert!(text.contains(e), "{what} should mention {e:?}:\n{text}");
+    }
 }

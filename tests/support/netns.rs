@@ -134,6 +134,31 @@ pub fn ns_run_timeout(ns: &str, argv: &[&str], timeout: Duration) -> Result<CmdO
     run_timeout(&full, timeout)
 }
 
+/// `setsockopt(2)` with an `int` value, for the options std has no setter for (such as
+/// SO_RCVBUFFORCE).
+pub fn set_int_sockopt(
+    sock: &impl AsRawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> std::io::Result<()> {
+    let len = std::mem::size_of_val(&value) as libc::socklen_t;
+    // SAFETY: a valid socket, and a pointer to an int of the length given.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
+            len,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// (device, inode) of a namespace file, to compare namespaces.
 pub fn ns_identity(path: &str) -> Option<(u64, u64)> {
     std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
@@ -168,14 +193,27 @@ pub fn cleanup_stale_namespaces() {
     }
 }
 
+/// For the tests marked `#[ignore = "needs root: ..."]`: they run only when asked for with
+/// `cargo test -- --include-ignored` (as `scripts/test` does, as root). Asked for without root,
+/// the test fails here with a clear message instead of passing without having run.
+pub fn require_root() {
+    if unsafe { libc::geteuid() } != 0 {
+        panic!(
+            "this test needs root (bpf(2), network namespaces, tc, iptables): run the ignored tests \
+             as root (scripts/test does), or leave out --include-ignored to skip them"
+        );
+    }
+}
+
 /// A network namespace deleted on Drop. `name` is unique: `drt<pid>x<n><tag>`.
 pub struct Netns {
     pub name: String,
 }
 
 impl Netns {
-    /// Creates a namespace with `lo` up.
+    /// Creates a namespace with `lo` up, for a test that needs root ([`require_root`] first).
     pub fn new(tag: &str) -> Result<Netns, String> {
+        require_root();
         let name = format!("{NS_PREFIX}{}x{}{tag}", std::process::id(), next_id());
         run(&["ip", "netns", "add", &name])?;
         let ns = Netns { name };
