@@ -1,20 +1,29 @@
-//! Loading the programs and running them with BPF_PROG_TEST_RUN, for prog_test_run.rs and
-//! fuzz_programs.rs: the counters, and the assertions on a verdict.
+//! Loading the programs and running them with BPF_PROG_TEST_RUN, for the `*_prog.rs` tests,
+//! prog_test_run.rs and fuzz_programs.rs: the counters, the assertions on a verdict, and the
+//! nameservers path of each family on a test bench.
 
-use super::packet::{load_programs, load_with, test_config, TC_ACT_REDIRECT, TC_ACT_UNSPEC};
+use super::packet::{
+    load_programs, load_with, test_config, CONTAINER, TC_ACT_REDIRECT, TC_ACT_UNSPEC, UPSTREAM,
+    UPSTREAM_PORT,
+};
+use super::require_root;
 use dnsredir::abi::{Config, Counters, COUNTERS_MAP, PATH_NAMESERVERS};
 use dnsredir::bpf::elf::ObjectFile;
 use dnsredir::bpf::load::Loaded;
 use dnsredir::bpf::sys;
-use dnsredir::layout::sum_percpu_counters;
+use dnsredir::layout::{addr6_raw, addr_raw, port_raw, sum_percpu_counters};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-/// The embedded object configured by `test_config(upstream_port, flags)`, loaded, or a panic.
+/// The embedded object configured by `test_config(upstream_port, flags)`, loaded, or a panic
+/// (a clear one without root).
 pub fn load(upstream_port: u16, flags: u16) -> (ObjectFile, Loaded) {
+    require_root();
     load_programs(upstream_port, flags).unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// The embedded object with this configuration, loaded, or a panic.
+/// The embedded object with this configuration, loaded, or a panic (a clear one without root).
 pub fn load_config(config: &Config) -> (ObjectFile, Loaded) {
+    require_root();
     load_with(config).unwrap_or_else(|e| panic!("{e}"))
 }
 
@@ -33,15 +42,6 @@ pub fn run(loaded: &Loaded, section: &str, packet: &[u8]) -> (u32, Vec<u8>) {
     let out = sys::prog_test_run(&program.fd, packet, 1)
         .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN on {} bytes: {e}", packet.len()));
     (out.retval, out.data)
-}
-
-/// `packet` through `section` comes back byte for byte, with TC_ACT_UNSPEC.
-#[track_caller]
-pub fn untouched(loaded: &Loaded, section: &str, packet: &[u8]) {
-    assert_eq!(
-        run(loaded, section, packet),
-        (TC_ACT_UNSPEC, packet.to_vec())
-    );
 }
 
 /// `test_config(upstream_port, flags)` turned to the nameservers path: no dockerd, no resolver
@@ -82,3 +82,85 @@ pub fn assert_redirected(loaded: &Loaded, section: &str, frame: &[u8], what: &st
 }
 
 pub use dnsredir::bpf::sys::monotonic_ns;
+
+/// The nameservers resolv.conf names (the default bridge's 8.8.8.8, say), and their IPv6
+/// counterparts, with the IPv6 container and upstream.
+pub const NAMESERVER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 53);
+pub const SECOND_NAMESERVER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 54);
+pub const CONTAINER6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xdead, 1, 0, 0, 0, 0, 2);
+pub const NAMESERVER6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xdead, 1, 0, 0, 0, 0, 1);
+pub const SECOND_NAMESERVER6: Ipv6Addr = Ipv6Addr::new(0x2001, 0x4860, 0x4860, 0, 0, 0, 0, 0x8888);
+pub const UPSTREAM6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xdead, 2, 0, 0, 0, 0, 0x53);
+pub const UPSTREAM6_PORT: u16 = 5353;
+
+/// The nameservers path of one family on a test bench: its configuration, with two nameservers
+/// taken over on port 53, and the addresses its frames carry. Tests written against it run for
+/// both families.
+pub struct NameserversPath {
+    /// "IPv4" or "IPv6", for failure messages.
+    pub family: &'static str,
+    pub config: Config,
+    pub container: IpAddr,
+    pub nameservers: [IpAddr; 2],
+    pub upstream: IpAddr,
+    pub upstream_port: u16,
+}
+
+impl NameserversPath {
+    /// IPv4 nameservers only: IPv6 DNS has no upstream.
+    pub fn ipv4() -> NameserversPath {
+        let mut c = nameservers_path_config(UPSTREAM_PORT, 0);
+        c.nameservers[0] = addr_raw(NAMESERVER);
+        c.nameserver_ports[0] = port_raw(53);
+        c.nameservers[1] = addr_raw(SECOND_NAMESERVER);
+        c.nameserver_ports[1] = port_raw(53);
+        c.nameserver_count = 2;
+        NameserversPath {
+            family: "IPv4",
+            config: c,
+            container: CONTAINER.into(),
+            nameservers: [NAMESERVER.into(), SECOND_NAMESERVER.into()],
+            upstream: UPSTREAM.into(),
+            upstream_port: UPSTREAM_PORT,
+        }
+    }
+
+    /// IPv6 nameservers only.
+    pub fn ipv6() -> NameserversPath {
+        let mut c = nameservers_path_config(53, 0);
+        c.upstream6_addr = addr6_raw(UPSTREAM6);
+        c.upstream6_port = port_raw(UPSTREAM6_PORT);
+        c.container6_addr = addr6_raw(CONTAINER6);
+        c.nameservers6[..4].copy_from_slice(&addr6_raw(NAMESERVER6));
+        c.nameservers6[4..8].copy_from_slice(&addr6_raw(SECOND_NAMESERVER6));
+        c.nameserver6_ports = [port_raw(53), port_raw(53), 0, 0];
+        c.nameserver6_count = 2;
+        NameserversPath {
+            family: "IPv6",
+            config: c,
+            container: CONTAINER6.into(),
+            nameservers: [NAMESERVER6.into(), SECOND_NAMESERVER6.into()],
+            upstream: UPSTREAM6.into(),
+            upstream_port: UPSTREAM6_PORT,
+        }
+    }
+
+    /// Only the first nameserver taken over (the second one's slot filled but not counted).
+    pub fn one_nameserver(mut self) -> NameserversPath {
+        match self.container {
+            IpAddr::V4(_) => self.config.nameserver_count = 1,
+            IpAddr::V6(_) => self.config.nameserver6_count = 1,
+        }
+        self
+    }
+
+    /// The IPv4 path, then the IPv6 one.
+    pub fn both() -> [NameserversPath; 2] {
+        [NameserversPath::ipv4(), NameserversPath::ipv6()]
+    }
+
+    /// The programs loaded with this configuration.
+    pub fn load(&self) -> Loaded {
+        load_programs_with(&self.config)
+    }
+}
