@@ -22,7 +22,7 @@ fn udp_query_to_a_nameserver_goes_to_the_upstream_and_its_answer_comes_back_from
         for (i, ns) in path.nameservers.into_iter().enumerate() {
             // Several names and ids: the checksum delta must hold for any payload.
             for (id, name) in [(0x1234u16, "example.com"), (0xfffe, "a.b.c.example.org")] {
-                let what = format!("{} query {id:#x} for {name} to {ns}", path.family);
+                let what = format!("{} query {id:#x} for {name} to {ns}", path.family());
                 let port = CLIENT_PORT + i as u16;
                 let query = Packet::udp(path.container, port, ns, 53, dns_query(id, name));
                 let (ret, out) = run(&loaded, EGRESS_SECTION, &query.bytes());
@@ -77,7 +77,7 @@ fn udp_query_to_a_nameserver_goes_to_the_upstream_and_its_answer_comes_back_from
 fn tcp_connection_to_a_nameserver_goes_to_the_upstream_from_its_syn() {
     for path in NameserversPath::both() {
         let loaded = path.load();
-        let family = path.family;
+        let family = path.family();
         let (ns, port) = (path.nameservers[0], CLIENT_PORT + 10);
         let mut syn = Packet::tcp(path.container, port, ns, 53, vec![]);
         syn.tcp_flags = 0x02;
@@ -139,7 +139,7 @@ fn edns_size_is_clamped_as_on_the_resolver_path() {
         let loaded = path.load();
         // Names of odd and even length: the size field then sits at either parity.
         for name in ["example.com", "examples.com"] {
-            let what = format!("{} query for {name}", path.family);
+            let what = format!("{} query for {name}", path.family());
             let query = Packet::udp(
                 path.container,
                 CLIENT_PORT,
@@ -196,7 +196,7 @@ fn other_ports_other_servers_and_unused_slots_are_untouched() {
                 ),
             ),
         ] {
-            let what = format!("{}: {what}", path.family);
+            let what = format!("{}: {what}", path.family());
             assert_passed(&loaded, EGRESS_SECTION, &query.bytes(), &what);
         }
         let direct = Packet::udp(
@@ -206,13 +206,13 @@ fn other_ports_other_servers_and_unused_slots_are_untouched() {
             CLIENT_PORT + 20,
             dns_answer(77, "example.com"),
         );
-        let what = format!("{}: an answer to a query not redirected", path.family);
+        let what = format!("{}: an answer to a query not redirected", path.family());
         assert_passed(&loaded, REPLY_SECTION, &direct.bytes(), &what);
 
         let second = Packet::udp(container, CLIENT_PORT, path.nameservers[1], 53, q());
         let what = format!(
             "{}: the second nameserver, its slot not counted",
-            path.family
+            path.family()
         );
         let one = path.one_nameserver().load();
         assert_passed(&one, EGRESS_SECTION, &second.bytes(), &what);

@@ -109,7 +109,13 @@ fn ipv4_and_ipv6_flows_on_the_same_port_and_id_are_kept_apart() {
     );
     assert_passed(&loaded, REPLY_SECTION, &answer6.bytes(), "the IPv6 answer");
     // And the IPv4 answer still finds its flow.
-    let answer4 = Packet::udp(UPSTREAM, 53, CONTAINER, port, dns_answer(42, "example.com"));
+    let answer4 = Packet::udp(
+        UPSTREAM,
+        UPSTREAM_PORT,
+        CONTAINER,
+        port,
+        dns_answer(42, "example.com"),
+    );
     let (ret, out) = run(&loaded, REPLY_SECTION, &answer4.bytes());
     assert_eq!(ret, TC_ACT_UNSPEC);
     assert_ne!(out, answer4.bytes(), "restored");

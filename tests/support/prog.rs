@@ -97,8 +97,6 @@ pub const UPSTREAM6_PORT: u16 = 5353;
 /// taken over on port 53, and the addresses its frames carry. Tests written against it run for
 /// both families.
 pub struct NameserversPath {
-    /// "IPv4" or "IPv6", for failure messages.
-    pub family: &'static str,
     pub config: Config,
     pub container: IpAddr,
     pub nameservers: [IpAddr; 2],
@@ -109,39 +107,82 @@ pub struct NameserversPath {
 impl NameserversPath {
     /// IPv4 nameservers only: IPv6 DNS has no upstream.
     pub fn ipv4() -> NameserversPath {
+        let nameservers = [NAMESERVER.into(), SECOND_NAMESERVER.into()];
+        NameserversPath::new(
+            CONTAINER.into(),
+            nameservers,
+            UPSTREAM.into(),
+            UPSTREAM_PORT,
+        )
+    }
+
+    /// IPv6 nameservers only (the IPv4 upstream of [`test_config`] is left, unused).
+    pub fn ipv6() -> NameserversPath {
+        let nameservers = [NAMESERVER6.into(), SECOND_NAMESERVER6.into()];
+        NameserversPath::new(
+            CONTAINER6.into(),
+            nameservers,
+            UPSTREAM6.into(),
+            UPSTREAM6_PORT,
+        )
+    }
+
+    /// The IPv4 path, then the IPv6 one.
+    pub fn both() -> [NameserversPath; 2] {
+        [NameserversPath::ipv4(), NameserversPath::ipv6()]
+    }
+
+    /// The configuration as the loader writes it for these addresses, all of one family.
+    fn new(
+        container: IpAddr,
+        nameservers: [IpAddr; 2],
+        upstream: IpAddr,
+        upstream_port: u16,
+    ) -> NameserversPath {
         let mut c = nameservers_path_config(UPSTREAM_PORT, 0);
-        c.nameservers[0] = addr_raw(NAMESERVER);
-        c.nameserver_ports[0] = port_raw(53);
-        c.nameservers[1] = addr_raw(SECOND_NAMESERVER);
-        c.nameserver_ports[1] = port_raw(53);
-        c.nameserver_count = 2;
+        match (container, upstream) {
+            (IpAddr::V4(container), IpAddr::V4(upstream)) => {
+                c.container_addr = addr_raw(container);
+                c.upstream_addr = addr_raw(upstream);
+                c.upstream_port = port_raw(upstream_port);
+            }
+            (IpAddr::V6(container), IpAddr::V6(upstream)) => {
+                c.container6_addr = addr6_raw(container);
+                c.upstream6_addr = addr6_raw(upstream);
+                c.upstream6_port = port_raw(upstream_port);
+            }
+            _ => panic!("container {container} and upstream {upstream}: one family"),
+        }
+        for (slot, nameserver) in nameservers.into_iter().enumerate() {
+            match nameserver {
+                IpAddr::V4(ns) if container.is_ipv4() => {
+                    c.nameservers[slot] = addr_raw(ns);
+                    c.nameserver_ports[slot] = port_raw(53);
+                    c.nameserver_count += 1;
+                }
+                IpAddr::V6(ns) if container.is_ipv6() => {
+                    c.nameservers6[4 * slot..4 * slot + 4].copy_from_slice(&addr6_raw(ns));
+                    c.nameserver6_ports[slot] = port_raw(53);
+                    c.nameserver6_count += 1;
+                }
+                _ => panic!("nameserver {nameserver} for the container {container}: one family"),
+            }
+        }
         NameserversPath {
-            family: "IPv4",
             config: c,
-            container: CONTAINER.into(),
-            nameservers: [NAMESERVER.into(), SECOND_NAMESERVER.into()],
-            upstream: UPSTREAM.into(),
-            upstream_port: UPSTREAM_PORT,
+            container,
+            nameservers,
+            upstream,
+            upstream_port,
         }
     }
 
-    /// IPv6 nameservers only.
-    pub fn ipv6() -> NameserversPath {
-        let mut c = nameservers_path_config(53, 0);
-        c.upstream6_addr = addr6_raw(UPSTREAM6);
-        c.upstream6_port = port_raw(UPSTREAM6_PORT);
-        c.container6_addr = addr6_raw(CONTAINER6);
-        c.nameservers6[..4].copy_from_slice(&addr6_raw(NAMESERVER6));
-        c.nameservers6[4..8].copy_from_slice(&addr6_raw(SECOND_NAMESERVER6));
-        c.nameserver6_ports = [port_raw(53), port_raw(53), 0, 0];
-        c.nameserver6_count = 2;
-        NameserversPath {
-            family: "IPv6",
-            config: c,
-            container: CONTAINER6.into(),
-            nameservers: [NAMESERVER6.into(), SECOND_NAMESERVER6.into()],
-            upstream: UPSTREAM6.into(),
-            upstream_port: UPSTREAM6_PORT,
+    /// "IPv4" or "IPv6", for failure messages.
+    pub fn family(&self) -> &'static str {
+        if self.container.is_ipv4() {
+            "IPv4"
+        } else {
+            "IPv6"
         }
     }
 
@@ -152,11 +193,6 @@ impl NameserversPath {
             IpAddr::V6(_) => self.config.nameserver6_count = 1,
         }
         self
-    }
-
-    /// The IPv4 path, then the IPv6 one.
-    pub fn both() -> [NameserversPath; 2] {
-        [NameserversPath::ipv4(), NameserversPath::ipv6()]
     }
 
     /// The programs loaded with this configuration.
