@@ -8,30 +8,24 @@
 use dnsredir::abi::{
     EventHeader, WatchControl, EGRESS_SECTION, EVENTS_MAP, EVENT_QUERY, EVENT_REPLY, EVENT_SIZE,
     FLAG_RULES_KEEP, FLAG_RULES_ONLY, PATH_NAMESERVER, PATH_NAMESERVER_KEPT, PATH_NONE,
-    QUERY_SECTION, REPLY_SECTION, RULES_MAP, WATCH_MAP,
+    QUERY_SECTION, REPLY_SECTION, WATCH_MAP,
 };
 use dnsredir::bpf::elf::ObjectFile;
 use dnsredir::bpf::load::Loaded;
 use dnsredir::bpf::ringbuf::RingBuf;
 use dnsredir::bpf::sys;
 use dnsredir::layout::{addr_raw, port_raw};
-use dnsredir::redirect::rules::{self, Rules};
+use dnsredir::redirect::rules::Rules;
 use std::net::Ipv4Addr;
 
 mod support;
 use support::packet::*;
-use support::prog::{counters, load_config, monotonic_ns, run, NameserversPath};
+use support::prog::{counters, load_with_rules, monotonic_ns, run, suffixes, NameserversPath};
 use support::require_root;
 
 /// The path with one nameserver taken over, as these tests want it.
 fn ipv4_path() -> NameserversPath {
     NameserversPath::ipv4().one_nameserver()
-}
-
-fn suffixes(v: &[&str]) -> Vec<String> {
-    v.iter()
-        .map(|s| rules::parse_suffix(s).unwrap_or_else(|e| panic!("{e}")))
-        .collect()
 }
 
 struct Prog {
@@ -41,12 +35,8 @@ struct Prog {
 }
 
 /// The object loaded as the loader would for `--keep keep... --only only...` on `path`.
-fn load(mut path: NameserversPath, keep: &[&str], only: &[&str]) -> Prog {
-    let rules = Rules::new(&suffixes(keep), &suffixes(only)).expect("rules");
-    path.config.flags |= rules.flags();
-    let (object, loaded) = load_config(&path.config);
-    let map = loaded.map(&object, RULES_MAP).expect("rules map");
-    rules::fill(map, &rules).expect("fill");
+fn load(path: NameserversPath, keep: &[&str], only: &[&str]) -> Prog {
+    let (object, loaded) = load_with_rules(&path.config, keep, only);
     Prog {
         path,
         object,

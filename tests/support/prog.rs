@@ -7,11 +7,12 @@ use super::packet::{
     UPSTREAM_PORT,
 };
 use super::require_root;
-use dnsredir::abi::{Config, Counters, COUNTERS_MAP, PATH_NAMESERVERS};
+use dnsredir::abi::{Config, Counters, COUNTERS_MAP, PATH_NAMESERVERS, RULES_MAP};
 use dnsredir::bpf::elf::ObjectFile;
 use dnsredir::bpf::load::Loaded;
 use dnsredir::bpf::sys;
 use dnsredir::layout::{addr6_raw, addr_raw, port_raw, sum_percpu_counters};
+use dnsredir::redirect::rules::{self, Rules};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// The embedded object configured by `test_config(upstream_port, flags)`, loaded, or a panic
@@ -25,6 +26,26 @@ pub fn load(upstream_port: u16, flags: u16) -> (ObjectFile, Loaded) {
 pub fn load_config(config: &Config) -> (ObjectFile, Loaded) {
     require_root();
     load_with(config).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Rule suffixes as the command line's parser leaves them, or a panic.
+pub fn suffixes(v: &[&str]) -> Vec<String> {
+    v.iter()
+        .map(|s| rules::parse_suffix(s).unwrap_or_else(|e| panic!("{e}")))
+        .collect()
+}
+
+/// The object loaded as the loader would for `--keep keep... --only only...` on `config`: the
+/// rules' flags added, the rules map filled.
+pub fn load_with_rules(config: &Config, keep: &[&str], only: &[&str]) -> (ObjectFile, Loaded) {
+    let rules = Rules::new(&suffixes(keep), &suffixes(only)).expect("rules");
+    let (object, loaded) = load_config(&Config {
+        flags: config.flags | rules.flags(),
+        ..*config
+    });
+    let map = loaded.map(&object, RULES_MAP).expect("rules map");
+    rules::fill(map, &rules).expect("fill");
+    (object, loaded)
 }
 
 /// The counters, summed over the CPUs.
