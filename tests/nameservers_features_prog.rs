@@ -6,21 +6,22 @@
 //! restored (or the nameserver's own) answer's.
 
 use dnsredir::abi::{
-    EventHeader, WatchControl, EGRESS_SECTION, EVENTS_MAP, EVENT_QUERY, EVENT_REPLY, EVENT_SIZE,
-    FLAG_RULES_KEEP, FLAG_RULES_ONLY, PATH_NAMESERVER, PATH_NAMESERVER_KEPT, PATH_NONE,
-    QUERY_SECTION, REPLY_SECTION, WATCH_MAP,
+    EventHeader, EGRESS_SECTION, EVENT_QUERY, EVENT_REPLY, EVENT_SIZE, FLAG_RULES_KEEP,
+    FLAG_RULES_ONLY, PATH_NAMESERVER, PATH_NAMESERVER_KEPT, PATH_NONE, QUERY_SECTION,
+    REPLY_SECTION,
 };
 use dnsredir::bpf::elf::ObjectFile;
 use dnsredir::bpf::load::Loaded;
 use dnsredir::bpf::ringbuf::RingBuf;
-use dnsredir::bpf::sys;
 use dnsredir::layout::{addr_raw, port_raw};
 use dnsredir::redirect::rules::Rules;
 use std::net::Ipv4Addr;
 
 mod support;
 use support::packet::*;
-use support::prog::{counters, load_with_rules, monotonic_ns, run, suffixes, NameserversPath};
+use support::prog::{
+    counters, events_ring, load_with_rules, run, suffixes, take_events, watch, NameserversPath,
+};
 use support::require_root;
 
 /// The path with one nameserver taken over, as these tests want it.
@@ -204,29 +205,8 @@ fn every_rule_flag_combination_loads_on_both_paths() {
 // ---------------------------------------------------------------- events
 
 fn watched(p: &Prog) -> RingBuf {
-    let control = WatchControl {
-        watcher_pid: std::process::id(),
-        refreshed_ns: monotonic_ns(),
-        ..Default::default()
-    };
-    let map = p.loaded.map(&p.object, WATCH_MAP).expect("WATCH map");
-    sys::map_update(map, &0u32.to_ne_bytes(), &control.to_bytes()).expect("update");
-    let events = p.loaded.map(&p.object, EVENTS_MAP).expect("EVENTS map");
-    let info = sys::map_info(events).expect("map info");
-    RingBuf::new(events.try_clone().expect("dup"), info.max_entries as usize).expect("mmap")
-}
-
-fn events(ring: &mut RingBuf) -> Vec<(EventHeader, Vec<u8>)> {
-    let mut out = Vec::new();
-    ring.consume(|r| {
-        assert_eq!(r.len(), EVENT_SIZE);
-        let head = EventHeader::from_bytes(r).expect("header");
-        out.push((
-            head,
-            r[EventHeader::SIZE..EventHeader::SIZE + head.captured as usize].to_vec(),
-        ));
-    });
-    out
+    watch(&p.object, &p.loaded);
+    events_ring(&p.object, &p.loaded)
 }
 
 #[track_caller]
@@ -284,7 +264,7 @@ fn egress_query_and_restored_answer_each_write_one_event() {
     );
     run(&p.loaded, REPLY_SECTION, &stray.bytes());
 
-    let events = events(&mut ring);
+    let events = take_events(&mut ring);
     assert_eq!(events.len(), 4, "{events:?}");
     expect(&events[0], EVENT_QUERY, PATH_NAMESERVER, &q.payload);
     expect(&events[1], EVENT_REPLY, PATH_NONE, &a.payload);
@@ -300,7 +280,7 @@ fn the_egress_query_event_has_the_nameserver_path_and_the_query_bytes() {
     let q = p.query(0x4321, "www.example.org");
     let (ret, _) = run(&p.loaded, EGRESS_SECTION, &q.bytes());
     assert_eq!(ret, TC_ACT_UNSPEC);
-    let events = events(&mut ring);
+    let events = take_events(&mut ring);
     assert_eq!(events.len(), 1, "{events:?}");
     expect(&events[0], EVENT_QUERY, PATH_NAMESERVER, &q.payload);
 }

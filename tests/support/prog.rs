@@ -7,9 +7,13 @@ use super::packet::{
     UPSTREAM_PORT,
 };
 use super::require_root;
-use dnsredir::abi::{Config, Counters, COUNTERS_MAP, PATH_NAMESERVERS, RULES_MAP};
+use dnsredir::abi::{
+    Config, Counters, EventHeader, WatchControl, COUNTERS_MAP, EVENTS_MAP, EVENTS_RING_SIZE,
+    EVENT_SIZE, PATH_NAMESERVERS, RULES_MAP, WATCH_MAP,
+};
 use dnsredir::bpf::elf::ObjectFile;
 use dnsredir::bpf::load::Loaded;
+use dnsredir::bpf::ringbuf::{self, RingBuf};
 use dnsredir::bpf::sys;
 use dnsredir::layout::{addr6_raw, addr_raw, port_raw, sum_percpu_counters};
 use dnsredir::redirect::rules::{self, Rules};
@@ -103,6 +107,44 @@ pub fn assert_redirected(loaded: &Loaded, section: &str, frame: &[u8], what: &st
 }
 
 pub use dnsredir::bpf::sys::monotonic_ns;
+
+/// The events ring the programs write for `--watch`, mapped as the watcher maps it.
+pub fn events_ring(object: &ObjectFile, loaded: &Loaded) -> RingBuf {
+    let events = loaded.map(object, EVENTS_MAP).expect("EVENTS map");
+    let info = sys::map_info(events).expect("map info");
+    assert_eq!(info.map_type, ringbuf::BPF_MAP_TYPE_RINGBUF);
+    assert_eq!(info.max_entries, EVENTS_RING_SIZE);
+    let fd = events.try_clone().expect("dup");
+    RingBuf::new(fd, info.max_entries as usize).expect("mmap ring")
+}
+
+/// The watcher's flag as `--watch` writes it.
+pub fn set_watch(object: &ObjectFile, loaded: &Loaded, control: WatchControl) {
+    let map = loaded.map(object, WATCH_MAP).expect("WATCH map");
+    sys::map_update(map, &0u32.to_ne_bytes(), &control.to_bytes()).expect("update");
+}
+
+/// The flag of a live watcher: this process, refreshed now.
+pub fn watch(object: &ObjectFile, loaded: &Loaded) {
+    let control = WatchControl {
+        watcher_pid: std::process::id(),
+        refreshed_ns: monotonic_ns(),
+        ..Default::default()
+    };
+    set_watch(object, loaded, control);
+}
+
+/// The events in the ring, taken out: each one's header and the DNS message bytes it carries.
+pub fn take_events(ring: &mut RingBuf) -> Vec<(EventHeader, Vec<u8>)> {
+    let mut out = Vec::new();
+    ring.consume(|r| {
+        assert_eq!(r.len(), EVENT_SIZE, "every record has the fixed size");
+        let head = EventHeader::from_bytes(r).expect("header");
+        let data = r[EventHeader::SIZE..EventHeader::SIZE + head.captured as usize].to_vec();
+        out.push((head, data));
+    });
+    out
+}
 
 /// The nameservers resolv.conf names (the default bridge's 8.8.8.8, say), and their IPv6
 /// counterparts, with the IPv6 container and upstream.
