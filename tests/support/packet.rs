@@ -1,6 +1,6 @@
 //! The programs on a test bench: a fixed container configuration, the embedded object loaded
-//! with it, and IPv4 frames and DNS messages addressed to it, for BPF_PROG_TEST_RUN. Shared by
-//! `tests/prog_test_run.rs` (through `support`) and `bench/prog.rs` (with `#[path]`).
+//! with it, and IPv4 and IPv6 frames and DNS messages addressed to it, for BPF_PROG_TEST_RUN.
+//! Shared by the tests (through `support`) and `bench/prog.rs` (with `#[path]`).
 #![allow(dead_code)]
 
 use super::dns;
