@@ -14,6 +14,7 @@ use dnsredir::bpf::elf::ObjectFile;
 use dnsredir::bpf::load::Loaded;
 use dnsredir::bpf::sys;
 use std::collections::BTreeMap;
+use std::net::Ipv6Addr;
 use std::time::Instant;
 
 mod support;
@@ -26,14 +27,6 @@ const DEFAULT_SEED: u64 = 0x0d05_e7d1_2025_0013;
 const DEFAULT_ITERATIONS: u64 = 500_000;
 /// The id of the query that keeps a UDP flow alive for the reply seeds.
 const LIVE_ID: u16 = 0x0a0b;
-
-fn require_root_or_panic() {
-    assert_eq!(
-        unsafe { libc::geteuid() },
-        0,
-        "this test needs root (bpf(2)); run it with sudo and --include-ignored"
-    );
-}
 
 // ---- seeds ----
 
@@ -185,20 +178,15 @@ fn seeds() -> Vec<Seed> {
         }),
     ];
     // IPv6 UDP to port 53 of ::1 and an ARP request: not IPv4, never touched.
-    let mut v6 = vec![0x02, 0, 0, 0, 0, 0xaa, 0x02, 0, 0, 0, 0, 0xbb, 0x86, 0xdd];
-    let dns = dns_query(12, "example.com");
-    v6.extend_from_slice(&[0x60, 0, 0, 0]);
-    v6.extend_from_slice(&((8 + dns.len()) as u16).to_be_bytes());
-    v6.extend_from_slice(&[17, 64]);
-    v6.extend_from_slice(&[0; 15]);
-    v6.push(1);
-    v6.extend_from_slice(&[0; 15]);
-    v6.push(1);
-    v6.extend_from_slice(&CLIENT_PORT.to_be_bytes());
-    v6.extend_from_slice(&DOCKERD_UDP.to_be_bytes());
-    v6.extend_from_slice(&((8 + dns.len()) as u16).to_be_bytes());
-    v6.extend_from_slice(&[0, 0]);
-    v6.extend_from_slice(&dns);
+    let mut v6 = Packet::udp(
+        Ipv6Addr::LOCALHOST,
+        CLIENT_PORT,
+        Ipv6Addr::LOCALHOST,
+        DOCKERD_UDP,
+        dns_query(12, "example.com"),
+    );
+    v6.zero_udp_checksum = true;
+    let v6 = v6.bytes();
     v.push(seed("ipv6 udp query", v6));
     let mut arp = vec![0xff; 6];
     arp.extend_from_slice(&[0x02, 0, 0, 0, 0, 0xbb, 0x08, 0x06]);
@@ -497,7 +485,6 @@ fn verdict_name(v: u32) -> String {
 #[test]
 #[ignore = "needs root: bpf(2)"]
 fn mutated_frames_keep_the_programs_promises() {
-    require_root_or_panic();
     let seed = env_u64("DNSREDIR_FUZZ_SEED", DEFAULT_SEED);
     let iterations = env_u64("DNSREDIR_FUZZ_ITERATIONS", DEFAULT_ITERATIONS);
     println!("fuzz_programs: seed {seed:#018x} (DNSREDIR_FUZZ_SEED), {iterations} frames");

@@ -6,97 +6,103 @@
 //! restored (or the nameserver's own) answer's.
 
 use dnsredir::abi::{
-    Config, EventHeader, WatchControl, EGRESS_SECTION, EVENTS_MAP, EVENT_QUERY, EVENT_REPLY,
-    EVENT_SIZE, FLAG_RULES_KEEP, FLAG_RULES_ONLY, PATH_NAMESERVER, PATH_NAMESERVER_KEPT, PATH_NONE,
-    QUERY_SECTION, REPLY_SECTION, RULES_MAP, WATCH_MAP,
+    EventHeader, EGRESS_SECTION, EVENT_QUERY, EVENT_REPLY, EVENT_SIZE, FLAG_RULES_KEEP,
+    FLAG_RULES_ONLY, PATH_NAMESERVER, PATH_NAMESERVER_KEPT, PATH_NONE, QUERY_SECTION,
+    REPLY_SECTION,
 };
 use dnsredir::bpf::elf::ObjectFile;
 use dnsredir::bpf::load::Loaded;
 use dnsredir::bpf::ringbuf::RingBuf;
-use dnsredir::bpf::sys;
-use dnsredir::layout::{addr6_raw, addr_raw, port_raw};
-use dnsredir::redirect::rules::{self, Rules};
-use std::net::{Ipv4Addr, Ipv6Addr};
+use dnsredir::layout::{addr_raw, port_raw};
+use dnsredir::redirect::rules::Rules;
+use std::net::Ipv4Addr;
 
 mod support;
 use support::packet::*;
-use support::prog::{counters, monotonic_ns, nameservers_path_config, run};
+use support::prog::{
+    counters, events_ring, load_with_rules, run, suffixes, take_events, watch, NameserversPath,
+};
 use support::require_root;
 
-const NAMESERVER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 53);
-
-fn nameservers_config(flags: u16) -> Config {
-    let mut c = nameservers_path_config(UPSTREAM_PORT, flags);
-    c.nameservers[0] = addr_raw(NAMESERVER);
-    c.nameserver_ports[0] = port_raw(53);
-    c.nameserver_count = 1;
-    c
-}
-
-fn suffixes(v: &[&str]) -> Vec<String> {
-    v.iter()
-        .map(|s| rules::parse_suffix(s).unwrap_or_else(|e| panic!("{e}")))
-        .collect()
+/// The path with one nameserver taken over, as these tests want it.
+fn ipv4_path() -> NameserversPath {
+    NameserversPath::ipv4().one_nameserver()
 }
 
 struct Prog {
+    path: NameserversPath,
     object: ObjectFile,
     loaded: Loaded,
 }
 
-/// The object loaded as the loader would for `--keep keep... --only only...` on `config`'s path.
-fn load(config: Config, keep: &[&str], only: &[&str]) -> Prog {
-    let rules = Rules::new(&suffixes(keep), &suffixes(only)).expect("rules");
-    let mut config = config;
-    config.flags |= rules.flags();
-    let (object, loaded) = load_with(&config).unwrap_or_else(|e| panic!("{e}"));
-    let map = loaded.map(&object, RULES_MAP).expect("rules map");
-    rules::fill(map, &rules).expect("fill");
-    Prog { object, loaded }
+/// The object loaded as the loader would for `--keep keep... --only only...` on `path`.
+fn load(path: NameserversPath, keep: &[&str], only: &[&str]) -> Prog {
+    let (object, loaded) = load_with_rules(&path.config, keep, only);
+    Prog {
+        path,
+        object,
+        loaded,
+    }
 }
 
 fn load_ns(keep: &[&str], only: &[&str]) -> Prog {
-    load(nameservers_config(0), keep, only)
-}
-
-fn query(id: u16, name: &str) -> Packet {
-    Packet::udp(CONTAINER, CLIENT_PORT, NAMESERVER, 53, dns_query(id, name))
-}
-
-/// (destination, destination port) of a frame.
-fn destination(frame: &[u8]) -> (Ipv4Addr, u16) {
-    let ip = &frame[14..];
-    let ihl = ((ip[0] & 0x0f) as usize) * 4;
-    (
-        Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]),
-        u16::from_be_bytes([ip[ihl + 2], ip[ihl + 3]]),
-    )
+    load(ipv4_path(), keep, only)
 }
 
 impl Prog {
+    /// The client's query for `name` to the (first) nameserver.
+    fn query(&self, id: u16, name: &str) -> Packet {
+        let ns = self.path.nameservers[0];
+        Packet::udp(
+            self.path.container,
+            CLIENT_PORT,
+            ns,
+            53,
+            dns_query(id, name),
+        )
+    }
+
+    /// The upstream's answer to [`Prog::query`].
+    fn answer(&self, id: u16, name: &str) -> Packet {
+        let (upstream, port) = (self.path.upstream, self.path.upstream_port);
+        Packet::udp(
+            upstream,
+            port,
+            self.path.container,
+            CLIENT_PORT,
+            dns_answer(id, name),
+        )
+    }
+
+    /// What `section` rewrote `packet` to, or None when it left it byte for byte. Either way
+    /// the verdict is TC_ACT_UNSPEC: the nameservers path rewrites in place.
+    fn rewritten(&self, section: &str, packet: &Packet, what: &str) -> Option<Seen> {
+        let bytes = packet.bytes();
+        let (ret, out) = run(&self.loaded, section, &bytes);
+        assert_eq!(ret, TC_ACT_UNSPEC, "{what}");
+        (out != bytes).then(|| parse_checked(&out))
+    }
+
     /// Whether the egress program leaves the query for `name` with the nameserver (byte for
-    /// byte) rather than sending it to the upstream. Either way the verdict is TC_ACT_UNSPEC.
+    /// byte) rather than sending it to the upstream.
     fn kept(&self, id: u16, name: &str) -> bool {
-        let packet = query(id, name).bytes();
-        let (ret, out) = run(&self.loaded, EGRESS_SECTION, &packet);
-        assert_eq!(ret, TC_ACT_UNSPEC, "{name}: on out of the interface");
-        if out == packet {
+        let what = format!("{name}: on out of the interface");
+        let Some(seen) = self.rewritten(EGRESS_SECTION, &self.query(id, name), &what) else {
             return true;
-        }
-        assert_eq!(destination(&out), (UPSTREAM, UPSTREAM_PORT), "{name}");
+        };
+        let upstream = (self.path.upstream, self.path.upstream_port);
+        assert_eq!((seen.dst, seen.dport), upstream, "{name}: to the upstream");
         false
     }
 
     /// Whether the upstream's answer for `id` is restored (its query was remembered).
     fn restored(&self, id: u16, name: &str) -> bool {
-        let packet = reply_packet(id, name).bytes();
-        let (ret, out) = run(&self.loaded, REPLY_SECTION, &packet);
-        assert_eq!(ret, TC_ACT_UNSPEC, "{name}: on up the stack");
-        if out == packet {
+        let what = format!("{name}: on up the stack");
+        let Some(seen) = self.rewritten(REPLY_SECTION, &self.answer(id, name), &what) else {
             return false;
-        }
-        let ip = &out[14..];
-        assert_eq!(Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]), NAMESERVER);
+        };
+        let ns = self.path.nameservers[0];
+        assert_eq!(seen.src, ns, "{name}: from the nameserver");
         true
     }
 }
@@ -104,7 +110,6 @@ impl Prog {
 #[test]
 #[ignore = "needs root: bpf(2)"]
 fn keep_leaves_a_query_with_its_nameserver_untouched_and_unremembered() {
-    require_root();
     let p = load_ns(&["kept.test"], &[]);
     assert!(p.kept(1, "x.kept.test"), "under --keep: the nameserver's");
     assert!(
@@ -134,13 +139,18 @@ fn keep_leaves_a_query_with_its_nameserver_untouched_and_unremembered() {
 #[test]
 #[ignore = "needs root: bpf(2)"]
 fn only_redirects_its_names_and_leaves_tcp_with_the_nameserver() {
-    require_root();
     let p = load_ns(&[], &["corp.test"]);
     assert!(!p.kept(1, "x.corp.test"), "under --only: the upstream's");
     assert!(p.kept(2, "example.com"), "outside --only: the nameserver's");
     assert!(p.restored(1, "x.corp.test"));
     assert!(!p.restored(2, "example.com"));
-    let mut syn = Packet::tcp(CONTAINER, CLIENT_PORT + 1, NAMESERVER, 53, vec![]);
+    let mut syn = Packet::tcp(
+        p.path.container,
+        CLIENT_PORT + 1,
+        p.path.nameservers[0],
+        53,
+        vec![],
+    );
     syn.tcp_flags = 0x02;
     let syn = syn.bytes();
     assert_eq!(
@@ -176,7 +186,7 @@ fn every_rule_flag_combination_loads_on_both_paths() {
     ];
     for (keep, only, flags) in combos {
         for (path, config) in [
-            ("nameservers", nameservers_config(0)),
+            ("nameservers", ipv4_path().config),
             ("embedded resolver", test_config(UPSTREAM_PORT, 0)),
         ] {
             let rules = Rules::new(&suffixes(keep), &suffixes(only)).expect("rules");
@@ -195,29 +205,8 @@ fn every_rule_flag_combination_loads_on_both_paths() {
 // ---------------------------------------------------------------- events
 
 fn watched(p: &Prog) -> RingBuf {
-    let control = WatchControl {
-        watcher_pid: std::process::id(),
-        refreshed_ns: monotonic_ns(),
-        ..Default::default()
-    };
-    let map = p.loaded.map(&p.object, WATCH_MAP).expect("WATCH map");
-    sys::map_update(map, &0u32.to_ne_bytes(), &control.to_bytes()).expect("update");
-    let events = p.loaded.map(&p.object, EVENTS_MAP).expect("EVENTS map");
-    let info = sys::map_info(events).expect("map info");
-    RingBuf::new(events.try_clone().expect("dup"), info.max_entries as usize).expect("mmap")
-}
-
-fn events(ring: &mut RingBuf) -> Vec<(EventHeader, Vec<u8>)> {
-    let mut out = Vec::new();
-    ring.consume(|r| {
-        assert_eq!(r.len(), EVENT_SIZE);
-        let head = EventHeader::from_bytes(r).expect("header");
-        out.push((
-            head,
-            r[EventHeader::SIZE..EventHeader::SIZE + head.captured as usize].to_vec(),
-        ));
-    });
-    out
+    watch(&p.object, &p.loaded);
+    events_ring(&p.object, &p.loaded)
 }
 
 #[track_caller]
@@ -237,26 +226,25 @@ fn expect(event: &(EventHeader, Vec<u8>), kind: u8, path: u8, payload: &[u8]) {
 #[test]
 #[ignore = "needs root: bpf(2)"]
 fn egress_query_and_restored_answer_each_write_one_event() {
-    require_root();
     let p = load_ns(&["kept.test"], &[]);
     let mut ring = watched(&p);
 
-    let q = query(0x1234, "example.com");
+    let q = p.query(0x1234, "example.com");
     assert!(!p.kept(0x1234, "example.com"));
     assert_eq!(
         ring.pending(),
         (EVENT_SIZE + 8) as u64,
         "the query: one record"
     );
-    let a = reply_packet(0x1234, "example.com");
+    let a = p.answer(0x1234, "example.com");
     assert!(p.restored(0x1234, "example.com"));
-    let kept = query(0x0707, "x.kept.test");
+    let kept = p.query(0x0707, "x.kept.test");
     assert!(p.kept(0x0707, "x.kept.test"));
     // The nameserver's own answer to the kept query, seen by the reply program.
     let own = Packet::udp(
-        NAMESERVER,
+        p.path.nameservers[0],
         53,
-        CONTAINER,
+        p.path.container,
         CLIENT_PORT,
         dns_answer(0x0707, "x.kept.test"),
     );
@@ -276,7 +264,7 @@ fn egress_query_and_restored_answer_each_write_one_event() {
     );
     run(&p.loaded, REPLY_SECTION, &stray.bytes());
 
-    let events = events(&mut ring);
+    let events = take_events(&mut ring);
     assert_eq!(events.len(), 4, "{events:?}");
     expect(&events[0], EVENT_QUERY, PATH_NAMESERVER, &q.payload);
     expect(&events[1], EVENT_REPLY, PATH_NONE, &a.payload);
@@ -287,95 +275,29 @@ fn egress_query_and_restored_answer_each_write_one_event() {
 #[test]
 #[ignore = "needs root: bpf(2)"]
 fn the_egress_query_event_has_the_nameserver_path_and_the_query_bytes() {
-    require_root();
     let p = load_ns(&[], &[]);
     let mut ring = watched(&p);
-    let q = query(0x4321, "www.example.org");
+    let q = p.query(0x4321, "www.example.org");
     let (ret, _) = run(&p.loaded, EGRESS_SECTION, &q.bytes());
     assert_eq!(ret, TC_ACT_UNSPEC);
-    let events = events(&mut ring);
+    let events = take_events(&mut ring);
     assert_eq!(events.len(), 1, "{events:?}");
     expect(&events[0], EVENT_QUERY, PATH_NAMESERVER, &q.payload);
 }
 
 // ---------------------------------------------------------------- IPv6
 
-const CONTAINER6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xdead, 1, 0, 0, 0, 0, 2);
-const NAMESERVER6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xdead, 1, 0, 0, 0, 0, 1);
-const UPSTREAM6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xdead, 2, 0, 0, 0, 0, 0x53);
-
-/// An Ethernet + IPv6 + UDP frame with its checksum.
-fn udp6(src: Ipv6Addr, sport: u16, dst: Ipv6Addr, dport: u16, payload: &[u8]) -> Vec<u8> {
-    let len = 8 + payload.len();
-    let mut l4 = Vec::new();
-    l4.extend_from_slice(&sport.to_be_bytes());
-    l4.extend_from_slice(&dport.to_be_bytes());
-    l4.extend_from_slice(&(len as u16).to_be_bytes());
-    l4.extend_from_slice(&[0, 0]);
-    l4.extend_from_slice(payload);
-    let pseudo = sum_words(&src.octets()) + sum_words(&dst.octets()) + len as u32 + UDP as u32;
-    let c = csum_fold(pseudo + sum_words(&l4));
-    l4[6..8].copy_from_slice(&c.to_be_bytes());
-    let mut frame = vec![0x02, 0, 0, 0, 0, 0xaa, 0x02, 0, 0, 0, 0, 0xbb, 0x86, 0xdd];
-    frame.extend_from_slice(&[0x60, 0, 0, 0]);
-    frame.extend_from_slice(&(len as u16).to_be_bytes());
-    frame.extend_from_slice(&[UDP, 64]);
-    frame.extend_from_slice(&src.octets());
-    frame.extend_from_slice(&dst.octets());
-    frame.extend_from_slice(&l4);
-    frame
-}
-
 #[test]
 #[ignore = "needs root: bpf(2)"]
 fn ipv6_queries_follow_the_rules_too() {
-    require_root();
-    let mut config = nameservers_config(0);
-    config.upstream6_addr = addr6_raw(UPSTREAM6);
-    config.upstream6_port = port_raw(UPSTREAM_PORT);
-    config.container6_addr = addr6_raw(CONTAINER6);
-    config.nameservers6[..4].copy_from_slice(&addr6_raw(NAMESERVER6));
-    config.nameserver6_ports[0] = port_raw(53);
-    config.nameserver6_count = 1;
     for (keep, only) in [(&["kept.test"][..], &[][..]), (&[], &["example.com"])] {
-        let p = load(config, keep, only);
-        let kept = udp6(
-            CONTAINER6,
-            CLIENT_PORT,
-            NAMESERVER6,
-            53,
-            &dns_query(1, "x.kept.test"),
-        );
-        assert_eq!(
-            run(&p.loaded, EGRESS_SECTION, &kept),
-            (TC_ACT_UNSPEC, kept.clone()),
-            "kept: untouched ({keep:?} {only:?})"
-        );
-        let other = udp6(
-            CONTAINER6,
-            CLIENT_PORT,
-            NAMESERVER6,
-            53,
-            &dns_query(2, "example.com"),
-        );
-        let (ret, out) = run(&p.loaded, EGRESS_SECTION, &other);
-        assert_eq!(ret, TC_ACT_UNSPEC);
-        assert_eq!(
-            &out[38..54],
-            &UPSTREAM6.octets(),
-            "redirected ({keep:?} {only:?})"
-        );
-        let answer = udp6(
-            UPSTREAM6,
-            UPSTREAM_PORT,
-            CONTAINER6,
-            CLIENT_PORT,
-            &dns_answer(1, "x.kept.test"),
-        );
-        assert_eq!(
-            run(&p.loaded, REPLY_SECTION, &answer),
-            (TC_ACT_UNSPEC, answer.clone()),
-            "the kept query was not remembered"
+        let rules = format!("--keep {keep:?} --only {only:?}");
+        let p = load(NameserversPath::ipv6().one_nameserver(), keep, only);
+        assert!(p.kept(1, "x.kept.test"), "kept: untouched ({rules})");
+        assert!(!p.kept(2, "example.com"), "redirected ({rules})");
+        assert!(
+            !p.restored(1, "x.kept.test"),
+            "the kept query was not remembered ({rules})"
         );
     }
 }

@@ -5,70 +5,14 @@
 use dnsredir::abi::{Config, FLAG_REDIRECT_ALL, QUERY_SECTION, REPLY_SECTION};
 use dnsredir::bpf::elf::ObjectFile;
 use dnsredir::bpf::load::Loaded;
-use std::net::Ipv4Addr;
 
 mod support;
 use support::packet::*;
-use support::prog::{assert_passed, assert_redirected, counters};
-use support::require_root;
+use support::prog::{assert_passed, assert_redirected, counters, load_config};
 
-/// The programs loaded (root only: [`require_root`] first).
+/// The programs loaded for the test upstream.
 fn load(flags: u16) -> (ObjectFile, Loaded) {
-    require_root();
     support::prog::load(UPSTREAM_PORT, flags)
-}
-
-/// The programs loaded with this configuration (root only: [`require_root`] first).
-fn load_config(config: &Config) -> (ObjectFile, Loaded) {
-    require_root();
-    support::prog::load_config(config)
-}
-
-// ---- checking ----
-
-/// What a frame says, with every checksum verified from scratch.
-#[derive(Debug, PartialEq, Eq)]
-struct Seen {
-    src: Ipv4Addr,
-    dst: Ipv4Addr,
-    sport: u16,
-    dport: u16,
-    payload: Vec<u8>,
-}
-
-fn parse_checked(frame: &[u8]) -> Seen {
-    let ip = &frame[14..];
-    let ihl = ((ip[0] & 0x0f) as usize) * 4;
-    assert_eq!(
-        csum_fold(sum_words(&ip[..ihl])),
-        0,
-        "IPv4 header checksum must verify"
-    );
-    let total = u16::from_be_bytes([ip[2], ip[3]]) as usize;
-    let src = Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
-    let dst = Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
-    let l4 = &ip[ihl..total];
-    let proto = ip[9];
-    let pseudo =
-        sum_words(&src.octets()) + sum_words(&dst.octets()) + proto as u32 + l4.len() as u32;
-    assert_eq!(
-        csum_fold(pseudo + sum_words(l4)),
-        0,
-        "{} checksum must verify",
-        if proto == UDP { "UDP" } else { "TCP" }
-    );
-    let header = if proto == UDP {
-        8
-    } else {
-        ((l4[12] >> 4) as usize) * 4
-    };
-    Seen {
-        src,
-        dst,
-        sport: u16::from_be_bytes([l4[0], l4[1]]),
-        dport: u16::from_be_bytes([l4[2], l4[3]]),
-        payload: l4[header..].to_vec(),
-    }
 }
 
 /// The query with this id is redirected: its flow is live for the answer.
@@ -86,8 +30,8 @@ fn udp_query_is_redirected_with_valid_checksums() {
     let query = query_packet(0x1234, "example.com");
     let out = assert_redirected(&loaded, QUERY_SECTION, &query.bytes(), "the query");
     let seen = parse_checked(&out);
-    assert_eq!((seen.src, seen.sport), (CONTAINER, CLIENT_PORT));
-    assert_eq!((seen.dst, seen.dport), (UPSTREAM, UPSTREAM_PORT));
+    assert_eq!((seen.src, seen.sport), (CONTAINER.into(), CLIENT_PORT));
+    assert_eq!((seen.dst, seen.dport), (UPSTREAM.into(), UPSTREAM_PORT));
     assert_eq!(
         seen.payload, query.payload,
         "the DNS message is not touched"
@@ -104,8 +48,8 @@ fn reply_to_a_redirected_query_is_restored_once() {
     let reply = reply_packet(0x0a0b, "example.com");
     let out = assert_redirected(&loaded, REPLY_SECTION, &reply.bytes(), "the reply");
     let seen = parse_checked(&out);
-    assert_eq!((seen.src, seen.sport), (RESOLVER, DOCKERD_UDP));
-    assert_eq!((seen.dst, seen.dport), (CLIENT, CLIENT_PORT));
+    assert_eq!((seen.src, seen.sport), (RESOLVER.into(), DOCKERD_UDP));
+    assert_eq!((seen.dst, seen.dport), (CLIENT.into(), CLIENT_PORT));
     assert_eq!(seen.payload, reply.payload);
 
     // The flow is forgotten after its answer: a second copy is not ours any more.
@@ -156,7 +100,12 @@ fn tcp_query_and_reply_round_trip() {
     let seen = parse_checked(&out);
     assert_eq!(
         (seen.src, seen.sport, seen.dst, seen.dport),
-        (CONTAINER, CLIENT_PORT, UPSTREAM, UPSTREAM_PORT)
+        (
+            CONTAINER.into(),
+            CLIENT_PORT,
+            UPSTREAM.into(),
+            UPSTREAM_PORT
+        )
     );
 
     let reply = Packet::tcp(UPSTREAM, UPSTREAM_PORT, CONTAINER, CLIENT_PORT, payload);
@@ -164,7 +113,7 @@ fn tcp_query_and_reply_round_trip() {
     let seen = parse_checked(&out);
     assert_eq!(
         (seen.src, seen.sport, seen.dst, seen.dport),
-        (RESOLVER, DOCKERD_TCP, CLIENT, CLIENT_PORT)
+        (RESOLVER.into(), DOCKERD_TCP, CLIENT.into(), CLIENT_PORT)
     );
     // A TCP flow stays tracked for the rest of the connection.
     assert_redirected(&loaded, REPLY_SECTION, &reply.bytes(), "a second segment");
@@ -289,7 +238,7 @@ fn ip_options_are_honoured() {
     query.ip_options = vec![1, 1, 1, 1, 1, 1, 1, 0]; // NOPs and END: IHL 7
     let out = assert_redirected(&loaded, QUERY_SECTION, &query.bytes(), "the query");
     let seen = parse_checked(&out);
-    assert_eq!((seen.dst, seen.dport), (UPSTREAM, UPSTREAM_PORT));
+    assert_eq!((seen.dst, seen.dport), (UPSTREAM.into(), UPSTREAM_PORT));
     assert_eq!(seen.payload, query.payload);
 }
 
@@ -476,7 +425,7 @@ fn a_large_edns_size_is_clamped_with_a_valid_checksum() {
         assert_eq!(edns_size_in(&out, name), EDNS_MAX, "{name}");
         // parse_checked recomputes the UDP checksum from scratch.
         let seen = parse_checked(&out);
-        assert_eq!((seen.dst, seen.dport), (UPSTREAM, UPSTREAM_PORT));
+        assert_eq!((seen.dst, seen.dport), (UPSTREAM.into(), UPSTREAM_PORT));
         let mut expected = query.payload.clone();
         let at = edns_size_offset(name);
         expected[at..at + 2].copy_from_slice(&EDNS_MAX.to_be_bytes());
@@ -574,7 +523,11 @@ fn queries_the_clamp_does_not_understand_are_redirected_unchanged() {
             &format!("{what}: still redirected"),
         );
         let seen = parse_checked(&out);
-        assert_eq!((seen.dst, seen.dport), (UPSTREAM, UPSTREAM_PORT), "{what}");
+        assert_eq!(
+            (seen.dst, seen.dport),
+            (UPSTREAM.into(), UPSTREAM_PORT),
+            "{what}"
+        );
         assert_eq!(&seen.payload, payload, "{what}: DNS message untouched");
     }
     let c = counters(&object, &loaded);

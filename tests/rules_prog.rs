@@ -2,50 +2,32 @@
 //! queries (BPF_PROG_TEST_RUN): whole-label, case-insensitive suffix matches up to the limits of
 //! a name, and the documented default, counted, for names the program cannot read.
 
-use dnsredir::abi::{Counters, COUNTERS_MAP, FLAG_REDIRECT_ALL, QUERY_SECTION, RULES_MAP};
+use dnsredir::abi::{Counters, FLAG_REDIRECT_ALL, QUERY_SECTION, RULES_MAP};
 use dnsredir::bpf::elf::ObjectFile;
 use dnsredir::bpf::load::Loaded;
-use dnsredir::bpf::sys;
-use dnsredir::layout::sum_percpu_counters;
-use dnsredir::redirect::rules::{self, Rules};
+use dnsredir::redirect::rules;
 
 mod support;
 use support::packet::*;
-use support::require_root;
+use support::prog::{counters, load_with_rules, run};
 
 struct Prog {
     object: ObjectFile,
     loaded: Loaded,
 }
 
-fn strings(v: &[&str]) -> Vec<String> {
-    v.iter()
-        .map(|s| rules::parse_suffix(s).unwrap_or_else(|e| panic!("{e}")))
-        .collect()
-}
-
 /// The object loaded as the loader would for `--keep keep... --only only...`.
 fn load(keep: &[&str], only: &[&str], flags: u16) -> Prog {
-    let rules = Rules::new(&strings(keep), &strings(only)).expect("rules");
-    let config = test_config(5353, flags | rules.flags());
-    let (object, loaded) = load_with(&config).unwrap_or_else(|e| panic!("{e}"));
-    let map = loaded.map(&object, RULES_MAP).expect("rules map");
-    rules::fill(map, &rules).expect("fill");
+    let (object, loaded) = load_with_rules(&test_config(5353, flags), keep, only);
     Prog { object, loaded }
 }
 
 impl Prog {
-    fn run(&self, packet: &[u8]) -> (u32, Vec<u8>) {
-        let program = self.loaded.program(QUERY_SECTION).expect("program");
-        let out = sys::prog_test_run(&program.fd, packet, 1).expect("test run");
-        (out.retval, out.data)
-    }
-
     /// Whether the query for this DNS message stays with dockerd (untouched, on to the next
     /// filter) or is redirected.
     fn kept(&self, dns: Vec<u8>) -> bool {
         let packet = Packet::udp(CLIENT, CLIENT_PORT, RESOLVER, DOCKERD_UDP, dns).bytes();
-        match self.run(&packet) {
+        match run(&self.loaded, QUERY_SECTION, &packet) {
             (TC_ACT_UNSPEC, out) => {
                 assert_eq!(out, packet, "a kept query is not touched");
                 true
@@ -60,11 +42,7 @@ impl Prog {
     }
 
     fn counters(&self) -> Counters {
-        let map = self.loaded.map(&self.object, COUNTERS_MAP).expect("map");
-        let cpus = sys::possible_cpus().expect("cpus");
-        let mut value = vec![0u8; std::mem::size_of::<Counters>().next_multiple_of(8) * cpus];
-        sys::map_lookup(map, &0u32.to_ne_bytes(), &mut value).expect("lookup");
-        sum_percpu_counters(&value)
+        counters(&self.object, &self.loaded)
     }
 }
 
@@ -89,7 +67,6 @@ fn rule_counts(c: &Counters) -> [u64; 5] {
 #[test]
 #[ignore = "needs root: bpf(2)"]
 fn keep_matches_whole_labels_in_any_case() {
-    require_root();
     let p = load(&[".corp.example", "internal.test."], &[], 0);
     assert!(p.kept_name("corp.example"), "the suffix itself");
     assert!(p.kept_name("a.B.corp.EXAMPLE"));
@@ -109,7 +86,6 @@ fn keep_matches_whole_labels_in_any_case() {
 #[test]
 #[ignore = "needs root: bpf(2)"]
 fn only_redirects_just_its_suffixes_and_tcp_stays() {
-    require_root();
     let p = load(&[], &["corp.test"], 0);
     assert!(!p.kept_name("x.corp.test"));
     assert!(!p.kept_name("corp.test"));
@@ -122,16 +98,18 @@ fn only_redirects_just_its_suffixes_and_tcp_stays() {
     let mut syn = Packet::tcp(CLIENT, CLIENT_PORT, RESOLVER, DOCKERD_TCP, vec![]);
     syn.tcp_flags = 0x02;
     let syn = syn.bytes();
-    assert_eq!(p.run(&syn), (TC_ACT_UNSPEC, syn.clone()));
+    assert_eq!(
+        run(&p.loaded, QUERY_SECTION, &syn),
+        (TC_ACT_UNSPEC, syn.clone())
+    );
     // With --keep alone, TCP goes to the upstream as without rules.
     let k = load(&["corp.test"], &[], 0);
-    assert_eq!(k.run(&syn).0, TC_ACT_REDIRECT);
+    assert_eq!(run(&k.loaded, QUERY_SECTION, &syn).0, TC_ACT_REDIRECT);
 }
 
 #[test]
 #[ignore = "needs root: bpf(2)"]
 fn keep_wins_over_only() {
-    require_root();
     let p = load(&["a.corp.test", "b.test"], &["corp.test", "x.b.test"], 0);
     assert!(!p.kept_name("z.corp.test"));
     assert!(p.kept_name("q.a.corp.test"), "keep under only");
@@ -142,7 +120,6 @@ fn keep_wins_over_only() {
 #[test]
 #[ignore = "needs root: bpf(2)"]
 fn names_at_the_limits() {
-    require_root();
     let l63 = "a".repeat(63);
     // 63 + 1 + 63 + 1 + 63 + 1 + 61 = 253 characters: 255 bytes on the wire.
     let longest = format!("{l63}.{l63}.{l63}.{}", "b".repeat(61));
@@ -175,7 +152,6 @@ fn names_at_the_limits() {
 #[test]
 #[ignore = "needs root: bpf(2)"]
 fn unreadable_names_follow_the_default_and_are_counted() {
-    require_root();
     let bad: Vec<Vec<u8>> = vec![
         // a '.' inside a label would pass for a boundary: x.corp.test as one label + test
         b"\x06x.corp\x04test\x00".to_vec(),
@@ -215,7 +191,6 @@ fn unreadable_names_follow_the_default_and_are_counted() {
 #[test]
 #[ignore = "needs root: bpf(2)"]
 fn many_rules_and_the_last_one_matches() {
-    require_root();
     for count in [256, 1024] {
         let names: Vec<String> = (0..count)
             .map(|i| format!("svc{i}.zone{}.test", i % 7))

@@ -3,21 +3,19 @@
 //! 255 bytes; and whatever a name looks like, the redirect goes on exactly as without a watcher.
 
 use dnsredir::abi::{
-    EventHeader, WatchControl, EVENTS_LOST_MAP, EVENTS_MAP, EVENTS_RING_SIZE, EVENT_DATA_MAX,
-    EVENT_QUERY, EVENT_REPLY, EVENT_SIZE, PATH_DOCKERD, PATH_NONE, PATH_UPSTREAM, QUERY_SECTION,
-    REPLY_SECTION, WATCH_LEASE_NS, WATCH_MAP,
+    EventHeader, WatchControl, EVENTS_LOST_MAP, EVENTS_RING_SIZE, EVENT_DATA_MAX, EVENT_QUERY,
+    EVENT_REPLY, EVENT_SIZE, PATH_DOCKERD, PATH_NONE, PATH_UPSTREAM, QUERY_SECTION, REPLY_SECTION,
+    WATCH_LEASE_NS,
 };
 use dnsredir::bpf::elf::ObjectFile;
 use dnsredir::bpf::load::Loaded;
-use dnsredir::bpf::ringbuf::{self, RingBuf};
+use dnsredir::bpf::ringbuf::RingBuf;
 use dnsredir::bpf::sys;
 use dnsredir::layout::{addr_raw, port_raw};
-use std::os::fd::OwnedFd;
 
 mod support;
 use support::packet::*;
-use support::prog::monotonic_ns;
-use support::require_root;
+use support::prog::{events_ring, load, monotonic_ns, run, set_watch, take_events, watch};
 
 struct Bench {
     object: ObjectFile,
@@ -25,19 +23,10 @@ struct Bench {
     ring: RingBuf,
 }
 
-fn dup(fd: &OwnedFd) -> OwnedFd {
-    fd.try_clone().expect("dup")
-}
-
 impl Bench {
     fn new(flags: u16) -> Bench {
-        let (object, loaded) =
-            load_programs(UPSTREAM_PORT, flags).unwrap_or_else(|e| panic!("{e}"));
-        let events = loaded.map(&object, EVENTS_MAP).expect("EVENTS map");
-        let info = sys::map_info(events).expect("map info");
-        assert_eq!(info.map_type, ringbuf::BPF_MAP_TYPE_RINGBUF);
-        assert_eq!(info.max_entries, EVENTS_RING_SIZE);
-        let ring = RingBuf::new(dup(events), info.max_entries as usize).expect("mmap ring");
+        let (object, loaded) = load(UPSTREAM_PORT, flags);
+        let ring = events_ring(&object, &loaded);
         Bench {
             object,
             loaded,
@@ -46,33 +35,19 @@ impl Bench {
     }
 
     fn set_watch(&self, control: WatchControl) {
-        let map = self.loaded.map(&self.object, WATCH_MAP).expect("WATCH map");
-        sys::map_update(map, &0u32.to_ne_bytes(), &control.to_bytes()).expect("update");
+        set_watch(&self.object, &self.loaded, control);
     }
 
     fn watch(&self) {
-        self.set_watch(WatchControl {
-            watcher_pid: std::process::id(),
-            refreshed_ns: monotonic_ns(),
-            ..Default::default()
-        });
+        watch(&self.object, &self.loaded);
     }
 
     fn run(&self, section: &str, packet: &[u8]) -> (u32, Vec<u8>) {
-        let program = self.loaded.program(section).expect("program");
-        let out = sys::prog_test_run(&program.fd, packet, 1).expect("BPF_PROG_TEST_RUN");
-        (out.retval, out.data)
+        run(&self.loaded, section, packet)
     }
 
     fn events(&mut self) -> Vec<(EventHeader, Vec<u8>)> {
-        let mut out = Vec::new();
-        self.ring.consume(|r| {
-            assert_eq!(r.len(), EVENT_SIZE, "every record has the fixed size");
-            let head = EventHeader::from_bytes(r).expect("header");
-            let data = r[EventHeader::SIZE..EventHeader::SIZE + head.captured as usize].to_vec();
-            out.push((head, data));
-        });
-        out
+        take_events(&mut self.ring)
     }
 
     fn lost(&self) -> u64 {
@@ -99,7 +74,6 @@ fn lo_answer(id: u16, name: &str, sport: u16) -> Packet {
 #[test]
 #[ignore = "needs root: bpf(2)"]
 fn without_a_watcher_nothing_is_written() {
-    require_root();
     let mut b = Bench::new(0);
     let (ret, _) = b.run(QUERY_SECTION, &query_packet(1, "example.com").bytes());
     assert_eq!(ret, TC_ACT_REDIRECT);
@@ -130,7 +104,6 @@ fn without_a_watcher_nothing_is_written() {
 #[test]
 #[ignore = "needs root: bpf(2)"]
 fn with_a_watcher_each_query_and_answer_is_one_event_byte_for_byte() {
-    require_root();
     let mut b = Bench::new(0);
     b.watch();
     let before = monotonic_ns();
@@ -182,7 +155,6 @@ fn with_a_watcher_each_query_and_answer_is_one_event_byte_for_byte() {
 #[test]
 #[ignore = "needs root: bpf(2)"]
 fn tcp_events_carry_the_message_without_its_length_prefix() {
-    require_root();
     let mut b = Bench::new(0);
     b.watch();
     let mut syn = Packet::tcp(CLIENT, CLIENT_PORT, RESOLVER, DOCKERD_TCP, vec![]);
@@ -221,7 +193,6 @@ fn name_of_wire_len(wire_len: usize) -> String {
 #[test]
 #[ignore = "needs root: bpf(2)"]
 fn names_up_to_255_bytes_are_carried_whole_and_long_answers_are_cut_at_512() {
-    require_root();
     let mut b = Bench::new(0);
     b.watch();
     let name = name_of_wire_len(255);
@@ -244,7 +215,6 @@ fn names_up_to_255_bytes_are_carried_whole_and_long_answers_are_cut_at_512() {
 #[test]
 #[ignore = "needs root: bpf(2)"]
 fn malformed_names_do_not_change_what_happens_to_the_packet() {
-    require_root();
     let mut watched = Bench::new(0);
     watched.watch();
     let plain = Bench::new(0);
@@ -288,7 +258,6 @@ fn malformed_names_do_not_change_what_happens_to_the_packet() {
 #[test]
 #[ignore = "needs root: bpf(2)"]
 fn a_full_ring_counts_what_it_lost_and_redirects_anyway() {
-    require_root();
     let b = Bench::new(0);
     b.watch();
     let per_record = (EVENT_SIZE + 8) as u32;

@@ -1,6 +1,6 @@
 //! The programs on a test bench: a fixed container configuration, the embedded object loaded
-//! with it, and IPv4 frames and DNS messages addressed to it, for BPF_PROG_TEST_RUN. Shared by
-//! `tests/prog_test_run.rs` (through `support`) and `bench/prog.rs` (with `#[path]`).
+//! with it, and IPv4 and IPv6 frames and DNS messages addressed to it, for BPF_PROG_TEST_RUN.
+//! Shared by the tests (through `support`) and `bench/prog.rs` (with `#[path]`).
 #![allow(dead_code)]
 
 use super::dns;
@@ -9,7 +9,7 @@ use dnsredir::bpf::elf::ObjectFile;
 use dnsredir::bpf::embedded;
 use dnsredir::bpf::load::{self, Loaded};
 use dnsredir::layout::{addr_raw, port_raw};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// TC_ACT_UNSPEC (-1) as BPF_PROG_TEST_RUN reports it: pass on to the next filter.
 pub const TC_ACT_UNSPEC: u32 = u32::MAX;
@@ -79,45 +79,83 @@ pub fn sum_words(bytes: &[u8]) -> u32 {
         .sum()
 }
 
-pub fn l4_checksum(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, segment: &[u8]) -> u16 {
-    let pseudo =
-        sum_words(&src.octets()) + sum_words(&dst.octets()) + proto as u32 + segment.len() as u32;
+fn octets(addr: IpAddr) -> Vec<u8> {
+    match addr {
+        IpAddr::V4(a) => a.octets().to_vec(),
+        IpAddr::V6(a) => a.octets().to_vec(),
+    }
+}
+
+/// The UDP or TCP checksum of `segment` (0 over a segment whose checksum is right). The IPv4
+/// and IPv6 pseudo-headers sum to the same words: the addresses, the protocol and the length
+/// (16 bits in IPv4, 32 in IPv6, whose upper half is 0 below 64 KiB).
+pub fn l4_checksum(
+    src: impl Into<IpAddr>,
+    dst: impl Into<IpAddr>,
+    proto: u8,
+    segment: &[u8],
+) -> u16 {
+    let len = segment.len() as u32;
+    let pseudo = sum_words(&octets(src.into()))
+        + sum_words(&octets(dst.into()))
+        + proto as u32
+        + (len >> 16)
+        + (len & 0xffff);
     csum_fold(pseudo + sum_words(segment))
 }
 
+/// An Ethernet frame with one UDP or TCP segment over IPv4 or IPv6 (the addresses say which).
 pub struct Packet {
-    pub src: Ipv4Addr,
-    pub dst: Ipv4Addr,
+    pub src: IpAddr,
+    pub dst: IpAddr,
     pub proto: u8,
     pub sport: u16,
     pub dport: u16,
     pub payload: Vec<u8>,
-    pub ip_options: Vec<u8>,
-    pub frag: u16,
     pub zero_udp_checksum: bool,
     pub tcp_flags: u8,
     /// Whole 4-byte words; the data offset counts them.
     pub tcp_options: Vec<u8>,
+    /// IPv4 only: options (whole 4-byte words; the IHL counts them).
+    pub ip_options: Vec<u8>,
+    /// IPv4 only: flags and fragment offset.
+    pub frag: u16,
+    /// IPv6 only: whole extension headers between the fixed header and the L4 header, the
+    /// first one's type first.
+    pub ext: Option<(u8, Vec<u8>)>,
 }
 
 impl Packet {
-    pub fn udp(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, payload: Vec<u8>) -> Packet {
+    pub fn udp(
+        src: impl Into<IpAddr>,
+        sport: u16,
+        dst: impl Into<IpAddr>,
+        dport: u16,
+        payload: Vec<u8>,
+    ) -> Packet {
         Packet {
-            src,
-            dst,
+            src: src.into(),
+            dst: dst.into(),
             proto: UDP,
             sport,
             dport,
             payload,
-            ip_options: vec![],
-            frag: 0,
             zero_udp_checksum: false,
             tcp_flags: 0x18,
             tcp_options: vec![],
+            ip_options: vec![],
+            frag: 0,
+            ext: None,
         }
     }
 
-    pub fn tcp(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, payload: Vec<u8>) -> Packet {
+    pub fn tcp(
+        src: impl Into<IpAddr>,
+        sport: u16,
+        dst: impl Into<IpAddr>,
+        dport: u16,
+        payload: Vec<u8>,
+    ) -> Packet {
         Packet {
             proto: TCP,
             ..Packet::udp(src, sport, dst, dport, payload)
@@ -125,6 +163,21 @@ impl Packet {
     }
 
     pub fn bytes(&self) -> Vec<u8> {
+        let l4 = self.segment();
+        let (ethertype, ip) = match (self.src, self.dst) {
+            (IpAddr::V4(src), IpAddr::V4(dst)) => ([0x08, 0x00], self.ipv4_header(src, dst, &l4)),
+            (IpAddr::V6(src), IpAddr::V6(dst)) => ([0x86, 0xdd], self.ipv6_header(src, dst, &l4)),
+            (src, dst) => panic!("a packet from {src} to {dst}: one family for both"),
+        };
+        let mut frame = vec![0x02, 0, 0, 0, 0, 0xaa, 0x02, 0, 0, 0, 0, 0xbb];
+        frame.extend_from_slice(&ethertype);
+        frame.extend_from_slice(&ip);
+        frame.extend_from_slice(&l4);
+        frame
+    }
+
+    /// The UDP or TCP header and the payload, with its checksum unless `zero_udp_checksum`.
+    fn segment(&self) -> Vec<u8> {
         let mut l4 = Vec::new();
         l4.extend_from_slice(&self.sport.to_be_bytes());
         l4.extend_from_slice(&self.dport.to_be_bytes());
@@ -158,21 +211,94 @@ impl Packet {
             let c = l4_checksum(self.src, self.dst, self.proto, &l4);
             l4[csum_at..csum_at + 2].copy_from_slice(&c.to_be_bytes());
         }
+        l4
+    }
+
+    fn ipv4_header(&self, src: Ipv4Addr, dst: Ipv4Addr, l4: &[u8]) -> Vec<u8> {
+        assert!(self.ext.is_none(), "extension headers are IPv6's");
         let ihl = 20 + self.ip_options.len();
         let mut ip = vec![0x40 | (ihl / 4) as u8, 0];
         ip.extend_from_slice(&((ihl + l4.len()) as u16).to_be_bytes());
         ip.extend_from_slice(&[0x12, 0x34]);
         ip.extend_from_slice(&self.frag.to_be_bytes());
         ip.extend_from_slice(&[64, self.proto, 0, 0]);
-        ip.extend_from_slice(&self.src.octets());
-        ip.extend_from_slice(&self.dst.octets());
+        ip.extend_from_slice(&src.octets());
+        ip.extend_from_slice(&dst.octets());
         ip.extend_from_slice(&self.ip_options);
         let c = csum_fold(sum_words(&ip));
         ip[10..12].copy_from_slice(&c.to_be_bytes());
-        let mut frame = vec![0x02, 0, 0, 0, 0, 0xaa, 0x02, 0, 0, 0, 0, 0xbb, 0x08, 0x00];
-        frame.extend_from_slice(&ip);
-        frame.extend_from_slice(&l4);
-        frame
+        ip
+    }
+
+    /// The fixed header and the extension headers.
+    fn ipv6_header(&self, src: Ipv6Addr, dst: Ipv6Addr, l4: &[u8]) -> Vec<u8> {
+        assert!(
+            self.ip_options.is_empty() && self.frag == 0,
+            "IP options and the fragment field are IPv4's"
+        );
+        let (next, ext) = match &self.ext {
+            Some((first, ext)) => (*first, &ext[..]),
+            None => (self.proto, &[][..]),
+        };
+        let mut ip = vec![0x60, 0, 0, 0];
+        ip.extend_from_slice(&((ext.len() + l4.len()) as u16).to_be_bytes());
+        ip.extend_from_slice(&[next, 64]);
+        ip.extend_from_slice(&src.octets());
+        ip.extend_from_slice(&dst.octets());
+        ip.extend_from_slice(ext);
+        ip
+    }
+}
+
+/// What a frame without IPv6 extension headers says, its checksums verified from scratch (the
+/// IPv4 header's, and the L4 one, never 0 for UDP over IPv6).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Seen {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub sport: u16,
+    pub dport: u16,
+    pub payload: Vec<u8>,
+}
+
+pub fn parse_checked(frame: &[u8]) -> Seen {
+    let ip = &frame[14..];
+    let v4 = |at: usize| IpAddr::from([ip[at], ip[at + 1], ip[at + 2], ip[at + 3]]);
+    let v6 = |at: usize| IpAddr::from(<[u8; 16]>::try_from(&ip[at..at + 16]).expect("16 bytes"));
+    let (src, dst, proto, l4) = match [frame[12], frame[13]] {
+        [0x08, 0x00] => {
+            let ihl = ((ip[0] & 0x0f) as usize) * 4;
+            assert_eq!(csum_fold(sum_words(&ip[..ihl])), 0, "IPv4 header checksum");
+            let total = u16::from_be_bytes([ip[2], ip[3]]) as usize;
+            (v4(12), v4(16), ip[9], &ip[ihl..total])
+        }
+        [0x86, 0xdd] => {
+            let len = u16::from_be_bytes([ip[4], ip[5]]) as usize;
+            (v6(8), v6(24), ip[6], &ip[40..40 + len])
+        }
+        other => panic!("EtherType {other:02x?}: neither IPv4 nor IPv6"),
+    };
+    let kind = if proto == UDP { "UDP" } else { "TCP" };
+    assert_eq!(
+        l4_checksum(src, dst, proto, l4),
+        0,
+        "{kind} checksum ({src} to {dst})"
+    );
+    let header = if proto == UDP {
+        assert!(
+            src.is_ipv4() || l4[6..8] != [0, 0],
+            "a UDP checksum is mandatory in IPv6"
+        );
+        8
+    } else {
+        ((l4[12] >> 4) as usize) * 4
+    };
+    Seen {
+        src,
+        dst,
+        sport: u16::from_be_bytes([l4[0], l4[1]]),
+        dport: u16::from_be_bytes([l4[2], l4[3]]),
+        payload: l4[header..].to_vec(),
     }
 }
 
