@@ -213,10 +213,8 @@ impl Watcher {
 
 fn query_packet(id: u16) -> Vec<u8> {
     Packet::udp(
-        CLIENT,
-        CLIENT_PORT,
-        RESOLVER,
-        DOCKERD_UDP,
+        (CLIENT, CLIENT_PORT),
+        (RESOLVER, DOCKERD_UDP),
         dns_query(id, "www.example.com"),
     )
     .bytes()
@@ -224,10 +222,8 @@ fn query_packet(id: u16) -> Vec<u8> {
 
 fn edns_query_packet(id: u16) -> Vec<u8> {
     Packet::udp(
-        CLIENT,
-        CLIENT_PORT,
-        RESOLVER,
-        DOCKERD_UDP,
+        (CLIENT, CLIENT_PORT),
+        (RESOLVER, DOCKERD_UDP),
         dns_query_edns(id, "www.example.com", 4096),
     )
     .bytes()
@@ -235,10 +231,8 @@ fn edns_query_packet(id: u16) -> Vec<u8> {
 
 fn reply_packet(id: u16) -> Vec<u8> {
     Packet::udp(
-        UPSTREAM,
-        UPSTREAM_PORT,
-        CONTAINER,
-        CLIENT_PORT,
+        (UPSTREAM, UPSTREAM_PORT),
+        (CONTAINER, CLIENT_PORT),
         dns_answer(id, "www.example.com"),
     )
     .bytes()
@@ -262,16 +256,14 @@ fn https_packet(to_upstream: bool) -> Vec<u8> {
     } else {
         (443, CLIENT_PORT)
     };
-    Packet::tcp(src, sport, dst, dport, vec![0x17; 100]).bytes()
+    Packet::tcp((src, sport), (dst, dport), vec![0x17; 100]).bytes()
 }
 
 /// An answer on lo as the query program sees it: one the reply program restored.
 fn lo_answer_packet(id: u16) -> Vec<u8> {
     Packet::udp(
-        RESOLVER,
-        DOCKERD_UDP,
-        CLIENT,
-        CLIENT_PORT,
+        (RESOLVER, DOCKERD_UDP),
+        (CLIENT, CLIENT_PORT),
         dns_answer(id, "www.example.com"),
     )
     .bytes()
@@ -289,17 +281,13 @@ fn cases<'a>(
     let lo_answers: Vec<Vec<u8>> = ids.clone().map(lo_answer_packet).collect();
     let replies: Vec<Vec<u8>> = ids.map(reply_packet).collect();
     let other_port_query = Packet::udp(
-        CLIENT,
-        CLIENT_PORT,
-        RESOLVER,
-        DOCKERD_UDP + 1,
+        (CLIENT, CLIENT_PORT),
+        (RESOLVER, DOCKERD_UDP + 1),
         dns_query(1, "www.example.com"),
     );
     let other_port_answer = Packet::udp(
-        UPSTREAM,
-        UPSTREAM_PORT + 1,
-        CONTAINER,
-        CLIENT_PORT,
+        (UPSTREAM, UPSTREAM_PORT + 1),
+        (CONTAINER, CLIENT_PORT),
         dns_answer(1, "www.example.com"),
     );
     vec![
@@ -453,10 +441,8 @@ fn egress_cases<'a>(egress_prog: &'a OwnedFd, reply_prog: &'a OwnedFd) -> Vec<Ca
     let queries: Vec<Vec<u8>> = (0..IDS)
         .map(|id| {
             Packet::udp(
-                CONTAINER,
-                CLIENT_PORT,
-                NAMESERVER,
-                53,
+                (CONTAINER, CLIENT_PORT),
+                (NAMESERVER, 53),
                 dns_query(id, "www.example.com"),
             )
             .bytes()

@@ -9,7 +9,7 @@ use std::time::Duration;
 mod support;
 use support::cni::{Cni, OTHER_PORT};
 use support::netns::{ns_run, run, Netns};
-use support::{require_root, run_dnsredir, serial};
+use support::{require_root, run_dnsredir, serial, DockerLikeNet};
 
 const TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -242,7 +242,7 @@ fn a_loopback_nameserver_in_resolv_conf_is_refused() {
 #[ignore = "needs root: network namespaces, bpf(2)"]
 fn switching_paths_replaces_the_other_paths_filters() {
     // DockerLikeNet takes the serialization lock itself.
-    let net = support::redirect::docker_like_net();
+    let net = DockerLikeNet::new();
     let ctr = net.ctr_ns.clone();
     net.attach(&[]);
     assert_eq!(net.dnsredir_filters("lo"), 1);

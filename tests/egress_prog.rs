@@ -24,7 +24,7 @@ fn udp_query_to_a_nameserver_goes_to_the_upstream_and_its_answer_comes_back_from
             for (id, name) in [(0x1234u16, "example.com"), (0xfffe, "a.b.c.example.org")] {
                 let what = format!("{} query {id:#x} for {name} to {ns}", path.family());
                 let port = CLIENT_PORT + i as u16;
-                let query = Packet::udp(path.container, port, ns, 53, dns_query(id, name));
+                let query = Packet::udp((path.container, port), (ns, 53), dns_query(id, name));
                 let (ret, out) = run(&loaded, EGRESS_SECTION, &query.bytes());
                 assert_eq!(ret, TC_ACT_UNSPEC, "{what}: goes on out of the interface");
                 let seen = parse_checked(&out);
@@ -41,10 +41,8 @@ fn udp_query_to_a_nameserver_goes_to_the_upstream_and_its_answer_comes_back_from
                 assert_eq!(seen.payload, query.payload, "{what}");
 
                 let answer = Packet::udp(
-                    path.upstream,
-                    path.upstream_port,
-                    path.container,
-                    port,
+                    (path.upstream, path.upstream_port),
+                    (path.container, port),
                     dns_answer(id, name),
                 );
                 let (ret, out) = run(&loaded, REPLY_SECTION, &answer.bytes());
@@ -79,7 +77,7 @@ fn tcp_connection_to_a_nameserver_goes_to_the_upstream_from_its_syn() {
         let loaded = path.load();
         let family = path.family();
         let (ns, port) = (path.nameservers[0], CLIENT_PORT + 10);
-        let mut syn = Packet::tcp(path.container, port, ns, 53, vec![]);
+        let mut syn = Packet::tcp((path.container, port), (ns, 53), vec![]);
         syn.tcp_flags = 0x02;
         let (ret, out) = run(&loaded, EGRESS_SECTION, &syn.bytes());
         assert_eq!(ret, TC_ACT_UNSPEC, "{family} SYN");
@@ -92,7 +90,7 @@ fn tcp_connection_to_a_nameserver_goes_to_the_upstream_from_its_syn() {
 
         let mut msg = vec![0, 29];
         msg.extend_from_slice(&dns_query(9, "example.com"));
-        let data = Packet::tcp(path.container, port, ns, 53, msg);
+        let data = Packet::tcp((path.container, port), (ns, 53), msg);
         let (ret, out) = run(&loaded, EGRESS_SECTION, &data.bytes());
         assert_eq!(ret, TC_ACT_UNSPEC, "{family} query");
         let seen = parse_checked(&out);
@@ -103,10 +101,8 @@ fn tcp_connection_to_a_nameserver_goes_to_the_upstream_from_its_syn() {
         );
 
         let answer = Packet::tcp(
-            path.upstream,
-            path.upstream_port,
-            path.container,
-            port,
+            (path.upstream, path.upstream_port),
+            (path.container, port),
             dns_answer(9, "example.com"),
         );
         let (ret, out) = run(&loaded, REPLY_SECTION, &answer.bytes());
@@ -121,10 +117,8 @@ fn tcp_connection_to_a_nameserver_goes_to_the_upstream_from_its_syn() {
 
         // A connection that was open before we attached (no SYN seen) stays with the nameserver.
         let other = Packet::tcp(
-            path.container,
-            port + 1,
-            ns,
-            53,
+            (path.container, port + 1),
+            (ns, 53),
             dns_query(9, "example.com"),
         );
         let what = format!("{family}: a connection without its SYN");
@@ -141,10 +135,8 @@ fn edns_size_is_clamped_as_on_the_resolver_path() {
         for name in ["example.com", "examples.com"] {
             let what = format!("{} query for {name}", path.family());
             let query = Packet::udp(
-                path.container,
-                CLIENT_PORT,
-                path.nameservers[0],
-                53,
+                (path.container, CLIENT_PORT),
+                (path.nameservers[0], 53),
                 dns_query_edns(3, name, 4096),
             );
             let (ret, out) = run(&loaded, EGRESS_SECTION, &query.bytes());
@@ -175,23 +167,21 @@ fn other_ports_other_servers_and_unused_slots_are_untouched() {
         for (what, query) in [
             (
                 "the nameserver on another port",
-                Packet::udp(container, CLIENT_PORT, ns, 5353, q()),
+                Packet::udp((container, CLIENT_PORT), (ns, 5353), q()),
             ),
             (
                 "DNS over TLS",
-                Packet::tcp(container, CLIENT_PORT, ns, 853, q()),
+                Packet::tcp((container, CLIENT_PORT), (ns, 853), q()),
             ),
             (
                 "another server",
-                Packet::udp(container, CLIENT_PORT, other_server, 53, q()),
+                Packet::udp((container, CLIENT_PORT), (other_server, 53), q()),
             ),
             (
                 "the upstream itself",
                 Packet::udp(
-                    container,
-                    CLIENT_PORT,
-                    path.upstream,
-                    path.upstream_port,
+                    (container, CLIENT_PORT),
+                    (path.upstream, path.upstream_port),
                     q(),
                 ),
             ),
@@ -200,16 +190,14 @@ fn other_ports_other_servers_and_unused_slots_are_untouched() {
             assert_passed(&loaded, EGRESS_SECTION, &query.bytes(), &what);
         }
         let direct = Packet::udp(
-            path.upstream,
-            path.upstream_port,
-            container,
-            CLIENT_PORT + 20,
+            (path.upstream, path.upstream_port),
+            (container, CLIENT_PORT + 20),
             dns_answer(77, "example.com"),
         );
         let what = format!("{}: an answer to a query not redirected", path.family());
         assert_passed(&loaded, REPLY_SECTION, &direct.bytes(), &what);
 
-        let second = Packet::udp(container, CLIENT_PORT, path.nameservers[1], 53, q());
+        let second = Packet::udp((container, CLIENT_PORT), (path.nameservers[1], 53), q());
         let what = format!(
             "{}: the second nameserver, its slot not counted",
             path.family()
@@ -226,10 +214,8 @@ fn a_query_to_a_nameserver_is_untouched_on_the_embedded_resolver_path() {
     c.path = PATH_EMBEDDED_RESOLVER;
     let (_, resolver_path) = load_config(&c);
     let query = Packet::udp(
-        CONTAINER,
-        CLIENT_PORT,
-        NAMESERVER,
-        53,
+        (CONTAINER, CLIENT_PORT),
+        (NAMESERVER, 53),
         dns_query(5, "example.com"),
     );
     assert_passed(
@@ -245,10 +231,8 @@ fn a_query_to_a_nameserver_is_untouched_on_the_embedded_resolver_path() {
 fn ipv6_dns_passes_untouched() {
     let loaded = load_programs_with(&NameserversPath::ipv4().config);
     let query = Packet::udp(
-        Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2),
-        CLIENT_PORT,
-        Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x53),
-        53,
+        (Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2), CLIENT_PORT),
+        (Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x53), 53),
         dns_query(6, "example.com"),
     );
     for section in [EGRESS_SECTION, REPLY_SECTION] {

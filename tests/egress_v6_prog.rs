@@ -19,10 +19,8 @@ fn without_an_ipv6_upstream_or_a_udp_checksum_ipv6_dns_is_untouched() {
     let path = NameserversPath::ipv6();
     let query = || {
         Packet::udp(
-            CONTAINER6,
-            CLIENT_PORT,
-            NAMESERVER6,
-            53,
+            (CONTAINER6, CLIENT_PORT),
+            (NAMESERVER6, 53),
             dns_query(5, "example.com"),
         )
     };
@@ -55,7 +53,7 @@ fn extension_headers_pass_untouched() {
     ); // more to come
     let dest_opts = ("destination options", 60u8, vec![UDP, 0, 1, 4, 0, 0, 0, 0]);
     for (what, kind, ext) in [hop_by_hop, fragment, dest_opts] {
-        let mut query = Packet::udp(CONTAINER6, CLIENT_PORT, NAMESERVER6, 53, q.clone());
+        let mut query = Packet::udp((CONTAINER6, CLIENT_PORT), (NAMESERVER6, 53), q.clone());
         query.ext = Some((kind, ext.clone()));
         assert_passed(
             &loaded,
@@ -64,10 +62,8 @@ fn extension_headers_pass_untouched() {
             &format!("query, {what}"),
         );
         let mut answer = Packet::udp(
-            UPSTREAM6,
-            UPSTREAM6_PORT,
-            CONTAINER6,
-            CLIENT_PORT,
+            (UPSTREAM6, UPSTREAM6_PORT),
+            (CONTAINER6, CLIENT_PORT),
             dns_answer(8, "example.com"),
         );
         answer.ext = Some((kind, ext));
@@ -91,29 +87,23 @@ fn ipv4_and_ipv6_flows_on_the_same_port_and_id_are_kept_apart() {
     let port = CLIENT_PORT + 30;
     // An IPv4 query redirected: its flow must not restore an IPv6 answer.
     let v4 = Packet::udp(
-        CONTAINER,
-        port,
-        NAMESERVER,
-        53,
+        (CONTAINER, port),
+        (NAMESERVER, 53),
         dns_query(42, "example.com"),
     );
     let (ret, out) = run(&loaded, EGRESS_SECTION, &v4.bytes());
     assert_eq!(ret, TC_ACT_UNSPEC);
     assert_ne!(out, v4.bytes(), "the IPv4 query is redirected");
     let answer6 = Packet::udp(
-        UPSTREAM6,
-        UPSTREAM6_PORT,
-        CONTAINER6,
-        port,
+        (UPSTREAM6, UPSTREAM6_PORT),
+        (CONTAINER6, port),
         dns_answer(42, "example.com"),
     );
     assert_passed(&loaded, REPLY_SECTION, &answer6.bytes(), "the IPv6 answer");
     // And the IPv4 answer still finds its flow.
     let answer4 = Packet::udp(
-        UPSTREAM,
-        UPSTREAM_PORT,
-        CONTAINER,
-        port,
+        (UPSTREAM, UPSTREAM_PORT),
+        (CONTAINER, port),
         dns_answer(42, "example.com"),
     );
     let (ret, out) = run(&loaded, REPLY_SECTION, &answer4.bytes());

@@ -38,7 +38,7 @@ struct Seed {
 }
 
 fn query(payload: Vec<u8>) -> Packet {
-    Packet::udp(CLIENT, CLIENT_PORT, RESOLVER, DOCKERD_UDP, payload)
+    Packet::udp((CLIENT, CLIENT_PORT), (RESOLVER, DOCKERD_UDP), payload)
 }
 
 fn tcp_payload(id: u16) -> Vec<u8> {
@@ -50,7 +50,7 @@ fn tcp_payload(id: u16) -> Vec<u8> {
 
 /// The frames that keep flows alive for the reply seeds: a UDP query with [`LIVE_ID`], a SYN.
 fn priming() -> Vec<Vec<u8>> {
-    let mut syn = Packet::tcp(CLIENT, CLIENT_PORT, RESOLVER, DOCKERD_TCP, vec![]);
+    let mut syn = Packet::tcp((CLIENT, CLIENT_PORT), (RESOLVER, DOCKERD_TCP), vec![]);
     syn.tcp_flags = 0x02;
     vec![
         query(dns_query(LIVE_ID, "example.com")).bytes(),
@@ -86,27 +86,30 @@ fn seeds() -> Vec<Seed> {
         }),
         seed("udp query single label", query(dns_query(6, "c2")).bytes()),
         seed("tcp SYN with options", {
-            let mut p = Packet::tcp(CLIENT, CLIENT_PORT + 1, RESOLVER, DOCKERD_TCP, vec![]);
+            let mut p = Packet::tcp((CLIENT, CLIENT_PORT + 1), (RESOLVER, DOCKERD_TCP), vec![]);
             p.tcp_flags = 0x02;
             p.tcp_options = vec![2, 4, 0x05, 0xb4, 1, 3, 3, 7];
             p.bytes()
         }),
         seed(
             "tcp query segment",
-            Packet::tcp(CLIENT, CLIENT_PORT, RESOLVER, DOCKERD_TCP, tcp_payload(7)).bytes(),
+            Packet::tcp(
+                (CLIENT, CLIENT_PORT),
+                (RESOLVER, DOCKERD_TCP),
+                tcp_payload(7),
+            )
+            .bytes(),
         ),
         seed("tcp FIN", {
-            let mut p = Packet::tcp(CLIENT, CLIENT_PORT + 2, RESOLVER, DOCKERD_TCP, vec![]);
+            let mut p = Packet::tcp((CLIENT, CLIENT_PORT + 2), (RESOLVER, DOCKERD_TCP), vec![]);
             p.tcp_flags = 0x11;
             p.bytes()
         }),
         Seed {
             name: "udp reply to a live flow",
             frame: Packet::udp(
-                UPSTREAM,
-                UPSTREAM_PORT,
-                CONTAINER,
-                CLIENT_PORT,
+                (UPSTREAM, UPSTREAM_PORT),
+                (CONTAINER, CLIENT_PORT),
                 dns_answer(LIVE_ID, "example.com"),
             )
             .bytes(),
@@ -115,10 +118,8 @@ fn seeds() -> Vec<Seed> {
         Seed {
             name: "tcp reply to a live flow",
             frame: Packet::tcp(
-                UPSTREAM,
-                UPSTREAM_PORT,
-                CONTAINER,
-                CLIENT_PORT,
+                (UPSTREAM, UPSTREAM_PORT),
+                (CONTAINER, CLIENT_PORT),
                 tcp_payload(LIVE_ID),
             )
             .bytes(),
@@ -127,10 +128,8 @@ fn seeds() -> Vec<Seed> {
         seed(
             "udp reply to no flow",
             Packet::udp(
-                UPSTREAM,
-                UPSTREAM_PORT,
-                CONTAINER,
-                CLIENT_PORT + 7,
+                (UPSTREAM, UPSTREAM_PORT),
+                (CONTAINER, CLIENT_PORT + 7),
                 dns_answer(0x7777, "example.com"),
             )
             .bytes(),
@@ -138,10 +137,8 @@ fn seeds() -> Vec<Seed> {
         seed(
             "udp to another port",
             Packet::udp(
-                CLIENT,
-                CLIENT_PORT,
-                RESOLVER,
-                53,
+                (CLIENT, CLIENT_PORT),
+                (RESOLVER, 53),
                 dns_query(8, "example.com"),
             )
             .bytes(),
@@ -160,10 +157,8 @@ fn seeds() -> Vec<Seed> {
             name: "fragmented reply to a live flow",
             frame: {
                 let mut p = Packet::udp(
-                    UPSTREAM,
-                    UPSTREAM_PORT,
-                    CONTAINER,
-                    CLIENT_PORT,
+                    (UPSTREAM, UPSTREAM_PORT),
+                    (CONTAINER, CLIENT_PORT),
                     dns_answer(LIVE_ID, "example.com"),
                 );
                 p.frag = 0x2000;
@@ -179,10 +174,8 @@ fn seeds() -> Vec<Seed> {
     ];
     // IPv6 UDP to port 53 of ::1 and an ARP request: not IPv4, never touched.
     let mut v6 = Packet::udp(
-        Ipv6Addr::LOCALHOST,
-        CLIENT_PORT,
-        Ipv6Addr::LOCALHOST,
-        DOCKERD_UDP,
+        (Ipv6Addr::LOCALHOST, CLIENT_PORT),
+        (Ipv6Addr::LOCALHOST, DOCKERD_UDP),
         dns_query(12, "example.com"),
     );
     v6.zero_udp_checksum = true;

@@ -54,10 +54,8 @@ impl Prog {
     fn query(&self, id: u16, name: &str) -> Packet {
         let ns = self.path.nameservers[0];
         Packet::udp(
-            self.path.container,
-            CLIENT_PORT,
-            ns,
-            53,
+            (self.path.container, CLIENT_PORT),
+            (ns, 53),
             dns_query(id, name),
         )
     }
@@ -66,10 +64,8 @@ impl Prog {
     fn answer(&self, id: u16, name: &str) -> Packet {
         let (upstream, port) = (self.path.upstream, self.path.upstream_port);
         Packet::udp(
-            upstream,
-            port,
-            self.path.container,
-            CLIENT_PORT,
+            (upstream, port),
+            (self.path.container, CLIENT_PORT),
             dns_answer(id, name),
         )
     }
@@ -145,10 +141,8 @@ fn only_redirects_its_names_and_leaves_tcp_with_the_nameserver() {
     assert!(p.restored(1, "x.corp.test"));
     assert!(!p.restored(2, "example.com"));
     let mut syn = Packet::tcp(
-        p.path.container,
-        CLIENT_PORT + 1,
-        p.path.nameservers[0],
-        53,
+        (p.path.container, CLIENT_PORT + 1),
+        (p.path.nameservers[0], 53),
         vec![],
     );
     syn.tcp_flags = 0x02;
@@ -242,10 +236,8 @@ fn egress_query_and_restored_answer_each_write_one_event() {
     assert!(p.kept(0x0707, "x.kept.test"));
     // The nameserver's own answer to the kept query, seen by the reply program.
     let own = Packet::udp(
-        p.path.nameservers[0],
-        53,
-        p.path.container,
-        CLIENT_PORT,
+        (p.path.nameservers[0], 53),
+        (p.path.container, CLIENT_PORT),
         dns_answer(0x0707, "x.kept.test"),
     );
     let own_bytes = own.bytes();
@@ -256,10 +248,8 @@ fn egress_query_and_restored_answer_each_write_one_event() {
     );
     // An answer from elsewhere writes nothing.
     let stray = Packet::udp(
-        Ipv4Addr::new(198, 51, 100, 1),
-        53,
-        CONTAINER,
-        CLIENT_PORT,
+        (Ipv4Addr::new(198, 51, 100, 1), 53),
+        (CONTAINER, CLIENT_PORT),
         dns_answer(9, "example.com"),
     );
     run(&p.loaded, REPLY_SECTION, &stray.bytes());

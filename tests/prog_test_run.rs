@@ -90,12 +90,16 @@ fn reply_with_another_dns_id_or_port_is_untouched() {
 #[ignore = "needs root: bpf(2)"]
 fn tcp_query_and_reply_round_trip() {
     let (object, loaded) = load(0);
-    let mut syn = Packet::tcp(CLIENT, CLIENT_PORT, RESOLVER, DOCKERD_TCP, vec![]);
+    let mut syn = Packet::tcp((CLIENT, CLIENT_PORT), (RESOLVER, DOCKERD_TCP), vec![]);
     syn.tcp_flags = 0x02;
     assert_redirected(&loaded, QUERY_SECTION, &syn.bytes(), "the SYN");
     let mut payload = vec![0, 29];
     payload.extend(dns_query(0x55aa, "example.com"));
-    let query = Packet::tcp(CLIENT, CLIENT_PORT, RESOLVER, DOCKERD_TCP, payload.clone());
+    let query = Packet::tcp(
+        (CLIENT, CLIENT_PORT),
+        (RESOLVER, DOCKERD_TCP),
+        payload.clone(),
+    );
     let out = assert_redirected(&loaded, QUERY_SECTION, &query.bytes(), "the query");
     let seen = parse_checked(&out);
     assert_eq!(
@@ -108,7 +112,7 @@ fn tcp_query_and_reply_round_trip() {
         )
     );
 
-    let reply = Packet::tcp(UPSTREAM, UPSTREAM_PORT, CONTAINER, CLIENT_PORT, payload);
+    let reply = Packet::tcp((UPSTREAM, UPSTREAM_PORT), (CONTAINER, CLIENT_PORT), payload);
     let out = assert_redirected(&loaded, REPLY_SECTION, &reply.bytes(), "the reply");
     let seen = parse_checked(&out);
     assert_eq!(
@@ -131,9 +135,9 @@ fn tcp_query_and_reply_round_trip() {
 
 fn tcp(from_upstream: bool, flags: u8) -> Vec<u8> {
     let mut p = if from_upstream {
-        Packet::tcp(UPSTREAM, UPSTREAM_PORT, CONTAINER, CLIENT_PORT, vec![])
+        Packet::tcp((UPSTREAM, UPSTREAM_PORT), (CONTAINER, CLIENT_PORT), vec![])
     } else {
-        Packet::tcp(CLIENT, CLIENT_PORT, RESOLVER, DOCKERD_TCP, vec![])
+        Packet::tcp((CLIENT, CLIENT_PORT), (RESOLVER, DOCKERD_TCP), vec![])
     };
     p.tcp_flags = flags;
     p.bytes()
@@ -286,10 +290,8 @@ fn everything_else_passes_byte_for_byte() {
     cases.push((
         "UDP to another port",
         Packet::udp(
-            CLIENT,
-            CLIENT_PORT,
-            RESOLVER,
-            53,
+            (CLIENT, CLIENT_PORT),
+            (RESOLVER, 53),
             dns_query(1, "example.com"),
         )
         .bytes(),
@@ -297,17 +299,15 @@ fn everything_else_passes_byte_for_byte() {
     cases.push((
         "UDP to another address",
         Packet::udp(
-            CLIENT,
-            CLIENT_PORT,
-            CLIENT,
-            DOCKERD_UDP,
+            (CLIENT, CLIENT_PORT),
+            (CLIENT, DOCKERD_UDP),
             dns_query(1, "example.com"),
         )
         .bytes(),
     ));
     cases.push((
         "TCP to the UDP port",
-        Packet::tcp(CLIENT, CLIENT_PORT, RESOLVER, DOCKERD_UDP, vec![]).bytes(),
+        Packet::tcp((CLIENT, CLIENT_PORT), (RESOLVER, DOCKERD_UDP), vec![]).bytes(),
     ));
     let mut fragment = query_packet(12, "example.com");
     fragment.frag = 0x2000; // more fragments
@@ -392,10 +392,8 @@ fn a_closed_tcp_flow_is_forgotten_after_the_grace_period() {
 
 fn edns_query(id: u16, name: &str, size: u16) -> Packet {
     Packet::udp(
-        CLIENT,
-        CLIENT_PORT,
-        RESOLVER,
-        DOCKERD_UDP,
+        (CLIENT, CLIENT_PORT),
+        (RESOLVER, DOCKERD_UDP),
         dns_query_edns(id, name, size),
     )
 }
@@ -515,7 +513,11 @@ fn queries_the_clamp_does_not_understand_are_redirected_unchanged() {
     cases.push(("name runs off the end", unterminated));
 
     for (what, payload) in &cases {
-        let query = Packet::udp(CLIENT, CLIENT_PORT, RESOLVER, DOCKERD_UDP, payload.clone());
+        let query = Packet::udp(
+            (CLIENT, CLIENT_PORT),
+            (RESOLVER, DOCKERD_UDP),
+            payload.clone(),
+        );
         let out = assert_redirected(
             &loaded,
             QUERY_SECTION,
@@ -607,11 +609,11 @@ fn tcp_segments_cut_inside_their_header_pass_untouched() {
     assert_redirected(&loaded, QUERY_SECTION, &tcp(false, SYN), "the client's SYN");
     let timestamps = vec![1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2]; // NOP NOP timestamp: doff 8
     for options in [vec![], timestamps] {
-        let mut to_upstream = Packet::tcp(CLIENT, CLIENT_PORT, RESOLVER, DOCKERD_TCP, vec![]);
+        let mut to_upstream = Packet::tcp((CLIENT, CLIENT_PORT), (RESOLVER, DOCKERD_TCP), vec![]);
         to_upstream.tcp_flags = ACK;
         to_upstream.tcp_options = options.clone();
         let mut from_upstream =
-            Packet::tcp(UPSTREAM, UPSTREAM_PORT, CONTAINER, CLIENT_PORT, vec![]);
+            Packet::tcp((UPSTREAM, UPSTREAM_PORT), (CONTAINER, CLIENT_PORT), vec![]);
         from_upstream.tcp_flags = ACK;
         from_upstream.tcp_options = options.clone();
         let header_end = 14 + 20 + 20 + options.len();

@@ -26,7 +26,7 @@ impl Prog {
     /// Whether the query for this DNS message stays with dockerd (untouched, on to the next
     /// filter) or is redirected.
     fn kept(&self, dns: Vec<u8>) -> bool {
-        let packet = Packet::udp(CLIENT, CLIENT_PORT, RESOLVER, DOCKERD_UDP, dns).bytes();
+        let packet = Packet::udp((CLIENT, CLIENT_PORT), (RESOLVER, DOCKERD_UDP), dns).bytes();
         match run(&self.loaded, QUERY_SECTION, &packet) {
             (TC_ACT_UNSPEC, out) => {
                 assert_eq!(out, packet, "a kept query is not touched");
@@ -95,7 +95,7 @@ fn only_redirects_just_its_suffixes_and_tcp_stays() {
     let c = p.counters();
     assert_eq!(rule_counts(&c), [0, 2, 2, 0, 3]);
     // TCP: the name is unknown at the SYN, so with --only it stays with dockerd.
-    let mut syn = Packet::tcp(CLIENT, CLIENT_PORT, RESOLVER, DOCKERD_TCP, vec![]);
+    let mut syn = Packet::tcp((CLIENT, CLIENT_PORT), (RESOLVER, DOCKERD_TCP), vec![]);
     syn.tcp_flags = 0x02;
     let syn = syn.bytes();
     assert_eq!(

@@ -68,7 +68,11 @@ impl Bench {
 /// An answer on lo as it reaches the query program: from the resolver's address and dockerd's
 /// port (restored by the reply program) or port 53 (dockerd's own, after conntrack's un-DNAT).
 fn lo_answer(id: u16, name: &str, sport: u16) -> Packet {
-    Packet::udp(RESOLVER, sport, CLIENT, CLIENT_PORT, dns_answer(id, name))
+    Packet::udp(
+        (RESOLVER, sport),
+        (CLIENT, CLIENT_PORT),
+        dns_answer(id, name),
+    )
 }
 
 #[test]
@@ -157,18 +161,18 @@ fn with_a_watcher_each_query_and_answer_is_one_event_byte_for_byte() {
 fn tcp_events_carry_the_message_without_its_length_prefix() {
     let mut b = Bench::new(0);
     b.watch();
-    let mut syn = Packet::tcp(CLIENT, CLIENT_PORT, RESOLVER, DOCKERD_TCP, vec![]);
+    let mut syn = Packet::tcp((CLIENT, CLIENT_PORT), (RESOLVER, DOCKERD_TCP), vec![]);
     syn.tcp_flags = 0x02;
     assert_eq!(b.run(QUERY_SECTION, &syn.bytes()).0, TC_ACT_REDIRECT);
     let msg = dns_query(0x7777, "tcp.example");
     let mut payload = (msg.len() as u16).to_be_bytes().to_vec();
     payload.extend_from_slice(&msg);
-    let q = Packet::tcp(CLIENT, CLIENT_PORT, RESOLVER, DOCKERD_TCP, payload);
+    let q = Packet::tcp((CLIENT, CLIENT_PORT), (RESOLVER, DOCKERD_TCP), payload);
     assert_eq!(b.run(QUERY_SECTION, &q.bytes()).0, TC_ACT_REDIRECT);
     let answer = dns_answer(0x7777, "tcp.example");
     let mut payload = (answer.len() as u16).to_be_bytes().to_vec();
     payload.extend_from_slice(&answer);
-    let reply = Packet::tcp(RESOLVER, DOCKERD_TCP, CLIENT, CLIENT_PORT, payload);
+    let reply = Packet::tcp((RESOLVER, DOCKERD_TCP), (CLIENT, CLIENT_PORT), payload);
     assert_eq!(b.run(QUERY_SECTION, &reply.bytes()).0, TC_ACT_UNSPEC);
     let events = b.events();
     assert_eq!(events.len(), 2, "the SYN carries no message: {events:?}");
@@ -202,7 +206,7 @@ fn names_up_to_255_bytes_are_carried_whole_and_long_answers_are_cut_at_512() {
     // An answer longer than a record holds: the first EVENT_DATA_MAX bytes, and its length.
     let mut long = dns_answer(9, "example.com");
     long.resize(900, 0);
-    let reply = Packet::udp(RESOLVER, DOCKERD_UDP, CLIENT, CLIENT_PORT, long.clone());
+    let reply = Packet::udp((RESOLVER, DOCKERD_UDP), (CLIENT, CLIENT_PORT), long.clone());
     b.run(QUERY_SECTION, &reply.bytes());
     let events = b.events();
     assert_eq!(events.len(), 2);
@@ -240,7 +244,7 @@ fn malformed_names_do_not_change_what_happens_to_the_packet() {
     }
     cases.push(vec![]);
     for (i, msg) in cases.iter().enumerate() {
-        let p = Packet::udp(CLIENT, CLIENT_PORT, RESOLVER, DOCKERD_UDP, msg.clone()).bytes();
+        let p = Packet::udp((CLIENT, CLIENT_PORT), (RESOLVER, DOCKERD_UDP), msg.clone()).bytes();
         let a = watched.run(QUERY_SECTION, &p);
         let b = plain.run(QUERY_SECTION, &p);
         assert_eq!(

@@ -9,7 +9,7 @@ use dnsredir::bpf::elf::ObjectFile;
 use dnsredir::bpf::embedded;
 use dnsredir::bpf::load::{self, Loaded};
 use dnsredir::layout::{addr_raw, port_raw};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 /// TC_ACT_UNSPEC (-1) as BPF_PROG_TEST_RUN reports it: pass on to the next filter.
 pub const TC_ACT_UNSPEC: u32 = u32::MAX;
@@ -126,19 +126,15 @@ pub struct Packet {
 }
 
 impl Packet {
-    pub fn udp(
-        src: impl Into<IpAddr>,
-        sport: u16,
-        dst: impl Into<IpAddr>,
-        dport: u16,
-        payload: Vec<u8>,
-    ) -> Packet {
+    /// A UDP datagram from `src` to `dst` (of one family).
+    pub fn udp(src: impl Into<SocketAddr>, dst: impl Into<SocketAddr>, payload: Vec<u8>) -> Packet {
+        let (src, dst) = (src.into(), dst.into());
         Packet {
-            src: src.into(),
-            dst: dst.into(),
+            src: src.ip(),
+            dst: dst.ip(),
             proto: UDP,
-            sport,
-            dport,
+            sport: src.port(),
+            dport: dst.port(),
             payload,
             zero_udp_checksum: false,
             tcp_flags: 0x18,
@@ -149,16 +145,11 @@ impl Packet {
         }
     }
 
-    pub fn tcp(
-        src: impl Into<IpAddr>,
-        sport: u16,
-        dst: impl Into<IpAddr>,
-        dport: u16,
-        payload: Vec<u8>,
-    ) -> Packet {
+    /// A TCP segment (PSH|ACK unless [`Self::tcp_flags`] says otherwise) from `src` to `dst`.
+    pub fn tcp(src: impl Into<SocketAddr>, dst: impl Into<SocketAddr>, payload: Vec<u8>) -> Packet {
         Packet {
             proto: TCP,
-            ..Packet::udp(src, sport, dst, dport, payload)
+            ..Packet::udp(src, dst, payload)
         }
     }
 
@@ -342,10 +333,8 @@ pub const UPSTREAM_PORT: u16 = 5353;
 /// The client's query for `name` as lo ingress sees it: to dockerd's UDP port after Docker's DNAT.
 pub fn query_packet(id: u16, name: &str) -> Packet {
     Packet::udp(
-        CLIENT,
-        CLIENT_PORT,
-        RESOLVER,
-        DOCKERD_UDP,
+        (CLIENT, CLIENT_PORT),
+        (RESOLVER, DOCKERD_UDP),
         dns_query(id, name),
     )
 }
@@ -353,10 +342,8 @@ pub fn query_packet(id: u16, name: &str) -> Packet {
 /// The upstream's answer to [`query_packet`] as the interface's ingress sees it.
 pub fn reply_packet(id: u16, name: &str) -> Packet {
     Packet::udp(
-        UPSTREAM,
-        UPSTREAM_PORT,
-        CONTAINER,
-        CLIENT_PORT,
+        (UPSTREAM, UPSTREAM_PORT),
+        (CONTAINER, CLIENT_PORT),
         dns_answer(id, name),
     )
 }

@@ -3,18 +3,12 @@
 
 use super::docker::{has_clsact, DockerLikeNet};
 use super::json::Json;
-use super::{query_a, require_root};
+use super::query_a;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
 /// How long a query from the container may take.
 pub const T: Duration = Duration::from_secs(3);
-
-/// For a test that needs root: [`require_root`], then a new [`DockerLikeNet`].
-pub fn docker_like_net() -> DockerLikeNet {
-    require_root();
-    DockerLikeNet::new()
-}
 
 /// An A query from the container to 127.0.0.11:53.
 pub fn a(net: &DockerLikeNet, name: &str, tcp: bool) -> Result<Vec<Ipv4Addr>, String> {
@@ -65,6 +59,13 @@ pub fn assert_redirected(net: &DockerLikeNet) {
 /// The stand-in (dockerd) answers 127.0.0.11:53 again.
 pub fn assert_stand_in_answers(net: &DockerLikeNet) {
     assert_both_answered(net, false);
+}
+
+/// dnsredir found dockerd's ports itself: the container's DNS goes to the upstream and
+/// `--status` shows the ports dockerd listens on.
+pub fn assert_ports_found(net: &DockerLikeNet) {
+    assert_redirected(net);
+    assert_status_has_dockerd_ports(net, &net.attached_status());
 }
 
 /// No dnsredir filter on lo or eth0.
