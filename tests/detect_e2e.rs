@@ -15,8 +15,11 @@ struct Squatters {
     _tcp: Vec<TcpListener>,
 }
 
-fn squat(net: &DockerLikeNet, udp: usize, tcp: usize) -> Squatters {
-    in_netns(&net.ctr_ns, move || Squatters {
+/// A Docker-like container in which another program holds `udp` UDP sockets and `tcp` TCP
+/// listeners on 127.0.0.11 besides dockerd's.
+fn crowded(udp: usize, tcp: usize) -> (DockerLikeNet, Squatters) {
+    let net = DockerLikeNet::new();
+    let other = in_netns(&net.ctr_ns, move || Squatters {
         _udp: (0..udp)
             .map(|_| UdpSocket::bind((DOCKER_RESOLVER, 0)).expect("extra UDP socket"))
             .collect(),
@@ -24,14 +27,14 @@ fn squat(net: &DockerLikeNet, udp: usize, tcp: usize) -> Squatters {
             .map(|_| TcpListener::bind((DOCKER_RESOLVER, 0)).expect("extra TCP listener"))
             .collect(),
     })
-    .expect("entering the container namespace")
+    .expect("entering the container namespace");
+    (net, other)
 }
 
 #[test]
 #[ignore = "needs root: network namespaces, bpf(2)"]
 fn both_ports_given_work_whatever_else_listens() {
-    let net = DockerLikeNet::new();
-    let _other = squat(&net, 1, 1);
+    let (net, _other) = crowded(1, 1);
     let (code, out, err) = run_dnsredir(&net.attach_args());
     assert_eq!(code, 0, "stdout: {out}\nstderr: {err}");
     assert_redirected(&net);
@@ -47,8 +50,7 @@ fn both_ports_given_work_whatever_else_listens() {
 #[test]
 #[ignore = "needs root: network namespaces, bpf(2)"]
 fn no_ports_given_are_found_through_the_nat() {
-    let net = DockerLikeNet::new();
-    let _other = squat(&net, 1, 1);
+    let (net, _other) = crowded(1, 1);
     let (_, err) = net.attach_finding_ports(&["--verbose"]);
     let expected = [
         format!("UDP port {} (found)", net.dockerd_udp_port),
@@ -64,8 +66,7 @@ fn no_ports_given_are_found_through_the_nat() {
 #[test]
 #[ignore = "needs root: network namespaces, bpf(2)"]
 fn status_reports_whatever_else_listens() {
-    let net = DockerLikeNet::new();
-    let _other = squat(&net, 2, 2);
+    let (net, _other) = crowded(2, 2);
     net.attach(&[]);
     let j = net.attached_status();
     assert!(j.bool_at(&["attached"]), "{j}");
@@ -96,10 +97,9 @@ fn status_reports_whatever_else_listens() {
 #[test]
 #[ignore = "needs root: network namespaces, bpf(2)"]
 fn without_nat_an_ambiguous_protocol_stays_with_dockerd() {
-    let net = DockerLikeNet::new();
-    ns_run(&net.ctr_ns, &["iptables", "-t", "nat", "-F"]).expect("flushing the nat rules");
     // With the stand-in's: two UDP sockets on 127.0.0.11, one TCP listener.
-    let _other = squat(&net, 1, 0);
+    let (net, _other) = crowded(1, 0);
+    ns_run(&net.ctr_ns, &["iptables", "-t", "nat", "-F"]).expect("flushing the nat rules");
     let (_, err) = net.attach_finding_ports(&[]);
     let l = lines(&err);
     assert_eq!(l.len(), 1, "one line about UDP:\n{err}");
