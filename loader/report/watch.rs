@@ -29,6 +29,13 @@ const IPPROTO_TCP: u8 = 6;
 
 // ---------------------------------------------------------------- DNS messages
 
+/// What the watch shows of a DNS message, from its first bytes (possibly cut short).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub question: Question,
+    pub reply: Reply,
+}
+
 /// A message's id and question: what a query and its answer share.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Question {
@@ -38,15 +45,8 @@ pub struct Question {
     pub qtype: Option<u16>,
 }
 
-/// What the watch shows of a DNS message, from its first bytes (possibly cut short).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Message {
-    pub question: Question,
-    pub reply: Reply,
-}
-
 /// What an answer tells of itself (a query's is all zeros).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
     pub rcode: u8,
     pub answers: u16,
