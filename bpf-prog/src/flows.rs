@@ -12,23 +12,22 @@ use dnsredir_abi::{FlowKey, FlowValue, FlowValue6, FLOW_TABLE_ENTRIES};
 
 #[no_mangle]
 #[link_section = "maps"]
-pub static FLOWS: MapDef = MapDef {
-    map_type: kernel::BPF_MAP_TYPE_LRU_HASH,
-    key_size: FlowKey::SIZE as u32,
-    value_size: FlowValue::SIZE as u32,
-    max_entries: FLOW_TABLE_ENTRIES,
-    map_flags: 0,
-};
+pub static FLOWS: MapDef = table::<FlowValue>();
 
 #[no_mangle]
 #[link_section = "maps"]
-pub static FLOWS6: MapDef = MapDef {
-    map_type: kernel::BPF_MAP_TYPE_LRU_HASH,
-    key_size: FlowKey::SIZE as u32,
-    value_size: FlowValue6::SIZE as u32,
-    max_entries: FLOW_TABLE_ENTRIES,
-    map_flags: 0,
-};
+pub static FLOWS6: MapDef = table::<FlowValue6>();
+
+/// An LRU table of flows whose values are `V`s: the oldest flow makes room for a new one.
+const fn table<V>() -> MapDef {
+    MapDef {
+        map_type: kernel::BPF_MAP_TYPE_LRU_HASH,
+        key_size: FlowKey::SIZE as u32,
+        value_size: core::mem::size_of::<V>() as u32,
+        max_entries: FLOW_TABLE_ENTRIES,
+        map_flags: 0,
+    }
+}
 
 /// A flow table's value: what the close tracking needs of it.
 pub trait Entry {

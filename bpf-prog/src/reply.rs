@@ -3,7 +3,7 @@
 //! go on up the interface's stack, on the nameservers path).
 
 use crate::config::config;
-use crate::counters::{count, Outcome, PASS};
+use crate::counters::{Outcome, PASS};
 use crate::decide::rewritten;
 use crate::egress;
 use crate::events;
@@ -12,15 +12,7 @@ use crate::kernel::{self, SkBuff, TC_ACT_SHOT, TC_ACT_UNSPEC};
 use crate::net::packet::{self, Ipv4};
 use dnsredir_abi::{FlowValue, PATH_NAMESERVERS};
 
-/// # Safety
-/// Called by the kernel with its `__sk_buff`.
-#[no_mangle]
-#[link_section = "dnsredir/reply"]
-pub unsafe extern "C" fn dnsredir_reply(skb: *mut SkBuff) -> i32 {
-    let (outcome, action) = reply(skb);
-    count(&outcome);
-    action
-}
+program!("dnsredir/reply", dnsredir_reply, reply);
 
 #[inline(always)]
 unsafe fn reply(skb: *mut SkBuff) -> (Outcome, i32) {
