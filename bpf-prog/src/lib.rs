@@ -31,12 +31,14 @@ mod decide;
 mod egress;
 mod egress6;
 mod events;
+mod family;
 mod flows;
 mod kernel;
 mod net;
 mod query;
 mod reply;
 mod reply6;
+mod restore;
 mod rules;
 
 #[no_mangle]

@@ -1,4 +1,5 @@
-//! Reading and rewriting IPv4 UDP/TCP headers in place.
+//! Reading IPv4 UDP/TCP headers, and rewriting IPv4 or IPv6 ones in place (the IPv6 half of
+//! both in [`ipv6`](super::ipv6)).
 //!
 //! Packet memory is only touched through raw pointers compared against `data_end`: a slice
 //! would make LLVM compare lengths, which the verifier cannot follow.
@@ -59,22 +60,24 @@ pub(super) const TCP_DOFF: usize = 12;
 pub(super) const TCP_FLAGS: usize = 13;
 pub(super) const TCP_CSUM: u32 = 16;
 
-/// An IPv4 packet whose whole UDP or TCP header (TCP options included) is in the linear data:
-/// everything a rewrite of addresses and ports needs.
-pub struct Ipv4 {
+/// An IPv4 or IPv6 packet (its addresses `A`s, raw) whose whole UDP or TCP header (TCP
+/// options included) is in the linear data: everything a rewrite of addresses and ports needs.
+pub struct Ip<A> {
     /// Offset of the L4 header from the start of the frame; IHL honoured.
     pub l4_off: u32,
     pub proto: u8,
-    pub saddr: u32,
-    pub daddr: u32,
+    pub saddr: A,
+    pub daddr: A,
     pub sport: u16,
     pub dport: u16,
     /// The TCP flags byte; 0 for UDP.
     pub tcp_flags: u8,
     /// More fragments follow (and this is the first, or `parse` would have refused it): only
-    /// the start of the datagram is here.
+    /// the start of the datagram is here. Never for IPv6, whose fragments `parse` refuses.
     pub first_fragment: bool,
 }
+
+pub type Ipv4 = Ip<u32>;
 
 impl Ipv4 {
     /// `None` for anything else, a non-first fragment or a truncated header included: the
@@ -126,9 +129,6 @@ pub struct Ports<A> {
     pub dport: u16,
 }
 
-/// New IPv4 addresses and ports for a packet.
-pub type Rewrite = Ports<u32>;
-
 /// A 2-byte field of the L4 payload to replace along with the headers.
 pub struct Patch {
     /// Offset from the start of the frame.
@@ -145,7 +145,43 @@ pub enum RewriteError {
     Broken,
 }
 
-/// Writes the new addresses, ports and payload field and fixes the IPv4 and L4 checksums.
+/// What a rewrite does differently with IPv4 (`u32`) and IPv6 ([`Addr6`](super::ipv6::Addr6))
+/// addresses.
+pub trait Addr: Copy {
+    /// The L3 header's length (without IPv4's options).
+    const L3_HLEN: usize;
+    /// Writes the source and destination addresses into the L3 header at `iph`.
+    unsafe fn store(iph: *mut u8, saddr: &Self, daddr: &Self);
+    /// The checksum delta of replacing the addresses `old_s` and `old_d`.
+    fn diff(old_s: &Self, new_s: &Self, old_d: &Self, new_d: &Self) -> u32;
+    /// Fixes the L3 header's checksum for the address delta `addrs`: IPv6 has none.
+    unsafe fn l3_csum(skb: *mut SkBuff, addrs: u32) -> Result<(), RewriteError>;
+}
+
+impl Addr for u32 {
+    const L3_HLEN: usize = IPV4_MIN_HLEN;
+
+    #[inline(always)]
+    unsafe fn store(iph: *mut u8, saddr: &u32, daddr: &u32) {
+        store32(iph.add(IP_SADDR), *saddr);
+        store32(iph.add(IP_DADDR), *daddr);
+    }
+
+    #[inline(always)]
+    fn diff(old_s: &u32, new_s: &u32, old_d: &u32, new_d: &u32) -> u32 {
+        checksum::addr_diff(*old_s, *new_s, *old_d, *new_d)
+    }
+
+    #[inline(always)]
+    unsafe fn l3_csum(skb: *mut SkBuff, addrs: u32) -> Result<(), RewriteError> {
+        if kernel::l3_csum_replace(skb, (ETH_HLEN + IP_CSUM) as u32, addrs) != 0 {
+            return Err(RewriteError::Broken);
+        }
+        Ok(())
+    }
+}
+
+/// Writes the new addresses, ports and payload field and fixes the L3 (IPv4) and L4 checksums.
 ///
 /// Address deltas go to the L4 checksum with BPF_F_PSEUDO_HDR, port and payload deltas without:
 /// for a CHECKSUM_PARTIAL packet (all of lo's) the field holds only the pseudo-header sum, which
@@ -154,10 +190,10 @@ pub enum RewriteError {
 /// Every bound is checked before the first store, so a rewrite cannot stop half-way; the checksum
 /// helpers then work on offsets inside the checked headers, where they do not fail.
 #[inline(always)]
-pub unsafe fn rewrite(
+pub unsafe fn rewrite<A: Addr>(
     skb: *mut SkBuff,
-    ip: &Ipv4,
-    new: &Rewrite,
+    ip: &Ip<A>,
+    new: &Ports<A>,
     patch: Option<&Patch>,
 ) -> Result<(), RewriteError> {
     let (data, end) = kernel::packet_bounds(skb);
@@ -170,19 +206,16 @@ pub unsafe fn rewrite(
     } else {
         TCP_MIN_HLEN
     };
-    if iph.add(IPV4_MIN_HLEN) as *const u8 > end || l4.add(l4_hlen) as *const u8 > end {
+    if iph.add(A::L3_HLEN) as *const u8 > end || l4.add(l4_hlen) as *const u8 > end {
         return Err(RewriteError::Untouched);
     }
     let field = patch_field(data, end, patch)?;
 
-    store32(iph.add(IP_SADDR), new.saddr);
-    store32(iph.add(IP_DADDR), new.daddr);
+    A::store(iph, &new.saddr, &new.daddr);
     let payload_diff = store_l4(l4, ip.l4_off, field, ip.sport, ip.dport, new, patch);
 
-    let addrs = checksum::addr_diff(ip.saddr, new.saddr, ip.daddr, new.daddr);
-    if kernel::l3_csum_replace(skb, (ETH_HLEN + IP_CSUM) as u32, addrs) != 0 {
-        return Err(RewriteError::Broken);
-    }
+    let addrs = A::diff(&ip.saddr, &new.saddr, &ip.daddr, &new.daddr);
+    A::l3_csum(skb, addrs)?;
     l4_csum(skb, ip.l4_off, ip.proto, addrs, payload_diff)
 }
 
@@ -222,7 +255,7 @@ pub(super) unsafe fn l4_header(
 
 /// The payload field a rewrite changes, checked to be in the packet; null without a `patch`.
 #[inline(always)]
-pub(super) unsafe fn patch_field(
+unsafe fn patch_field(
     data: *mut u8,
     end: *const u8,
     patch: Option<&Patch>,
@@ -243,7 +276,7 @@ pub(super) unsafe fn patch_field(
 /// Writes the new ports to the L4 header at `l4` (`l4_off` from the frame start) and the
 /// patch to its `field`; the checksum delta of what changed there.
 #[inline(always)]
-pub(super) unsafe fn store_l4<A>(
+unsafe fn store_l4<A>(
     l4: *mut u8,
     l4_off: u32,
     field: *mut u8,
@@ -269,7 +302,7 @@ pub(super) unsafe fn store_l4<A>(
 /// Fixes the checksum of the UDP or TCP (`proto`) header at `l4_off`: the address delta `addrs`
 /// with BPF_F_PSEUDO_HDR, the ports' and payload's `payload_diff` without.
 #[inline(always)]
-pub(super) unsafe fn l4_csum(
+unsafe fn l4_csum(
     skb: *mut SkBuff,
     l4_off: u32,
     proto: u8,
