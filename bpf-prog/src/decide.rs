@@ -74,12 +74,12 @@ pub unsafe fn decide(
 
 impl DnsQuery {
     /// Records the flow of the query in `ip` (its key: the client's port, the DNS id and the
-    /// protocol), or for a later TCP segment finds it (see [`flows::on_query_in`]).
+    /// protocol), or for a later TCP segment finds it (see [`flows::on_query`]).
     #[inline(always)]
     unsafe fn start_flow<A: Family>(&self, ip: &Ip<A>) -> Result<(), Outcome> {
         let key = flows::key(ip.sport, self.dns_id, ip.proto);
         let starts = self.udp || self.syn;
-        flows::on_query_in(A::flows(), &key, &A::flow(ip), starts, ip.tcp_flags)
+        flows::on_query(&key, &A::flow(ip), starts, ip.tcp_flags)
     }
 
     /// The count of the query once redirected.

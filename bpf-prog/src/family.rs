@@ -1,11 +1,12 @@
 //! What the steps the programs share ([`decide::redirect`](crate::decide::redirect),
 //! [`restore`](crate::restore)) do differently for IPv4 and IPv6, beyond the headers
-//! ([`Addr`]): the flow table and what its entries hold, the upstream, and the events.
+//! ([`Addr`]): where queries go, what their flows remember, how answers come back, and what a
+//! watcher sees.
 
 use crate::config::{self, config};
 use crate::events;
-use crate::flows::{self, Entry};
-use crate::kernel::{MapDef, SkBuff};
+use crate::flows::Entry;
+use crate::kernel::SkBuff;
 use crate::net::ipv6::{Addr6, Ipv6};
 use crate::net::packet::{Addr, Ip, Ipv4, Ports};
 use dnsredir_abi::{FlowValue, FlowValue6};
@@ -14,15 +15,13 @@ use dnsredir_abi::{FlowValue, FlowValue6};
 pub trait Family: Addr {
     /// An entry of the family's flow table.
     type Flow: Entry + Copy;
-    /// The family's flow table.
-    fn flows() -> &'static MapDef;
+    /// The upstream's address and port.
+    fn upstream() -> (Self, u16);
     /// The entry of a redirected `query`'s flow: what its answers need to get back.
     fn flow(query: &Ip<Self>) -> Self::Flow;
     /// The addresses and ports that make `reply`, an answer to `flow`, come from where its
     /// query was going.
     fn restored(reply: &Ip<Self>, flow: &Self::Flow) -> Ports<Self>;
-    /// The upstream's address and port.
-    fn upstream() -> (Self, u16);
     /// Writes the event of `query`, sent on its `path` (see [`events::query`]).
     unsafe fn sent(skb: *const SkBuff, query: &Ip<Self>, path: u8);
 }
@@ -31,8 +30,8 @@ impl Family for u32 {
     type Flow = FlowValue;
 
     #[inline(always)]
-    fn flows() -> &'static MapDef {
-        &flows::FLOWS
+    fn upstream() -> (u32, u16) {
+        (config!(upstream_addr), config!(upstream_port))
     }
 
     #[inline(always)]
@@ -58,11 +57,6 @@ impl Family for u32 {
     }
 
     #[inline(always)]
-    fn upstream() -> (u32, u16) {
-        (config!(upstream_addr), config!(upstream_port))
-    }
-
-    #[inline(always)]
     unsafe fn sent(skb: *const SkBuff, query: &Ipv4, path: u8) {
         events::query(skb, query, path);
     }
@@ -73,8 +67,8 @@ impl Family for Addr6 {
     type Flow = FlowValue6;
 
     #[inline(always)]
-    fn flows() -> &'static MapDef {
-        &flows::FLOWS6
+    fn upstream() -> (Addr6, u16) {
+        (config::upstream6(), config!(upstream6_port))
     }
 
     /// No client address: the redirect never changes it, it stays the answers' destination.
@@ -97,11 +91,6 @@ impl Family for Addr6 {
             sport: flow.resolver_port,
             dport: reply.dport,
         }
-    }
-
-    #[inline(always)]
-    fn upstream() -> (Addr6, u16) {
-        (config::upstream6(), config!(upstream6_port))
     }
 
     /// None: the event header has no room for an IPv6 client.

@@ -15,7 +15,6 @@ use crate::net::packet::{self, Ip};
 #[inline(always)]
 pub unsafe fn restore<A: Family>(skb: *mut SkBuff, ip: &Ip<A>) -> Result<A::Flow, (Outcome, i32)> {
     let flow: A::Flow = match flows::on_reply(
-        A::flows(),
         skb,
         ip.l4_off,
         ip.proto,
