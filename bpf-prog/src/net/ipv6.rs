@@ -8,7 +8,7 @@
 //! a pseudo-header with both 16-byte addresses, and is mandatory for UDP (0 is invalid).
 
 use super::checksum;
-use super::packet::{l4_header, load16, load32, store32, Addr, Ip, RewriteError, ETH_HLEN};
+use super::packet::{load16, load32, store32, Addr, Ip, RewriteError, ETH_HLEN};
 use crate::kernel::{self, SkBuff};
 
 const ETH_P_IPV6: u16 = 0x86dd;
@@ -46,9 +46,6 @@ unsafe fn store_addr(p: *mut u8, a: &Addr6) {
 }
 
 impl Ipv6 {
-    /// Offset of the L4 header from the start of the frame.
-    pub const L4_OFF: u32 = L4_OFF as u32;
-
     /// `None` for anything else: not IPv6, an extension header, another protocol, a truncated
     /// header, or a UDP datagram without a checksum (invalid in IPv6).
     #[inline(always)]
@@ -64,26 +61,23 @@ impl Ipv6 {
         if *ip >> 4 != 6 {
             return None;
         }
-        let proto = *ip.add(IP6_NEXT_HEADER);
-        let l4 = data.add(L4_OFF);
-        // Extension headers and everything else are refused.
-        let tcp_flags = l4_header(l4, end, proto, true)?;
-        Some(Ipv6 {
-            l4_off: Ipv6::L4_OFF,
-            proto,
-            saddr: load_addr(ip.add(IP6_SADDR)),
-            daddr: load_addr(ip.add(IP6_DADDR)),
-            sport: load16(l4),
-            dport: load16(l4.add(2)),
-            tcp_flags,
-            first_fragment: false,
-        })
+        // An extension header in place of UDP or TCP is refused, as everything else.
+        Ipv6::at(
+            data.add(L4_OFF),
+            end,
+            L4_OFF,
+            *ip.add(IP6_NEXT_HEADER),
+            load_addr(ip.add(IP6_SADDR)),
+            load_addr(ip.add(IP6_DADDR)),
+            false,
+        )
     }
 }
 
 /// The IPv6 half of [`super::packet::rewrite`].
 impl Addr for Addr6 {
     const L3_HLEN: usize = IPV6_HLEN;
+    const UDP_CSUM_REQUIRED: bool = true;
 
     #[inline(always)]
     unsafe fn store(iph: *mut u8, saddr: &Addr6, daddr: &Addr6) {

@@ -79,6 +79,34 @@ pub struct Ip<A> {
 
 pub type Ipv4 = Ip<u32>;
 
+impl<A: Addr> Ip<A> {
+    /// The packet with the L3 header's `proto`, addresses and `first_fragment`, and its UDP or
+    /// TCP header at `l4`, `l4_off` from the frame start: `None` unless that header is all
+    /// there before `end` (see [`l4_header`]).
+    #[inline(always)]
+    pub(super) unsafe fn at(
+        l4: *const u8,
+        end: *const u8,
+        l4_off: usize,
+        proto: u8,
+        saddr: A,
+        daddr: A,
+        first_fragment: bool,
+    ) -> Option<Ip<A>> {
+        let tcp_flags = l4_header(l4, end, proto, A::UDP_CSUM_REQUIRED)?;
+        Some(Ip {
+            l4_off: l4_off as u32,
+            proto,
+            saddr,
+            daddr,
+            sport: load16(l4),
+            dport: load16(l4.add(2)),
+            tcp_flags,
+            first_fragment,
+        })
+    }
+}
+
 impl Ipv4 {
     /// `None` for anything else, a non-first fragment or a truncated header included: the
     /// caller then passes the packet on unchanged.
@@ -105,19 +133,16 @@ impl Ipv4 {
         if frag & 0x1fffu16.to_be() != 0 {
             return None;
         }
-        let proto = *ip.add(IP_PROTO);
-        let l4 = ip.add(ihl);
-        let tcp_flags = l4_header(l4, end, proto, false)?;
-        Some(Ipv4 {
-            l4_off: (ETH_HLEN + ihl) as u32,
-            proto,
-            saddr: load32(ip.add(IP_SADDR)),
-            daddr: load32(ip.add(IP_DADDR)),
-            sport: load16(l4),
-            dport: load16(l4.add(2)),
-            tcp_flags,
-            first_fragment: frag & 0x2000u16.to_be() != 0,
-        })
+        let first_fragment = frag & 0x2000u16.to_be() != 0;
+        Ipv4::at(
+            ip.add(ihl),
+            end,
+            ETH_HLEN + ihl,
+            *ip.add(IP_PROTO),
+            load32(ip.add(IP_SADDR)),
+            load32(ip.add(IP_DADDR)),
+            first_fragment,
+        )
     }
 }
 
@@ -150,6 +175,8 @@ pub enum RewriteError {
 pub trait Addr: Copy {
     /// The L3 header's length (without IPv4's options).
     const L3_HLEN: usize;
+    /// A UDP datagram without a checksum is refused (invalid in IPv6).
+    const UDP_CSUM_REQUIRED: bool;
     /// Writes the source and destination addresses into the L3 header at `iph`.
     unsafe fn store(iph: *mut u8, saddr: &Self, daddr: &Self);
     /// The checksum delta of replacing the addresses `old_s` and `old_d`.
@@ -160,6 +187,7 @@ pub trait Addr: Copy {
 
 impl Addr for u32 {
     const L3_HLEN: usize = IPV4_MIN_HLEN;
+    const UDP_CSUM_REQUIRED: bool = false;
 
     #[inline(always)]
     unsafe fn store(iph: *mut u8, saddr: &u32, daddr: &u32) {
@@ -223,7 +251,7 @@ pub unsafe fn rewrite<A: Addr>(
 /// (TCP options included) is seen to be before `end`; `None` for another protocol, a truncated
 /// header, or with `udp_csum_required` a UDP header without a checksum.
 #[inline(always)]
-pub(super) unsafe fn l4_header(
+unsafe fn l4_header(
     l4: *const u8,
     end: *const u8,
     proto: u8,
