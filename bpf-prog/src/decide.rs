@@ -9,9 +9,7 @@ use crate::family::Family;
 use crate::flows;
 use crate::kernel::{self, SkBuff, TC_ACT_SHOT, TC_ACT_UNSPEC};
 use crate::net::dns;
-use crate::net::packet::{
-    self, Ip, Ipv4, Patch, Ports, RewriteError, IPPROTO_TCP, IPPROTO_UDP, TCP_ACK, TCP_SYN,
-};
+use crate::net::packet::{self, Ip, Ipv4, Patch, Ports, Proto, RewriteError, TCP_ACK, TCP_SYN};
 use crate::rules::{self, Rule};
 
 /// A query to redirect: what its flow, its rewrite and its count need.
@@ -50,7 +48,7 @@ pub unsafe fn decide(
             if let Some(ip) = kept_event {
                 events::query(skb, ip, kept_path);
             }
-            return Err(Outcome::KeptForDockerd);
+            return Err(Outcome::Kept(Rule::Default));
         }
         // After the name walk: before it, LLVM spilled an undefined register.
         rule = rules::check_at(skb, l4_off);
@@ -58,7 +56,7 @@ pub unsafe fn decide(
             if let Some(ip) = kept_event {
                 events::query(skb, ip, kept_path);
             }
-            return Err(Outcome::KeptByRule(rule));
+            return Err(Outcome::Kept(rule));
         }
         dns_id = query.id;
         clamp = query.edns_size.and_then(edns_clamp);
@@ -162,10 +160,10 @@ fn edns_clamp(size: dns::EdnsSize) -> Option<Patch> {
 /// Whether a query to a nameserver taken over is UDP (or TCP); `None` for a packet to pass.
 /// With --only, TCP stays with the nameserver: the name is not known at the SYN.
 #[inline(always)]
-pub fn udp_or_tcp(proto: u8) -> Option<bool> {
+pub fn udp_or_tcp(proto: Proto) -> Option<bool> {
     match proto {
-        IPPROTO_UDP => Some(true),
-        IPPROTO_TCP if !rules::only() => Some(false),
-        _ => None,
+        Proto::Udp => Some(true),
+        Proto::Tcp if !rules::only() => Some(false),
+        Proto::Tcp => None,
     }
 }

@@ -6,7 +6,7 @@ use crate::config::config;
 use crate::counters::Outcome;
 use crate::kernel::{self, MapDef, SkBuff};
 use crate::net::dns;
-use crate::net::packet::{IPPROTO_UDP, TCP_FIN, TCP_RST};
+use crate::net::packet::{Proto, TCP_FIN, TCP_RST};
 use core::ffi::c_void;
 use dnsredir_abi::{FlowKey, FlowValue, FlowValue6, FLOW_TABLE_ENTRIES};
 
@@ -52,11 +52,11 @@ impl Entry for FlowValue6 {
 }
 
 #[inline(always)]
-pub fn key(port: u16, dns_id: u16, proto: u8) -> FlowKey {
+pub fn key(port: u16, dns_id: u16, proto: Proto) -> FlowKey {
     FlowKey {
         port,
         dns_id,
-        proto,
+        proto: proto as u8,
         pad0: 0,
         pad1: 0,
     }
@@ -140,12 +140,12 @@ pub unsafe fn on_query<V: Entry>(
 pub unsafe fn on_reply<V: Entry + Copy>(
     skb: *const SkBuff,
     l4_off: u32,
-    proto: u8,
+    proto: Proto,
     dport: u16,
     tcp_flags: u8,
     first_fragment: bool,
 ) -> Result<V, Outcome> {
-    let udp = proto == IPPROTO_UDP;
+    let udp = proto == Proto::Udp;
     let dns_id = if udp {
         match dns::id_at(skb, l4_off) {
             Some(id) => id,

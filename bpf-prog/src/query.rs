@@ -6,7 +6,7 @@ use crate::counters::{Outcome, PASS};
 use crate::decide;
 use crate::events;
 use crate::kernel::{SkBuff, TC_ACT_UNSPEC};
-use crate::net::packet::{Ipv4, IPPROTO_TCP, IPPROTO_UDP};
+use crate::net::packet::{Ipv4, Proto};
 use crate::rules;
 use dnsredir_abi::{FLAG_REDIRECT_ALL, PATH_DOCKERD, PATH_UPSTREAM};
 
@@ -23,11 +23,11 @@ unsafe fn query(skb: *mut SkBuff) -> (Outcome, i32) {
         return PASS;
     }
     let udp = match ip.proto {
-        IPPROTO_UDP if config!(dockerd_udp_port) != 0 && ip.dport == config!(dockerd_udp_port) => {
+        Proto::Udp if config!(dockerd_udp_port) != 0 && ip.dport == config!(dockerd_udp_port) => {
             true
         }
         // With --only, TCP stays with dockerd: the name is not known at the SYN.
-        IPPROTO_TCP
+        Proto::Tcp
             if config!(dockerd_tcp_port) != 0
                 && ip.dport == config!(dockerd_tcp_port)
                 && !rules::only() =>

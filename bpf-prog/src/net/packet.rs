@@ -36,8 +36,27 @@ pub(super) unsafe fn store32(p: *mut u8, v: u32) {
     (*(p as *mut U32Align2)).0 = v;
 }
 
-pub const IPPROTO_TCP: u8 = 6;
-pub const IPPROTO_UDP: u8 = 17;
+/// The L4 protocols the programs understand, numbered as in the IP header.
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Proto {
+    Tcp = 6,
+    Udp = 17,
+}
+
+impl Proto {
+    /// `None` for any other protocol number (IPv6's extension headers included).
+    #[inline(always)]
+    fn of(number: u8) -> Option<Proto> {
+        if number == Proto::Udp as u8 {
+            Some(Proto::Udp)
+        } else if number == Proto::Tcp as u8 {
+            Some(Proto::Tcp)
+        } else {
+            None
+        }
+    }
+}
 
 pub const TCP_FIN: u8 = 0x01;
 pub const TCP_SYN: u8 = 0x02;
@@ -65,7 +84,7 @@ pub(super) const TCP_CSUM: u32 = 16;
 pub struct Ip<A> {
     /// Offset of the L4 header from the start of the frame; IHL honoured.
     pub l4_off: u32,
-    pub proto: u8,
+    pub proto: Proto,
     pub saddr: A,
     pub daddr: A,
     pub sport: u16,
@@ -80,19 +99,20 @@ pub struct Ip<A> {
 pub type Ipv4 = Ip<u32>;
 
 impl<A: Addr> Ip<A> {
-    /// The packet with the L3 header's `proto`, addresses and `first_fragment`, and its UDP or
-    /// TCP header at `l4`, `l4_off` from the frame start: `None` unless that header is all
-    /// there before `end` (see [`l4_header`]).
+    /// The packet with the L3 header's protocol `number`, addresses and `first_fragment`, and
+    /// its UDP or TCP header at `l4`, `l4_off` from the frame start: `None` for another
+    /// protocol, or unless that header is all there before `end` (see [`l4_header`]).
     #[inline(always)]
     pub(super) unsafe fn at(
         l4: *const u8,
         end: *const u8,
         l4_off: usize,
-        proto: u8,
+        number: u8,
         saddr: A,
         daddr: A,
         first_fragment: bool,
     ) -> Option<Ip<A>> {
+        let proto = Proto::of(number)?;
         let tcp_flags = l4_header(l4, end, proto, A::UDP_CSUM_REQUIRED)?;
         Some(Ip {
             l4_off: l4_off as u32,
@@ -229,7 +249,7 @@ pub unsafe fn rewrite<A: Addr>(
     // the payload pointer separately.
     let iph = data.add(ETH_HLEN);
     let l4 = data.add(ip.l4_off as usize);
-    let l4_hlen = if ip.proto == IPPROTO_UDP {
+    let l4_hlen = if ip.proto == Proto::Udp {
         UDP_HLEN
     } else {
         TCP_MIN_HLEN
@@ -248,17 +268,17 @@ pub unsafe fn rewrite<A: Addr>(
 }
 
 /// The TCP flags byte (0 for UDP) of the UDP or TCP (`proto`) header at `l4`, once all of it
-/// (TCP options included) is seen to be before `end`; `None` for another protocol, a truncated
-/// header, or with `udp_csum_required` a UDP header without a checksum.
+/// (TCP options included) is seen to be before `end`; `None` for a truncated header, or with
+/// `udp_csum_required` a UDP header without a checksum.
 #[inline(always)]
 unsafe fn l4_header(
     l4: *const u8,
     end: *const u8,
-    proto: u8,
+    proto: Proto,
     udp_csum_required: bool,
 ) -> Option<u8> {
     match proto {
-        IPPROTO_UDP => {
+        Proto::Udp => {
             if l4.add(UDP_HLEN) > end {
                 return None;
             }
@@ -267,7 +287,7 @@ unsafe fn l4_header(
             }
             Some(0)
         }
-        IPPROTO_TCP => {
+        Proto::Tcp => {
             if l4.add(TCP_MIN_HLEN) > end {
                 return None;
             }
@@ -277,7 +297,6 @@ unsafe fn l4_header(
             }
             Some(*l4.add(TCP_FLAGS))
         }
-        _ => None,
     }
 }
 
@@ -333,11 +352,11 @@ unsafe fn store_l4<A>(
 unsafe fn l4_csum(
     skb: *mut SkBuff,
     l4_off: u32,
-    proto: u8,
+    proto: Proto,
     addrs: u32,
     payload_diff: u32,
 ) -> Result<(), RewriteError> {
-    let (csum_off, l4_flags) = if proto == IPPROTO_UDP {
+    let (csum_off, l4_flags) = if proto == Proto::Udp {
         (l4_off + UDP_CSUM, BPF_F_MARK_MANGLED_0)
     } else {
         (l4_off + TCP_CSUM, 0)
