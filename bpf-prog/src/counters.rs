@@ -18,9 +18,10 @@ pub static COUNTERS: MapDef = MapDef {
 
 pub enum Outcome {
     Passed,
-    KeptForDockerd,
-    /// Kept for dockerd by the name rules.
-    KeptByRule(Rule),
+    /// Kept for dockerd: a single-label name (`Rule::Default`: no rule decided it), or a name
+    /// the rules keep. One variant with its rule always set: LLVM packed a payload-less
+    /// variant's undefined rule byte in a register the verifier refused.
+    Kept(Rule),
     RedirectedUdp {
         clamped: bool,
         rule: Rule,
@@ -53,8 +54,7 @@ pub fn count(outcome: &Outcome) {
     let c = unsafe { &mut *counters };
     match outcome {
         Outcome::Passed => c.passed += 1,
-        Outcome::KeptForDockerd => c.queries_kept_for_dockerd += 1,
-        Outcome::KeptByRule(rule) => {
+        Outcome::Kept(rule) => {
             c.queries_kept_for_dockerd += 1;
             count_rule(c, rule);
         }

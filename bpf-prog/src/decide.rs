@@ -5,14 +5,12 @@
 use crate::config::config;
 use crate::counters::Outcome;
 use crate::events;
-use crate::flows::{self, Entry};
-use crate::kernel::{self, MapDef, SkBuff, TC_ACT_SHOT, TC_ACT_UNSPEC};
+use crate::family::Family;
+use crate::flows;
+use crate::kernel::{self, SkBuff, TC_ACT_SHOT, TC_ACT_UNSPEC};
 use crate::net::dns;
-use crate::net::packet::{
-    self, Ipv4, Patch, RewriteError, IPPROTO_TCP, IPPROTO_UDP, TCP_ACK, TCP_SYN,
-};
+use crate::net::packet::{self, Ip, Ipv4, Patch, Ports, Proto, RewriteError, TCP_ACK, TCP_SYN};
 use crate::rules::{self, Rule};
-use dnsredir_abi::FlowValue;
 
 /// A query to redirect: what its flow, its rewrite and its count need.
 pub struct DnsQuery {
@@ -50,7 +48,7 @@ pub unsafe fn decide(
             if let Some(ip) = kept_event {
                 events::query(skb, ip, kept_path);
             }
-            return Err(Outcome::KeptForDockerd);
+            return Err(Outcome::Kept(Rule::Default));
         }
         // After the name walk: before it, LLVM spilled an undefined register.
         rule = rules::check_at(skb, l4_off);
@@ -58,7 +56,7 @@ pub unsafe fn decide(
             if let Some(ip) = kept_event {
                 events::query(skb, ip, kept_path);
             }
-            return Err(Outcome::KeptByRule(rule));
+            return Err(Outcome::Kept(rule));
         }
         dns_id = query.id;
         clamp = query.edns_size.and_then(edns_clamp);
@@ -73,19 +71,13 @@ pub unsafe fn decide(
 }
 
 impl DnsQuery {
-    /// Records the query's flow in `table` (its key: the client's port `sport`, the DNS id and
-    /// `proto`), or for a later TCP segment finds it (see [`flows::on_query_in`]).
+    /// Records the flow of the query in `ip` (its key: the client's port, the DNS id and the
+    /// protocol), or for a later TCP segment finds it (see [`flows::on_query`]).
     #[inline(always)]
-    pub unsafe fn start_flow<V: Entry>(
-        &self,
-        table: &MapDef,
-        sport: u16,
-        proto: u8,
-        tcp_flags: u8,
-        value: &V,
-    ) -> Result<(), Outcome> {
-        let key = flows::key(sport, self.dns_id, proto);
-        flows::on_query_in(table, &key, value, self.udp || self.syn, tcp_flags)
+    unsafe fn start_flow<A: Family>(&self, ip: &Ip<A>) -> Result<(), Outcome> {
+        let key = flows::key(ip.sport, self.dns_id, ip.proto);
+        let starts = self.udp || self.syn;
+        flows::on_query(&key, &A::flow(ip), starts, ip.tcp_flags)
     }
 
     /// The count of the query once redirected.
@@ -102,36 +94,28 @@ impl DnsQuery {
     }
 }
 
-/// Starts the flow of the IPv4 `query` in `ip`, sends it to the upstream from `saddr` (through
-/// the container's interface when `neigh`, else on out of the interface it is leaving) and
-/// writes its `PATH_` event `path`: the program's answer. A plain answer, not a `Result`
-/// around one: LLVM spilled the undefined payload of its `Ok`, which the verifier refused.
+/// Starts the flow of `query` in `ip`, sends it to the upstream from `saddr` (through the
+/// container's interface when `neigh`, else on out of the interface it is leaving) and writes
+/// its `PATH_` event `path`: the program's answer. A plain answer, not a `Result` around one:
+/// LLVM spilled the undefined payload of its `Ok`, which the verifier refused.
 #[inline(always)]
-pub unsafe fn redirect(
+pub unsafe fn redirect<A: Family>(
     skb: *mut SkBuff,
-    ip: &Ipv4,
+    ip: &Ip<A>,
     query: &DnsQuery,
-    saddr: u32,
+    saddr: A,
     neigh: bool,
     path: u8,
 ) -> (Outcome, i32) {
-    let value = FlowValue {
-        closing_since_ns: 0,
-        client_addr: ip.saddr,
-        resolver_addr: ip.daddr,
-        resolver_port: ip.dport,
-        pad0: 0,
-        pad1: 0,
-    };
-    if let Err(outcome) = query.start_flow(&flows::FLOWS, ip.sport, ip.proto, ip.tcp_flags, &value)
-    {
+    if let Err(outcome) = query.start_flow(ip) {
         return (outcome, TC_ACT_UNSPEC);
     }
-    let rewrite = packet::Rewrite {
+    let (daddr, dport) = A::upstream();
+    let rewrite = Ports {
         saddr,
-        daddr: config!(upstream_addr),
+        daddr,
         sport: ip.sport,
-        dport: config!(upstream_port),
+        dport,
     };
     if let Err(failed) = rewritten(packet::rewrite(skb, ip, &rewrite, query.clamp.as_ref())) {
         return failed;
@@ -143,7 +127,7 @@ pub unsafe fn redirect(
             return (Outcome::Failed, action);
         }
     }
-    events::query(skb, ip, path);
+    A::sent(skb, ip, path);
     (query.redirected(), action)
 }
 
@@ -176,10 +160,10 @@ fn edns_clamp(size: dns::EdnsSize) -> Option<Patch> {
 /// Whether a query to a nameserver taken over is UDP (or TCP); `None` for a packet to pass.
 /// With --only, TCP stays with the nameserver: the name is not known at the SYN.
 #[inline(always)]
-pub fn udp_or_tcp(proto: u8) -> Option<bool> {
+pub fn udp_or_tcp(proto: Proto) -> Option<bool> {
     match proto {
-        IPPROTO_UDP => Some(true),
-        IPPROTO_TCP if !rules::only() => Some(false),
-        _ => None,
+        Proto::Udp => Some(true),
+        Proto::Tcp if !rules::only() => Some(false),
+        Proto::Tcp => None,
     }
 }

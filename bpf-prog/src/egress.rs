@@ -6,21 +6,13 @@
 //! query sent on writes an event (`PATH_NAMESERVER`, or `PATH_NAMESERVER_KEPT`).
 
 use crate::config::config;
-use crate::counters::{count, Outcome, PASS};
+use crate::counters::{Outcome, PASS};
 use crate::decide;
 use crate::kernel::{SkBuff, TC_ACT_UNSPEC};
 use crate::net::packet::Ipv4;
 use dnsredir_abi::{MAX_NAMESERVERS, PATH_NAMESERVER, PATH_NAMESERVERS, PATH_NAMESERVER_KEPT};
 
-/// # Safety
-/// Called by the kernel with its `__sk_buff`.
-#[no_mangle]
-#[link_section = "dnsredir/egress"]
-pub unsafe extern "C" fn dnsredir_egress(skb: *mut SkBuff) -> i32 {
-    let (outcome, action) = egress(skb);
-    count(&outcome);
-    action
-}
+program!("dnsredir/egress", dnsredir_egress, egress);
 
 /// One of the nameservers taken over, by address and port (both raw, as in the packet).
 #[inline(always)]

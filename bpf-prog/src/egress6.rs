@@ -4,40 +4,15 @@
 
 use crate::config::config;
 use crate::counters::{Outcome, PASS};
-use crate::decide::{self, rewritten};
-use crate::flows;
+use crate::decide;
 use crate::kernel::{SkBuff, TC_ACT_UNSPEC};
-use crate::net::ipv6::{self, Addr6, Ipv6};
-use dnsredir_abi::{FlowValue6, MAX_NAMESERVERS};
+use crate::net::ipv6::{Addr6, Ipv6};
+use dnsredir_abi::{MAX_NAMESERVERS, PATH_NAMESERVER};
 
 /// One word of the configuration's IPv6 nameserver table.
 #[inline(always)]
 fn nameserver_word(i: usize) -> u32 {
     unsafe { core::ptr::read_volatile(&crate::config::CONFIG.nameservers6[i]) }
-}
-
-/// An IPv6 address of the configuration.
-#[inline(always)]
-fn config_addr(field: &Addr6) -> Addr6 {
-    let mut a = [0u32; 4];
-    let mut i = 0;
-    while i < 4 {
-        a[i] = unsafe { core::ptr::read_volatile(&field[i]) };
-        i += 1;
-    }
-    a
-}
-
-/// The configured IPv6 upstream.
-#[inline(always)]
-pub fn upstream() -> Addr6 {
-    config_addr(&crate::config::CONFIG.upstream6_addr)
-}
-
-/// The interface's IPv6 address in the configuration.
-#[inline(always)]
-pub fn container() -> Addr6 {
-    config_addr(&crate::config::CONFIG.container6_addr)
 }
 
 /// One of the IPv6 nameservers taken over, by address and port (raw, as in the packet).
@@ -79,29 +54,9 @@ pub unsafe fn egress(skb: *mut SkBuff) -> (Outcome, i32) {
         return PASS;
     };
     // No event for a kept query: the event header has no room for an IPv6 client.
-    let query = match decide::decide(skb, Ipv6::L4_OFF, udp, ip.tcp_flags, false, None, 0) {
+    let query = match decide::decide(skb, ip.l4_off, udp, ip.tcp_flags, false, None, 0) {
         Ok(query) => query,
         Err(outcome) => return (outcome, TC_ACT_UNSPEC),
     };
-    let value = FlowValue6 {
-        closing_since_ns: 0,
-        resolver_addr: ip.daddr,
-        resolver_port: ip.dport,
-        pad0: 0,
-        pad1: 0,
-    };
-    if let Err(outcome) = query.start_flow(&flows::FLOWS6, ip.sport, ip.proto, ip.tcp_flags, &value)
-    {
-        return (outcome, TC_ACT_UNSPEC);
-    }
-    let rewrite = ipv6::Rewrite6 {
-        saddr: ip.saddr,
-        daddr: upstream(),
-        sport: ip.sport,
-        dport: config!(upstream6_port),
-    };
-    if let Err(failed) = rewritten(ipv6::rewrite(skb, &ip, &rewrite, query.clamp.as_ref())) {
-        return failed;
-    }
-    (query.redirected(), TC_ACT_UNSPEC)
+    decide::redirect(skb, &ip, &query, ip.saddr, false, PATH_NAMESERVER)
 }

@@ -4,7 +4,7 @@
 
 use crate::config::config;
 use crate::kernel::{self, MapDef, SkBuff};
-use crate::net::packet::{load16, Ipv4, IPPROTO_TCP, IPPROTO_UDP, UDP_HLEN};
+use crate::net::packet::{load16, Ipv4, Proto, UDP_HLEN};
 use core::ffi::c_void;
 use dnsredir_abi::{
     EventHeader, WatchControl, EVENTS_RING_SIZE, EVENT_DATA_MAX, EVENT_QUERY, EVENT_REPLY,
@@ -127,9 +127,8 @@ pub unsafe fn lo_answer(skb: *const SkBuff, ip: &Ipv4) {
         return;
     }
     let port = match ip.proto {
-        IPPROTO_UDP => config!(dockerd_udp_port),
-        IPPROTO_TCP => config!(dockerd_tcp_port),
-        _ => return,
+        Proto::Udp => config!(dockerd_udp_port),
+        Proto::Tcp => config!(dockerd_tcp_port),
     };
     if port == 0 || (ip.sport != port && ip.sport != DNS_PORT) {
         return;
@@ -159,7 +158,7 @@ unsafe fn emit(skb: *const SkBuff, ip: &Ipv4, kind: u8, path: u8, addr: u32, por
     let total = u16::from_be(load16(iph.add(2))) as u32;
     // Masks bound the offsets for the verifier; parse already checked them.
     let l4_off = ip.l4_off & 0x7f;
-    let (l4_hlen, prefix) = if ip.proto == IPPROTO_UDP {
+    let (l4_hlen, prefix) = if ip.proto == Proto::Udp {
         (UDP_HLEN as u32, 0)
     } else {
         let l4 = data.add(l4_off as usize);
@@ -191,7 +190,7 @@ unsafe fn emit(skb: *const SkBuff, ip: &Ipv4, kind: u8, path: u8, addr: u32, por
         captured: len as u16,
         kind,
         path,
-        proto: ip.proto,
+        proto: ip.proto as u8,
         pad0: 0,
         pad1: 0,
     };

@@ -6,36 +6,37 @@ use crate::config::config;
 use crate::counters::Outcome;
 use crate::kernel::{self, MapDef, SkBuff};
 use crate::net::dns;
-use crate::net::packet::{IPPROTO_UDP, TCP_FIN, TCP_RST};
+use crate::net::packet::{Proto, TCP_FIN, TCP_RST};
 use core::ffi::c_void;
 use dnsredir_abi::{FlowKey, FlowValue, FlowValue6, FLOW_TABLE_ENTRIES};
 
 #[no_mangle]
 #[link_section = "maps"]
-pub static FLOWS: MapDef = MapDef {
-    map_type: kernel::BPF_MAP_TYPE_LRU_HASH,
-    key_size: FlowKey::SIZE as u32,
-    value_size: FlowValue::SIZE as u32,
-    max_entries: FLOW_TABLE_ENTRIES,
-    map_flags: 0,
-};
+pub static FLOWS: MapDef = table::<FlowValue>();
 
 #[no_mangle]
 #[link_section = "maps"]
-pub static FLOWS6: MapDef = MapDef {
-    map_type: kernel::BPF_MAP_TYPE_LRU_HASH,
-    key_size: FlowKey::SIZE as u32,
-    value_size: FlowValue6::SIZE as u32,
-    max_entries: FLOW_TABLE_ENTRIES,
-    map_flags: 0,
-};
+pub static FLOWS6: MapDef = table::<FlowValue6>();
 
-/// A flow table's value: what the close tracking needs of it.
+/// An LRU table of flows whose values are `V`s: the oldest flow makes room for a new one.
+const fn table<V>() -> MapDef {
+    MapDef {
+        map_type: kernel::BPF_MAP_TYPE_LRU_HASH,
+        key_size: FlowKey::SIZE as u32,
+        value_size: core::mem::size_of::<V>() as u32,
+        max_entries: FLOW_TABLE_ENTRIES,
+        map_flags: 0,
+    }
+}
+
+/// A flow table's value: which table holds it, and what the close tracking needs of it.
 pub trait Entry {
+    const TABLE: &'static MapDef;
     fn closing_since_ns(&mut self) -> &mut u64;
 }
 
 impl Entry for FlowValue {
+    const TABLE: &'static MapDef = &FLOWS;
     #[inline(always)]
     fn closing_since_ns(&mut self) -> &mut u64 {
         &mut self.closing_since_ns
@@ -43,6 +44,7 @@ impl Entry for FlowValue {
 }
 
 impl Entry for FlowValue6 {
+    const TABLE: &'static MapDef = &FLOWS6;
     #[inline(always)]
     fn closing_since_ns(&mut self) -> &mut u64 {
         &mut self.closing_since_ns
@@ -50,44 +52,44 @@ impl Entry for FlowValue6 {
 }
 
 #[inline(always)]
-pub fn key(port: u16, dns_id: u16, proto: u8) -> FlowKey {
+pub fn key(port: u16, dns_id: u16, proto: Proto) -> FlowKey {
     FlowKey {
         port,
         dns_id,
-        proto,
+        proto: proto as u8,
         pad0: 0,
         pad1: 0,
     }
 }
 
-/// The flow's entry in `table` (whose values are `V`s), or null.
+/// The flow's entry in the table of `V`s, or null.
 #[inline(always)]
-pub unsafe fn find_in<V>(table: &MapDef, key: &FlowKey) -> *mut V {
-    kernel::map_lookup_elem(table, key as *const FlowKey as *const c_void) as *mut V
+unsafe fn find<V: Entry>(key: &FlowKey) -> *mut V {
+    kernel::map_lookup_elem(V::TABLE, key as *const FlowKey as *const c_void) as *mut V
 }
 
 /// False if the table refused the entry.
 #[inline(always)]
-unsafe fn remember_in<V>(table: &MapDef, key: &FlowKey, value: &V) -> bool {
+unsafe fn remember<V: Entry>(key: &FlowKey, value: &V) -> bool {
     kernel::map_update_elem(
-        table,
+        V::TABLE,
         key as *const FlowKey as *const c_void,
         value as *const V as *const c_void,
     ) == 0
 }
 
 #[inline(always)]
-pub unsafe fn forget_in(table: &MapDef, key: &FlowKey) {
-    kernel::map_delete_elem(table, key as *const FlowKey as *const c_void);
+unsafe fn forget<V: Entry>(key: &FlowKey) {
+    kernel::map_delete_elem(V::TABLE, key as *const FlowKey as *const c_void);
 }
 
-/// A TCP flow (an entry of `table`) ends with its connection: at once on RST, after a grace
+/// A TCP flow ends with its connection: at once on RST, after a grace
 /// period from the first FIN (either side's), so that its port cannot capture a later direct
 /// connection to the upstream.
 #[inline(always)]
-pub unsafe fn track_close_in<V: Entry>(table: &MapDef, flow: *mut V, key: &FlowKey, tcp_flags: u8) {
+unsafe fn track_close<V: Entry>(flow: *mut V, key: &FlowKey, tcp_flags: u8) {
     if tcp_flags & TCP_RST != 0 {
-        forget_in(table, key);
+        forget::<V>(key);
     } else if tcp_flags & TCP_FIN != 0 && *(*flow).closing_since_ns() == 0 {
         *(*flow).closing_since_ns() = kernel::ktime_get_ns();
     }
@@ -101,33 +103,32 @@ unsafe fn closed_since(closing_since_ns: u64) -> bool {
         && kernel::ktime_get_ns().wrapping_sub(closing_since_ns) > config!(tcp_close_grace_ns)
 }
 
-/// Records a query's flow in `table`, or for a later TCP segment finds it: UDP queries and SYNs
+/// Records a query's flow, or for a later TCP segment finds it: UDP queries and SYNs
 /// start a flow, other segments belong to one only if it started while we were attached (a
 /// connection that was already open stays where it was going). `Err` with the outcome of a
 /// packet to pass.
 #[inline(always)]
-pub unsafe fn on_query_in<V: Entry>(
-    table: &MapDef,
+pub unsafe fn on_query<V: Entry>(
     key: &FlowKey,
     value: &V,
     starts: bool,
     tcp_flags: u8,
 ) -> Result<(), Outcome> {
     if starts {
-        if !remember_in(table, key, value) {
+        if !remember(key, value) {
             return Err(Outcome::Failed);
         }
         return Ok(());
     }
-    let flow: *mut V = find_in(table, key);
+    let flow: *mut V = find(key);
     if flow.is_null() {
         return Err(Outcome::Passed);
     }
-    track_close_in(table, flow, key, tcp_flags);
+    track_close(flow, key, tcp_flags);
     Ok(())
 }
 
-/// The flow in `table` of an answer from the upstream (its key: the client's port `dport`, the
+/// The flow of an answer from the upstream (its key: the client's port `dport`, the
 /// DNS id of a UDP message whose header is at `l4_off`, and `proto`), taken for it: one answer
 /// per UDP query, so the flow is forgotten and its port and id cannot capture anything else; a
 /// TCP flow goes on until its connection closes. `Err` with the outcome of a packet to pass.
@@ -137,15 +138,14 @@ pub unsafe fn on_query_in<V: Entry>(
 /// may follow.
 #[inline(always)]
 pub unsafe fn on_reply<V: Entry + Copy>(
-    table: &MapDef,
     skb: *const SkBuff,
     l4_off: u32,
-    proto: u8,
+    proto: Proto,
     dport: u16,
     tcp_flags: u8,
     first_fragment: bool,
 ) -> Result<V, Outcome> {
-    let udp = proto == IPPROTO_UDP;
+    let udp = proto == Proto::Udp;
     let dns_id = if udp {
         match dns::id_at(skb, l4_off) {
             Some(id) => id,
@@ -155,7 +155,7 @@ pub unsafe fn on_reply<V: Entry + Copy>(
         0
     };
     let key = key(dport, dns_id, proto);
-    let found: *mut V = find_in(table, &key);
+    let found: *mut V = find(&key);
     if found.is_null() {
         return Err(Outcome::UnknownFlow);
     }
@@ -164,13 +164,13 @@ pub unsafe fn on_reply<V: Entry + Copy>(
     }
     let mut flow = *found;
     if udp {
-        forget_in(table, &key);
+        forget::<V>(&key);
     } else {
         if closed_since(*flow.closing_since_ns()) {
-            forget_in(table, &key);
+            forget::<V>(&key);
             return Err(Outcome::UnknownFlow);
         }
-        track_close_in(table, found, &key, tcp_flags);
+        track_close(found, &key, tcp_flags);
     }
     Ok(flow)
 }

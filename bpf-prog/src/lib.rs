@@ -9,18 +9,36 @@
 //! understand goes on untouched to the next tc filter.
 #![no_std]
 
+/// Declares a program: the kernel's entry point `$name` in `$section` (the abi's `*_SECTION`),
+/// which counts the outcome of `$body` and answers its tc verdict.
+macro_rules! program {
+    ($section:literal, $name:ident, $body:path) => {
+        /// # Safety
+        /// Called by the kernel with its `__sk_buff`.
+        #[no_mangle]
+        #[link_section = $section]
+        pub unsafe extern "C" fn $name(skb: *mut $crate::kernel::SkBuff) -> i32 {
+            let (outcome, action) = $body(skb);
+            $crate::counters::count(&outcome);
+            action
+        }
+    };
+}
+
 mod config;
 mod counters;
 mod decide;
 mod egress;
 mod egress6;
 mod events;
+mod family;
 mod flows;
 mod kernel;
 mod net;
 mod query;
 mod reply;
 mod reply6;
+mod restore;
 mod rules;
 
 #[no_mangle]

@@ -2,23 +2,15 @@
 //! to the upstream instead, through the container's interface.
 
 use crate::config::config;
-use crate::counters::{count, Outcome, PASS};
+use crate::counters::{Outcome, PASS};
 use crate::decide;
 use crate::events;
 use crate::kernel::{SkBuff, TC_ACT_UNSPEC};
-use crate::net::packet::{Ipv4, IPPROTO_TCP, IPPROTO_UDP};
+use crate::net::packet::{Ipv4, Proto};
 use crate::rules;
 use dnsredir_abi::{FLAG_REDIRECT_ALL, PATH_DOCKERD, PATH_UPSTREAM};
 
-/// # Safety
-/// Called by the kernel with its `__sk_buff`.
-#[no_mangle]
-#[link_section = "dnsredir/query"]
-pub unsafe extern "C" fn dnsredir_query(skb: *mut SkBuff) -> i32 {
-    let (outcome, action) = query(skb);
-    count(&outcome);
-    action
-}
+program!("dnsredir/query", dnsredir_query, query);
 
 #[inline(always)]
 unsafe fn query(skb: *mut SkBuff) -> (Outcome, i32) {
@@ -31,11 +23,11 @@ unsafe fn query(skb: *mut SkBuff) -> (Outcome, i32) {
         return PASS;
     }
     let udp = match ip.proto {
-        IPPROTO_UDP if config!(dockerd_udp_port) != 0 && ip.dport == config!(dockerd_udp_port) => {
+        Proto::Udp if config!(dockerd_udp_port) != 0 && ip.dport == config!(dockerd_udp_port) => {
             true
         }
         // With --only, TCP stays with dockerd: the name is not known at the SYN.
-        IPPROTO_TCP
+        Proto::Tcp
             if config!(dockerd_tcp_port) != 0
                 && ip.dport == config!(dockerd_tcp_port)
                 && !rules::only() =>

@@ -3,24 +3,15 @@
 //! go on up the interface's stack, on the nameservers path).
 
 use crate::config::config;
-use crate::counters::{count, Outcome, PASS};
-use crate::decide::rewritten;
+use crate::counters::{Outcome, PASS};
 use crate::egress;
 use crate::events;
-use crate::flows;
 use crate::kernel::{self, SkBuff, TC_ACT_SHOT, TC_ACT_UNSPEC};
-use crate::net::packet::{self, Ipv4};
-use dnsredir_abi::{FlowValue, PATH_NAMESERVERS};
+use crate::net::packet::Ipv4;
+use crate::restore;
+use dnsredir_abi::PATH_NAMESERVERS;
 
-/// # Safety
-/// Called by the kernel with its `__sk_buff`.
-#[no_mangle]
-#[link_section = "dnsredir/reply"]
-pub unsafe extern "C" fn dnsredir_reply(skb: *mut SkBuff) -> i32 {
-    let (outcome, action) = reply(skb);
-    count(&outcome);
-    action
-}
+program!("dnsredir/reply", dnsredir_reply, reply);
 
 #[inline(always)]
 unsafe fn reply(skb: *mut SkBuff) -> (Outcome, i32) {
@@ -41,28 +32,10 @@ unsafe fn reply(skb: *mut SkBuff) -> (Outcome, i32) {
     {
         return PASS;
     }
-    let flow: FlowValue = match flows::on_reply(
-        &flows::FLOWS,
-        skb,
-        ip.l4_off,
-        ip.proto,
-        ip.dport,
-        ip.tcp_flags,
-        ip.first_fragment,
-    ) {
+    let flow = match restore::restore(skb, &ip) {
         Ok(flow) => flow,
-        Err(Outcome::Passed) => return PASS,
-        Err(outcome) => return (outcome, TC_ACT_UNSPEC),
+        Err(answer) => return answer,
     };
-    let rewrite = packet::Rewrite {
-        saddr: flow.resolver_addr,
-        daddr: flow.client_addr,
-        sport: flow.resolver_port,
-        dport: ip.dport,
-    };
-    if let Err(failed) = rewritten(packet::rewrite(skb, &ip, &rewrite, None)) {
-        return failed;
-    }
     // The nameservers path: the answer now comes from the nameserver the client asked and goes
     // on up this interface's stack, where conntrack finds the query's flow.
     if config!(path) == PATH_NAMESERVERS {

@@ -8,10 +8,7 @@
 //! a pseudo-header with both 16-byte addresses, and is mandatory for UDP (0 is invalid).
 
 use super::checksum;
-use super::packet::{
-    l4_csum, l4_header, load16, load32, patch_field, store32, store_l4, Patch, Ports, RewriteError,
-    ETH_HLEN, IPPROTO_UDP, TCP_MIN_HLEN, UDP_HLEN,
-};
+use super::packet::{load16, load32, store32, Addr, Ip, RewriteError, ETH_HLEN};
 use crate::kernel::{self, SkBuff};
 
 const ETH_P_IPV6: u16 = 0x86dd;
@@ -28,15 +25,7 @@ pub type Addr6 = [u32; 4];
 
 /// An IPv6 packet with UDP or TCP right after its fixed header, the whole L4 header (TCP
 /// options included) in the linear data.
-pub struct Ipv6 {
-    pub proto: u8,
-    pub saddr: Addr6,
-    pub daddr: Addr6,
-    pub sport: u16,
-    pub dport: u16,
-    /// The TCP flags byte; 0 for UDP.
-    pub tcp_flags: u8,
-}
+pub type Ipv6 = Ip<Addr6>;
 
 #[inline(always)]
 unsafe fn load_addr(p: *const u8) -> Addr6 {
@@ -57,9 +46,6 @@ unsafe fn store_addr(p: *mut u8, a: &Addr6) {
 }
 
 impl Ipv6 {
-    /// Offset of the L4 header from the start of the frame.
-    pub const L4_OFF: u32 = L4_OFF as u32;
-
     /// `None` for anything else: not IPv6, an extension header, another protocol, a truncated
     /// header, or a UDP datagram without a checksum (invalid in IPv6).
     #[inline(always)]
@@ -75,50 +61,37 @@ impl Ipv6 {
         if *ip >> 4 != 6 {
             return None;
         }
-        let proto = *ip.add(IP6_NEXT_HEADER);
-        let l4 = data.add(L4_OFF);
-        // Extension headers and everything else are refused.
-        let tcp_flags = l4_header(l4, end, proto, true)?;
-        Some(Ipv6 {
-            proto,
-            saddr: load_addr(ip.add(IP6_SADDR)),
-            daddr: load_addr(ip.add(IP6_DADDR)),
-            sport: load16(l4),
-            dport: load16(l4.add(2)),
-            tcp_flags,
-        })
+        // An extension header in place of UDP or TCP is refused, as everything else.
+        Ipv6::at(
+            data.add(L4_OFF),
+            end,
+            L4_OFF,
+            *ip.add(IP6_NEXT_HEADER),
+            load_addr(ip.add(IP6_SADDR)),
+            load_addr(ip.add(IP6_DADDR)),
+            false,
+        )
     }
 }
 
-/// New IPv6 addresses and ports for a packet.
-pub type Rewrite6 = Ports<Addr6>;
+/// The IPv6 half of [`super::packet::rewrite`].
+impl Addr for Addr6 {
+    const L3_HLEN: usize = IPV6_HLEN;
+    const UDP_CSUM_REQUIRED: bool = true;
 
-/// Writes the new addresses, ports and payload field and fixes the L4 checksum: the address
-/// delta with BPF_F_PSEUDO_HDR, the rest without (see [`super::packet::rewrite`]).
-#[inline(always)]
-pub unsafe fn rewrite(
-    skb: *mut SkBuff,
-    ip: &Ipv6,
-    new: &Rewrite6,
-    patch: Option<&Patch>,
-) -> Result<(), RewriteError> {
-    let (data, end) = kernel::packet_bounds(skb);
-    let iph = data.add(ETH_HLEN);
-    let l4 = data.add(L4_OFF);
-    let l4_hlen = if ip.proto == IPPROTO_UDP {
-        UDP_HLEN
-    } else {
-        TCP_MIN_HLEN
-    };
-    if l4.add(l4_hlen) as *const u8 > end {
-        return Err(RewriteError::Untouched);
+    #[inline(always)]
+    unsafe fn store(iph: *mut u8, saddr: &Addr6, daddr: &Addr6) {
+        store_addr(iph.add(IP6_SADDR), saddr);
+        store_addr(iph.add(IP6_DADDR), daddr);
     }
-    let field = patch_field(data, end, patch)?;
 
-    store_addr(iph.add(IP6_SADDR), &new.saddr);
-    store_addr(iph.add(IP6_DADDR), &new.daddr);
-    let payload_diff = store_l4(l4, Ipv6::L4_OFF, field, ip.sport, ip.dport, new, patch);
+    #[inline(always)]
+    fn diff(old_s: &Addr6, new_s: &Addr6, old_d: &Addr6, new_d: &Addr6) -> u32 {
+        checksum::addr6_diff(old_s, new_s, old_d, new_d)
+    }
 
-    let addrs = checksum::addr6_diff(&ip.saddr, &new.saddr, &ip.daddr, &new.daddr);
-    l4_csum(skb, Ipv6::L4_OFF, ip.proto, addrs, payload_diff)
+    #[inline(always)]
+    unsafe fn l3_csum(_: *mut SkBuff, _: u32) -> Result<(), RewriteError> {
+        Ok(())
+    }
 }

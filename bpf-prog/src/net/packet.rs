@@ -1,4 +1,5 @@
-//! Reading and rewriting IPv4 UDP/TCP headers in place.
+//! Reading IPv4 UDP/TCP headers, and rewriting IPv4 or IPv6 ones in place (the IPv6 half of
+//! both in [`ipv6`](super::ipv6)).
 //!
 //! Packet memory is only touched through raw pointers compared against `data_end`: a slice
 //! would make LLVM compare lengths, which the verifier cannot follow.
@@ -35,8 +36,27 @@ pub(super) unsafe fn store32(p: *mut u8, v: u32) {
     (*(p as *mut U32Align2)).0 = v;
 }
 
-pub const IPPROTO_TCP: u8 = 6;
-pub const IPPROTO_UDP: u8 = 17;
+/// The L4 protocols the programs understand, numbered as in the IP header.
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Proto {
+    Tcp = 6,
+    Udp = 17,
+}
+
+impl Proto {
+    /// `None` for any other protocol number (IPv6's extension headers included).
+    #[inline(always)]
+    fn of(number: u8) -> Option<Proto> {
+        if number == Proto::Udp as u8 {
+            Some(Proto::Udp)
+        } else if number == Proto::Tcp as u8 {
+            Some(Proto::Tcp)
+        } else {
+            None
+        }
+    }
+}
 
 pub const TCP_FIN: u8 = 0x01;
 pub const TCP_SYN: u8 = 0x02;
@@ -59,21 +79,52 @@ pub(super) const TCP_DOFF: usize = 12;
 pub(super) const TCP_FLAGS: usize = 13;
 pub(super) const TCP_CSUM: u32 = 16;
 
-/// An IPv4 packet whose whole UDP or TCP header (TCP options included) is in the linear data:
-/// everything a rewrite of addresses and ports needs.
-pub struct Ipv4 {
+/// An IPv4 or IPv6 packet (its addresses `A`s, raw) whose whole UDP or TCP header (TCP
+/// options included) is in the linear data: everything a rewrite of addresses and ports needs.
+pub struct Ip<A> {
     /// Offset of the L4 header from the start of the frame; IHL honoured.
     pub l4_off: u32,
-    pub proto: u8,
-    pub saddr: u32,
-    pub daddr: u32,
+    pub proto: Proto,
+    pub saddr: A,
+    pub daddr: A,
     pub sport: u16,
     pub dport: u16,
     /// The TCP flags byte; 0 for UDP.
     pub tcp_flags: u8,
     /// More fragments follow (and this is the first, or `parse` would have refused it): only
-    /// the start of the datagram is here.
+    /// the start of the datagram is here. Never for IPv6, whose fragments `parse` refuses.
     pub first_fragment: bool,
+}
+
+pub type Ipv4 = Ip<u32>;
+
+impl<A: Addr> Ip<A> {
+    /// The packet with the L3 header's protocol `number`, addresses and `first_fragment`, and
+    /// its UDP or TCP header at `l4`, `l4_off` from the frame start: `None` for another
+    /// protocol, or unless that header is all there before `end` (see [`l4_header`]).
+    #[inline(always)]
+    pub(super) unsafe fn at(
+        l4: *const u8,
+        end: *const u8,
+        l4_off: usize,
+        number: u8,
+        saddr: A,
+        daddr: A,
+        first_fragment: bool,
+    ) -> Option<Ip<A>> {
+        let proto = Proto::of(number)?;
+        let tcp_flags = l4_header(l4, end, proto, A::UDP_CSUM_REQUIRED)?;
+        Some(Ip {
+            l4_off: l4_off as u32,
+            proto,
+            saddr,
+            daddr,
+            sport: load16(l4),
+            dport: load16(l4.add(2)),
+            tcp_flags,
+            first_fragment,
+        })
+    }
 }
 
 impl Ipv4 {
@@ -102,19 +153,16 @@ impl Ipv4 {
         if frag & 0x1fffu16.to_be() != 0 {
             return None;
         }
-        let proto = *ip.add(IP_PROTO);
-        let l4 = ip.add(ihl);
-        let tcp_flags = l4_header(l4, end, proto, false)?;
-        Some(Ipv4 {
-            l4_off: (ETH_HLEN + ihl) as u32,
-            proto,
-            saddr: load32(ip.add(IP_SADDR)),
-            daddr: load32(ip.add(IP_DADDR)),
-            sport: load16(l4),
-            dport: load16(l4.add(2)),
-            tcp_flags,
-            first_fragment: frag & 0x2000u16.to_be() != 0,
-        })
+        let first_fragment = frag & 0x2000u16.to_be() != 0;
+        Ipv4::at(
+            ip.add(ihl),
+            end,
+            ETH_HLEN + ihl,
+            *ip.add(IP_PROTO),
+            load32(ip.add(IP_SADDR)),
+            load32(ip.add(IP_DADDR)),
+            first_fragment,
+        )
     }
 }
 
@@ -125,9 +173,6 @@ pub struct Ports<A> {
     pub sport: u16,
     pub dport: u16,
 }
-
-/// New IPv4 addresses and ports for a packet.
-pub type Rewrite = Ports<u32>;
 
 /// A 2-byte field of the L4 payload to replace along with the headers.
 pub struct Patch {
@@ -145,7 +190,46 @@ pub enum RewriteError {
     Broken,
 }
 
-/// Writes the new addresses, ports and payload field and fixes the IPv4 and L4 checksums.
+/// What a rewrite does differently with IPv4 (`u32`) and IPv6 ([`Addr6`](super::ipv6::Addr6))
+/// addresses.
+pub trait Addr: Copy {
+    /// The L3 header's length (without IPv4's options).
+    const L3_HLEN: usize;
+    /// A UDP datagram without a checksum is refused (invalid in IPv6).
+    const UDP_CSUM_REQUIRED: bool;
+    /// Writes the source and destination addresses into the L3 header at `iph`.
+    unsafe fn store(iph: *mut u8, saddr: &Self, daddr: &Self);
+    /// The checksum delta of replacing the addresses `old_s` and `old_d`.
+    fn diff(old_s: &Self, new_s: &Self, old_d: &Self, new_d: &Self) -> u32;
+    /// Fixes the L3 header's checksum for the address delta `addrs`: IPv6 has none.
+    unsafe fn l3_csum(skb: *mut SkBuff, addrs: u32) -> Result<(), RewriteError>;
+}
+
+impl Addr for u32 {
+    const L3_HLEN: usize = IPV4_MIN_HLEN;
+    const UDP_CSUM_REQUIRED: bool = false;
+
+    #[inline(always)]
+    unsafe fn store(iph: *mut u8, saddr: &u32, daddr: &u32) {
+        store32(iph.add(IP_SADDR), *saddr);
+        store32(iph.add(IP_DADDR), *daddr);
+    }
+
+    #[inline(always)]
+    fn diff(old_s: &u32, new_s: &u32, old_d: &u32, new_d: &u32) -> u32 {
+        checksum::addr_diff(*old_s, *new_s, *old_d, *new_d)
+    }
+
+    #[inline(always)]
+    unsafe fn l3_csum(skb: *mut SkBuff, addrs: u32) -> Result<(), RewriteError> {
+        if kernel::l3_csum_replace(skb, (ETH_HLEN + IP_CSUM) as u32, addrs) != 0 {
+            return Err(RewriteError::Broken);
+        }
+        Ok(())
+    }
+}
+
+/// Writes the new addresses, ports and payload field and fixes the L3 (IPv4) and L4 checksums.
 ///
 /// Address deltas go to the L4 checksum with BPF_F_PSEUDO_HDR, port and payload deltas without:
 /// for a CHECKSUM_PARTIAL packet (all of lo's) the field holds only the pseudo-header sum, which
@@ -154,10 +238,10 @@ pub enum RewriteError {
 /// Every bound is checked before the first store, so a rewrite cannot stop half-way; the checksum
 /// helpers then work on offsets inside the checked headers, where they do not fail.
 #[inline(always)]
-pub unsafe fn rewrite(
+pub unsafe fn rewrite<A: Addr>(
     skb: *mut SkBuff,
-    ip: &Ipv4,
-    new: &Rewrite,
+    ip: &Ip<A>,
+    new: &Ports<A>,
     patch: Option<&Patch>,
 ) -> Result<(), RewriteError> {
     let (data, end) = kernel::packet_bounds(skb);
@@ -165,39 +249,36 @@ pub unsafe fn rewrite(
     // the payload pointer separately.
     let iph = data.add(ETH_HLEN);
     let l4 = data.add(ip.l4_off as usize);
-    let l4_hlen = if ip.proto == IPPROTO_UDP {
+    let l4_hlen = if ip.proto == Proto::Udp {
         UDP_HLEN
     } else {
         TCP_MIN_HLEN
     };
-    if iph.add(IPV4_MIN_HLEN) as *const u8 > end || l4.add(l4_hlen) as *const u8 > end {
+    if iph.add(A::L3_HLEN) as *const u8 > end || l4.add(l4_hlen) as *const u8 > end {
         return Err(RewriteError::Untouched);
     }
     let field = patch_field(data, end, patch)?;
 
-    store32(iph.add(IP_SADDR), new.saddr);
-    store32(iph.add(IP_DADDR), new.daddr);
+    A::store(iph, &new.saddr, &new.daddr);
     let payload_diff = store_l4(l4, ip.l4_off, field, ip.sport, ip.dport, new, patch);
 
-    let addrs = checksum::addr_diff(ip.saddr, new.saddr, ip.daddr, new.daddr);
-    if kernel::l3_csum_replace(skb, (ETH_HLEN + IP_CSUM) as u32, addrs) != 0 {
-        return Err(RewriteError::Broken);
-    }
+    let addrs = A::diff(&ip.saddr, &new.saddr, &ip.daddr, &new.daddr);
+    A::l3_csum(skb, addrs)?;
     l4_csum(skb, ip.l4_off, ip.proto, addrs, payload_diff)
 }
 
 /// The TCP flags byte (0 for UDP) of the UDP or TCP (`proto`) header at `l4`, once all of it
-/// (TCP options included) is seen to be before `end`; `None` for another protocol, a truncated
-/// header, or with `udp_csum_required` a UDP header without a checksum.
+/// (TCP options included) is seen to be before `end`; `None` for a truncated header, or with
+/// `udp_csum_required` a UDP header without a checksum.
 #[inline(always)]
-pub(super) unsafe fn l4_header(
+unsafe fn l4_header(
     l4: *const u8,
     end: *const u8,
-    proto: u8,
+    proto: Proto,
     udp_csum_required: bool,
 ) -> Option<u8> {
     match proto {
-        IPPROTO_UDP => {
+        Proto::Udp => {
             if l4.add(UDP_HLEN) > end {
                 return None;
             }
@@ -206,7 +287,7 @@ pub(super) unsafe fn l4_header(
             }
             Some(0)
         }
-        IPPROTO_TCP => {
+        Proto::Tcp => {
             if l4.add(TCP_MIN_HLEN) > end {
                 return None;
             }
@@ -216,13 +297,12 @@ pub(super) unsafe fn l4_header(
             }
             Some(*l4.add(TCP_FLAGS))
         }
-        _ => None,
     }
 }
 
 /// The payload field a rewrite changes, checked to be in the packet; null without a `patch`.
 #[inline(always)]
-pub(super) unsafe fn patch_field(
+unsafe fn patch_field(
     data: *mut u8,
     end: *const u8,
     patch: Option<&Patch>,
@@ -243,7 +323,7 @@ pub(super) unsafe fn patch_field(
 /// Writes the new ports to the L4 header at `l4` (`l4_off` from the frame start) and the
 /// patch to its `field`; the checksum delta of what changed there.
 #[inline(always)]
-pub(super) unsafe fn store_l4<A>(
+unsafe fn store_l4<A>(
     l4: *mut u8,
     l4_off: u32,
     field: *mut u8,
@@ -269,14 +349,14 @@ pub(super) unsafe fn store_l4<A>(
 /// Fixes the checksum of the UDP or TCP (`proto`) header at `l4_off`: the address delta `addrs`
 /// with BPF_F_PSEUDO_HDR, the ports' and payload's `payload_diff` without.
 #[inline(always)]
-pub(super) unsafe fn l4_csum(
+unsafe fn l4_csum(
     skb: *mut SkBuff,
     l4_off: u32,
-    proto: u8,
+    proto: Proto,
     addrs: u32,
     payload_diff: u32,
 ) -> Result<(), RewriteError> {
-    let (csum_off, l4_flags) = if proto == IPPROTO_UDP {
+    let (csum_off, l4_flags) = if proto == Proto::Udp {
         (l4_off + UDP_CSUM, BPF_F_MARK_MANGLED_0)
     } else {
         (l4_off + TCP_CSUM, 0)
