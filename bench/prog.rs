@@ -1,9 +1,11 @@
 //! dnsredir's benchmark helpers (`harness = false`; `scripts/bench` drives them):
 //!
-//!     prog [--rounds N] [--calls N] [--out FILE] [--seed-object FILE]
+//!     prog [--rounds N] [--calls N] [--out FILE] [--seed-object FILE] [--other-object FILE]
 //!                                                  per-packet cost with BPF_PROG_TEST_RUN (default);
 //!                                                  with the C reference of the seed's programs
-//!                                                  (bench/seed/seed.c, built by scripts/bench)
+//!                                                  (bench/seed/seed.c, built by scripts/bench);
+//!                                                  with another dnsredir build's BPF object (same
+//!                                                  configuration layout): its cases as `other: …`
 //!     responder ADDR[:PORT] ANSWER [THREADS]       a fast UDP+TCP DNS responder for end-to-end runs
 //!     exec-time CMD [ARGS...]                      run CMD once: "wall_us maxrss_kb exit_code"
 //!     prog-stats ID...                             "id run_cnt run_time_ns" of loaded programs
@@ -26,11 +28,13 @@ mod netns;
 #[path = "../tests/support/packet.rs"]
 mod packet;
 
+use dnsredir::abi::Config;
 use dnsredir::abi::{
     WatchControl, EGRESS_SECTION, EVENTS_MAP, FLAG_NO_COUNTERS, PATH_NAMESERVERS, QUERY_SECTION,
     REPLY_SECTION, RULES_MAP, WATCH_MAP,
 };
 use dnsredir::bpf::elf::ObjectFile;
+use dnsredir::bpf::embedded;
 use dnsredir::bpf::insn::Insn;
 use dnsredir::bpf::load::{self, Loaded};
 use dnsredir::bpf::ringbuf::RingBuf;
@@ -472,6 +476,7 @@ struct Opts {
     calls: usize,
     out: Option<String>,
     seed_object: Option<String>,
+    other_object: Option<String>,
 }
 
 fn parse_opts(args: &[String]) -> Result<Opts, String> {
@@ -486,6 +491,7 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
         calls: env("BENCH_PROG_CALLS", 40_000),
         out: None,
         seed_object: std::env::var("BENCH_SEED_OBJECT").ok(),
+        other_object: std::env::var("BENCH_OTHER_OBJECT").ok(),
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -495,6 +501,7 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
             "--calls" => o.calls = value()?.parse().map_err(|e| format!("--calls: {e}"))?,
             "--out" => o.out = Some(value()?),
             "--seed-object" => o.seed_object = Some(value()?),
+            "--other-object" => o.other_object = Some(value()?),
             _ => return Err(format!("unknown option {a:?}")),
         }
     }
@@ -670,46 +677,119 @@ fn prog<'a>(l: &'a Loaded, s: &str) -> Result<&'a OwnedFd, String> {
     Ok(&l.program(s).ok_or(format!("no program {s}"))?.fd)
 }
 
+/// A program of `l` and its reply program.
+fn pair<'a>(l: &'a Loaded, s: &str) -> Result<(&'a OwnedFd, &'a OwnedFd), String> {
+    Ok((prog(l, s)?, prog(l, REPLY_SECTION)?))
+}
+
+/// The nameservers path of [`egress_cases`]: [`NAMESERVER`] taken over on eth0's egress.
+fn nameservers_config() -> Config {
+    let mut config = test_config(UPSTREAM_PORT, 0);
+    config.path = PATH_NAMESERVERS;
+    config.nameservers[0] = addr_raw(NAMESERVER);
+    config.nameserver_ports[0] = port_raw(53);
+    config.nameserver_count = 1;
+    config
+}
+
+/// One dnsredir object (this build's, or another build's with `--other-object`) loaded with
+/// the benchmark's configurations: with and without counters, a watcher's, the nameservers
+/// path's.
+struct Build {
+    with: Loaded,
+    without: Loaded,
+    watched: Loaded,
+    /// `None` for an object without the event maps.
+    watcher: Option<Watcher>,
+    nameservers: Loaded,
+}
+
+impl Build {
+    fn load(bytes: &[u8]) -> Result<Build, String> {
+        let load = |config: &Config| load_object(bytes, config);
+        let (_, with) = load(&test_config(UPSTREAM_PORT, 0))?;
+        let (_, without) = load(&test_config(UPSTREAM_PORT, FLAG_NO_COUNTERS))?;
+        let (watched_object, watched) = load(&test_config(UPSTREAM_PORT, 0))?;
+        let watcher = Watcher::new(&watched_object, &watched)?;
+        let (_, nameservers) = load(&nameservers_config())?;
+        Ok(Build {
+            with,
+            without,
+            watched,
+            watcher,
+            nameservers,
+        })
+    }
+
+    /// Its cases (all but the name rules'), each name after `prefix`.
+    fn cases(&self, prefix: &str) -> Result<Vec<Case<'_>>, String> {
+        let (wq, wr) = pair(&self.with, QUERY_SECTION)?;
+        let (nq, nr) = pair(&self.without, QUERY_SECTION)?;
+        let mut all = cases("", wq, wr, None);
+        all.extend(cases(", no counters", nq, nr, None));
+        if let Some(w) = &self.watcher {
+            let (q, r) = pair(&self.watched, QUERY_SECTION)?;
+            all.extend(cases(", watcher present", q, r, Some(w)));
+        }
+        let (e, r) = pair(&self.nameservers, EGRESS_SECTION)?;
+        all.extend(egress_cases(e, r));
+        Ok(all
+            .into_iter()
+            .map(|c| Case {
+                name: format!("{prefix}{}", c.name),
+                ..c
+            })
+            .collect())
+    }
+
+    /// "# size" lines: translated and JITed sizes of its programs.
+    fn sizes(&self, label: &str) -> Result<String, String> {
+        let mut out = String::new();
+        for (config, l, s) in [
+            ("counters", &self.with, QUERY_SECTION),
+            ("counters", &self.with, REPLY_SECTION),
+            ("no counters", &self.without, QUERY_SECTION),
+            ("no counters", &self.without, REPLY_SECTION),
+            ("nameservers", &self.nameservers, EGRESS_SECTION),
+        ] {
+            let st = prog_stats(prog(l, s)?).map_err(|e| e.to_string())?;
+            out.push_str(&format!(
+                "# size {s} ({label}{config}): {} insns translated, {} bytes JITed\n",
+                st.xlated_len / 8,
+                st.jited_len
+            ));
+        }
+        Ok(out)
+    }
+}
+
+/// The prefix of `--other-object`'s cases.
+const OTHER: &str = "other: ";
+
 fn per_packet(args: &[String]) -> Result<(), String> {
     let o = parse_opts(args)?;
     if unsafe { libc::geteuid() } != 0 {
         return Err("BPF_PROG_TEST_RUN needs root".into());
     }
-    let (_, with) = load_programs(UPSTREAM_PORT, 0)?;
-    let (_, without) = load_programs(UPSTREAM_PORT, FLAG_NO_COUNTERS)?;
-    let (watched_object, watched) = load_programs(UPSTREAM_PORT, 0)?;
-    let watcher = Watcher::new(&watched_object, &watched)?;
+    let this = Build::load(embedded::object_bytes())?;
+    let other = match &o.other_object {
+        None => None,
+        Some(path) => {
+            let bytes = std::fs::read(path).map_err(|e| format!("{path}: {e}"))?;
+            Some(Build::load(&bytes).map_err(|e| format!("{path}: {e}"))?)
+        }
+    };
     let floor = floor_program()?;
-    let (wq, wr) = (prog(&with, QUERY_SECTION)?, prog(&with, REPLY_SECTION)?);
-    let (nq, nr) = (
-        prog(&without, QUERY_SECTION)?,
-        prog(&without, REPLY_SECTION)?,
-    );
     let mut all_cases = vec![Case::new(
         "floor (r0 = 0; exit)",
         &floor,
         vec![query_packet(1)],
         0,
     )];
-    all_cases.extend(cases("", wq, wr, None));
-    all_cases.extend(cases(", no counters", nq, nr, None));
-    if let Some(w) = &watcher {
-        let (q, r) = (
-            prog(&watched, QUERY_SECTION)?,
-            prog(&watched, REPLY_SECTION)?,
-        );
-        all_cases.extend(cases(", watcher present", q, r, Some(w)));
+    all_cases.extend(this.cases("")?);
+    if let Some(other) = &other {
+        all_cases.extend(other.cases(OTHER)?);
     }
-    let mut config = test_config(UPSTREAM_PORT, 0);
-    config.path = PATH_NAMESERVERS;
-    config.nameservers[0] = addr_raw(NAMESERVER);
-    config.nameserver_ports[0] = port_raw(53);
-    config.nameserver_count = 1;
-    let (_, nameservers) = load_with(&config)?;
-    all_cases.extend(egress_cases(
-        prog(&nameservers, EGRESS_SECTION)?,
-        prog(&nameservers, REPLY_SECTION)?,
-    ));
     // Name rules: www.example.com under none of the --keep suffixes (redirected after the walk
     // and one LPM lookup), or under one of the --only suffixes.
     let rule_sets = [
@@ -838,13 +918,26 @@ fn per_packet(args: &[String]) -> Result<(), String> {
                 .join(",")
         ));
     }
-    for (label, l) in [("counters", &with), ("no counters", &without)] {
-        for s in [QUERY_SECTION, REPLY_SECTION] {
-            let st = prog_stats(prog(l, s)?).map_err(|e| e.to_string())?;
+    out.push_str(&this.sizes("")?);
+    if let Some(other) = &other {
+        out.push_str(&other.sizes(OTHER)?);
+        // this build − the other, per round (both cases ran in the same round), then the median
+        for (a, case) in all_cases.iter().enumerate() {
+            let Some(b) = all_cases
+                .iter()
+                .position(|c| c.name == format!("{OTHER}{}", case.name))
+            else {
+                continue;
+            };
+            let diff = |v: &[Vec<f64>]| {
+                let mut d: Vec<f64> = v[a].iter().zip(&v[b]).map(|(x, y)| x - y).collect();
+                let rounds = d.iter().map(|x| format!("{x:.0}")).collect::<Vec<_>>();
+                (median(&mut d), rounds.join(","))
+            };
+            let ((mean_d, mean_rounds), (med_d, _)) = (diff(&means), diff(&medians));
             out.push_str(&format!(
-                "# size {s} ({label}): {} insns translated, {} bytes JITed\n",
-                st.xlated_len / 8,
-                st.jited_len
+                "# this - other: {}: median of rounds' differences: means {mean_d:+.1} ns [{mean_rounds}], medians {med_d:+.0} ns\n",
+                case.name
             ));
         }
     }

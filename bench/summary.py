@@ -125,7 +125,7 @@ if pp.exists():
                 p(f"- {n_}")
         p("")
     for n_ in notes:
-        if n_.startswith("size") or n_.startswith("kernel"):
+        if n_.startswith(("size", "kernel", "this - other")):
             p(f"- {n_}")
     p("")
 

@@ -334,6 +334,15 @@ impl ObjectFile {
         self.maps.iter().position(|m| m.name == name)
     }
 
+    /// A static's initial bytes, e.g. the compiled-in configuration in `.rodata`.
+    pub fn global(&self, symbol: &str) -> Option<&[u8]> {
+        let g = self.globals.get(symbol)?;
+        self.maps[g.map]
+            .data
+            .as_ref()?
+            .get(g.offset..g.offset + g.size)
+    }
+
     /// Overwrites a static's initial bytes, e.g. the configuration in `.rodata`.
     pub fn set_global(&mut self, symbol: &str, bytes: &[u8]) -> Result<(), GlobalError> {
         let global = *self
@@ -503,9 +512,7 @@ mod tests {
     #[test]
     fn the_compiled_in_config_carries_this_builds_header() {
         let o = object();
-        let g = o.globals[abi::CONFIG_SYMBOL];
-        let data = o.maps[g.map].data.as_ref().expect("data");
-        let compiled_in = &data[g.offset..g.offset + g.size];
+        let compiled_in = o.global(abi::CONFIG_SYMBOL).expect("data");
         let header = abi::ConfigHeader::from_bytes(compiled_in).expect("a header");
         assert!(header.is_current(), "{header:?}");
         assert_eq!(header.build_id, 0, "the loader fills it");

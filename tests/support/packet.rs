@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use super::dns;
-use dnsredir::abi::{Config, CONFIG_SYMBOL};
+use dnsredir::abi::{Config, ConfigHeader, CONFIG_MAGIC, CONFIG_SYMBOL, LAYOUT_VERSION};
 use dnsredir::bpf::elf::ObjectFile;
 use dnsredir::bpf::embedded;
 use dnsredir::bpf::load::{self, Loaded};
@@ -52,8 +52,26 @@ pub fn load_programs(upstream_port: u16, flags: u16) -> Result<(ObjectFile, Load
 
 /// The embedded object with this configuration, loaded into the kernel.
 pub fn load_with(config: &Config) -> Result<(ObjectFile, Loaded), String> {
-    let mut object =
-        ObjectFile::parse(embedded::object_bytes()).map_err(|e| format!("parse: {e}"))?;
+    load_object(embedded::object_bytes(), config)
+}
+
+/// A dnsredir object (the embedded one, or another build's whose configuration has this
+/// build's layout) with this configuration, loaded into the kernel.
+pub fn load_object(bytes: &[u8], config: &Config) -> Result<(ObjectFile, Loaded), String> {
+    let mut object = ObjectFile::parse(bytes).map_err(|e| format!("parse: {e}"))?;
+    match object
+        .global(CONFIG_SYMBOL)
+        .and_then(ConfigHeader::from_bytes)
+    {
+        Some(h) if h.is_current() => {}
+        Some(h) if h.magic == CONFIG_MAGIC => {
+            return Err(format!(
+                "configuration layout {} (this build's is {LAYOUT_VERSION})",
+                h.layout
+            ))
+        }
+        _ => return Err("no dnsredir configuration header".into()),
+    }
     object
         .set_global(CONFIG_SYMBOL, &config.to_bytes())
         .map_err(|e| format!("config: {e}"))?;
