@@ -786,10 +786,19 @@ fn per_packet(args: &[String]) -> Result<(), String> {
         vec![query_packet(1)],
         0,
     )];
-    all_cases.extend(this.cases("")?);
-    if let Some(other) = &other {
-        all_cases.extend(other.cases(OTHER)?);
+    let mut others = match &other {
+        Some(other) => other.cases(OTHER)?,
+        None => Vec::new(),
+    };
+    // each case next to the other build's, so that the two run moments apart in every round
+    for case in this.cases("")? {
+        let theirs = others
+            .iter()
+            .position(|c| c.name == format!("{OTHER}{}", case.name));
+        all_cases.push(case);
+        all_cases.extend(theirs.map(|i| others.remove(i)));
     }
+    all_cases.append(&mut others);
     // Name rules: www.example.com under none of the --keep suffixes (redirected after the walk
     // and one LPM lookup), or under one of the --only suffixes.
     let rule_sets = [
