@@ -58,7 +58,6 @@ pub fn attach(request: &AttachRequest, log: Log) -> Result<Attached, Error> {
     })
 }
 
-/// The embedded object with this configuration, through the verifier.
 /// lo and the `--interface` with its IPv4 address, the source of redirected queries: what both
 /// paths start from. The upstream must not be that address.
 fn interfaces(request: &AttachRequest) -> Result<(Interface, Interface, Ipv4Addr), Error> {
