@@ -84,6 +84,14 @@ fn nameservers_must_be_named_with_netns_and_reached_through_the_interface() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("do not leave through eth0"), "{err}");
     assert_eq!(egress_filters(&net.ctr.name), 0);
+
+    // The upstream cannot be one of the nameservers it stands in for.
+    let ns = net.ns.to_string();
+    let (code, out, err) = net.dnsredir(&["--upstream", &ns, "--resolver", &ns]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("one of the nameservers taken over"), "{err}");
+    assert_eq!(egress_filters(&net.ctr.name), 0);
 }
 
 /// Every interface of the machine's own namespace, with what tc shows on both hooks.

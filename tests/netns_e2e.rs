@@ -337,10 +337,11 @@ fn error_eth0_without_ipv4() {
 
 #[test]
 #[ignore = "needs root: network namespaces"]
-fn bad_pid_or_upstream_is_refused_in_one_line_with_nothing_attached() {
+fn a_bad_pid_or_upstream_is_refused_in_one_line_with_nothing_attached() {
     let net = DockerLikeNet::new();
     let (pid, up) = (net.ctr_pid.to_string(), net.up_addr.to_string());
-    let cases: [(&[&str], &[&str]); 2] = [
+    let own = net.ctr_addr.to_string();
+    let cases: [(&[&str], &[&str]); 3] = [
         (
             &["--pid", "999999999", "--upstream", &up],
             &["999999999", "process", "pid"],
@@ -348,6 +349,10 @@ fn bad_pid_or_upstream_is_refused_in_one_line_with_nothing_attached() {
         (
             &["--pid", &pid, "--upstream", "not-an-ip"],
             &["not-an-ip", "upstream"],
+        ),
+        (
+            &["--pid", &pid, "--upstream", &own],
+            &["container's own address"],
         ),
     ];
     for (args, words) in cases {

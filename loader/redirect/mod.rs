@@ -17,9 +17,10 @@ use crate::fault;
 use crate::net::netlink::Netlink;
 use crate::net::netns::{self, NetnsError, Target};
 use crate::net::tc::{self, Filter, Hook};
-use crate::target::{self, Interface, TargetError};
+use crate::probe;
+use crate::target::{self, Interface, RouteTo, TargetError};
 use rules::Rules;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::OwnedFd;
 
 pub use resolver::{AttachRequest, Attached};
@@ -59,20 +60,51 @@ pub fn attach(request: &AttachRequest, log: Log) -> Result<Attached, Error> {
 }
 
 /// lo and the `--interface` with its IPv4 address, the source of redirected queries: what both
-/// paths start from. The upstream must not be that address.
+/// paths start from.
 fn interfaces(request: &AttachRequest) -> Result<(Interface, Interface, Ipv4Addr), Error> {
     let lo = target::interface("lo")?;
     let iface = target::interface(&request.interface)?;
     let addr = iface
         .addr
         .ok_or_else(|| TargetError::NoIpv4(request.interface.clone()))?;
-    if *request.upstream.ip() == addr {
+    Ok((lo, iface, addr))
+}
+
+/// What both paths check of one family's `upstream` before anything is attached: it is
+/// neither the interface's own address `source` nor one of the `nameservers` taken over
+/// (none on the embedded-resolver path), the routes to all of them leave through the
+/// interface, and with `request.probe_upstream` it answers a query from `source` (its round
+/// trip in `log`).
+fn check_upstream(
+    request: &AttachRequest,
+    source: IpAddr,
+    upstream: SocketAddr,
+    nameservers: &[SocketAddr],
+    log: Log,
+) -> Result<(), Error> {
+    if upstream.ip() == source {
         return Err(Error::Upstream(format!(
             "{} is the container's own address",
-            request.upstream.ip()
+            upstream.ip()
         )));
     }
-    Ok((lo, iface, addr))
+    if nameservers.contains(&upstream) {
+        return Err(Error::Upstream(format!(
+            "{upstream} is one of the nameservers taken over"
+        )));
+    }
+    for ns in nameservers {
+        target::check_route(&request.interface, source, RouteTo::Nameserver(*ns))?;
+    }
+    target::check_route(&request.interface, source, RouteTo::Upstream(upstream.ip()))?;
+    if request.probe_upstream {
+        let rtt = probe::probe(source, upstream, probe::TIMEOUT)?;
+        log(format!(
+            "upstream {upstream} answered the probe in {}",
+            probe::format_rtt(rtt)
+        ));
+    }
+    Ok(())
 }
 
 /// Loads the programs with their maps (new ones every time: re-attaching replaces the old

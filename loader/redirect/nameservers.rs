@@ -5,17 +5,18 @@
 //! nameservers likewise go to the IPv6 upstream, when one is given. Name rules (`--keep`,
 //! `--only`) leave the queries they keep with the nameserver asked, untouched.
 
-use super::{interfaces, load_and_attach, put, remove_from_hook, transact, HookRef, Log};
+use super::{
+    check_upstream, interfaces, load_and_attach, put, remove_from_hook, transact, HookRef, Log,
+};
 use crate::abi::{Config, EGRESS_SECTION, MAX_NAMESERVERS, PATH_NAMESERVERS};
 use crate::bpf::embedded;
 use crate::error::Error;
 use crate::layout::{addr6_raw, addr_raw, port_raw};
 use crate::net::netlink::Netlink;
 use crate::net::tc::Hook;
-use crate::probe;
-use crate::redirect::resolver::{probe_upstream, AttachRequest, Attached, TCP_CLOSE_GRACE_NS};
-use crate::target::{self, Nameservers, ResolverPorts, RouteTo, TargetError};
-use std::net::{Ipv6Addr, SocketAddrV6};
+use crate::redirect::resolver::{AttachRequest, Attached, TCP_CLOSE_GRACE_NS};
+use crate::target::{self, Nameservers, ResolverPorts, TargetError};
+use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
 
 /// Attaches the nameservers path for `taken` (up to [`MAX_NAMESERVERS`] per family, at least
 /// one in all, none on loopback; the IPv6 ones only with `request.upstream6`), in the target's
@@ -37,25 +38,14 @@ pub fn attach_in(
         iface.ifindex,
         target::list(nameservers)
     ));
-    if nameservers.contains(&request.upstream) {
-        return Err(Error::Upstream(format!(
-            "{} is one of the nameservers taken over",
-            request.upstream
-        )));
-    }
-    for ns in nameservers {
-        target::check_route(
-            &request.interface,
-            container_addr,
-            RouteTo::Nameserver((*ns).into()),
-        )?;
-    }
-    target::check_route(
-        &request.interface,
-        container_addr,
-        RouteTo::Upstream((*request.upstream.ip()).into()),
+    let taken4: Vec<SocketAddr> = nameservers.iter().map(|&ns| ns.into()).collect();
+    check_upstream(
+        request,
+        container_addr.into(),
+        request.upstream.into(),
+        &taken4,
+        log,
     )?;
-    probe_upstream(request, container_addr, log)?;
     let (v6, ipv6_not_redirected) = match request.upstream6 {
         Some(upstream6) => ipv6_side(request, upstream6, &taken.v6, log)?,
         None => (None, None),
@@ -176,36 +166,8 @@ fn ipv6_side(
         request.interface,
         target::list(&nameservers)
     ));
-    if *upstream.ip() == source {
-        return Err(Error::Upstream(format!(
-            "{} is the container's own address",
-            upstream.ip()
-        )));
-    }
-    if nameservers.contains(&upstream) {
-        return Err(Error::Upstream(format!(
-            "{upstream} is one of the nameservers taken over"
-        )));
-    }
-    for ns in &nameservers {
-        target::check_route(
-            &request.interface,
-            source,
-            RouteTo::Nameserver((*ns).into()),
-        )?;
-    }
-    target::check_route(
-        &request.interface,
-        source,
-        RouteTo::Upstream((*upstream.ip()).into()),
-    )?;
-    if request.probe_upstream {
-        let rtt = probe::probe(source, upstream, probe::TIMEOUT)?;
-        log(format!(
-            "upstream {upstream} answered the probe in {}",
-            probe::format_rtt(rtt)
-        ));
-    }
+    let taken6: Vec<SocketAddr> = nameservers.iter().map(|&ns| ns.into()).collect();
+    check_upstream(request, source.into(), upstream.into(), &taken6, log)?;
     Ok((
         Some(Ipv6Side {
             upstream,

@@ -3,7 +3,9 @@
 //! upstream; the answers are taken on the interface's ingress and handed back to lo.
 
 use super::rules::Rules;
-use super::{interfaces, load_and_attach, put, remove_from_hook, transact, HookRef, Log};
+use super::{
+    check_upstream, interfaces, load_and_attach, put, remove_from_hook, transact, HookRef, Log,
+};
 use crate::abi::{Config, FLAG_REDIRECT_ALL, QUERY_SECTION};
 use crate::bpf::embedded;
 use crate::error::Error;
@@ -11,10 +13,8 @@ use crate::layout::{addr_raw, port_raw};
 use crate::net::netlink::Netlink;
 use crate::net::netns::Target;
 use crate::net::tc::Hook;
-use crate::probe;
 use crate::target::{
-    self, Nameservers, PortFinding, PortSource, Proto, ResolverPorts, RouteTo, TargetError,
-    DOCKER_RESOLVER,
+    self, Nameservers, PortFinding, PortSource, Proto, ResolverPorts, TargetError, DOCKER_RESOLVER,
 };
 use std::net::{Ipv4Addr, SocketAddrV4, SocketAddrV6};
 
@@ -71,18 +71,19 @@ pub fn attach_in(nl: &mut Netlink, request: &AttachRequest, log: Log) -> Result<
         "lo is ifindex {}; {} is ifindex {} with address {container_addr}",
         lo.ifindex, request.interface, iface.ifindex
     ));
-    target::check_route(
-        &request.interface,
-        container_addr,
-        RouteTo::Upstream((*request.upstream.ip()).into()),
-    )?;
     let (ports, left_with_dockerd) = dockerd_ports(request, log)?;
     if let Some(up6) = request.upstream6 {
         return Err(Error::Upstream(format!(
             "{up6} is IPv6, but Docker's embedded resolver ({DOCKER_RESOLVER}) is reached over IPv4 only: give one IPv4 --upstream"
         )));
     }
-    probe_upstream(request, container_addr, log)?;
+    check_upstream(
+        request,
+        container_addr.into(),
+        request.upstream.into(),
+        &[],
+        log,
+    )?;
     let config = Config {
         build_id: embedded::object_hash(),
         resolver_addr: addr_raw(DOCKER_RESOLVER),
@@ -150,24 +151,6 @@ pub fn attach_in(nl: &mut Netlink, request: &AttachRequest, log: Log) -> Result<
         nameservers: Nameservers::default(),
         ipv6_not_redirected: None,
     })
-}
-
-/// With `request.probe_upstream`, asks the upstream a query from `source`: an error if it does
-/// not answer, the round trip in `log` if it does.
-pub(super) fn probe_upstream(
-    request: &AttachRequest,
-    source: Ipv4Addr,
-    log: Log,
-) -> Result<(), Error> {
-    if request.probe_upstream {
-        let rtt = probe::probe(source, request.upstream, probe::TIMEOUT)?;
-        log(format!(
-            "upstream {} answered the probe in {}",
-            request.upstream,
-            probe::format_rtt(rtt)
-        ));
-    }
-    Ok(())
 }
 
 /// dockerd's ports: given ones as given, the others found ([`target::find_port`]). A protocol
