@@ -29,7 +29,8 @@ pub enum Error {
         action: String,
         source: NetlinkError,
     },
-    /// Reading back what is attached (--status).
+    /// A read or system call outside netlink and bpf(2) that failed: what is attached
+    /// (--status, --watch), a namespace's identity, the watch's ring buffer and output.
     Inspect {
         action: String,
         source: io::Error,
@@ -120,7 +121,8 @@ impl Error {
             Error::Netns(NetnsError::Exited(_)) => "did the container stop?",
             Error::Target(T::NoInterface(_)) => "is this a container on a Docker network? (use --interface for another name)",
             Error::Target(T::NoIpv4(_)) => "dnsredir needs one as the source of redirected queries",
-            Error::Target(T::NoResolver) => "Docker's embedded resolver exists only on user-defined networks (docker network create), not on the default bridge; pass --dockerd-port if the resolver is elsewhere",
+            // Never shown: without an embedded resolver, attach takes the nameservers path.
+            Error::Target(T::NoResolver) => return None,
             Error::Target(T::NoRoute { interface, .. }) => {
                 return Some(format!("dnsredir sends queries out of {interface}; give an upstream this container can reach (a container on an --internal network has no route out), or pass --interface"))
             }

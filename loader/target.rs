@@ -39,7 +39,7 @@ pub enum TargetError {
     HostNamespace(String),
     /// No embedded resolver, and the namespace's nameservers must be named (`--netns`).
     NameserversUnknown,
-    /// resolv.conf names no IPv4 nameserver.
+    /// resolv.conf names no nameserver that can be taken over.
     NoNameservers(PathBuf),
     /// The namespace's route to a nameserver leaves through another interface: its queries
     /// would never pass the interface's egress.
@@ -69,7 +69,7 @@ impl fmt::Display for TargetError {
             ),
             TargetError::HostNamespace(what) => write!(f, "{what} is in the host's network namespace: taking over its nameservers would take over the whole host's DNS; nothing attached"),
             TargetError::NameserversUnknown => write!(f, "nothing listens on {DOCKER_RESOLVER} in this namespace and its nameservers are unknown with --netns"),
-            TargetError::NoNameservers(path) => write!(f, "{} names no IPv4 nameserver to take over", path.display()),
+            TargetError::NoNameservers(path) => write!(f, "{} names no nameserver to take over (IPv6 ones count only with an IPv6 --upstream)", path.display()),
             TargetError::NameserverElsewhere { nameserver, interface, problem } => write!(f, "queries to the nameserver {nameserver} do not leave through {interface} ({problem}), so they cannot be taken on its egress"),
             TargetError::LoopbackNameserver(addr) => write!(f, "the nameserver {addr} is a loopback address: its queries never leave through the interface, so they cannot be taken on its egress"),
             TargetError::Ambiguous { proto, ports } => write!(f, "several {proto} sockets listen on {DOCKER_RESOLVER} (ports {}) and Docker's NAT did not say which is dockerd's: say it with --dockerd-port / --dockerd-tcp-port", list(ports)),

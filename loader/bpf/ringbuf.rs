@@ -7,7 +7,6 @@
 //! with an 8-byte header: its length (bit 31: still being written, bit 30: discarded) and the
 //! kernel's page offset; records are 8-byte aligned. epoll on the map fd wakes the reader.
 
-use super::sys;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -55,7 +54,8 @@ impl Drop for Mapping {
 
 /// A ring buffer's consumer side.
 pub struct RingBuf {
-    map: OwnedFd,
+    /// Held, not read: the epoll registration and the mappings are of this fd.
+    _map: OwnedFd,
     epoll: OwnedFd,
     consumer: Mapping,
     producer: Mapping,
@@ -69,11 +69,6 @@ unsafe impl Send for RingBuf {}
 fn page_size() -> usize {
     // SAFETY: sysconf has no preconditions.
     unsafe { libc::sysconf(libc::_SC_PAGESIZE) as usize }
-}
-
-/// Creates a ring buffer map of `data_size` bytes (a power of two, a multiple of the page size).
-pub fn create(name: &str, data_size: u32) -> io::Result<OwnedFd> {
-    sys::map_create(name, BPF_MAP_TYPE_RINGBUF, 0, 0, data_size, 0)
 }
 
 impl RingBuf {
@@ -112,17 +107,13 @@ impl RingBuf {
             return Err(io::Error::last_os_error());
         }
         Ok(RingBuf {
-            map,
+            _map: map,
             epoll,
             consumer,
             producer,
             page,
             mask: data_size as u64 - 1,
         })
-    }
-
-    pub fn map(&self) -> &OwnedFd {
-        &self.map
     }
 
     fn consumer_pos(&self) -> &AtomicU64 {

@@ -50,10 +50,7 @@ pub fn attach(request: &AttachRequest, log: Log) -> Result<Attached, Error> {
         log(format!(
             "no embedded resolver on {}: taking over the nameservers of {}",
             target::DOCKER_RESOLVER,
-            match &request.target {
-                Target::Pid(pid) => target::resolv_conf_path(*pid).display().to_string(),
-                Target::Path(p) => p.display().to_string(),
-            }
+            target::resolv_conf_path(*pid).display()
         ));
         nameservers::attach_in(nl, request, &found, log)
     })

@@ -11,7 +11,8 @@
 //! letters, digits, `-` and `_` as `\DDD`; `null` if malformed), `type` (mnemonic or `TYPEn`),
 //! `qtype` (number), `path` (`upstream`, `dockerd`, `nameserver`, `kept`), `answered` (bool), `rcode`
 //! (mnemonic or `RCODEn`), `answers` (answer count), `first_answer` (the first A or AAAA
-//! record's address), `latency_us`.
+//! record's address), `latency_us`, `rule` (the name rule that decided: `keep SUFFIX`, `only
+//! SUFFIX`, `outside --only`).
 
 use crate::abi::{
     EventHeader, EVENT_QUERY, EVENT_REPLY, PATH_DOCKERD, PATH_NAMESERVER, PATH_NAMESERVER_KEPT,
