@@ -399,18 +399,9 @@ fn attached_word(h: &HookStatus) -> &'static str {
 }
 
 fn count_keys(map: &OwnedFd, key_size: usize) -> Result<usize, Error> {
-    let mut key = vec![0u8; key_size];
-    let mut next = vec![0u8; key_size];
-    let mut count = 0;
-    let mut first = true;
-    while sys::map_next_key(map, if first { None } else { Some(&key) }, &mut next)
-        .context(|| "walking the flow table".into())?
-    {
-        std::mem::swap(&mut key, &mut next);
-        first = false;
-        count += 1;
-    }
-    Ok(count)
+    sys::map_keys(map, key_size)
+        .try_fold(0, |n, key| key.map(|_| n + 1))
+        .context(|| "walking the flow table".into())
 }
 
 /// dockerd's port for a protocol as the namespace shows it now.

@@ -551,12 +551,10 @@ pub fn pid_nameservers(pid: u32, max: usize, with_v6: bool) -> Result<Nameserver
 
 /// The (device, inode) of a namespace file.
 fn ns_identity(path: &std::path::Path) -> Result<(u64, u64), TargetError> {
-    use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::metadata(path).map_err(|source| TargetError::Proc {
+    crate::net::netns::identity(path).map_err(|source| TargetError::Proc {
         path: path.to_path_buf(),
         source,
-    })?;
-    Ok((meta.dev(), meta.ino()))
+    })
 }
 
 /// Refuses a namespace that is the host's own: that of pid 1, or, where pid 1's cannot be

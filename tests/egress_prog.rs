@@ -10,9 +10,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 mod support;
 use support::packet::*;
-use support::prog::{
-    assert_passed, load_config, load_programs_with, run, NameserversPath, NAMESERVER,
-};
+use support::prog::{assert_passed, load_config, run, NameserversPath, NAMESERVER};
 
 #[test]
 #[ignore = "needs root: bpf(2)"]
@@ -229,7 +227,7 @@ fn a_query_to_a_nameserver_is_untouched_on_the_embedded_resolver_path() {
 #[test]
 #[ignore = "needs root: bpf(2)"]
 fn ipv6_dns_passes_untouched() {
-    let loaded = load_programs_with(&NameserversPath::ipv4().config);
+    let loaded = NameserversPath::ipv4().load();
     let query = Packet::udp(
         (Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2), CLIENT_PORT),
         (Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x53), 53),

@@ -9,7 +9,7 @@
 //! Deterministic: the seed is printed first; DNSREDIR_FUZZ_SEED and DNSREDIR_FUZZ_ITERATIONS
 //! override the seed and the number of frames. Run with `--nocapture` to see the figures.
 
-use dnsredir::abi::{FLOWS_MAP, FLOW_TABLE_ENTRIES, QUERY_SECTION, REPLY_SECTION};
+use dnsredir::abi::{FlowKey, FLOWS_MAP, FLOW_TABLE_ENTRIES, QUERY_SECTION, REPLY_SECTION};
 use dnsredir::bpf::elf::ObjectFile;
 use dnsredir::bpf::load::Loaded;
 use dnsredir::bpf::sys;
@@ -450,19 +450,15 @@ fn check_redirect(section: &str, input: &[u8], out: &[u8]) -> Result<(), String>
 
 fn flow_count(object: &ObjectFile, loaded: &Loaded) -> u32 {
     let map = loaded.map(object, FLOWS_MAP).expect("flows map");
-    let mut key = [0u8; 8];
-    let mut next = [0u8; 8];
-    let mut n = 0;
-    let mut first = true;
-    while sys::map_next_key(map, (!first).then_some(&key[..]), &mut next).expect("next key") {
-        n += 1;
-        first = false;
-        key.copy_from_slice(&next);
-        assert!(
-            n <= FLOW_TABLE_ENTRIES + 1,
-            "the flow table grows unbounded"
-        );
-    }
+    // One more than the table holds would show a walk that never ends.
+    let n = sys::map_keys(map, FlowKey::SIZE)
+        .take(FLOW_TABLE_ENTRIES as usize + 2)
+        .inspect(|key| assert!(key.is_ok(), "next key: {key:?}"))
+        .count() as u32;
+    assert!(
+        n <= FLOW_TABLE_ENTRIES + 1,
+        "the flow table grows unbounded"
+    );
     n
 }
 

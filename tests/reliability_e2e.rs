@@ -754,7 +754,7 @@ impl FastUpstream {
         let thread = std::thread::spawn(move || {
             support::netns::enter_netns(&ns).unwrap();
             let sock = UdpSocket::bind(addr).unwrap();
-            support::netns::set_int_sockopt(&sock, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, 8 << 20)
+            dnsredir::net::sockopt::set(&sock, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &(8 << 20))
                 .expect("SO_RCVBUFFORCE");
             sock.set_read_timeout(Some(Duration::from_millis(50)))
                 .unwrap();

@@ -133,6 +133,32 @@ pub fn map_next_key(map: &OwnedFd, key: Option<&[u8]>, next: &mut [u8]) -> io::R
     }
 }
 
+/// The keys of `map` (each `key_size` bytes) in the kernel's order, up to the first error.
+pub fn map_keys(map: &OwnedFd, key_size: usize) -> impl Iterator<Item = io::Result<Vec<u8>>> + '_ {
+    let mut key: Option<Vec<u8>> = None;
+    let mut done = false;
+    std::iter::from_fn(move || {
+        if done {
+            return None;
+        }
+        let mut next = vec![0u8; key_size];
+        match map_next_key(map, key.as_deref(), &mut next) {
+            Ok(true) => {
+                key = Some(next.clone());
+                Some(Ok(next))
+            }
+            Ok(false) => {
+                done = true;
+                None
+            }
+            Err(e) => {
+                done = true;
+                Some(Err(e))
+            }
+        }
+    })
+}
+
 #[repr(C)]
 struct MapFdAttr {
     map_fd: u32,

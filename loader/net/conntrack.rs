@@ -5,17 +5,15 @@
 //! Encoded by hand (include/uapi/linux/netfilter/nfnetlink.h, nfnetlink_conntrack.h): an
 //! nlmsghdr, an nfgenmsg, then netlink attributes.
 
-use crate::net::netlink::{extended_ack_message, NetlinkError};
+use crate::net::netlink::{attributes, extended_ack_message, NetlinkError, NLMSG_HDRLEN};
 use crate::net::sockopt;
 use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
-const NLMSG_HDRLEN: usize = 16;
 const NLMSG_ERROR: u16 = 2;
 const NLM_F_REQUEST: u16 = 1;
 const NLA_F_NESTED: u16 = 0x8000;
-const NLA_TYPE_MASK: u16 = 0x3fff;
 
 /// NFNL_SUBSYS_CTNETLINK (nfnetlink.h).
 const NFNL_SUBSYS_CTNETLINK: u16 = 1;
@@ -97,25 +95,8 @@ pub fn encode_get(sequence: u32, orig: &Tuple) -> Vec<u8> {
     msg
 }
 
-/// The attributes of a netlink attribute stream: (type without flags, payload).
-fn attrs(mut data: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
-    std::iter::from_fn(move || {
-        if data.len() < 4 {
-            return None;
-        }
-        let len = u16::from_ne_bytes([data[0], data[1]]) as usize;
-        let kind = u16::from_ne_bytes([data[2], data[3]]) & NLA_TYPE_MASK;
-        if len < 4 || len > data.len() {
-            return None;
-        }
-        let payload = &data[4..len];
-        data = data.get(len.next_multiple_of(4)..).unwrap_or_default();
-        Some((kind, payload))
-    })
-}
-
 fn find(data: &[u8], kind: u16) -> Option<&[u8]> {
-    attrs(data).find(|(k, _)| *k == kind).map(|(_, p)| p)
+    attributes(data).find(|(k, _)| *k == kind).map(|(_, p)| p)
 }
 
 fn decode_tuple(data: &[u8]) -> Option<Tuple> {

@@ -10,7 +10,10 @@ use std::io;
 
 /// NLMSGERR_ATTR_MSG (include/uapi/linux/netlink.h): the kernel's text for an error.
 const NLMSGERR_ATTR_MSG: u16 = 1;
-const NLMSG_HDRLEN: usize = 16;
+/// The size of struct nlmsghdr.
+pub const NLMSG_HDRLEN: usize = 16;
+/// An attribute's type without its NLA_F_NESTED and NLA_F_NET_BYTEORDER flags.
+const NLA_TYPE_MASK: u16 = 0x3fff;
 
 #[derive(Debug)]
 pub enum NetlinkError {
@@ -139,21 +142,28 @@ impl Netlink {
 
 /// The text of NLMSGERR_ATTR_MSG in an error's payload (after the capped request header).
 pub fn extended_ack_message(payload: &[u8]) -> Option<String> {
-    let mut attrs = payload.get(NLMSG_HDRLEN..)?;
-    while attrs.len() >= 4 {
-        let len = u16::from_ne_bytes([attrs[0], attrs[1]]) as usize;
-        let kind = u16::from_ne_bytes([attrs[2], attrs[3]]) & 0x3fff;
-        if len < 4 || len > attrs.len() {
+    let (_, text) =
+        attributes(payload.get(NLMSG_HDRLEN..)?).find(|(k, _)| *k == NLMSGERR_ATTR_MSG)?;
+    let end = text.iter().position(|&b| b == 0).unwrap_or(text.len());
+    Some(String::from_utf8_lossy(&text[..end]).into_owned())
+}
+
+/// The attributes of a netlink attribute stream, (type without flags, payload), up to the
+/// first one that is cut short.
+pub fn attributes(mut data: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+    std::iter::from_fn(move || {
+        if data.len() < 4 {
             return None;
         }
-        if kind == NLMSGERR_ATTR_MSG {
-            let text = &attrs[4..len];
-            let end = text.iter().position(|&b| b == 0).unwrap_or(text.len());
-            return Some(String::from_utf8_lossy(&text[..end]).into_owned());
+        let len = u16::from_ne_bytes([data[0], data[1]]) as usize;
+        let kind = u16::from_ne_bytes([data[2], data[3]]) & NLA_TYPE_MASK;
+        if len < 4 || len > data.len() {
+            return None;
         }
-        attrs = attrs.get((len + 3) & !3..).unwrap_or_default();
-    }
-    None
+        let payload = &data[4..len];
+        data = data.get(len.next_multiple_of(4)..).unwrap_or_default();
+        Some((kind, payload))
+    })
 }
 
 #[cfg(test)]

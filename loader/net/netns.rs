@@ -168,7 +168,8 @@ pub fn current() -> io::Result<(u64, u64)> {
     identity(Path::new("/proc/thread-self/ns/net"))
 }
 
-fn identity(path: &Path) -> io::Result<(u64, u64)> {
+/// (device, inode) of the namespace file at `path`: equal for two paths to one namespace.
+pub fn identity(path: &Path) -> io::Result<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata(path).map(|m| (m.dev(), m.ino()))
 }

@@ -279,9 +279,8 @@ pub fn fill(map: &OwnedFd, rules: &Rules) -> Result<(), MapError> {
 pub fn read(map: &OwnedFd) -> Result<Rules, MapError> {
     let err = |action| move |source| MapError { action, source };
     let mut rules = Vec::new();
-    let mut key: Option<Vec<u8>> = None;
-    let mut next = vec![0u8; RULE_KEY_SIZE];
-    while sys::map_next_key(map, key.as_deref(), &mut next).map_err(err("walk"))? {
+    for next in sys::map_keys(map, RULE_KEY_SIZE) {
+        let next = next.map_err(err("walk"))?;
         let mut value = [0u8; RuleValue::SIZE];
         // An entry removed between the two calls is simply not listed.
         if sys::map_lookup(map, &next, &mut value).is_ok() {
@@ -291,7 +290,6 @@ pub fn read(map: &OwnedFd) -> Result<Rules, MapError> {
                 rules.push(Rule { suffix, kind });
             }
         }
-        key = Some(next.clone());
     }
     rules.sort_by(|a, b| (a.kind, &a.suffix).cmp(&(b.kind, &b.suffix)));
     Ok(Rules { rules })

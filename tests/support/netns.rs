@@ -134,31 +134,6 @@ pub fn ns_run_timeout(ns: &str, argv: &[&str], timeout: Duration) -> Result<CmdO
     run_timeout(&full, timeout)
 }
 
-/// `setsockopt(2)` with an `int` value, for the options std has no setter for (such as
-/// SO_RCVBUFFORCE).
-pub fn set_int_sockopt(
-    sock: &impl AsRawFd,
-    level: libc::c_int,
-    name: libc::c_int,
-    value: libc::c_int,
-) -> std::io::Result<()> {
-    let len = std::mem::size_of_val(&value) as libc::socklen_t;
-    // SAFETY: a valid socket, and a pointer to an int of the length given.
-    let rc = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            level,
-            name,
-            (&value as *const libc::c_int).cast(),
-            len,
-        )
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 /// (device, inode) of a namespace file, to compare namespaces.
 pub fn ns_identity(path: &str) -> Option<(u64, u64)> {
     std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))

@@ -80,11 +80,6 @@ pub fn nameservers_path_config(upstream_port: u16, flags: u16) -> Config {
     c
 }
 
-/// The embedded object with this configuration loaded: its programs and maps, or a panic.
-pub fn load_programs_with(config: &Config) -> Loaded {
-    load_config(config).1
-}
-
 /// `frame` through `section` comes back as it went in, with TC_ACT_UNSPEC.
 #[track_caller]
 pub fn assert_passed(loaded: &Loaded, section: &str, frame: &[u8], what: &str) {
@@ -260,6 +255,6 @@ impl NameserversPath {
 
     /// The programs loaded with this configuration.
     pub fn load(&self) -> Loaded {
-        load_programs_with(&self.config)
+        load_config(&self.config).1
     }
 }
