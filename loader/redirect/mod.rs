@@ -275,32 +275,38 @@ pub fn slot(existing: &[Filter]) -> (u16, u32) {
 /// Removes our filter from one hook (the other path's, when switching paths); other filters
 /// and the clsact qdisc stay.
 pub fn remove_from_hook(nl: &mut Netlink, at: HookRef, log: Log) -> Result<(), Error> {
-    if !tc::has_clsact(nl, at.ifindex).context(|| format!("listing qdiscs on {}", at.ifname))? {
-        return Ok(());
-    }
-    let filters =
-        tc::filters(nl, at.ifindex, at.hook).context(|| at.describe("listing filters"))?;
-    for filter in filters.iter().filter(|f| f.is_named(FILTER_PREFIX)) {
-        tc::del_filter(nl, at.ifindex, at.hook, filter)
-            .context(|| at.describe("removing the other path's dnsredir filter"))?;
-        log(format!(
-            "{}: {}",
-            at.describe("removed (the other path's)"),
-            filter.prog_name().unwrap_or("?")
-        ));
-    }
-    Ok(())
+    let said = Some((log, "removed (the other path's)"));
+    remove_filters(nl, at.ifname, at.ifindex, &[at.hook], false, said).map(drop)
 }
 
 /// Removes our filters from both hooks of an interface, and its clsact qdisc when nothing
 /// else is left on it. Returns how many filters were removed.
 pub fn remove_ours(nl: &mut Netlink, ifname: &str, ifindex: u32, log: Log) -> Result<usize, Error> {
+    let both = [Hook::Ingress, Hook::Egress];
+    remove_filters(nl, ifname, ifindex, &both, true, Some((log, "removed")))
+}
+
+/// Removes our filters from `hooks` of the interface, and with `drop_clsact` its clsact qdisc
+/// when no filter is left on either hook. `said`: the log and the word for each filter
+/// removed (and a line on the qdisc). Returns how many filters were removed.
+fn remove_filters(
+    nl: &mut Netlink,
+    ifname: &str,
+    ifindex: u32,
+    hooks: &[Hook],
+    drop_clsact: bool,
+    mut said: Option<(Log, &str)>,
+) -> Result<usize, Error> {
     if !tc::has_clsact(nl, ifindex).context(|| format!("listing qdiscs on {ifname}"))? {
         return Ok(0);
     }
-    let mut removed = 0;
-    let mut left = 0;
+    let (mut removed, mut left) = (0, 0);
     for hook in [Hook::Ingress, Hook::Egress] {
+        let ours_here = hooks.contains(&hook);
+        // The other hook's filters matter only to whether the qdisc may go.
+        if !ours_here && !drop_clsact {
+            continue;
+        }
         let at = HookRef {
             ifname,
             ifindex,
@@ -308,27 +314,34 @@ pub fn remove_ours(nl: &mut Netlink, ifname: &str, ifindex: u32, log: Log) -> Re
         };
         let filters = tc::filters(nl, ifindex, hook).context(|| at.describe("listing filters"))?;
         for filter in &filters {
-            if !filter.is_named(FILTER_PREFIX) {
+            if !(ours_here && filter.is_named(FILTER_PREFIX)) {
                 left += 1;
                 continue;
             }
             tc::del_filter(nl, ifindex, hook, filter)
                 .context(|| at.describe("removing the dnsredir filter"))?;
-            log(format!(
-                "{}: {}",
-                at.describe("removed"),
-                filter.prog_name().unwrap_or("?")
-            ));
             removed += 1;
+            if let Some((log, word)) = &mut said {
+                log(format!(
+                    "{}: {}",
+                    at.describe(word),
+                    filter.prog_name().unwrap_or("?")
+                ));
+            }
         }
+    }
+    if !drop_clsact {
+        return Ok(removed);
     }
     if left == 0 {
         tc::del_clsact(nl, ifindex).context(|| format!("removing the clsact qdisc on {ifname}"))?;
-        log(format!("removed the now empty clsact qdisc from {ifname}"));
-    } else {
-        log(format!(
-            "kept the clsact qdisc on {ifname}: {left} other filter(s) use it"
-        ));
+    }
+    if let Some((log, _)) = &mut said {
+        log(if left == 0 {
+            format!("removed the now empty clsact qdisc from {ifname}")
+        } else {
+            format!("kept the clsact qdisc on {ifname}: {left} other filter(s) use it")
+        });
     }
     Ok(removed)
 }
@@ -463,28 +476,7 @@ impl Before<'_> {
 /// Removes our filters from one hook; then the clsact qdisc too when it is empty and was not
 /// there before (`had_clsact`).
 fn remove_on_hook(nl: &mut Netlink, at: HookRef, had_clsact: bool) -> Result<(), Error> {
-    if !tc::has_clsact(nl, at.ifindex).context(|| format!("listing qdiscs on {}", at.ifname))? {
-        return Ok(());
-    }
-    let mut left = 0;
-    for hook in [Hook::Ingress, Hook::Egress] {
-        let here = HookRef { hook, ..at };
-        let filters =
-            tc::filters(nl, at.ifindex, hook).context(|| here.describe("listing filters"))?;
-        for f in &filters {
-            if hook == at.hook && f.is_named(FILTER_PREFIX) {
-                tc::del_filter(nl, at.ifindex, hook, f)
-                    .context(|| here.describe("removing the dnsredir filter"))?;
-            } else {
-                left += 1;
-            }
-        }
-    }
-    if left == 0 && !had_clsact {
-        tc::del_clsact(nl, at.ifindex)
-            .context(|| format!("removing the clsact qdisc on {}", at.ifname))?;
-    }
-    Ok(())
+    remove_filters(nl, at.ifname, at.ifindex, &[at.hook], !had_clsact, None).map(drop)
 }
 
 /// Removes dnsredir from the namespace; `Ok(0)` when it was not attached.
