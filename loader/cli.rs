@@ -2,9 +2,9 @@
 
 use crate::abi::MAX_NAMESERVERS;
 use crate::net::netns::Target;
-use crate::redirect::resolver::EDNS_MAX;
 use crate::redirect::rules::{self, Rules};
 use crate::redirect::AttachRequest;
+use crate::redirect::EDNS_MAX;
 use crate::target::{Nameservers, ResolverPorts};
 use crate::watch::WatchRequest;
 use argh::FromArgs;

@@ -4,6 +4,7 @@
 //! the namespace's own nameservers, taken on the interface's egress), and which one applies.
 
 pub mod nameservers;
+mod request;
 pub mod resolver;
 pub mod rules;
 
@@ -23,7 +24,7 @@ use rules::Rules;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::OwnedFd;
 
-pub use resolver::{AttachRequest, Attached};
+pub use request::{AttachRequest, Attached, EDNS_MAX, TCP_CLOSE_GRACE_NS};
 
 /// Attaches the path that fits the namespace: with `--resolver`, the nameservers named; else
 /// Docker's embedded resolver when the namespace has one, else the nameservers of the

@@ -8,13 +8,13 @@
 use super::{
     check_upstream, interfaces, load_and_attach, put, remove_from_hook, transact, HookRef, Log,
 };
+use super::{AttachRequest, Attached, TCP_CLOSE_GRACE_NS};
 use crate::abi::{Config, EGRESS_SECTION, MAX_NAMESERVERS, PATH_NAMESERVERS};
 use crate::bpf::embedded;
 use crate::error::Error;
 use crate::layout::{addr6_raw, addr_raw, port_raw};
 use crate::net::netlink::Netlink;
 use crate::net::tc::Hook;
-use crate::redirect::resolver::{AttachRequest, Attached, TCP_CLOSE_GRACE_NS};
 use crate::target::{self, Nameservers, ResolverPorts, TargetError};
 use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
 

@@ -2,66 +2,19 @@
 //! to dockerd on 127.0.0.11 are taken on lo ingress and sent out of the interface to the
 //! upstream; the answers are taken on the interface's ingress and handed back to lo.
 
-use super::rules::Rules;
 use super::{
-    check_upstream, interfaces, load_and_attach, put, remove_from_hook, transact, HookRef, Log,
+    check_upstream, interfaces, load_and_attach, put, remove_from_hook, transact, AttachRequest,
+    Attached, HookRef, Log, TCP_CLOSE_GRACE_NS,
 };
 use crate::abi::{Config, FLAG_REDIRECT_ALL, QUERY_SECTION};
 use crate::bpf::embedded;
 use crate::error::Error;
 use crate::layout::{addr_raw, port_raw};
 use crate::net::netlink::Netlink;
-use crate::net::netns::Target;
 use crate::net::tc::Hook;
 use crate::target::{
     self, Nameservers, PortFinding, PortSource, Proto, ResolverPorts, TargetError, DOCKER_RESOLVER,
 };
-use std::net::{Ipv4Addr, SocketAddrV4, SocketAddrV6};
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AttachRequest {
-    pub target: Target,
-    pub interface: String,
-    pub upstream: SocketAddrV4,
-    /// The IPv6 upstream (a second `--upstream`), nameservers path only: without it IPv6 DNS
-    /// passes untouched.
-    pub upstream6: Option<SocketAddrV6>,
-    /// `--resolver`: the nameservers to take over on the interface's egress (the nameservers
-    /// path; IPv6 ones need [`Self::upstream6`]); empty: Docker's embedded resolver if there is
-    /// one, else resolv.conf's nameservers.
-    pub resolvers: Nameservers,
-    /// `--dockerd-port` and `--dockerd-tcp-port`: the ones not given are found.
-    pub dockerd_ports: ResolverPorts,
-    pub redirect_all: bool,
-    /// Send one DNS query to the upstream before attaching (off with --no-probe).
-    pub probe_upstream: bool,
-    /// The largest EDNS UDP payload size redirected queries may announce; 0 leaves it alone.
-    pub edns_max: u16,
-    /// `--keep` and `--only`: written into the query program's map before it is attached.
-    pub rules: Rules,
-}
-
-/// `--edns-max`'s default: DNS Flag Day 2020's size, below which answers are not fragmented
-/// on common paths.
-pub const EDNS_MAX: u16 = 1232;
-
-/// How long a closing TCP flow keeps being restored (retransmitted FINs and ACKs).
-pub const TCP_CLOSE_GRACE_NS: u64 = 10_000_000_000;
-
-/// What was attached, for the report.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Attached {
-    pub config: Config,
-    pub container_addr: Ipv4Addr,
-    pub ports: ResolverPorts,
-    /// One line per protocol left with dockerd because its port could not be told.
-    pub left_with_dockerd: Vec<String>,
-    /// The nameservers path: the nameservers taken over, the IPv6 ones to the IPv6 upstream
-    /// (none on the embedded-resolver path).
-    pub nameservers: Nameservers,
-    /// Why an IPv6 upstream that was given is not used (one line for the user).
-    pub ipv6_not_redirected: Option<String>,
-}
 
 /// Attaches the embedded-resolver path, in the target's namespace already. Fails with
 /// [`TargetError::NoResolver`] before anything is loaded when there is no embedded resolver.
