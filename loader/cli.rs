@@ -1,12 +1,13 @@
 //! The command line: flags in, one plain [`Action`] out. Nothing here touches the system.
 
 use crate::abi::MAX_NAMESERVERS;
-use crate::net::netns::Target;
+use crate::namespace::dockerd::ResolverPorts;
+use crate::namespace::resolv_conf::Nameservers;
 use crate::redirect::rules::{self, Rules};
 use crate::redirect::AttachRequest;
 use crate::redirect::EDNS_MAX;
-use crate::target::{Nameservers, ResolverPorts};
-use crate::watch::WatchRequest;
+use crate::target::Target;
+use crate::watcher::WatchRequest;
 use argh::FromArgs;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::path::PathBuf;

@@ -3,10 +3,10 @@
 
 use crate::bpf::elf::{GlobalError, ParseError};
 use crate::bpf::load::LoadError;
+use crate::namespace::NamespaceError;
 use crate::net::netlink::NetlinkError;
 use crate::net::netns::NetnsError;
 use crate::probe::NoAnswer;
-use crate::target::TargetError;
 use std::fmt;
 use std::io;
 
@@ -16,7 +16,7 @@ pub enum Error {
         missing: Vec<&'static str>,
     },
     Netns(NetnsError),
-    Target(TargetError),
+    Namespace(NamespaceError),
     /// The upstream cannot work from this namespace.
     Upstream(String),
     /// The upstream did not answer the DNS query sent before attaching.
@@ -63,7 +63,7 @@ impl fmt::Display for Error {
                 missing.join(", ")
             ),
             Error::Netns(e) => e.fmt(f),
-            Error::Target(e) => e.fmt(f),
+            Error::Namespace(e) => e.fmt(f),
             Error::Upstream(e) => write!(f, "bad --upstream: {e}"),
             Error::Probe(e) => write!(f, "{e}; nothing attached"),
             Error::Object(e) => write!(f, "the embedded BPF object is malformed ({e})"),
@@ -91,7 +91,7 @@ impl std::error::Error for Error {
         match self {
             Error::NotPrivileged { .. } | Error::Upstream(_) => None,
             Error::Netns(e) => Some(e),
-            Error::Target(e) => Some(e),
+            Error::Namespace(e) => Some(e),
             Error::Probe(e) => Some(e),
             Error::Object(e) => Some(e),
             Error::Global(e) => Some(e),
@@ -106,7 +106,7 @@ impl std::error::Error for Error {
 impl Error {
     /// What the user can do about it, printed after the message on the same line.
     pub fn advice(&self) -> Option<String> {
-        use TargetError as T;
+        use NamespaceError as T;
         let text = match self {
             Error::Attach { undo: Undo::Failed(_), .. } => {
                 "run dnsredir with --detach, or the attach again, to leave a whole state"
@@ -119,19 +119,19 @@ impl Error {
             Error::Netns(NetnsError::Thread(_)) => "this is a bug in dnsredir; please report it",
             Error::Netns(NetnsError::Lock { .. }) => return None,
             Error::Netns(NetnsError::Exited(_)) => "did the container stop?",
-            Error::Target(T::NoInterface(_)) => "is this a container on a Docker network? (use --interface for another name)",
-            Error::Target(T::NoIpv4(_)) => "dnsredir needs one as the source of redirected queries",
+            Error::Namespace(T::NoInterface(_)) => "is this a container on a Docker network? (use --interface for another name)",
+            Error::Namespace(T::NoIpv4(_)) => "dnsredir needs one as the source of redirected queries",
             // Never shown: without an embedded resolver, attach takes the nameservers path.
-            Error::Target(T::NoResolver) => return None,
-            Error::Target(T::NoRoute { interface, .. }) => {
+            Error::Namespace(T::NoResolver) => return None,
+            Error::Namespace(T::NoRoute { interface, .. }) => {
                 return Some(format!("dnsredir sends queries out of {interface}; give an upstream this container can reach (a container on an --internal network has no route out), or pass --interface"))
             }
-            Error::Target(T::HostNamespace(_)) => "pass the pid of a process in a container with a network namespace of its own (not --network host)",
-            Error::Target(T::NameserversUnknown) => "name the namespace's nameservers with --resolver IP[:PORT] (repeatable), or pass --pid so that dnsredir reads its resolv.conf",
-            Error::Target(T::NoNameservers(_)) => "name the nameservers to take over with --resolver IP[:PORT]",
-            Error::Target(T::NameserverElsewhere { .. }) => "pass --interface for the interface its queries leave through, or name other nameservers with --resolver IP[:PORT]",
-            Error::Target(T::LoopbackNameserver(_)) => "point that local resolver at the upstream instead, or name nameservers reachable through the interface with --resolver IP[:PORT]",
-            Error::Target(T::Interfaces(_) | T::Proc { .. } | T::Ambiguous { .. }) => return None,
+            Error::Namespace(T::HostNamespace(_)) => "pass the pid of a process in a container with a network namespace of its own (not --network host)",
+            Error::Namespace(T::NameserversUnknown) => "name the namespace's nameservers with --resolver IP[:PORT] (repeatable), or pass --pid so that dnsredir reads its resolv.conf",
+            Error::Namespace(T::NoNameservers(_)) => "name the nameservers to take over with --resolver IP[:PORT]",
+            Error::Namespace(T::NameserverElsewhere { .. }) => "pass --interface for the interface its queries leave through, or name other nameservers with --resolver IP[:PORT]",
+            Error::Namespace(T::LoopbackNameserver(_)) => "point that local resolver at the upstream instead, or name nameservers reachable through the interface with --resolver IP[:PORT]",
+            Error::Namespace(T::Interfaces(_) | T::Proc { .. } | T::Ambiguous { .. }) => return None,
             Error::Probe(_) => "check the --upstream address and port (is the resolver running there?), or pass --no-probe to attach anyway",
             Error::Object(_) | Error::Global(_) => "rebuild dnsredir",
             Error::Load(LoadError::MissingHelper { min_kernel, .. }) => {
@@ -204,7 +204,7 @@ macro_rules! from {
 
 from!(
     NetnsError => Netns,
-    TargetError => Target,
+    NamespaceError => Namespace,
     NoAnswer => Probe,
     LoadError => Load,
     ParseError => Object,

@@ -9,12 +9,13 @@ use crate::abi::{
 use crate::bpf::{embedded, ringbuf, sys};
 use crate::error::{Context, Error};
 use crate::layout::{self, addr_from_raw, port_from_raw};
+use crate::namespace;
+use crate::namespace::dockerd::{PortSource, Proto};
 use crate::net::netlink::Netlink;
-use crate::net::netns::Target;
 use crate::net::tc::{self, Hook};
 use crate::redirect::rules::{self, Rules};
 use crate::redirect::{in_namespace, FILTER_PREFIX};
-use crate::target::{self, PortSource, Proto};
+use crate::target::Target;
 use std::os::fd::OwnedFd;
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -262,9 +263,9 @@ pub fn hooks(target: &Target, interface: &str) -> Result<Hooks, Error> {
 
 /// The hooks, read in the namespace the caller is in.
 fn read_hooks(nl: &mut Netlink, interface: &str) -> Result<Hooks, Error> {
-    let lo = target::interface("lo")?;
+    let lo = namespace::interfaces::interface("lo")?;
     let lo = hook_status(nl, "lo", lo.ifindex, Hook::Ingress)?;
-    let (ingress, egress) = match target::interface(interface) {
+    let (ingress, egress) = match namespace::interfaces::interface(interface) {
         Ok(iface) => (
             hook_status(nl, interface, iface.ifindex, Hook::Ingress)?,
             hook_status(nl, interface, iface.ifindex, Hook::Egress)?,
@@ -424,13 +425,13 @@ fn port_now(proto: Proto, in_force: Option<u16>) -> Result<PortNow, Error> {
     };
     if in_force.is_none() || proto == Proto::Udp {
         // The UDP probe is an empty datagram: the programs pass it to dockerd untouched.
-        let found = target::find_port(proto, None)?;
+        let found = namespace::dockerd::find_port(proto, None)?;
         return Ok(match found.source {
             PortSource::Given(p) | PortSource::Nat(p) => PortNow::Port(p),
             PortSource::Sockets(ports) => from_sockets(ports),
         });
     }
-    Ok(from_sockets(target::socket_ports(proto)?))
+    Ok(from_sockets(namespace::dockerd::socket_ports(proto)?))
 }
 
 /// Compares the configuration in force with the container as it is now: (why it is stale,
@@ -449,7 +450,7 @@ fn stale_reason(
             (_, PortNow::Unknown(ports)) => {
                 unknown.push(format!(
                     "cannot tell which of the {what} sockets on 127.0.0.11 (ports {}) is dockerd's",
-                    target::list(&ports)
+                    namespace::list(&ports)
                 ));
                 None
             }
@@ -480,7 +481,7 @@ fn interface_stale(
     rerun: &str,
     mut reasons: Vec<String>,
 ) -> Option<String> {
-    match target::interface(interface) {
+    match namespace::interfaces::interface(interface) {
         Ok(eth0) if eth0.addr != Some(addr_from_raw(config.container_addr)) => {
             reasons.push(format!(
                 "{interface}'s address is now {} but dnsredir sends from {}",
@@ -496,7 +497,7 @@ fn interface_stale(
         _ => {}
     }
     if let Some(addr6) = layout::container6_of(config) {
-        match target::ipv6_of(interface) {
+        match namespace::interfaces::ipv6_of(interface) {
             Ok(now) if now != Some(addr6) => reasons.push(format!(
                 "{interface}'s IPv6 address is now {} but dnsredir expects IPv6 answers at {addr6}",
                 now.map_or("none".to_string(), |a| a.to_string())

@@ -6,7 +6,7 @@ use dnsredir::error::Error;
 use dnsredir::fault;
 use dnsredir::redirect::{self, AttachRequest, Attached};
 use dnsredir::report::status as report;
-use dnsredir::watch::{self, Ended};
+use dnsredir::watcher::{self, Ended};
 use dnsredir::{inspect, layout};
 use std::process::ExitCode;
 
@@ -16,7 +16,7 @@ fn summary(request: &AttachRequest, a: &Attached) -> String {
         if !a.nameservers.v4.is_empty() {
             to.push(format!(
                 "DNS to the nameservers {} now goes to {}",
-                dnsredir::target::list(&a.nameservers.v4),
+                dnsredir::namespace::list(&a.nameservers.v4),
                 layout::upstream_of(&a.config)
             ));
         }
@@ -24,7 +24,7 @@ fn summary(request: &AttachRequest, a: &Attached) -> String {
             Some(up6) if !a.nameservers.v6.is_empty() => {
                 to.push(format!(
                     "DNS to the IPv6 nameservers {} now goes to {up6}",
-                    dnsredir::target::list(&a.nameservers.v6)
+                    dnsredir::namespace::list(&a.nameservers.v6)
                 ));
                 String::new()
             }
@@ -107,7 +107,7 @@ fn run(action: Action, verbose: bool) -> Result<u8, Error> {
         Action::Watch(request) => {
             let mut out = std::io::stdout().lock();
             let mut note = |line: String| eprintln!("dnsredir: {line}");
-            match watch::run(&request, &mut out, &mut note)? {
+            match watcher::run(&request, &mut out, &mut note)? {
                 Ended::Stopped => Ok(0),
                 Ended::Refused(line) | Ended::Lost(line) => {
                     eprintln!("dnsredir: {line}");

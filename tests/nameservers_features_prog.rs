@@ -7,8 +7,8 @@
 
 use dnsredir::abi::{
     EventHeader, EGRESS_SECTION, EVENT_QUERY, EVENT_REPLY, EVENT_SIZE, FLAG_RULES_KEEP,
-    FLAG_RULES_ONLY, PATH_NAMESERVER, PATH_NAMESERVER_KEPT, PATH_NONE, QUERY_SECTION,
-    REPLY_SECTION,
+    FLAG_RULES_ONLY, QUERY_SECTION, REPLY_SECTION, ROUTE_NAMESERVER, ROUTE_NAMESERVER_KEPT,
+    ROUTE_NONE,
 };
 use dnsredir::bpf::elf::ObjectFile;
 use dnsredir::bpf::load::Loaded;
@@ -256,10 +256,15 @@ fn egress_query_and_restored_answer_each_write_one_event() {
 
     let events = take_events(&mut ring);
     assert_eq!(events.len(), 4, "{events:?}");
-    expect(&events[0], EVENT_QUERY, PATH_NAMESERVER, &q.payload);
-    expect(&events[1], EVENT_REPLY, PATH_NONE, &a.payload);
-    expect(&events[2], EVENT_QUERY, PATH_NAMESERVER_KEPT, &kept.payload);
-    expect(&events[3], EVENT_REPLY, PATH_NONE, &own.payload);
+    expect(&events[0], EVENT_QUERY, ROUTE_NAMESERVER, &q.payload);
+    expect(&events[1], EVENT_REPLY, ROUTE_NONE, &a.payload);
+    expect(
+        &events[2],
+        EVENT_QUERY,
+        ROUTE_NAMESERVER_KEPT,
+        &kept.payload,
+    );
+    expect(&events[3], EVENT_REPLY, ROUTE_NONE, &own.payload);
 }
 
 #[test]
@@ -272,7 +277,7 @@ fn the_egress_query_event_has_the_nameserver_path_and_the_query_bytes() {
     assert_eq!(ret, TC_ACT_UNSPEC);
     let events = take_events(&mut ring);
     assert_eq!(events.len(), 1, "{events:?}");
-    expect(&events[0], EVENT_QUERY, PATH_NAMESERVER, &q.payload);
+    expect(&events[0], EVENT_QUERY, ROUTE_NAMESERVER, &q.payload);
 }
 
 // ---------------------------------------------------------------- IPv6

@@ -4,8 +4,8 @@
 
 use dnsredir::abi::{
     EventHeader, WatchControl, EVENTS_LOST_MAP, EVENTS_RING_SIZE, EVENT_DATA_MAX, EVENT_QUERY,
-    EVENT_REPLY, EVENT_SIZE, PATH_DOCKERD, PATH_NONE, PATH_UPSTREAM, QUERY_SECTION, REPLY_SECTION,
-    WATCH_LEASE_NS,
+    EVENT_REPLY, EVENT_SIZE, QUERY_SECTION, REPLY_SECTION, ROUTE_DOCKERD, ROUTE_NONE,
+    ROUTE_UPSTREAM, WATCH_LEASE_NS,
 };
 use dnsredir::bpf::elf::ObjectFile;
 use dnsredir::bpf::load::Loaded;
@@ -143,15 +143,15 @@ fn with_a_watcher_each_query_and_answer_is_one_event_byte_for_byte() {
         assert!((before..=after).contains(&h.time_ns), "event {i}: ktime");
         assert_eq!((h.pad0, h.pad1), (0, 0));
     };
-    expect(0, EVENT_QUERY, PATH_UPSTREAM, &q.payload);
+    expect(0, EVENT_QUERY, ROUTE_UPSTREAM, &q.payload);
     expect(
         1,
         EVENT_REPLY,
-        PATH_NONE,
+        ROUTE_NONE,
         &dns_answer(0x1234, "example.com"),
     );
-    expect(2, EVENT_QUERY, PATH_DOCKERD, &single.payload);
-    expect(3, EVENT_REPLY, PATH_NONE, &own.payload);
+    expect(2, EVENT_QUERY, ROUTE_DOCKERD, &single.payload);
+    expect(3, EVENT_REPLY, ROUTE_NONE, &own.payload);
     assert!(events[0].0.time_ns <= events[1].0.time_ns);
     assert_eq!(b.lost(), 0);
 }

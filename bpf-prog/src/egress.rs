@@ -3,14 +3,14 @@
 //! destination changes; the packet goes on out of the same interface, and the reply program
 //! restores the nameserver as the answer's source. A query a name rule keeps (`--keep`,
 //! `--only`) goes on to its nameserver untouched and is not remembered. With a watcher, each
-//! query sent on writes an event (`PATH_NAMESERVER`, or `PATH_NAMESERVER_KEPT`).
+//! query sent on writes an event (`ROUTE_NAMESERVER`, or `ROUTE_NAMESERVER_KEPT`).
 
 use crate::config::config;
 use crate::counters::{Outcome, PASS};
 use crate::decide;
 use crate::kernel::{SkBuff, TC_ACT_UNSPEC};
 use crate::net::packet::Ipv4;
-use dnsredir_abi::{MAX_NAMESERVERS, PATH_NAMESERVER, PATH_NAMESERVERS, PATH_NAMESERVER_KEPT};
+use dnsredir_abi::{MAX_NAMESERVERS, PATH_NAMESERVERS, ROUTE_NAMESERVER, ROUTE_NAMESERVER_KEPT};
 
 program!("dnsredir/egress", dnsredir_egress, egress);
 
@@ -57,11 +57,11 @@ unsafe fn egress(skb: *mut SkBuff) -> (Outcome, i32) {
         ip.tcp_flags,
         false,
         Some(&ip),
-        PATH_NAMESERVER_KEPT,
+        ROUTE_NAMESERVER_KEPT,
     ) {
         Ok(query) => query,
         Err(outcome) => return (outcome, TC_ACT_UNSPEC),
     };
     // On out of the same interface; later filters see the rewritten packet.
-    decide::redirect(skb, &ip, &query, ip.saddr, false, PATH_NAMESERVER)
+    decide::redirect(skb, &ip, &query, ip.saddr, false, ROUTE_NAMESERVER)
 }

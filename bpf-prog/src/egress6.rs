@@ -7,7 +7,7 @@ use crate::counters::{Outcome, PASS};
 use crate::decide;
 use crate::kernel::{SkBuff, TC_ACT_UNSPEC};
 use crate::net::ipv6::{Addr6, Ipv6};
-use dnsredir_abi::{MAX_NAMESERVERS, PATH_NAMESERVER};
+use dnsredir_abi::{MAX_NAMESERVERS, ROUTE_NAMESERVER};
 
 /// One word of the configuration's IPv6 nameserver table.
 #[inline(always)]
@@ -58,5 +58,5 @@ pub unsafe fn egress(skb: *mut SkBuff) -> (Outcome, i32) {
         Ok(query) => query,
         Err(outcome) => return (outcome, TC_ACT_UNSPEC),
     };
-    decide::redirect(skb, &ip, &query, ip.saddr, false, PATH_NAMESERVER)
+    decide::redirect(skb, &ip, &query, ip.saddr, false, ROUTE_NAMESERVER)
 }

@@ -8,7 +8,7 @@ use crate::net::packet::{load16, Ipv4, Proto, UDP_HLEN};
 use core::ffi::c_void;
 use dnsredir_abi::{
     EventHeader, WatchControl, EVENTS_RING_SIZE, EVENT_DATA_MAX, EVENT_QUERY, EVENT_REPLY,
-    PATH_NONE, WATCH_LEASE_NS,
+    ROUTE_NONE, WATCH_LEASE_NS,
 };
 
 const BPF_MAP_TYPE_ARRAY: u32 = 2;
@@ -142,7 +142,7 @@ pub unsafe fn lo_answer(skb: *const SkBuff, ip: &Ipv4) {
 #[inline(always)]
 pub unsafe fn answer(skb: *const SkBuff, ip: &Ipv4, addr: u32, port: u16) {
     if watched() {
-        emit(skb, ip, EVENT_REPLY, PATH_NONE, addr, port);
+        emit(skb, ip, EVENT_REPLY, ROUTE_NONE, addr, port);
     }
 }
 

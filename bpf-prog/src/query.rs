@@ -8,7 +8,7 @@ use crate::events;
 use crate::kernel::{SkBuff, TC_ACT_UNSPEC};
 use crate::net::packet::{Ipv4, Proto};
 use crate::rules;
-use dnsredir_abi::{FLAG_REDIRECT_ALL, PATH_DOCKERD, PATH_UPSTREAM};
+use dnsredir_abi::{FLAG_REDIRECT_ALL, ROUTE_DOCKERD, ROUTE_UPSTREAM};
 
 program!("dnsredir/query", dnsredir_query, query);
 
@@ -44,7 +44,7 @@ unsafe fn query(skb: *mut SkBuff) -> (Outcome, i32) {
         ip.tcp_flags,
         keep_single_label,
         Some(&ip),
-        PATH_DOCKERD,
+        ROUTE_DOCKERD,
     ) {
         Ok(query) => query,
         Err(outcome) => return (outcome, TC_ACT_UNSPEC),
@@ -55,6 +55,6 @@ unsafe fn query(skb: *mut SkBuff) -> (Outcome, i32) {
         &query,
         config!(container_addr),
         true,
-        PATH_UPSTREAM,
+        ROUTE_UPSTREAM,
     )
 }

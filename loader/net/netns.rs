@@ -2,35 +2,12 @@
 //! sockets keep the namespace they were created in, so the work runs on a thread of its own
 //! that enters the namespace and ends with the work: the caller's thread never moves.
 
+use crate::target::Target;
 use std::fmt;
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
-    Pid(u32),
-    Path(PathBuf),
-}
-
-impl Target {
-    pub fn ns_path(&self) -> PathBuf {
-        match self {
-            Target::Pid(pid) => PathBuf::from(format!("/proc/{pid}/ns/net")),
-            Target::Path(p) => p.clone(),
-        }
-    }
-}
-
-impl fmt::Display for Target {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Target::Pid(pid) => write!(f, "pid {pid}"),
-            Target::Path(p) => write!(f, "namespace {}", p.display()),
-        }
-    }
-}
 
 #[derive(Debug)]
 pub enum NetnsError {

@@ -3,9 +3,9 @@
 //! the paths themselves ([`resolver`]: Docker's embedded resolver, taken on lo; [`nameservers`]:
 //! the namespace's own nameservers, taken on the interface's egress), and which one applies.
 
+pub mod embedded_resolver;
 pub mod nameservers;
 mod request;
-pub mod resolver;
 pub mod rules;
 
 use crate::abi::{Config, CONFIG_SYMBOL, MAX_NAMESERVERS, REPLY_SECTION, RULES_MAP};
@@ -15,11 +15,14 @@ use crate::bpf::load::{self, LoadError, Loaded, LoadedProgram};
 use crate::bpf::sys;
 use crate::error::{check_privileges, Context, Error, Undo};
 use crate::fault;
+use crate::namespace;
+use crate::namespace::interfaces::{Interface, RouteTo};
+use crate::namespace::NamespaceError;
 use crate::net::netlink::Netlink;
-use crate::net::netns::{self, NetnsError, Target};
+use crate::net::netns::{self, NetnsError};
 use crate::net::tc::{self, Filter, Hook};
 use crate::probe;
-use crate::target::{self, Interface, RouteTo, TargetError};
+use crate::target::Target;
 use rules::Rules;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::OwnedFd;
@@ -31,7 +34,7 @@ pub use request::{AttachRequest, Attached, EDNS_MAX, TCP_CLOSE_GRACE_NS};
 /// process's resolv.conf. The host's own namespace is refused before anything is loaded.
 pub fn attach(request: &AttachRequest, log: Log) -> Result<Attached, Error> {
     check_privileges()?;
-    target::refuse_host_namespace(&request.target.ns_path(), &request.target.to_string())?;
+    namespace::host::refuse_host_namespace(&request.target.ns_path(), &request.target.to_string())?;
     change_namespace(&request.target, log, |nl, log| {
         log(format!(
             "entered the network namespace of {}",
@@ -40,18 +43,22 @@ pub fn attach(request: &AttachRequest, log: Log) -> Result<Attached, Error> {
         if !request.resolvers.is_empty() {
             return nameservers::attach_in(nl, request, &request.resolvers, log);
         }
-        match resolver::attach_in(nl, request, log) {
-            Err(Error::Target(TargetError::NoResolver)) => {}
+        match embedded_resolver::attach_in(nl, request, log) {
+            Err(Error::Namespace(NamespaceError::NoResolver)) => {}
             other => return other,
         }
         let Target::Pid(pid) = &request.target else {
-            return Err(TargetError::NameserversUnknown.into());
+            return Err(NamespaceError::NameserversUnknown.into());
         };
-        let found = target::pid_nameservers(*pid, MAX_NAMESERVERS, request.upstream6.is_some())?;
+        let found = namespace::resolv_conf::pid_nameservers(
+            *pid,
+            MAX_NAMESERVERS,
+            request.upstream6.is_some(),
+        )?;
         log(format!(
             "no embedded resolver on {}: taking over the nameservers of {}",
-            target::DOCKER_RESOLVER,
-            target::resolv_conf_path(*pid).display()
+            namespace::dockerd::DOCKER_RESOLVER,
+            namespace::resolv_conf::resolv_conf_path(*pid).display()
         ));
         nameservers::attach_in(nl, request, &found, log)
     })
@@ -60,11 +67,11 @@ pub fn attach(request: &AttachRequest, log: Log) -> Result<Attached, Error> {
 /// lo and the `--interface` with its IPv4 address, the source of redirected queries: what both
 /// paths start from.
 fn interfaces(request: &AttachRequest) -> Result<(Interface, Interface, Ipv4Addr), Error> {
-    let lo = target::interface("lo")?;
-    let iface = target::interface(&request.interface)?;
+    let lo = namespace::interfaces::interface("lo")?;
+    let iface = namespace::interfaces::interface(&request.interface)?;
     let addr = iface
         .addr
-        .ok_or_else(|| TargetError::NoIpv4(request.interface.clone()))?;
+        .ok_or_else(|| NamespaceError::NoIpv4(request.interface.clone()))?;
     Ok((lo, iface, addr))
 }
 
@@ -92,9 +99,13 @@ fn check_upstream(
         )));
     }
     for ns in nameservers {
-        target::check_route(&request.interface, source, RouteTo::Nameserver(*ns))?;
+        namespace::interfaces::check_route(&request.interface, source, RouteTo::Nameserver(*ns))?;
     }
-    target::check_route(&request.interface, source, RouteTo::Upstream(upstream.ip()))?;
+    namespace::interfaces::check_route(
+        &request.interface,
+        source,
+        RouteTo::Upstream(upstream.ip()),
+    )?;
     if request.probe_upstream {
         let rtt = probe::probe(source, upstream, probe::TIMEOUT)?;
         log(format!(
@@ -487,7 +498,7 @@ pub fn detach(target: &Target, interface: &str, log: Log) -> Result<usize, Error
         // Queries stop first, then their answers' path.
         for ifname in ["lo", interface] {
             // A missing interface has nothing of ours on it.
-            if let Ok(iface) = target::interface(ifname) {
+            if let Ok(iface) = namespace::interfaces::interface(ifname) {
                 removed += remove_ours(nl, ifname, iface.ifindex, log)?;
             }
         }

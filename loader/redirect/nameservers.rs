@@ -13,9 +13,12 @@ use crate::abi::{Config, EGRESS_SECTION, MAX_NAMESERVERS, PATH_NAMESERVERS};
 use crate::bpf::embedded;
 use crate::error::Error;
 use crate::layout::{addr6_raw, addr_raw, port_raw};
+use crate::namespace;
+use crate::namespace::dockerd::ResolverPorts;
+use crate::namespace::resolv_conf::Nameservers;
+use crate::namespace::NamespaceError;
 use crate::net::netlink::Netlink;
 use crate::net::tc::Hook;
-use crate::target::{self, Nameservers, ResolverPorts, TargetError};
 use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
 
 /// Attaches the nameservers path for `taken` (up to [`MAX_NAMESERVERS`] per family, at least
@@ -28,7 +31,7 @@ pub fn attach_in(
     log: Log,
 ) -> Result<Attached, Error> {
     if let Some(lo) = taken.loopback() {
-        return Err(TargetError::LoopbackNameserver(lo).into());
+        return Err(NamespaceError::LoopbackNameserver(lo).into());
     }
     let nameservers = &taken.v4[..taken.v4.len().min(MAX_NAMESERVERS)];
     let (lo, iface, container_addr) = interfaces(request)?;
@@ -36,7 +39,7 @@ pub fn attach_in(
         "{} is ifindex {} with address {container_addr}; nameservers taken over: {}",
         request.interface,
         iface.ifindex,
-        target::list(nameservers)
+        namespace::list(nameservers)
     ));
     let taken4: Vec<SocketAddr> = nameservers.iter().map(|&ns| ns.into()).collect();
     check_upstream(
@@ -54,7 +57,7 @@ pub fn attach_in(
     if nameservers.is_empty() && nameservers6.is_empty() {
         return Err(match &ipv6_not_redirected {
             Some(why) => Error::Upstream(why.clone()),
-            None => TargetError::NameserversUnknown.into(),
+            None => NamespaceError::NameserversUnknown.into(),
         });
     }
     let mut config = Config {
@@ -151,7 +154,7 @@ fn ipv6_side(
     nameservers: &[SocketAddrV6],
     log: Log,
 ) -> Result<(Option<Ipv6Side>, Option<String>), Error> {
-    let Some(source) = target::ipv6_of(&request.interface)? else {
+    let Some(source) = namespace::interfaces::ipv6_of(&request.interface)? else {
         return Ok((
             None,
             Some(format!(
@@ -164,7 +167,7 @@ fn ipv6_side(
     log(format!(
         "{}'s IPv6 address {source}; IPv6 nameservers taken over: {}",
         request.interface,
-        target::list(&nameservers)
+        namespace::list(&nameservers)
     ));
     let taken6: Vec<SocketAddr> = nameservers.iter().map(|&ns| ns.into()).collect();
     check_upstream(request, source.into(), upstream.into(), &taken6, log)?;

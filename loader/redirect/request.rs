@@ -3,8 +3,9 @@
 
 use super::rules::Rules;
 use crate::abi::Config;
-use crate::net::netns::Target;
-use crate::target::{Nameservers, ResolverPorts};
+use crate::namespace::dockerd::ResolverPorts;
+use crate::namespace::resolv_conf::Nameservers;
+use crate::target::Target;
 use std::net::{Ipv4Addr, SocketAddrV4, SocketAddrV6};
 
 #[derive(Debug, Clone, PartialEq, Eq)]

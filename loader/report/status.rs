@@ -4,9 +4,9 @@ use crate::abi::{Config, Counters, FLAG_REDIRECT_ALL, LAYOUT_VERSION};
 use crate::bpf::embedded;
 use crate::inspect::{Build, HookStatus, Status};
 use crate::layout::{self, addr_from_raw, port_from_raw};
+use crate::namespace;
 use crate::redirect::rules::{Kind, Rules};
 use crate::report::json_string;
-use crate::target;
 
 /// The human-readable report.
 pub fn render_text(s: &Status, interface: &str) -> String {
@@ -37,7 +37,7 @@ pub fn render_text(s: &Status, interface: &str) -> String {
             "upstream: {}\ncontainer address: {}\nnameservers taken over: {}\n{}EDNS UDP size of queries: {}\n",
             layout::upstream_of(c),
             addr_from_raw(c.container_addr),
-            target::list(&layout::nameservers_of(c)),
+            namespace::list(&layout::nameservers_of(c)),
             ipv6_text(c),
             edns(c.edns_max)
         ));
@@ -93,7 +93,7 @@ fn ipv6_text(c: &Config) -> String {
     match (layout::upstream6_of(c), layout::container6_of(c)) {
         (Some(up6), Some(addr6)) => format!(
             "IPv6 upstream: {up6}\ncontainer IPv6 address: {addr6}\nIPv6 nameservers taken over: {}\n",
-            or_none(target::list(&layout::nameservers6_of(c)))
+            or_none(namespace::list(&layout::nameservers6_of(c)))
         ),
         _ => "IPv6 DNS: not redirected\n".to_string(),
     }

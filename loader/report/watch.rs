@@ -15,8 +15,8 @@
 //! SUFFIX`, `outside --only`).
 
 use crate::abi::{
-    EventHeader, EVENT_QUERY, EVENT_REPLY, PATH_DOCKERD, PATH_NAMESERVER, PATH_NAMESERVER_KEPT,
-    PATH_UPSTREAM,
+    EventHeader, EVENT_QUERY, EVENT_REPLY, ROUTE_DOCKERD, ROUTE_NAMESERVER, ROUTE_NAMESERVER_KEPT,
+    ROUTE_UPSTREAM,
 };
 use crate::layout::{addr_from_raw, port_from_raw};
 use crate::report::json_string;
@@ -202,12 +202,12 @@ pub fn rcode_name(rcode: u8) -> String {
     known.to_string()
 }
 
-pub fn path_name(path: u8) -> &'static str {
-    match path {
-        PATH_UPSTREAM => "upstream",
-        PATH_DOCKERD => "dockerd",
-        PATH_NAMESERVER => "nameserver",
-        PATH_NAMESERVER_KEPT => "kept",
+pub fn route_name(route: u8) -> &'static str {
+    match route {
+        ROUTE_UPSTREAM => "upstream",
+        ROUTE_DOCKERD => "dockerd",
+        ROUTE_NAMESERVER => "nameserver",
+        ROUTE_NAMESERVER_KEPT => "kept",
         _ => "unknown",
     }
 }
@@ -381,7 +381,7 @@ pub fn render_line(r: &Record) -> String {
         r.question.id,
         name_text(r),
         type_text(r),
-        path_name(r.path)
+        route_name(r.path)
     );
     let line = match &r.answer {
         Some(a) => format!(
@@ -424,7 +424,7 @@ pub fn render_json(r: &Record) -> String {
         r.question.name.as_deref().map_or_else(null, json_string),
         r.question.qtype.map_or_else(null, |t| json_string(&type_name(t))),
         r.question.qtype.map_or_else(null, |t| t.to_string()),
-        path_name(r.path),
+        route_name(r.path),
         a.is_some(),
         a.map_or_else(null, |a| json_string(&rcode_name(a.reply.rcode))),
         a.map_or_else(null, |a| a.reply.answers.to_string()),
@@ -438,7 +438,7 @@ pub fn render_json(r: &Record) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::abi::PATH_NONE;
+    use crate::abi::ROUTE_NONE;
     use crate::layout::{addr_raw, port_raw};
 
     fn query_msg(id: u16, labels: &[&[u8]], qtype: u16) -> Vec<u8> {
@@ -580,7 +580,7 @@ mod tests {
         let c = clock(10_000_000_000);
         assert_eq!(
             t.event(
-                &head(EVENT_QUERY, PATH_UPSTREAM, 50123, c.monotonic_ns),
+                &head(EVENT_QUERY, ROUTE_UPSTREAM, 50123, c.monotonic_ns),
                 &q,
                 &c
             ),
@@ -589,12 +589,12 @@ mod tests {
         // Another port or id is another query.
         let other = answer_msg(&query_msg(4661, &[b"x"], 1), 0, None);
         assert_eq!(
-            t.event(&head(EVENT_REPLY, PATH_NONE, 50123, 1), &other, &c),
+            t.event(&head(EVENT_REPLY, ROUTE_NONE, 50123, 1), &other, &c),
             None
         );
         let r = t
             .event(
-                &head(EVENT_REPLY, PATH_NONE, 50123, c.monotonic_ns + 812_400),
+                &head(EVENT_REPLY, ROUTE_NONE, 50123, c.monotonic_ns + 812_400),
                 &a,
                 &c,
             )
@@ -620,14 +620,14 @@ mod tests {
         let q = query_msg(7, &[b"api", b"internal", b"test"], 1);
         assert!(t
             .event(
-                &head(EVENT_QUERY, PATH_DOCKERD, 40000, 1_000_000_000),
+                &head(EVENT_QUERY, ROUTE_DOCKERD, 40000, 1_000_000_000),
                 &q,
                 &c
             )
             .is_none());
         let a = answer_msg(&q, 0, None);
         let mut r = t
-            .event(&head(EVENT_REPLY, PATH_NONE, 40000, 1_000_500_000), &a, &c)
+            .event(&head(EVENT_REPLY, ROUTE_NONE, 40000, 1_000_500_000), &a, &c)
             .expect("paired");
         r.rule = Some("keep internal.test".into());
         assert!(
@@ -647,7 +647,7 @@ mod tests {
         let mut t = Tracker::default();
         let q = query_msg(9, &[b"c2"], 1);
         t.event(
-            &head(EVENT_QUERY, PATH_DOCKERD, 40000, 1_000),
+            &head(EVENT_QUERY, ROUTE_DOCKERD, 40000, 1_000),
             &q,
             &clock(1_000),
         );
@@ -662,7 +662,7 @@ mod tests {
         // Its late answer shows nothing.
         let a = answer_msg(&q, 0, None);
         assert_eq!(
-            t.event(&head(EVENT_REPLY, PATH_NONE, 40000, 2), &a, &c),
+            t.event(&head(EVENT_REPLY, ROUTE_NONE, 40000, 2), &a, &c),
             None
         );
     }

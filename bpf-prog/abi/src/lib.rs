@@ -530,15 +530,15 @@ pub const EVENT_QUERY: u8 = 1;
 pub const EVENT_REPLY: u8 = 2;
 
 /// [`EventHeader::path`] of replies: the watcher takes it from the query.
-pub const PATH_NONE: u8 = 0;
+pub const ROUTE_NONE: u8 = 0;
 /// Redirected from the embedded resolver to the upstream.
-pub const PATH_UPSTREAM: u8 = 1;
+pub const ROUTE_UPSTREAM: u8 = 1;
 /// Left to dockerd's embedded resolver (single-label names).
-pub const PATH_DOCKERD: u8 = 2;
+pub const ROUTE_DOCKERD: u8 = 2;
 /// Sent directly to a nameserver (no embedded resolver) and redirected on egress.
-pub const PATH_NAMESERVER: u8 = 3;
+pub const ROUTE_NAMESERVER: u8 = 3;
 /// Sent directly to a nameserver and left with it by a name rule (`--keep`, `--only`).
-pub const PATH_NAMESERVER_KEPT: u8 = 4;
+pub const ROUTE_NAMESERVER_KEPT: u8 = 4;
 
 layout! {
     /// The start of every event record.
@@ -556,7 +556,7 @@ layout! {
         pub captured: u16,
         /// [`EVENT_QUERY`] or [`EVENT_REPLY`].
         pub kind: u8,
-        /// One of the `PATH_*` values.
+        /// One of the `ROUTE_*` values: where the query was sent.
         pub path: u8,
         /// IPPROTO_UDP or IPPROTO_TCP.
         pub proto: u8,

@@ -10,14 +10,15 @@ use crate::abi::{Config, FLAG_REDIRECT_ALL, QUERY_SECTION};
 use crate::bpf::embedded;
 use crate::error::Error;
 use crate::layout::{addr_raw, port_raw};
+use crate::namespace;
+use crate::namespace::dockerd::{PortFinding, PortSource, Proto, ResolverPorts, DOCKER_RESOLVER};
+use crate::namespace::resolv_conf::Nameservers;
+use crate::namespace::NamespaceError;
 use crate::net::netlink::Netlink;
 use crate::net::tc::Hook;
-use crate::target::{
-    self, Nameservers, PortFinding, PortSource, Proto, ResolverPorts, TargetError, DOCKER_RESOLVER,
-};
 
 /// Attaches the embedded-resolver path, in the target's namespace already. Fails with
-/// [`TargetError::NoResolver`] before anything is loaded when there is no embedded resolver.
+/// [`NamespaceError::NoResolver`] before anything is loaded when there is no embedded resolver.
 pub fn attach_in(nl: &mut Netlink, request: &AttachRequest, log: Log) -> Result<Attached, Error> {
     let (lo, iface, container_addr) = interfaces(request)?;
     log(format!(
@@ -106,12 +107,12 @@ pub fn attach_in(nl: &mut Netlink, request: &AttachRequest, log: Log) -> Result<
     })
 }
 
-/// dockerd's ports: given ones as given, the others found ([`target::find_port`]). A protocol
+/// dockerd's ports: given ones as given, the others found ([`namespace::dockerd::find_port`]). A protocol
 /// whose port cannot be told stays with dockerd (one line for the user says so); only when
 /// neither protocol has a port is there nothing to attach.
 fn dockerd_ports(request: &AttachRequest, log: Log) -> Result<(ResolverPorts, Vec<String>), Error> {
-    let udp = target::find_port(Proto::Udp, request.dockerd_ports.udp)?;
-    let tcp = target::find_port(Proto::Tcp, request.dockerd_ports.tcp)?;
+    let udp = namespace::dockerd::find_port(Proto::Udp, request.dockerd_ports.udp)?;
+    let tcp = namespace::dockerd::find_port(Proto::Tcp, request.dockerd_ports.tcp)?;
     let ports = ResolverPorts {
         udp: udp.source.port(),
         tcp: tcp.source.port(),
@@ -121,13 +122,13 @@ fn dockerd_ports(request: &AttachRequest, log: Log) -> Result<(ResolverPorts, Ve
             .into_iter()
             .find(|f| f.source.ambiguous().is_some())
         {
-            return Err(TargetError::Ambiguous {
+            return Err(NamespaceError::Ambiguous {
                 proto: f.proto.name(),
                 ports: f.source.ambiguous().unwrap_or_default().to_vec(),
             }
             .into());
         }
-        return Err(TargetError::NoResolver.into());
+        return Err(NamespaceError::NoResolver.into());
     }
     let describe = |f: &PortFinding| match (&f.source, f.source.port()) {
         (PortSource::Given(p), _) => format!("{p} (given)"),
