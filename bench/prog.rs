@@ -28,6 +28,7 @@ mod netns;
 #[path = "../tests/support/packet.rs"]
 mod packet;
 
+use dnsredir::abi::raw::{addr_raw, port_raw};
 use dnsredir::abi::Config;
 use dnsredir::abi::{
     WatchControl, EGRESS_SECTION, EVENTS_MAP, FLAG_NO_COUNTERS, PATH_NAMESERVERS, QUERY_SECTION,
@@ -39,7 +40,6 @@ use dnsredir::bpf::insn::Insn;
 use dnsredir::bpf::load::{self, Loaded};
 use dnsredir::bpf::ringbuf::RingBuf;
 use dnsredir::bpf::sys;
-use dnsredir::layout::{addr_raw, port_raw};
 use dnsredir::redirect::rules::{self, Rules};
 use packet::*;
 use std::cell::{Cell, RefCell};
@@ -664,7 +664,7 @@ fn rule_names(n: usize) -> Vec<String> {
 
 fn load_with_rules(keep: &[String], only: &[String]) -> Result<Loaded, String> {
     let rules = Rules::new(keep, only)?;
-    let config = test_config(UPSTREAM_PORT, rules.flags());
+    let config = test_config(UPSTREAM_PORT, rules.kinds().flags());
     let (object, loaded) = load_with(&config)?;
     let map = loaded
         .map(&object, RULES_MAP)

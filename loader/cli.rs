@@ -68,12 +68,12 @@ pub struct Args {
     /// only names equal to or under SUFFIX are redirected, all others (and TCP) stay with dockerd or the nameserver asked (repeatable; --keep wins where both match)
     #[argh(option)]
     only: Vec<String>,
-    /// lower the EDNS UDP payload size redirected queries announce to at most this (default 1232, so answers are not fragmented; larger ones come truncated and are fetched over TCP); 0 leaves it alone
-    #[argh(option, default = "EDNS_MAX")]
-    edns_max: u16,
-    /// the container's interface toward the upstream (default eth0)
-    #[argh(option, default = "String::from(\"eth0\")")]
-    interface: String,
+    /// lower the EDNS UDP payload size redirected queries announce to at most this (default 1232, so answers are not fragmented; larger ones come truncated and are fetched over TCP); 512 to 65535, or 0 to leave it alone
+    #[argh(option)]
+    edns_max: Option<u16>,
+    /// the container's interface toward the upstream (default: the one its routes to the upstream, or to the nameservers taken over, leave through; almost always eth0). --status, --watch and --detach find dnsredir's filters on any interface and take no --interface
+    #[argh(option)]
+    interface: Option<String>,
     /// remove dnsredir's filters (and the clsact qdisc when nothing else uses it)
     #[argh(switch)]
     detach: bool,
@@ -97,15 +97,8 @@ pub struct Args {
 pub enum Action {
     Version,
     Attach(AttachRequest),
-    Detach {
-        target: Target,
-        interface: String,
-    },
-    Status {
-        target: Target,
-        interface: String,
-        json: bool,
-    },
+    Detach { target: Target },
+    Status { target: Target, json: bool },
     Watch(WatchRequest),
 }
 
@@ -183,6 +176,16 @@ fn upstreams(given: &[String]) -> Result<(SocketAddrV4, Option<SocketAddrV6>), S
     }
 }
 
+/// `--edns-max`: 0 leaves the size alone; below 512 is no size at all (RFC 6891 treats a
+/// smaller one as 512), so it is refused rather than sent.
+fn edns_max(given: Option<u16>) -> Result<u16, String> {
+    match given {
+        None => Ok(EDNS_MAX),
+        Some(n @ 1..=511) => Err(format!("--edns-max {n} is below 512, the smallest EDNS UDP size (RFC 6891); give 512 to 65535, or 0 to leave queries alone")),
+        Some(n) => Ok(n),
+    }
+}
+
 pub fn action(args: Args) -> Result<Action, String> {
     if args.version {
         return Ok(Action::Version);
@@ -193,45 +196,49 @@ pub fn action(args: Args) -> Result<Action, String> {
         (Some(_), Some(_)) => return Err("give either --pid or --netns, not both".into()),
         (None, None) => return Err("say which container: --pid PID (or --netns PATH)".into()),
     };
-    let attach_only = !args.upstream.is_empty()
-        || args.edns_max != EDNS_MAX
-        || args.dockerd_port.is_some()
-        || args.dockerd_tcp_port.is_some()
-        || args.redirect_all
-        || args.no_probe
-        || !args.resolver.is_empty()
-        || !args.keep.is_empty()
-        || !args.only.is_empty();
+    // The first option given that only an attach takes: any other action refuses it.
+    let attach_only = [
+        ("--upstream", !args.upstream.is_empty()),
+        ("--edns-max", args.edns_max.is_some()),
+        ("--dockerd-port", args.dockerd_port.is_some()),
+        ("--dockerd-tcp-port", args.dockerd_tcp_port.is_some()),
+        ("--redirect-all", args.redirect_all),
+        ("--no-probe", args.no_probe),
+        ("--resolver", !args.resolver.is_empty()),
+        ("--keep", !args.keep.is_empty()),
+        ("--only", !args.only.is_empty()),
+        ("--interface", args.interface.is_some()),
+    ]
+    .into_iter()
+    .find_map(|(flag, given)| given.then_some(flag));
+    let only_attach = |action: &str, flag: &str| {
+        format!("{action} does not take {flag}: it applies to an attach only ({action} finds dnsredir's filters on any interface)")
+    };
     if args.watch {
         if args.detach || args.status {
             return Err("--watch excludes --detach and --status".into());
         }
-        if attach_only {
-            return Err("--watch takes only --pid/--netns, --interface and --json".into());
+        if let Some(flag) = attach_only {
+            return Err(only_attach("--watch", flag));
         }
         return Ok(Action::Watch(WatchRequest {
             target,
-            interface: args.interface,
             json: args.json,
         }));
     }
     match (args.detach, args.status) {
         (true, true) => Err("--detach and --status exclude each other".into()),
-        (true, false) if attach_only || args.json => {
-            Err("--detach takes only --pid/--netns (and --interface)".into())
+        (true, false) if attach_only.is_some() || args.json => {
+            Err(only_attach("--detach", attach_only.unwrap_or("--json")))
         }
-        (true, false) => Ok(Action::Detach {
-            target,
-            interface: args.interface,
-        }),
-        (false, true) if attach_only => {
-            Err("--status takes only --pid/--netns, --interface and --json".into())
-        }
-        (false, true) => Ok(Action::Status {
-            target,
-            interface: args.interface,
-            json: args.json,
-        }),
+        (true, false) => Ok(Action::Detach { target }),
+        (false, true) => match attach_only {
+            Some(flag) => Err(only_attach("--status", flag)),
+            None => Ok(Action::Status {
+                target,
+                json: args.json,
+            }),
+        },
         (false, false) => {
             if args.json {
                 return Err("--json goes with --status or --watch".into());
@@ -284,7 +291,7 @@ pub fn action(args: Args) -> Result<Action, String> {
                 },
                 redirect_all: args.redirect_all,
                 probe_upstream: !args.no_probe,
-                edns_max: args.edns_max,
+                edns_max: edns_max(args.edns_max)?,
                 rules,
             }))
         }
@@ -452,7 +459,6 @@ mod tests {
             Ok(Action::Watch(w)) => {
                 assert!(w.json);
                 assert_eq!(w.target, Target::Pid(7));
-                assert_eq!(w.interface, "eth0");
             }
             _ => panic!("a watch"),
         }
@@ -460,6 +466,53 @@ mod tests {
         assert!(parse(&["--pid", "7", "--watch", "--detach"]).is_err());
         assert!(parse(&["--pid", "7", "--watch", "--upstream", "1.1.1.1"]).is_err());
         assert!(parse(&["--watch"]).is_err());
+    }
+
+    #[test]
+    fn an_attach_option_is_refused_by_every_other_action_whatever_its_value() {
+        for action in ["--status", "--watch", "--detach"] {
+            for extra in [
+                &["--edns-max", "1232"][..],
+                &["--edns-max", "1231"],
+                &["--interface", "eth0"],
+                &["--no-probe"],
+                &["--keep", "a.test"],
+            ] {
+                let mut argv = vec!["--pid", "7", action];
+                argv.extend_from_slice(extra);
+                let e = parse(&argv)
+                    .err()
+                    .unwrap_or_else(|| panic!("{argv:?} accepted"));
+                assert!(
+                    e.starts_with(&format!("{action} does not take {}", extra[0])),
+                    "{argv:?}: {e}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn edns_sizes_below_512_are_refused_and_0_leaves_queries_alone() {
+        let edns = |v: &str| match parse(&["--pid", "7", "--upstream", "1.1.1.1", "--edns-max", v])
+        {
+            Ok(Action::Attach(r)) => Ok(r.edns_max),
+            Ok(_) => panic!("an attach"),
+            Err(e) => Err(e),
+        };
+        assert_eq!(edns("0"), Ok(0));
+        assert_eq!(edns("512"), Ok(512));
+        assert_eq!(edns("4096"), Ok(4096));
+        for bad in ["1", "100", "511"] {
+            let e = edns(bad).unwrap_err();
+            assert!(e.contains("below 512") && e.contains(bad), "{e}");
+        }
+        match parse(&["--pid", "7", "--upstream", "1.1.1.1"]) {
+            Ok(Action::Attach(r)) => {
+                assert_eq!(r.edns_max, EDNS_MAX);
+                assert_eq!(r.interface, None, "found from the routes");
+            }
+            _ => panic!("an attach"),
+        }
     }
 
     #[test]

@@ -4,55 +4,12 @@ use dnsredir::bpf::embedded;
 use dnsredir::cli::{self, Action, Args, EXIT_ERROR, EXIT_NOT_ATTACHED, EXIT_USAGE};
 use dnsredir::error::Error;
 use dnsredir::fault;
-use dnsredir::redirect::{self, AttachRequest, Attached};
+use dnsredir::inspect;
+use dnsredir::redirect;
+use dnsredir::report::attach::summary;
 use dnsredir::report::status as report;
 use dnsredir::watcher::{self, Ended};
-use dnsredir::{inspect, layout};
 use std::process::ExitCode;
-
-fn summary(request: &AttachRequest, a: &Attached) -> String {
-    if !a.nameservers.is_empty() {
-        let mut to = Vec::new();
-        if !a.nameservers.v4.is_empty() {
-            to.push(format!(
-                "DNS to the nameservers {} now goes to {}",
-                dnsredir::namespace::list(&a.nameservers.v4),
-                layout::upstream_of(&a.config)
-            ));
-        }
-        let v6 = match layout::upstream6_of(&a.config) {
-            Some(up6) if !a.nameservers.v6.is_empty() => {
-                to.push(format!(
-                    "DNS to the IPv6 nameservers {} now goes to {up6}",
-                    dnsredir::namespace::list(&a.nameservers.v6)
-                ));
-                String::new()
-            }
-            Some(_) => "; no IPv6 nameserver to take over".to_string(),
-            None => "; IPv6 DNS is not redirected".to_string(),
-        };
-        return format!(
-            "dnsredir: attached to {}: {} (taken on {}'s egress{v6})",
-            request.target,
-            to.join(", "),
-            request.interface
-        );
-    }
-    let port = |p: Option<u16>| p.map_or("not redirected".to_string(), |p| p.to_string());
-    format!(
-        "dnsredir: attached to {}: DNS to 127.0.0.11 (dockerd UDP port {}, TCP port {}) now goes to {} from {}{}{}",
-        request.target,
-        port(a.ports.udp),
-        port(a.ports.tcp),
-        layout::upstream_of(&a.config),
-        a.container_addr,
-        if request.redirect_all { ", all names" } else { "; single-label names stay with dockerd" },
-        match request.rules.rules.len() {
-            0 => String::new(),
-            n => format!("; {n} name rules (see --status)"),
-        }
-    )
-}
 
 fn run(action: Action, verbose: bool) -> Result<u8, Error> {
     let mut log = |line: String| {
@@ -82,8 +39,8 @@ fn run(action: Action, verbose: bool) -> Result<u8, Error> {
             println!("{}", summary(&request, &attached));
             Ok(0)
         }
-        Action::Detach { target, interface } => {
-            let removed = redirect::detach(&target, &interface, &mut log)?;
+        Action::Detach { target } => {
+            let removed = redirect::detach(&target, &mut log)?;
             if removed == 0 {
                 println!("dnsredir: not attached to {target}; nothing to remove");
             } else {
@@ -91,16 +48,12 @@ fn run(action: Action, verbose: bool) -> Result<u8, Error> {
             }
             Ok(0)
         }
-        Action::Status {
-            target,
-            interface,
-            json,
-        } => {
-            let s = inspect::status(&target, &interface)?;
+        Action::Status { target, json } => {
+            let s = inspect::status(&target)?;
             if json {
                 println!("{}", report::render_json(&s));
             } else {
-                print!("{}", report::render_text(&s, &interface));
+                print!("{}", report::render_text(&s));
             }
             Ok(if s.attached() { 0 } else { EXIT_NOT_ATTACHED })
         }

@@ -21,7 +21,6 @@ use std::time::{Duration, Instant, SystemTime};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WatchRequest {
     pub target: Target,
-    pub interface: String,
     pub json: bool,
 }
 
@@ -147,14 +146,16 @@ fn gone(request: &WatchRequest, prog_id: u32) -> Option<String> {
         }
         _ => {}
     }
-    match inspect::hooks(target, &request.interface) {
-        Ok(hooks) if !hooks.attached() => {
+    match inspect::found(target) {
+        Ok(found) if !found.attached() => {
             Some(format!("dnsredir was detached from {target}: watch ended"))
         }
-        Ok(hooks) if hooks.query(&request.interface).0.prog_id != Some(prog_id) => {
+        Ok(found) if found.query().and_then(|q| q.filter.prog_id()) != Some(prog_id) => {
             Some(format!(
-                "dnsredir was attached to {target} again (another program on {}): watch ended; run --watch again",
-                hooks.query(&request.interface).1
+                "dnsredir was attached to {target} again (another program{}): watch ended; run --watch again",
+                found
+                    .query()
+                    .map_or(String::new(), |q| format!(" on {}", q.at))
             ))
         }
         Ok(_) => None,
@@ -169,7 +170,7 @@ pub fn run(
     out: &mut dyn Write,
     note: &mut dyn FnMut(String),
 ) -> Result<Ended, Error> {
-    let maps = match inspect::watch_maps(&request.target, &request.interface)? {
+    let maps = match inspect::watch_maps(&request.target)? {
         Watchable::Ready(maps) => maps,
         Watchable::Refused(line) => return Ok(Ended::Refused(line)),
     };

@@ -3,8 +3,8 @@
 //! for byte with TC_ACT_UNSPEC — and IPv4 and IPv6 flows kept apart. What both families share
 //! is tested for both in egress_prog.rs.
 
+use dnsredir::abi::raw::{addr_raw, port_raw};
 use dnsredir::abi::{EGRESS_SECTION, REPLY_SECTION};
-use dnsredir::layout::{addr_raw, port_raw};
 
 mod support;
 use support::packet::*;

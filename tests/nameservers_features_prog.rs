@@ -5,6 +5,7 @@
 //! watcher's flag the egress program writes the query's event and the reply program the
 //! restored (or the nameserver's own) answer's.
 
+use dnsredir::abi::raw::{addr_raw, port_raw};
 use dnsredir::abi::{
     EventHeader, EGRESS_SECTION, EVENT_QUERY, EVENT_REPLY, EVENT_SIZE, FLAG_RULES_KEEP,
     FLAG_RULES_ONLY, QUERY_SECTION, REPLY_SECTION, ROUTE_NAMESERVER, ROUTE_NAMESERVER_KEPT,
@@ -13,7 +14,6 @@ use dnsredir::abi::{
 use dnsredir::bpf::elf::ObjectFile;
 use dnsredir::bpf::load::Loaded;
 use dnsredir::bpf::ringbuf::RingBuf;
-use dnsredir::layout::{addr_raw, port_raw};
 use dnsredir::redirect::rules::Rules;
 use std::net::Ipv4Addr;
 
@@ -184,7 +184,7 @@ fn every_rule_flag_combination_loads_on_both_paths() {
             ("embedded resolver", test_config(UPSTREAM_PORT, 0)),
         ] {
             let rules = Rules::new(&suffixes(keep), &suffixes(only)).expect("rules");
-            assert_eq!(rules.flags(), flags);
+            assert_eq!(rules.kinds().flags(), flags);
             let mut config = config;
             config.flags |= flags;
             let (_, loaded) =

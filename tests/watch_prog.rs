@@ -2,6 +2,7 @@
 //! without a watcher's flag, one per query and per answer with it, byte for byte; names up to
 //! 255 bytes; and whatever a name looks like, the redirect goes on exactly as without a watcher.
 
+use dnsredir::abi::raw::{addr_raw, port_raw};
 use dnsredir::abi::{
     EventHeader, WatchControl, EVENTS_LOST_MAP, EVENTS_RING_SIZE, EVENT_DATA_MAX, EVENT_QUERY,
     EVENT_REPLY, EVENT_SIZE, QUERY_SECTION, REPLY_SECTION, ROUTE_DOCKERD, ROUTE_NONE,
@@ -11,7 +12,6 @@ use dnsredir::bpf::elf::ObjectFile;
 use dnsredir::bpf::load::Loaded;
 use dnsredir::bpf::ringbuf::RingBuf;
 use dnsredir::bpf::sys;
-use dnsredir::layout::{addr_raw, port_raw};
 
 mod support;
 use support::packet::*;

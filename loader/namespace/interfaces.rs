@@ -27,6 +27,15 @@ pub fn interface(name: &str) -> Result<Interface, NamespaceError> {
 
 /// The interface's addresses in the order the kernel lists them (the primary one first).
 fn addresses_of(name: &str) -> Result<Vec<IpAddr>, NamespaceError> {
+    Ok(all_addresses()?
+        .into_iter()
+        .filter(|(n, _)| n == name)
+        .map(|(_, a)| a)
+        .collect())
+}
+
+/// Every interface's addresses, (name, address), in the order the kernel lists them.
+fn all_addresses() -> Result<Vec<(String, IpAddr)>, NamespaceError> {
     let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
     // SAFETY: getifaddrs fills `list`, freed below with freeifaddrs.
     if unsafe { libc::getifaddrs(&mut list) } != 0 {
@@ -42,23 +51,21 @@ fn addresses_of(name: &str) -> Result<Vec<IpAddr>, NamespaceError> {
             continue;
         }
         // SAFETY: as above.
-        let entry_name = unsafe { CStr::from_ptr(entry.ifa_name) };
-        if entry_name.to_bytes() != name.as_bytes() {
-            continue;
-        }
+        let name = unsafe { CStr::from_ptr(entry.ifa_name) }
+            .to_string_lossy()
+            .into_owned();
         // SAFETY: as above; the family says which sockaddr it is.
         match unsafe { (*entry.ifa_addr).sa_family } as i32 {
             libc::AF_INET => {
                 // SAFETY: AF_INET entries hold a sockaddr_in.
                 let sin = unsafe { &*(entry.ifa_addr as *const libc::sockaddr_in) };
-                found.push(IpAddr::V4(Ipv4Addr::from(
-                    sin.sin_addr.s_addr.to_ne_bytes(),
-                )));
+                let addr = Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes());
+                found.push((name, IpAddr::V4(addr)));
             }
             libc::AF_INET6 => {
                 // SAFETY: AF_INET6 entries hold a sockaddr_in6.
                 let sin6 = unsafe { &*(entry.ifa_addr as *const libc::sockaddr_in6) };
-                found.push(IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)));
+                found.push((name, IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr))));
             }
             _ => {}
         }
@@ -66,6 +73,50 @@ fn addresses_of(name: &str) -> Result<Vec<IpAddr>, NamespaceError> {
     // SAFETY: the list from getifaddrs, freed once.
     unsafe { libc::freeifaddrs(list) };
     Ok(found)
+}
+
+/// The interface that holds `addr`, if one does.
+fn interface_holding(addr: IpAddr) -> Option<String> {
+    all_addresses()
+        .ok()?
+        .into_iter()
+        .find(|(_, a)| *a == addr)
+        .map(|(name, _)| name)
+}
+
+/// The interfaces other than loopback that have an IPv4 address: what an attach can send
+/// queries from.
+pub fn ipv4_interfaces() -> Result<Vec<String>, NamespaceError> {
+    let mut names: Vec<String> = all_addresses()?
+        .into_iter()
+        .filter(|(_, a)| matches!(a, IpAddr::V4(v4) if !v4.is_loopback()))
+        .map(|(name, _)| name)
+        .collect();
+    names.dedup();
+    Ok(names)
+}
+
+/// The name of the interface with index `ifindex`, if there is one.
+pub fn name_of(ifindex: u32) -> Option<String> {
+    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: the buffer holds IF_NAMESIZE bytes, as if_indextoname requires.
+    let name = unsafe { libc::if_indextoname(ifindex, buf.as_mut_ptr()) };
+    if name.is_null() {
+        return None;
+    }
+    // SAFETY: if_indextoname wrote a NUL-terminated name into buf.
+    Some(
+        unsafe { CStr::from_ptr(buf.as_ptr()) }
+            .to_string_lossy()
+            .into_owned(),
+    )
+}
+
+/// The interface this namespace's routes send traffic to `peer` through: the one holding the
+/// source address the route lookup picks. `None`: no route, or a source address no interface
+/// holds.
+pub fn route_interface(peer: SocketAddr) -> Option<String> {
+    interface_holding(route_source(peer).ok()?)
 }
 
 /// The first IPv4 address on the interface (the primary one).
@@ -118,8 +169,12 @@ pub fn check_route(
         if chosen == source {
             return Ok(());
         }
+        let through = interface_holding(chosen).map_or_else(
+            || format!("from {chosen}"),
+            |name| format!("through {name} ({chosen})"),
+        );
         Err(io::Error::other(format!(
-            "{route} to it leaves from {chosen}, not {interface}'s {source}"
+            "{route} to it leaves {through}, not {interface} ({source})"
         )))
     });
     let interface = interface.to_string();

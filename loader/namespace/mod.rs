@@ -48,6 +48,11 @@ pub enum NamespaceError {
     },
     /// resolv.conf names a loopback nameserver: its queries never leave through the interface.
     LoopbackNameserver(IpAddr),
+    /// The routes to what one attach takes over leave through two interfaces.
+    InterfacesDisagree {
+        first: (IpAddr, String),
+        second: (IpAddr, String),
+    },
 }
 
 impl fmt::Display for NamespaceError {
@@ -70,6 +75,7 @@ impl fmt::Display for NamespaceError {
             NamespaceError::NoNameservers(path) => write!(f, "{} names no nameserver to take over (IPv6 ones count only with an IPv6 --upstream)", path.display()),
             NamespaceError::NameserverElsewhere { nameserver, interface, problem } => write!(f, "queries to the nameserver {nameserver} do not leave through {interface} ({problem}), so they cannot be taken on its egress"),
             NamespaceError::LoopbackNameserver(addr) => write!(f, "the nameserver {addr} is a loopback address: its queries never leave through the interface, so they cannot be taken on its egress"),
+            NamespaceError::InterfacesDisagree { first, second } => write!(f, "the container's route to {} leaves through {} but its route to {} through {}: one attach takes one interface", first.0, first.1, second.0, second.1),
             NamespaceError::Ambiguous { proto, ports } => write!(f, "several {proto} sockets listen on {DOCKER_RESOLVER} (ports {}) and Docker's NAT did not say which is dockerd's: say it with --dockerd-port / --dockerd-tcp-port", list(ports)),
         }
     }

@@ -174,22 +174,34 @@ pub fn del_clsact(nl: &mut Netlink, ifindex: u32) -> Result<(), NetlinkError> {
 
 /// Whether the interface has a clsact qdisc.
 pub fn has_clsact(nl: &mut Netlink, ifindex: u32) -> Result<bool, NetlinkError> {
+    Ok(clsact_interfaces(nl)?.contains(&ifindex))
+}
+
+/// The interfaces of the namespace that have a clsact qdisc (one dump for all of them).
+pub fn clsact_interfaces(nl: &mut Netlink) -> Result<Vec<u32>, NetlinkError> {
     let answers = nl.request(
         RouteNetlinkMessage::GetQueueDiscipline(TcMessage::from_parts(
-            header(ifindex, TcHandle::UNSPEC, TcHandle::UNSPEC, 0),
+            header(0, TcHandle::UNSPEC, TcHandle::UNSPEC, 0),
             vec![],
         )),
         NLM_F_DUMP,
     )?;
-    Ok(answers.iter().any(|m| match m {
-        RouteNetlinkMessage::NewQueueDiscipline(q) => {
-            q.header.index == ifindex as i32
-                && q.attributes
+    let mut found: Vec<u32> = answers
+        .iter()
+        .filter_map(|m| match m {
+            RouteNetlinkMessage::NewQueueDiscipline(q)
+                if q.attributes
                     .iter()
-                    .any(|a| matches!(a, TcAttribute::Kind(k) if k == "clsact"))
-        }
-        _ => false,
-    }))
+                    .any(|a| matches!(a, TcAttribute::Kind(k) if k == "clsact")) =>
+            {
+                u32::try_from(q.header.index).ok()
+            }
+            _ => None,
+        })
+        .collect();
+    found.sort_unstable();
+    found.dedup();
+    Ok(found)
 }
 
 /// The filters on one hook. The chain heads a dump also returns (handle 0) are left out.

@@ -2,16 +2,17 @@
 //! the report.
 
 use super::rules::Rules;
-use crate::abi::Config;
 use crate::namespace::dockerd::ResolverPorts;
 use crate::namespace::resolv_conf::Nameservers;
+use crate::settings::Settings;
 use crate::target::Target;
-use std::net::{Ipv4Addr, SocketAddrV4, SocketAddrV6};
+use std::net::{SocketAddrV4, SocketAddrV6};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AttachRequest {
     pub target: Target,
-    pub interface: String,
+    /// `--interface`; none: the one the container's routes use ([`super::detect::interface`]).
+    pub interface: Option<String>,
     pub upstream: SocketAddrV4,
     /// The IPv6 upstream (a second `--upstream`), nameservers path only: without it IPv6 DNS
     /// passes untouched.
@@ -35,20 +36,17 @@ pub struct AttachRequest {
 /// on common paths.
 pub const EDNS_MAX: u16 = 1232;
 
-/// How long a closing TCP flow keeps being restored (retransmitted FINs and ACKs).
-pub const TCP_CLOSE_GRACE_NS: u64 = 10_000_000_000;
-
 /// What was attached, for the report.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attached {
-    pub config: Config,
-    pub container_addr: Ipv4Addr,
-    pub ports: ResolverPorts,
+    /// The interface queries leave through and answers arrive at.
+    pub interface: String,
+    pub settings: Settings,
     /// One line per protocol left with dockerd because its port could not be told.
     pub left_with_dockerd: Vec<String>,
-    /// The nameservers path: the nameservers taken over, the IPv6 ones to the IPv6 upstream
-    /// (none on the embedded-resolver path).
-    pub nameservers: Nameservers,
     /// Why an IPv6 upstream that was given is not used (one line for the user).
     pub ipv6_not_redirected: Option<String>,
+    /// The resolv.conf the nameservers were read from (none: `--resolver`, or the
+    /// embedded-resolver path).
+    pub nameservers_from: Option<String>,
 }

@@ -3,10 +3,11 @@
 //! Nothing here but [`fill`] and [`read`] touches the kernel.
 
 use crate::abi::{
-    RuleKey, RuleValue, FLAG_RULES_KEEP, FLAG_RULES_ONLY, MAX_RULES, NAME_BYTES, RULE_KEEP,
-    RULE_KEY_DATA, RULE_KEY_SIZE, RULE_LABEL_MARK, RULE_ONLY, RULE_ONLY_UNDER_KEEP,
+    RuleKey, RuleValue, MAX_RULES, NAME_BYTES, RULE_KEEP, RULE_KEY_DATA, RULE_KEY_SIZE,
+    RULE_LABEL_MARK, RULE_ONLY, RULE_ONLY_UNDER_KEEP,
 };
 use crate::bpf::sys;
+use crate::settings::RuleKinds;
 use std::fmt;
 use std::io;
 use std::os::fd::OwnedFd;
@@ -115,20 +116,15 @@ impl Rules {
         self.rules.is_empty()
     }
 
-    /// The flags that tell the query program which rules are in force.
-    pub fn flags(&self) -> u16 {
-        let mut flags = 0;
-        if self.rules.iter().any(|r| r.kind != Kind::Only) {
-            flags |= FLAG_RULES_KEEP;
+    /// Which kinds of rules are in force: the query program looks the map up only then.
+    pub fn kinds(&self) -> RuleKinds {
+        RuleKinds {
+            keep: self.rules.iter().any(|r| r.kind != Kind::Only),
+            only: self
+                .rules
+                .iter()
+                .any(|r| matches!(r.kind, Kind::Only | Kind::OnlyUnderKeep)),
         }
-        if self
-            .rules
-            .iter()
-            .any(|r| matches!(r.kind, Kind::Only | Kind::OnlyUnderKeep))
-        {
-            flags |= FLAG_RULES_ONLY;
-        }
-        flags
     }
 }
 
@@ -146,7 +142,7 @@ impl Rules {
         match best {
             Some(r) if r.kind == Kind::Only => Some(format!("only {}", r.suffix)),
             Some(r) => Some(format!("keep {}", r.suffix)),
-            None if self.flags() & FLAG_RULES_ONLY != 0 => Some("outside --only".to_string()),
+            None if self.kinds().only => Some("outside --only".to_string()),
             None => None,
         }
     }
@@ -383,10 +379,19 @@ mod tests {
                 },
             ]
         );
-        assert_eq!(r.flags(), FLAG_RULES_KEEP | FLAG_RULES_ONLY);
         assert_eq!(
-            Rules::new(&s(&["x"]), &[]).expect("rules").flags(),
-            FLAG_RULES_KEEP
+            r.kinds(),
+            RuleKinds {
+                keep: true,
+                only: true
+            }
+        );
+        assert_eq!(
+            Rules::new(&s(&["x"]), &[]).expect("rules").kinds(),
+            RuleKinds {
+                keep: true,
+                only: false
+            }
         );
         assert!(is_under("a.corp.test", "corp.test"));
         assert!(!is_under("xcorp.test", "corp.test"));

@@ -1,6 +1,7 @@
 //! What dnsredir shows: [`status`] renders an inspection as text or JSON, [`watch`] the
 //! queries the programs report, one per line.
 
+pub mod attach;
 pub mod status;
 pub mod watch;
 

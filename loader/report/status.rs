@@ -1,15 +1,18 @@
 //! `--status` as text for people and as one JSON object for scripts.
 
-use crate::abi::{Config, Counters, FLAG_REDIRECT_ALL, LAYOUT_VERSION};
+use crate::abi::{Counters, LAYOUT_VERSION};
 use crate::bpf::embedded;
 use crate::inspect::{Build, HookStatus, Status};
-use crate::layout::{self, addr_from_raw, port_from_raw};
 use crate::namespace;
+use crate::namespace::dockerd::DOCKER_RESOLVER;
+use crate::redirect::detect::DEFAULT_INTERFACE;
 use crate::redirect::rules::{Kind, Rules};
 use crate::report::json_string;
+use crate::settings::{Ipv6Settings, Path};
+use std::net::Ipv4Addr;
 
 /// The human-readable report.
-pub fn render_text(s: &Status, interface: &str) -> String {
+pub fn render_text(s: &Status) -> String {
     let mut out = String::new();
     let hook = |name: &str, h: &HookStatus| match (h.attached, h.prog_id) {
         (true, Some(id)) => format!("{name}: attached (program id {id})\n"),
@@ -21,37 +24,46 @@ pub fn render_text(s: &Status, interface: &str) -> String {
     } else {
         "dnsredir: not attached\n"
     });
+    let interface = s.interface().unwrap_or(DEFAULT_INTERFACE);
     let nameservers = s.nameservers_path();
-    if !nameservers || s.lo.attached {
-        out.push_str(&hook("lo ingress", &s.lo));
+    if !nameservers || s.lo().attached {
+        out.push_str(&hook("lo ingress", &s.lo()));
     }
-    out.push_str(&hook(&format!("{interface} ingress"), &s.interface));
-    if nameservers || s.egress.attached {
-        out.push_str(&hook(&format!("{interface} egress"), &s.egress));
+    out.push_str(&hook(&format!("{interface} ingress"), &s.ingress()));
+    if nameservers || s.egress().attached {
+        out.push_str(&hook(&format!("{interface} egress"), &s.egress()));
     }
-    if let Some(c) = &s.config {
-        out.push_str(&format!("path: {}\n", layout::path_name(c)));
+    for stray in s.found.strays() {
+        if stray.at.ifname != interface && !stray.at.is_lo_ingress() {
+            out.push_str(&hook(&stray.at.to_string(), &Some(stray).into()));
+        }
     }
-    if let Some(c) = s.config.as_ref().filter(|_| nameservers) {
+    if let Some(c) = &s.settings {
+        out.push_str(&format!("path: {}\n", c.path.name()));
         out.push_str(&format!(
-            "upstream: {}\ncontainer address: {}\nnameservers taken over: {}\n{}EDNS UDP size of queries: {}\n",
-            layout::upstream_of(c),
-            addr_from_raw(c.container_addr),
-            namespace::list(&layout::nameservers_of(c)),
-            ipv6_text(c),
-            edns(c.edns_max)
+            "upstream: {}\ncontainer address: {}\n",
+            c.upstream, c.source
         ));
-    } else if let Some(c) = &s.config {
-        out.push_str(&format!(
-            "upstream: {}\ncontainer address: {}\nresolver: {} (dockerd UDP port {}, TCP port {})\nsingle-label names: {}\nEDNS UDP size of queries: {}\n",
-            layout::upstream_of(c),
-            addr_from_raw(c.container_addr),
-            addr_from_raw(c.resolver_addr),
-            port_or_none(c.dockerd_udp_port),
-            port_or_none(c.dockerd_tcp_port),
-            if c.flags & FLAG_REDIRECT_ALL != 0 { "redirected too (--redirect-all)" } else { "left to dockerd" },
-            edns(c.edns_max)
-        ));
+    }
+    match s.settings.as_ref().map(|c| &c.path) {
+        Some(Path::Nameservers { nameservers, ipv6 }) => out.push_str(&format!(
+            "nameservers taken over: {}\n{}",
+            namespace::list(nameservers),
+            ipv6_text(ipv6.as_ref())
+        )),
+        Some(Path::EmbeddedResolver {
+            ports,
+            redirect_all,
+        }) => out.push_str(&format!(
+            "resolver: {DOCKER_RESOLVER} (dockerd UDP port {}, TCP port {})\nsingle-label names: {}\n",
+            port_or_none(ports.udp),
+            port_or_none(ports.tcp),
+            if *redirect_all { "redirected too (--redirect-all)" } else { "left to dockerd" },
+        )),
+        None => {}
+    }
+    if let Some(c) = &s.settings {
+        out.push_str(&format!("EDNS UDP size of queries: {}\n", edns(c.edns_max)));
     }
     match s.build {
         Some(Build::This) | None => {}
@@ -64,7 +76,7 @@ pub fn render_text(s: &Status, interface: &str) -> String {
         Some(Build::Unknown) => out.push_str("attached by: an older dnsredir build\n"),
     }
     if let Some(r) = &s.rules {
-        let keeper = if s.nameservers_path() {
+        let keeper = if nameservers {
             "the nameserver asked"
         } else {
             "dockerd"
@@ -89,13 +101,15 @@ pub fn render_text(s: &Status, interface: &str) -> String {
 }
 
 /// The IPv6 lines of the nameservers path.
-fn ipv6_text(c: &Config) -> String {
-    match (layout::upstream6_of(c), layout::container6_of(c)) {
-        (Some(up6), Some(addr6)) => format!(
-            "IPv6 upstream: {up6}\ncontainer IPv6 address: {addr6}\nIPv6 nameservers taken over: {}\n",
-            or_none(namespace::list(&layout::nameservers6_of(c)))
+fn ipv6_text(v6: Option<&Ipv6Settings>) -> String {
+    match v6 {
+        Some(v6) => format!(
+            "IPv6 upstream: {}\ncontainer IPv6 address: {}\nIPv6 nameservers taken over: {}\n",
+            v6.upstream,
+            v6.source,
+            or_none(namespace::list(&v6.nameservers))
         ),
-        _ => "IPv6 DNS: not redirected\n".to_string(),
+        None => "IPv6 DNS: not redirected\n".to_string(),
     }
 }
 
@@ -107,8 +121,8 @@ fn or_none(list: String) -> String {
     }
 }
 
-fn edns(raw: u16) -> String {
-    match port_from_raw(raw) {
+fn edns(max: u16) -> String {
+    match max {
         0 => "not clamped".to_string(),
         max => format!("at most {max}"),
     }
@@ -132,12 +146,8 @@ fn rules_text(r: &Rules, keeper: &str) -> String {
     out
 }
 
-fn port_or_none(raw: u16) -> String {
-    if raw == 0 {
-        "none".to_string()
-    } else {
-        port_from_raw(raw).to_string()
-    }
+fn port_or_none(port: Option<u16>) -> String {
+    port.map_or("none".to_string(), |p| p.to_string())
 }
 
 /// The same as one JSON object, for scripts.
@@ -149,30 +159,36 @@ pub fn render_json(s: &Status) -> String {
             h.prog_id.map_or("null".to_string(), |i| i.to_string())
         )
     };
-    let config = s.config.as_ref().map_or("null".to_string(), |c| {
-        let port = |raw: u16| if raw == 0 { "null".to_string() } else { port_from_raw(raw).to_string() };
+    let list = |items: Vec<String>| {
+        items
+            .iter()
+            .map(|n| json_string(n))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let config = s.settings.as_ref().map_or("null".to_string(), |c| {
+        let port = |p: Option<u16>| p.map_or("null".to_string(), |p| p.to_string());
+        let ports = c.dockerd_ports();
+        let redirect_all = matches!(c.path, Path::EmbeddedResolver { redirect_all: true, .. });
+        let resolver = match c.path {
+            Path::EmbeddedResolver { .. } => DOCKER_RESOLVER,
+            Path::Nameservers { .. } => Ipv4Addr::UNSPECIFIED,
+        };
+        let v6 = c.ipv6();
         format!(
             "{{\"path\":{},\"upstream\":{},\"container_addr\":{},\"nameservers\":[{}],\"resolver_addr\":{},\"dockerd_udp_port\":{},\"dockerd_tcp_port\":{},\"redirect_all\":{},\"edns_max\":{},\"upstream6\":{},\"container_addr6\":{},\"nameservers6\":[{}]}}",
-            json_string(layout::path_name(c)),
-            json_string(&layout::upstream_of(c).to_string()),
-            json_string(&addr_from_raw(c.container_addr).to_string()),
-            layout::nameservers_of(c)
-                .iter()
-                .map(|n| json_string(&n.to_string()))
-                .collect::<Vec<_>>()
-                .join(","),
-            json_string(&addr_from_raw(c.resolver_addr).to_string()),
-            port(c.dockerd_udp_port),
-            port(c.dockerd_tcp_port),
-            c.flags & FLAG_REDIRECT_ALL != 0,
-            port_from_raw(c.edns_max),
-            layout::upstream6_of(c).map_or("null".to_string(), |u| json_string(&u.to_string())),
-            layout::container6_of(c).map_or("null".to_string(), |a| json_string(&a.to_string())),
-            layout::nameservers6_of(c)
-                .iter()
-                .map(|n| json_string(&n.to_string()))
-                .collect::<Vec<_>>()
-                .join(",")
+            json_string(c.path.name()),
+            json_string(&c.upstream.to_string()),
+            json_string(&c.source.to_string()),
+            list(c.nameservers().iter().map(|n| n.to_string()).collect()),
+            json_string(&resolver.to_string()),
+            port(ports.udp),
+            port(ports.tcp),
+            redirect_all,
+            c.edns_max,
+            v6.map_or("null".to_string(), |v6| json_string(&v6.upstream.to_string())),
+            v6.map_or("null".to_string(), |v6| json_string(&v6.source.to_string())),
+            list(v6.map_or(Vec::new(), |v6| v6.nameservers.iter().map(|n| n.to_string()).collect()))
         )
     });
     let build = match s.build {
@@ -214,14 +230,15 @@ pub fn render_json(s: &Status) -> String {
         format!("[{}]", items.join(","))
     });
     format!(
-        "{{\"attached\":{},\"path\":{},\"lo\":{},\"interface\":{},\"egress\":{},\"build\":{},\"config\":{},\"tracked_flows\":{},\"counters\":{},\"stale\":{},\"stale_reason\":{},\"ports_unknown\":{},\"rules\":{},\"rules_map_id\":{}}}",
+        "{{\"attached\":{},\"path\":{},\"ifname\":{},\"lo\":{},\"interface\":{},\"egress\":{},\"build\":{},\"config\":{},\"tracked_flows\":{},\"counters\":{},\"stale\":{},\"stale_reason\":{},\"ports_unknown\":{},\"rules\":{},\"rules_map_id\":{}}}",
         s.attached(),
-        s.config
+        s.settings
             .as_ref()
-            .map_or("null".to_string(), |c| json_string(layout::path_name(c))),
-        hook(&s.lo),
-        hook(&s.interface),
-        hook(&s.egress),
+            .map_or("null".to_string(), |c| json_string(c.path.name())),
+        s.interface().map_or("null".to_string(), json_string),
+        hook(&s.lo()),
+        hook(&s.ingress()),
+        hook(&s.egress()),
         build,
         config,
         s.tracked_flows.unwrap_or(0),
@@ -258,7 +275,7 @@ mod tests {
             rules_map_id: Some(7),
             ..Status::default()
         };
-        let text = render_text(&s, "eth0");
+        let text = render_text(&s);
         assert!(text.contains("name rules: 2 (other names and all TCP stay with dockerd (--only))\n  keep internal.test\n  only corp.test\n"), "{text}");
         let json = render_json(&s);
         assert!(json.ends_with(",\"rules\":[{\"suffix\":\"internal.test\",\"kind\":\"keep\"},{\"suffix\":\"corp.test\",\"kind\":\"only\"}],\"rules_map_id\":7}"), "{json}");
@@ -269,7 +286,7 @@ mod tests {
         let json = render_json(&Status::default());
         assert_eq!(
             json,
-            "{\"attached\":false,\"path\":null,\"lo\":{\"attached\":false,\"prog_id\":null},\"interface\":{\"attached\":false,\"prog_id\":null},\"egress\":{\"attached\":false,\"prog_id\":null},\"build\":null,\"config\":null,\"tracked_flows\":0,\"counters\":null,\"stale\":false,\"stale_reason\":null,\"ports_unknown\":null,\"rules\":null,\"rules_map_id\":null}"
+            "{\"attached\":false,\"path\":null,\"ifname\":null,\"lo\":{\"attached\":false,\"prog_id\":null},\"interface\":{\"attached\":false,\"prog_id\":null},\"egress\":{\"attached\":false,\"prog_id\":null},\"build\":null,\"config\":null,\"tracked_flows\":0,\"counters\":null,\"stale\":false,\"stale_reason\":null,\"ports_unknown\":null,\"rules\":null,\"rules_map_id\":null}"
         );
     }
 }

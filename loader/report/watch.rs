@@ -18,7 +18,6 @@ use crate::abi::{
     EventHeader, EVENT_QUERY, EVENT_REPLY, ROUTE_DOCKERD, ROUTE_NAMESERVER, ROUTE_NAMESERVER_KEPT,
     ROUTE_UPSTREAM,
 };
-use crate::layout::{addr_from_raw, port_from_raw};
 use crate::report::json_string;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4};
@@ -309,10 +308,7 @@ impl Tracker {
 fn record(q: &Pending, answer: Option<Answer>, clock: &Clock) -> Record {
     Record {
         time: clock.wall_of(q.head.time_ns),
-        client: SocketAddrV4::new(
-            addr_from_raw(q.head.client_addr),
-            port_from_raw(q.head.client_port),
-        ),
+        client: q.head.client(),
         tcp: q.head.proto == IPPROTO_TCP,
         question: q.message.question.clone(),
         path: q.head.path,
@@ -438,8 +434,8 @@ pub fn render_json(r: &Record) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::abi::raw::{addr_raw, port_raw};
     use crate::abi::ROUTE_NONE;
-    use crate::layout::{addr_raw, port_raw};
 
     fn query_msg(id: u16, labels: &[&[u8]], qtype: u16) -> Vec<u8> {
         let mut m = id.to_be_bytes().to_vec();

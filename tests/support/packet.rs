@@ -4,11 +4,11 @@
 #![allow(dead_code)]
 
 use super::dns;
+use dnsredir::abi::raw::{addr_raw, port_raw};
 use dnsredir::abi::{Config, ConfigHeader, CONFIG_MAGIC, CONFIG_SYMBOL, LAYOUT_VERSION};
 use dnsredir::bpf::elf::ObjectFile;
 use dnsredir::bpf::embedded;
 use dnsredir::bpf::load::{self, Loaded};
-use dnsredir::layout::{addr_raw, port_raw};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 /// TC_ACT_UNSPEC (-1) as BPF_PROG_TEST_RUN reports it: pass on to the next filter.

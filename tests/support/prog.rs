@@ -7,6 +7,7 @@ use super::packet::{
     UPSTREAM_PORT,
 };
 use super::require_root;
+use dnsredir::abi::raw::{addr6_raw, addr_raw, port_raw};
 use dnsredir::abi::{
     Config, Counters, EventHeader, WatchControl, COUNTERS_MAP, EVENTS_MAP, EVENTS_RING_SIZE,
     EVENT_SIZE, PATH_NAMESERVERS, RULES_MAP, WATCH_MAP,
@@ -15,7 +16,6 @@ use dnsredir::bpf::elf::ObjectFile;
 use dnsredir::bpf::load::Loaded;
 use dnsredir::bpf::ringbuf::{self, RingBuf};
 use dnsredir::bpf::sys;
-use dnsredir::layout::{addr6_raw, addr_raw, port_raw, sum_percpu_counters};
 use dnsredir::redirect::rules::{self, Rules};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -44,7 +44,7 @@ pub fn suffixes(v: &[&str]) -> Vec<String> {
 pub fn load_with_rules(config: &Config, keep: &[&str], only: &[&str]) -> (ObjectFile, Loaded) {
     let rules = Rules::new(&suffixes(keep), &suffixes(only)).expect("rules");
     let (object, loaded) = load_config(&Config {
-        flags: config.flags | rules.flags(),
+        flags: config.flags | rules.kinds().flags(),
         ..*config
     });
     let map = loaded.map(&object, RULES_MAP).expect("rules map");
@@ -58,7 +58,7 @@ pub fn counters(object: &ObjectFile, loaded: &Loaded) -> Counters {
     let cpus = sys::possible_cpus().expect("cpus");
     let mut value = vec![0u8; std::mem::size_of::<Counters>().next_multiple_of(8) * cpus];
     sys::map_lookup(map, &0u32.to_ne_bytes(), &mut value).expect("lookup");
-    sum_percpu_counters(&value)
+    Counters::sum_per_cpu(&value)
 }
 
 /// The program of `section` run once on `packet`: its verdict and the frame it leaves.

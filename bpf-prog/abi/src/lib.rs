@@ -12,6 +12,45 @@
 
 use core::mem::{offset_of, size_of};
 
+/// Addresses and ports as the programs compare them with packet bytes: network-order bytes
+/// loaded as native integers. The one place either side turns them into numbers and back.
+pub mod raw {
+    use core::net::{Ipv4Addr, Ipv6Addr};
+
+    pub fn addr_raw(addr: Ipv4Addr) -> u32 {
+        u32::from_ne_bytes(addr.octets())
+    }
+
+    pub fn addr_from_raw(raw: u32) -> Ipv4Addr {
+        Ipv4Addr::from(raw.to_ne_bytes())
+    }
+
+    /// Four raw loads of the address's bytes.
+    pub fn addr6_raw(addr: Ipv6Addr) -> [u32; 4] {
+        let b = addr.octets();
+        core::array::from_fn(|i| {
+            u32::from_ne_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]])
+        })
+    }
+
+    pub fn addr6_from_raw(raw: &[u32]) -> Ipv6Addr {
+        let mut b = [0u8; 16];
+        for (chunk, word) in b.chunks_exact_mut(4).zip(raw) {
+            chunk.copy_from_slice(&word.to_ne_bytes());
+        }
+        Ipv6Addr::from(b)
+    }
+
+    /// A port, or any 16-bit field compared with packet bytes (the EDNS size).
+    pub fn port_raw(port: u16) -> u16 {
+        u16::from_ne_bytes(port.to_be_bytes())
+    }
+
+    pub fn port_from_raw(raw: u16) -> u16 {
+        u16::from_be_bytes(raw.to_ne_bytes())
+    }
+}
+
 /// Declares a `#[repr(C)]` struct together with its byte encoding, from one list of fields.
 macro_rules! layout {
     (
@@ -386,6 +425,20 @@ counters! {
 const _: () = assert!(Counters::SIZE == 8 * Counters::COUNT);
 
 impl Counters {
+    /// Sums a per-CPU lookup result: one `Counters` per possible CPU, each slot rounded up
+    /// to 8 bytes (the kernel's per-CPU value stride).
+    pub fn sum_per_cpu(bytes: &[u8]) -> Counters {
+        let mut total = [0u64; Counters::COUNT];
+        for cpu in bytes.chunks_exact(Counters::SIZE.next_multiple_of(8)) {
+            if let Some(c) = Counters::from_bytes(cpu) {
+                for (t, v) in total.iter_mut().zip(c.as_array()) {
+                    *t += v;
+                }
+            }
+        }
+        Counters::from_array(total)
+    }
+
     /// One CPU's counters (one slot of a per-CPU lookup).
     pub fn from_bytes(bytes: &[u8]) -> Option<Counters> {
         Counters::decode(bytes)
@@ -571,6 +624,14 @@ const _: () = assert!(EVENT_SIZE % 8 == 0 && EVENT_DATA_MAX.is_power_of_two());
 impl EventHeader {
     pub fn from_bytes(bytes: &[u8]) -> Option<EventHeader> {
         EventHeader::decode(bytes)
+    }
+
+    /// The client's address and port, decoded from their network-order fields.
+    pub fn client(&self) -> core::net::SocketAddrV4 {
+        core::net::SocketAddrV4::new(
+            raw::addr_from_raw(self.client_addr),
+            raw::port_from_raw(self.client_port),
+        )
     }
 }
 

@@ -1,0 +1,344 @@
+//! What the programs are told, typed: the one place that writes a [`Config`] and reads one back.
+//! The byte encoding of its addresses and ports is the ABI crate's ([`crate::abi::raw`]).
+
+use crate::abi::raw::{
+    addr6_from_raw as addr6_from, addr6_raw as addr6, addr_from_raw as addr_from, addr_raw as addr,
+    port_from_raw as port_from, port_raw as port,
+};
+use crate::abi::{
+    Config, FLAG_REDIRECT_ALL, FLAG_RULES_KEEP, FLAG_RULES_ONLY, MAX_NAMESERVERS, PATH_NAMESERVERS,
+};
+use crate::namespace::dockerd::{ResolverPorts, DOCKER_RESOLVER};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
+
+/// How long a closing TCP flow keeps being restored (retransmitted FINs and ACKs).
+pub const TCP_CLOSE_GRACE_NS: u64 = 10_000_000_000;
+
+/// One attachment's configuration, as the loader thinks of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    pub path: Path,
+    /// The interface queries leave through and answers arrive at.
+    pub ifindex: u32,
+    pub lo_ifindex: u32,
+    /// The interface's IPv4 address: where redirected queries come from.
+    pub source: Ipv4Addr,
+    pub upstream: SocketAddrV4,
+    /// The largest EDNS UDP payload size redirected queries may announce; 0 leaves it alone.
+    pub edns_max: u16,
+    /// Which kinds of name rules the rules map holds (the program skips the lookup otherwise).
+    pub rules: RuleKinds,
+}
+
+/// Where queries are taken, with what only that path knows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Path {
+    /// Docker's embedded resolver, taken on lo ingress behind Docker's DNAT.
+    EmbeddedResolver {
+        ports: ResolverPorts,
+        /// Single-label names (Docker's own) are redirected too.
+        redirect_all: bool,
+    },
+    /// The namespace's own nameservers, taken on the interface's egress.
+    Nameservers {
+        nameservers: Vec<SocketAddrV4>,
+        ipv6: Option<Ipv6Settings>,
+    },
+}
+
+/// The IPv6 half of the nameservers path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ipv6Settings {
+    pub upstream: SocketAddrV6,
+    /// The interface's global IPv6 address: where queries leave from and answers arrive.
+    pub source: Ipv6Addr,
+    pub nameservers: Vec<SocketAddrV6>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RuleKinds {
+    /// Some rule keeps names with dockerd or the nameserver asked.
+    pub keep: bool,
+    /// Some rule redirects only the names under it.
+    pub only: bool,
+}
+
+impl RuleKinds {
+    /// The configuration flags that tell the query program which rules are in force.
+    pub fn flags(self) -> u16 {
+        let mut flags = 0;
+        if self.keep {
+            flags |= FLAG_RULES_KEEP;
+        }
+        if self.only {
+            flags |= FLAG_RULES_ONLY;
+        }
+        flags
+    }
+}
+
+impl Path {
+    /// The name `--status` shows.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Path::EmbeddedResolver { .. } => "embedded-resolver",
+            Path::Nameservers { .. } => "nameservers",
+        }
+    }
+}
+
+impl Settings {
+    /// The configuration the programs of the object `build_id` read.
+    pub fn to_config(&self, build_id: u64) -> Config {
+        let mut flags = self.rules.flags();
+        let mut config = Config {
+            build_id,
+            container_addr: addr(self.source),
+            upstream_addr: addr(*self.upstream.ip()),
+            upstream_port: port(self.upstream.port()),
+            edns_max: port(self.edns_max),
+            iface_ifindex: self.ifindex,
+            lo_ifindex: self.lo_ifindex,
+            tcp_close_grace_ns: TCP_CLOSE_GRACE_NS,
+            ..Config::UNSET
+        };
+        match &self.path {
+            Path::EmbeddedResolver {
+                ports,
+                redirect_all,
+            } => {
+                config.resolver_addr = addr(DOCKER_RESOLVER);
+                config.dockerd_udp_port = ports.udp.map_or(0, port);
+                config.dockerd_tcp_port = ports.tcp.map_or(0, port);
+                if *redirect_all {
+                    flags |= FLAG_REDIRECT_ALL;
+                }
+            }
+            Path::Nameservers { nameservers, ipv6 } => {
+                config.path = PATH_NAMESERVERS;
+                let nameservers = &nameservers[..nameservers.len().min(MAX_NAMESERVERS)];
+                config.nameserver_count = nameservers.len() as u16;
+                for (i, ns) in nameservers.iter().enumerate() {
+                    config.nameservers[i] = addr(*ns.ip());
+                    config.nameserver_ports[i] = port(ns.port());
+                }
+                if let Some(v6) = ipv6 {
+                    config.upstream6_addr = addr6(*v6.upstream.ip());
+                    config.upstream6_port = port(v6.upstream.port());
+                    config.container6_addr = addr6(v6.source);
+                    let nameservers = &v6.nameservers[..v6.nameservers.len().min(MAX_NAMESERVERS)];
+                    config.nameserver6_count = nameservers.len() as u16;
+                    for (i, ns) in nameservers.iter().enumerate() {
+                        config.nameservers6[4 * i..4 * i + 4].copy_from_slice(&addr6(*ns.ip()));
+                        config.nameserver6_ports[i] = port(ns.port());
+                    }
+                }
+            }
+        }
+        config.flags = flags;
+        config
+    }
+
+    /// What a configuration read back from an attached program says (this build's layout:
+    /// [`Config::from_bytes`] decodes nothing else).
+    pub fn from_config(c: &Config) -> Settings {
+        let path = if c.path == PATH_NAMESERVERS {
+            let count = (c.nameserver_count as usize).min(MAX_NAMESERVERS);
+            let nameservers = c.nameservers[..count]
+                .iter()
+                .zip(c.nameserver_ports)
+                .map(|(a, p)| SocketAddrV4::new(addr_from(*a), port_from(p)))
+                .collect();
+            let ipv6 = (c.upstream6_port != 0).then(|| Ipv6Settings {
+                upstream: SocketAddrV6::new(
+                    addr6_from(&c.upstream6_addr),
+                    port_from(c.upstream6_port),
+                    0,
+                    0,
+                ),
+                source: addr6_from(&c.container6_addr),
+                nameservers: c
+                    .nameservers6
+                    .chunks_exact(4)
+                    .zip(c.nameserver6_ports)
+                    .take((c.nameserver6_count as usize).min(MAX_NAMESERVERS))
+                    .map(|(a, p)| SocketAddrV6::new(addr6_from(a), port_from(p), 0, 0))
+                    .collect(),
+            });
+            Path::Nameservers { nameservers, ipv6 }
+        } else {
+            let dockerd = |raw: u16| (raw != 0).then(|| port_from(raw));
+            Path::EmbeddedResolver {
+                ports: ResolverPorts {
+                    udp: dockerd(c.dockerd_udp_port),
+                    tcp: dockerd(c.dockerd_tcp_port),
+                },
+                redirect_all: c.flags & FLAG_REDIRECT_ALL != 0,
+            }
+        };
+        Settings {
+            path,
+            ifindex: c.iface_ifindex,
+            lo_ifindex: c.lo_ifindex,
+            source: addr_from(c.container_addr),
+            upstream: SocketAddrV4::new(addr_from(c.upstream_addr), port_from(c.upstream_port)),
+            edns_max: port_from(c.edns_max),
+            rules: RuleKinds {
+                keep: c.flags & FLAG_RULES_KEEP != 0,
+                only: c.flags & FLAG_RULES_ONLY != 0,
+            },
+        }
+    }
+
+    /// The IPv4 nameservers taken over (none on the embedded-resolver path).
+    pub fn nameservers(&self) -> &[SocketAddrV4] {
+        match &self.path {
+            Path::Nameservers { nameservers, .. } => nameservers,
+            Path::EmbeddedResolver { .. } => &[],
+        }
+    }
+
+    /// The IPv6 side, when an IPv6 upstream is in force.
+    pub fn ipv6(&self) -> Option<&Ipv6Settings> {
+        match &self.path {
+            Path::Nameservers { ipv6, .. } => ipv6.as_ref(),
+            Path::EmbeddedResolver { .. } => None,
+        }
+    }
+
+    /// dockerd's ports redirected (none on the nameservers path).
+    pub fn dockerd_ports(&self) -> ResolverPorts {
+        match &self.path {
+            Path::EmbeddedResolver { ports, .. } => *ports,
+            Path::Nameservers { .. } => ResolverPorts::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::abi::LAYOUT_VERSION;
+
+    fn nameservers_path() -> Settings {
+        Settings {
+            path: Path::Nameservers {
+                nameservers: vec![
+                    "8.8.8.8:53".parse().unwrap(),
+                    "8.8.4.4:5300".parse().unwrap(),
+                ],
+                ipv6: None,
+            },
+            ifindex: 43,
+            lo_ifindex: 1,
+            source: Ipv4Addr::new(172, 18, 0, 2),
+            upstream: "1.1.1.1:53".parse().unwrap(),
+            edns_max: 1232,
+            rules: RuleKinds::default(),
+        }
+    }
+
+    #[test]
+    fn nameservers_settings_sit_at_fixed_offsets() {
+        let s = nameservers_path();
+        let c = s.to_config(0x0102_0304_0506_0708);
+        let b = c.to_bytes();
+        assert_eq!(b.len(), 200);
+        assert_eq!(&b[0..4], b"DNSR", "magic");
+        assert_eq!(&b[4..8], &LAYOUT_VERSION.to_ne_bytes(), "layout");
+        assert_eq!(&b[8..16], &0x0102_0304_0506_0708u64.to_ne_bytes());
+        assert_eq!(&b[16..20], &[0; 4], "no resolver on this path");
+        assert_eq!(&b[20..24], &[172, 18, 0, 2]);
+        assert_eq!(&b[24..28], &[1, 1, 1, 1]);
+        assert_eq!(&b[28..30], &[0, 53], "ports in network order");
+        assert_eq!(&b[30..34], &[0; 4], "no dockerd ports");
+        assert_eq!(&b[34..36], &0u16.to_ne_bytes(), "flags");
+        assert_eq!(
+            &b[36..38],
+            &1232u16.to_be_bytes(),
+            "edns_max, network order"
+        );
+        assert_eq!(&b[38..40], &[0, 0], "padding");
+        assert_eq!(&b[40..44], &43u32.to_ne_bytes(), "iface_ifindex");
+        assert_eq!(&b[44..48], &1u32.to_ne_bytes(), "lo_ifindex");
+        assert_eq!(&b[48..56], &TCP_CLOSE_GRACE_NS.to_ne_bytes());
+        assert_eq!(
+            &b[56..64],
+            &[8, 8, 8, 8, 8, 8, 4, 4],
+            "nameservers, network order"
+        );
+        assert_eq!(&b[64..72], &[0; 8]);
+        assert_eq!(
+            &b[72..76],
+            &[0, 53, 0x14, 0xb4],
+            "their ports, network order"
+        );
+        assert_eq!(&b[76..80], &[0; 4]);
+        assert_eq!(&b[80..82], &1u16.to_ne_bytes(), "path");
+        assert_eq!(&b[82..84], &2u16.to_ne_bytes(), "nameserver_count");
+        assert_eq!(&b[84..88], &[0; 4], "padding");
+        assert_eq!(&b[88..200], &[0; 112], "no IPv6 upstream");
+        assert_eq!(Config::from_bytes(&b), Some(c));
+        assert_eq!(Settings::from_config(&c), s);
+        assert_eq!(s.path.name(), "nameservers");
+    }
+
+    #[test]
+    fn embedded_resolver_settings_round_trip() {
+        let s = Settings {
+            path: Path::EmbeddedResolver {
+                ports: ResolverPorts {
+                    udp: Some(41552),
+                    tcp: None,
+                },
+                redirect_all: true,
+            },
+            rules: RuleKinds {
+                keep: true,
+                only: false,
+            },
+            edns_max: 0,
+            ..nameservers_path()
+        };
+        let b = s.to_config(7).to_bytes();
+        assert_eq!(&b[16..20], &[127, 0, 0, 11], "resolver, network order");
+        assert_eq!(&b[30..32], &41552u16.to_be_bytes());
+        assert_eq!(&b[32..34], &[0, 0], "TCP stays with dockerd");
+        assert_eq!(
+            &b[34..36],
+            &(FLAG_REDIRECT_ALL | FLAG_RULES_KEEP).to_ne_bytes(),
+            "flags"
+        );
+        assert_eq!(&b[56..88], &[0; 32], "no nameservers, path 0");
+        let back = Config::from_bytes(&b).expect("this layout");
+        assert_eq!(Settings::from_config(&back), s);
+        assert_eq!(s.path.name(), "embedded-resolver");
+        assert!(s.nameservers().is_empty());
+    }
+
+    #[test]
+    fn ipv6_fields_sit_after_the_ipv4_ones() {
+        let up: Ipv6Addr = "2001:db8::53".parse().unwrap();
+        let ns: Ipv6Addr = "fd00:dead:1::1".parse().unwrap();
+        let s = Settings {
+            path: Path::Nameservers {
+                nameservers: vec!["8.8.8.8:53".parse().unwrap()],
+                ipv6: Some(Ipv6Settings {
+                    upstream: SocketAddrV6::new(up, 5353, 0, 0),
+                    source: "fd00:dead:1::2".parse().unwrap(),
+                    nameservers: vec![SocketAddrV6::new(ns, 53, 0, 0)],
+                }),
+            },
+            ..nameservers_path()
+        };
+        let c = s.to_config(1);
+        let b = c.to_bytes();
+        assert_eq!(&b[88..104], &up.octets(), "upstream6, network order");
+        assert_eq!(&b[120..136], &ns.octets(), "nameservers6[0]");
+        assert_eq!(&b[136..184], &[0; 48]);
+        assert_eq!(&b[184..186], &[0, 53], "nameserver6_ports[0]");
+        assert_eq!(&b[192..194], &5353u16.to_be_bytes(), "upstream6_port");
+        assert_eq!(&b[194..196], &1u16.to_ne_bytes(), "nameserver6_count");
+        assert_eq!(Settings::from_config(&c), s);
+    }
+}
