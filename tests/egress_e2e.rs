@@ -79,7 +79,26 @@ fn nameservers_must_be_named_with_netns_and_reached_through_the_interface() {
         argv.extend(cmd.split_whitespace());
         run(&argv).unwrap_or_else(|e| panic!("{e}"));
     }
+    // Its route leaves through side0, the upstream's through eth0: refused, naming both.
     let (code, out, err) = net.dnsredir(&["--upstream", &up, "--resolver", "10.217.0.53"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("10.217.0.53 leaves through side0")
+            && err.contains("through eth0")
+            && err.contains("--interface side0 or --interface eth0"),
+        "{err}"
+    );
+    assert_eq!(egress_filters(&net.ctr.name), 0);
+    // With --interface eth0, its queries would never pass eth0's egress.
+    let (code, out, err) = net.dnsredir(&[
+        "--upstream",
+        &up,
+        "--resolver",
+        "10.217.0.53",
+        "--interface",
+        "eth0",
+    ]);
     assert_eq!(code, 1, "{out}{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("do not leave through eth0"), "{err}");

@@ -131,23 +131,23 @@ pub fn path(request: &AttachRequest, log: Log) -> Result<Detected, Error> {
 }
 
 /// The addresses whose routes decide the interface: the upstream on the embedded-resolver
-/// path; the nameservers taken over on the nameservers path (IPv6 ones only with an IPv6
-/// upstream, the only case they are taken).
+/// path; on the nameservers path the nameservers taken over (IPv6 ones only with an IPv6
+/// upstream, the only case they are taken) and the upstreams, whose queries leave where the
+/// nameservers' would.
 pub fn routed_peers(request: &AttachRequest, detected: &Detected) -> Vec<SocketAddr> {
+    let upstream = std::iter::once(SocketAddr::from(request.upstream));
     match detected {
-        Detected::EmbeddedResolver { .. } => vec![request.upstream.into()],
+        Detected::EmbeddedResolver { .. } => upstream.collect(),
         Detected::Nameservers { nameservers, .. } => {
-            let v6 = nameservers
-                .v6
-                .iter()
-                .filter(|_| request.upstream6.is_some());
-            let peers: Vec<SocketAddr> = nameservers
-                .v4
-                .iter()
-                .map(|&n| n.into())
-                .chain(v6.map(|&n| n.into()))
-                .collect();
-            peers
+            let v6 = request.upstream6.iter().flat_map(|up6| {
+                nameservers
+                    .v6
+                    .iter()
+                    .map(|&n| SocketAddr::from(n))
+                    .chain(std::iter::once(SocketAddr::from(*up6)))
+            });
+            let v4 = nameservers.v4.iter().map(|&n| SocketAddr::from(n));
+            v4.chain(upstream).chain(v6).collect()
         }
     }
 }
