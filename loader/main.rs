@@ -107,7 +107,9 @@ fn main() -> ExitCode {
     }
     let result = run(action, verbose);
     if verbose {
-        eprintln!("dnsredir: {}", fault::summary());
+        if let Some(calls) = fault::summary() {
+            eprintln!("dnsredir: {calls}");
+        }
     }
     match result {
         Ok(code) => ExitCode::from(code),

@@ -10,6 +10,8 @@
 //! - [`json`]: a tiny JSON parser for `--status --json`;
 //! - [`watcher`]: a running `dnsredir --watch` ([`watcher::Watcher`]);
 //! - [`packet`]: crafted frames and checksums for BPF_PROG_TEST_RUN (also used by bench/prog.rs).
+//! - [`reliability`]: what the fault, concurrency and load tests share (the binary run with extra
+//!   environment variables, the container's tc state, a sampling thread).
 //!
 //! Every namespace is named `drt<pid>x<n><role>` and deleted on Drop (stale ones from killed
 //! test processes are removed the next time a topology is built).
@@ -27,6 +29,7 @@ pub mod netns;
 pub mod packet;
 pub mod prog;
 pub mod redirect;
+pub mod reliability;
 pub mod rng;
 pub mod watcher;
 
