@@ -212,7 +212,12 @@ pub fn action(args: Args) -> Result<Action, String> {
     .into_iter()
     .find_map(|(flag, given)| given.then_some(flag));
     let only_attach = |action: &str, flag: &str| {
-        format!("{action} does not take {flag}: it applies to an attach only ({action} finds dnsredir's filters on any interface)")
+        let why = if flag == "--interface" {
+            format!(" ({action} finds dnsredir's filters on any interface)")
+        } else {
+            String::new()
+        };
+        format!("{action} does not take {flag}: it applies to an attach only{why}")
     };
     if args.watch {
         if args.detach || args.status {

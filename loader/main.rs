@@ -71,6 +71,23 @@ fn run(action: Action, verbose: bool) -> Result<u8, Error> {
     }
 }
 
+/// argh's own parse error as one line in dnsredir's form: "Error parsing option '--pid' with
+/// value 'self': ..." becomes "bad --pid 'self': ...; run dnsredir --help for usage".
+fn usage_error(argh: &str) -> String {
+    let text = argh.split_whitespace().collect::<Vec<_>>().join(" ");
+    let text = match text.strip_prefix("Error parsing option ") {
+        Some(rest) => match rest.split_once(" with value ") {
+            Some((flag, value)) => format!("bad {} {value}", flag.trim_matches('\'')),
+            None => rest.to_string(),
+        },
+        None => text,
+    };
+    format!(
+        "{}; run dnsredir --help for usage",
+        text.trim_end_matches('.')
+    )
+}
+
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().collect();
     let command = argv
@@ -86,8 +103,7 @@ fn main() -> ExitCode {
                     ExitCode::SUCCESS
                 }
                 Err(()) => {
-                    eprintln!("{}", early.output.trim_end());
-                    eprintln!("Run dnsredir --help for usage.");
+                    eprintln!("dnsredir: error: {}", usage_error(&early.output));
                     ExitCode::from(EXIT_USAGE)
                 }
             };

@@ -523,3 +523,39 @@ fn error_upstream_unreachable_through_eth0() {
     );
     assert_nothing_attached(&net, "nothing attached");
 }
+
+#[test]
+#[ignore = "needs root: network namespaces, bpf(2)"]
+fn a_namespace_that_lost_its_interface_is_told_only_detach_remains() {
+    // As a `--network container:X` container after X restarted: lo stays, eth0 is gone.
+    let net = DockerLikeNet::attached(&[]);
+    let ip = std::process::Command::new("ip")
+        .args(["-n", &net.ctr_ns, "link", "del", "eth0"])
+        .status()
+        .expect("ip");
+    assert!(ip.success());
+    let (code, j) = net.status_json();
+    assert_eq!(code, 3, "half attached is not attached: {j}");
+    let reason = j
+        .path(&["stale_reason"])
+        .and_then(Json::as_str)
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        reason.contains("lo ingress"),
+        "names what is left: {reason}"
+    );
+    assert!(
+        reason.contains(&format!(
+            "only dnsredir --pid {} --detach remains",
+            net.ctr_pid
+        )),
+        "advice that works there: {reason}"
+    );
+    assert!(!reason.contains("--upstream"), "no attach advice: {reason}");
+    let (code, out, err) = net.dnsredir(&["--detach"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("1 filters removed"), "{out}");
+    assert_eq!(net.dnsredir_filters("lo"), 0);
+    assert!(!has_clsact(&net.ctr_ns, "lo"), "the clsact qdisc went too");
+}
