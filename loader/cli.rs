@@ -1,11 +1,12 @@
 //! The command line: flags in, one plain [`Action`] out. Nothing here touches the system.
 
-use crate::abi::MAX_NAMESERVERS;
+use crate::abi::{LABEL_MAX, MAX_NAMESERVERS};
 use crate::namespace::dockerd::ResolverPorts;
 use crate::namespace::resolv_conf::Nameservers;
 use crate::redirect::rules::{self, Rules};
 use crate::redirect::AttachRequest;
 use crate::redirect::EDNS_MAX;
+use crate::settings;
 use crate::target::Target;
 use crate::watcher::WatchRequest;
 use argh::FromArgs;
@@ -74,6 +75,9 @@ pub struct Args {
     /// the container's interface toward the upstream (default: the one its routes to the upstream, or to the nameservers taken over, leave through; almost always eth0). --status, --watch and --detach find dnsredir's filters on any interface and take no --interface
     #[argh(option)]
     interface: Option<String>,
+    /// a name for this attachment, kept in its configuration and shown by --status, --watch and --metrics (at most 64 bytes, no control characters; default: the --pid or --netns given)
+    #[argh(option)]
+    label: Option<String>,
     /// remove dnsredir's filters (and the clsact qdisc when nothing else uses it)
     #[argh(switch)]
     detach: bool,
@@ -208,6 +212,7 @@ pub fn action(args: Args) -> Result<Action, String> {
         ("--keep", !args.keep.is_empty()),
         ("--only", !args.only.is_empty()),
         ("--interface", args.interface.is_some()),
+        ("--label", args.label.is_some()),
     ]
     .into_iter()
     .find_map(|(flag, given)| given.then_some(flag));
@@ -284,7 +289,19 @@ pub fn action(args: Args) -> Result<Action, String> {
                     .collect::<Result<Vec<_>, _>>()
             };
             let rules = Rules::new(&check("keep", &args.keep)?, &check("only", &args.only)?)?;
+            let label = match args.label {
+                Some(text) => {
+                    if text.len() > LABEL_MAX || text.chars().any(char::is_control) {
+                        return Err(format!(
+                            "--label {text:?}: at most {LABEL_MAX} bytes and no control characters"
+                        ));
+                    }
+                    text
+                }
+                None => settings::label(&target.to_string()),
+            };
             Ok(Action::Attach(AttachRequest {
+                label,
                 target,
                 interface: args.interface,
                 upstream,

@@ -6,7 +6,8 @@ use crate::abi::raw::{
     port_from_raw as port_from, port_raw as port,
 };
 use crate::abi::{
-    Config, FLAG_REDIRECT_ALL, FLAG_RULES_KEEP, FLAG_RULES_ONLY, MAX_NAMESERVERS, PATH_NAMESERVERS,
+    Config, FLAG_REDIRECT_ALL, FLAG_RULES_KEEP, FLAG_RULES_ONLY, LABEL_MAX, MAX_NAMESERVERS,
+    PATH_NAMESERVERS,
 };
 use crate::namespace::dockerd::{ResolverPorts, DOCKER_RESOLVER};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
@@ -28,6 +29,22 @@ pub struct Settings {
     pub edns_max: u16,
     /// Which kinds of name rules the rules map holds (the program skips the lookup otherwise).
     pub rules: RuleKinds,
+    /// What the attachment is for (at most [`LABEL_MAX`] bytes; [`label`] makes one).
+    pub label: String,
+}
+
+/// A label as the configuration can hold it: at most [`LABEL_MAX`] bytes, cut at a character
+/// boundary, control characters replaced (it is printed in reports and metrics labels).
+pub fn label(text: &str) -> String {
+    let mut out = String::new();
+    for c in text.chars() {
+        let c = if c.is_control() { '?' } else { c };
+        if out.len() + c.len_utf8() > LABEL_MAX {
+            break;
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// Where queries are taken, with what only that path knows.
@@ -136,6 +153,8 @@ impl Settings {
             }
         }
         config.flags = flags;
+        let text = label(&self.label);
+        config.label[..text.len()].copy_from_slice(text.as_bytes());
         config
     }
 
@@ -187,6 +206,10 @@ impl Settings {
                 keep: c.flags & FLAG_RULES_KEEP != 0,
                 only: c.flags & FLAG_RULES_ONLY != 0,
             },
+            label: {
+                let end = c.label.iter().position(|&b| b == 0).unwrap_or(LABEL_MAX);
+                label(&String::from_utf8_lossy(&c.label[..end]))
+            },
         }
     }
 
@@ -235,6 +258,7 @@ mod tests {
             upstream: "1.1.1.1:53".parse().unwrap(),
             edns_max: 1232,
             rules: RuleKinds::default(),
+            label: "default/web-7".into(),
         }
     }
 
@@ -243,7 +267,7 @@ mod tests {
         let s = nameservers_path();
         let c = s.to_config(0x0102_0304_0506_0708);
         let b = c.to_bytes();
-        assert_eq!(b.len(), 200);
+        assert_eq!(b.len(), 264);
         assert_eq!(&b[0..4], b"DNSR", "magic");
         assert_eq!(&b[4..8], &LAYOUT_VERSION.to_ne_bytes(), "layout");
         assert_eq!(&b[8..16], &0x0102_0304_0506_0708u64.to_ne_bytes());
@@ -278,6 +302,8 @@ mod tests {
         assert_eq!(&b[82..84], &2u16.to_ne_bytes(), "nameserver_count");
         assert_eq!(&b[84..88], &[0; 4], "padding");
         assert_eq!(&b[88..200], &[0; 112], "no IPv6 upstream");
+        assert_eq!(&b[200..213], b"default/web-7", "label");
+        assert_eq!(&b[213..264], &[0; 51], "NUL-padded");
         assert_eq!(Config::from_bytes(&b), Some(c));
         assert_eq!(Settings::from_config(&c), s);
         assert_eq!(s.path.name(), "nameservers");
@@ -314,6 +340,21 @@ mod tests {
         assert_eq!(Settings::from_config(&back), s);
         assert_eq!(s.path.name(), "embedded-resolver");
         assert!(s.nameservers().is_empty());
+    }
+
+    #[test]
+    fn labels_fit_the_configuration() {
+        assert_eq!(label("kube-system/coredns-1"), "kube-system/coredns-1");
+        assert_eq!(label("a\nb\u{7}"), "a?b?");
+        let long = "é".repeat(40);
+        let cut = label(&long);
+        assert_eq!(cut.len(), LABEL_MAX, "32 two-byte characters");
+        assert!(long.starts_with(&cut));
+        let s = Settings {
+            label: long,
+            ..nameservers_path()
+        };
+        assert_eq!(Settings::from_config(&s.to_config(1)).label, cut);
     }
 
     #[test]

@@ -523,7 +523,7 @@ mod tests {
     fn config_is_written_at_its_symbol() {
         let mut o = object();
         let g = o.globals[abi::CONFIG_SYMBOL];
-        let bytes: Vec<u8> = (1..=g.size as u8).collect();
+        let bytes: Vec<u8> = (1..=g.size).map(|i| i as u8).collect();
         o.set_global(abi::CONFIG_SYMBOL, &bytes).expect("fits");
         assert_eq!(
             &o.maps[g.map].data.as_ref().expect("data")[g.offset..g.offset + g.size],

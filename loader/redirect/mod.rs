@@ -66,6 +66,7 @@ pub fn attach(request: &AttachRequest, log: Log) -> Result<Attached, Error> {
             upstream: request.upstream,
             edns_max: request.edns_max,
             rules: request.rules.kinds(),
+            label: request.label.clone(),
         };
         let (settings, left_with_dockerd, ipv6_not_redirected, nameservers_from) = match detected {
             Detected::EmbeddedResolver {

@@ -30,6 +30,8 @@ pub struct AttachRequest {
     pub edns_max: u16,
     /// `--keep` and `--only`: written into the query program's map before it is attached.
     pub rules: Rules,
+    /// What the attachment is for, kept in its configuration (`--label`, else the target).
+    pub label: String,
 }
 
 /// `--edns-max`'s default: DNS Flag Day 2020's size, below which answers are not fragmented

@@ -39,7 +39,7 @@ pub fn render_text(s: &Status) -> String {
         }
     }
     if let Some(c) = &s.settings {
-        out.push_str(&format!("path: {}\n", c.path.name()));
+        out.push_str(&format!("label: {}\npath: {}\n", c.label, c.path.name()));
         out.push_str(&format!(
             "upstream: {}\ncontainer address: {}\n",
             c.upstream, c.source
@@ -230,12 +230,15 @@ pub fn render_json(s: &Status) -> String {
         format!("[{}]", items.join(","))
     });
     format!(
-        "{{\"attached\":{},\"path\":{},\"ifname\":{},\"lo\":{},\"interface\":{},\"egress\":{},\"build\":{},\"config\":{},\"tracked_flows\":{},\"counters\":{},\"stale\":{},\"stale_reason\":{},\"ports_unknown\":{},\"rules\":{},\"rules_map_id\":{}}}",
+        "{{\"attached\":{},\"path\":{},\"ifname\":{},\"label\":{},\"lo\":{},\"interface\":{},\"egress\":{},\"build\":{},\"config\":{},\"tracked_flows\":{},\"counters\":{},\"stale\":{},\"stale_reason\":{},\"ports_unknown\":{},\"rules\":{},\"rules_map_id\":{}}}",
         s.attached(),
         s.settings
             .as_ref()
             .map_or("null".to_string(), |c| json_string(c.path.name())),
         s.interface().map_or("null".to_string(), json_string),
+        s.settings
+            .as_ref()
+            .map_or("null".to_string(), |c| json_string(&c.label)),
         hook(&s.lo()),
         hook(&s.ingress()),
         hook(&s.egress()),
@@ -286,7 +289,7 @@ mod tests {
         let json = render_json(&Status::default());
         assert_eq!(
             json,
-            "{\"attached\":false,\"path\":null,\"ifname\":null,\"lo\":{\"attached\":false,\"prog_id\":null},\"interface\":{\"attached\":false,\"prog_id\":null},\"egress\":{\"attached\":false,\"prog_id\":null},\"build\":null,\"config\":null,\"tracked_flows\":0,\"counters\":null,\"stale\":false,\"stale_reason\":null,\"ports_unknown\":null,\"rules\":null,\"rules_map_id\":null}"
+            "{\"attached\":false,\"path\":null,\"ifname\":null,\"label\":null,\"lo\":{\"attached\":false,\"prog_id\":null},\"interface\":{\"attached\":false,\"prog_id\":null},\"egress\":{\"attached\":false,\"prog_id\":null},\"build\":null,\"config\":null,\"tracked_flows\":0,\"counters\":null,\"stale\":false,\"stale_reason\":null,\"ports_unknown\":null,\"rules\":null,\"rules_map_id\":null}"
         );
     }
 }

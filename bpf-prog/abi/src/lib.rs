@@ -119,6 +119,7 @@ macro_rules! array_bytes {
 array_bytes!(u32, 4, 16);
 array_bytes!(u16, 4, 8);
 array_bytes!(u32, 16, 64);
+array_bytes!(u8, 64, 64);
 
 fn put(out: &mut [u8], at: usize, value: &[u8]) {
     if let Some(slot) = out.get_mut(at..at + value.len()) {
@@ -143,7 +144,7 @@ pub const CONFIG_MAGIC: u32 = u32::from_ne_bytes(*b"DNSR");
 /// its header, [`Counters`], [`FlowKey`], [`FlowValue`], [`FlowValue6`], [`EventHeader`] and [`WatchControl`]. Bump it whenever one of their
 /// fields is added, removed, moved or changes meaning, so that a reader never decodes another
 /// build's maps as its own.
-pub const LAYOUT_VERSION: u32 = 6;
+pub const LAYOUT_VERSION: u32 = 7;
 
 /// [`Config::path`]: Docker's embedded resolver, taken on lo ingress (the query program).
 pub const PATH_EMBEDDED_RESOLVER: u16 = 0;
@@ -233,15 +234,21 @@ layout! {
         pub upstream6_port: u16,
         pub nameserver6_count: u16,
         pub pad2: u32,
+        /// What the attachment is for, as `--status`, `--watch` and `--metrics` name it (a
+        /// pod's namespace/name, `--label`): UTF-8, NUL-padded. The programs never read it.
+        pub label: [u8; LABEL_MAX],
     }
 }
+
+/// The largest label, in bytes.
+pub const LABEL_MAX: usize = 64;
 
 // The header never moves, whatever comes after it.
 const _: () = assert!(ConfigHeader::SIZE == 16);
 const _: () = assert!(offset_of!(Config, magic) == offset_of!(ConfigHeader, magic));
 const _: () = assert!(offset_of!(Config, layout) == offset_of!(ConfigHeader, layout));
 const _: () = assert!(offset_of!(Config, build_id) == offset_of!(ConfigHeader, build_id));
-const _: () = assert!(Config::SIZE == 200);
+const _: () = assert!(Config::SIZE == 264);
 
 impl Config {
     /// The header of this build and every other field 0: the object's compiled-in value, and
@@ -274,6 +281,7 @@ impl Config {
         upstream6_port: 0,
         nameserver6_count: 0,
         pad2: 0,
+        label: [0; LABEL_MAX],
     };
 
     /// Decodes a configuration written by a build with this layout; `None` for fewer than
