@@ -34,8 +34,12 @@ pub use request::{AttachRequest, Attached, EDNS_MAX, TCP_CLOSE_GRACE_NS};
 /// process's resolv.conf. The host's own namespace is refused before anything is loaded.
 pub fn attach(request: &AttachRequest, log: Log) -> Result<Attached, Error> {
     check_privileges()?;
-    namespace::host::refuse_host_namespace(&request.target.ns_path(), &request.target.to_string())?;
     change_namespace(&request.target, log, |nl, log| {
+        // The namespace entered, not the path: a path can name another namespace by now.
+        namespace::host::refuse_host_namespace(
+            netns::CURRENT.as_ref(),
+            &request.target.to_string(),
+        )?;
         log(format!(
             "entered the network namespace of {}",
             request.target
