@@ -131,6 +131,7 @@ impl Error {
             Error::Namespace(T::NoNameservers(_)) => "name the nameservers to take over with --resolver IP[:PORT]",
             Error::Namespace(T::NameserverElsewhere { .. }) => "pass --interface for the interface its queries leave through, or name other nameservers with --resolver IP[:PORT]",
             Error::Namespace(T::LoopbackNameserver(_)) => "point that local resolver at the upstream instead, or name nameservers reachable through the interface with --resolver IP[:PORT]",
+            Error::Namespace(T::ContainerFile { .. }) => "name the nameservers to take over with --resolver IP[:PORT] instead",
             Error::Namespace(T::Interfaces(_) | T::Proc { .. } | T::Ambiguous { .. }) => return None,
             Error::Probe(_) => "check the --upstream address and port (is the resolver running there?), or pass --no-probe to attach anyway",
             Error::Object(_) | Error::Global(_) => "rebuild dnsredir",

@@ -1,13 +1,16 @@
 //! Facts about the target namespace, looked up, never assumed: its interfaces and routes
 //! ([`interfaces`]), the ports Docker's embedded resolver listens on ([`dockerd`]), the
-//! nameservers its processes use ([`resolv_conf`]) and whether it is the host's own ([`host`]).
-//! Everything here reads (or probes) the calling thread's namespace.
+//! nameservers its processes use ([`resolv_conf`], read through [`container_file`]) and whether
+//! it is the host's own ([`host`]). Everything here reads (or probes) the calling thread's
+//! namespace.
 
+pub mod container_file;
 pub mod dockerd;
 pub mod host;
 pub mod interfaces;
 pub mod resolv_conf;
 
+use container_file::Refusal;
 use dockerd::DOCKER_RESOLVER;
 use std::fmt;
 use std::io;
@@ -48,6 +51,13 @@ pub enum NamespaceError {
     },
     /// resolv.conf names a loopback nameserver: its queries never leave through the interface.
     LoopbackNameserver(IpAddr),
+    /// A file of the container (`path`, as the container names it, in the root of `pid`) that
+    /// dnsredir does not read: one it cannot open inside that root, or one not safe to read.
+    ContainerFile {
+        pid: u32,
+        path: &'static str,
+        refusal: Refusal,
+    },
 }
 
 impl fmt::Display for NamespaceError {
@@ -70,6 +80,7 @@ impl fmt::Display for NamespaceError {
             NamespaceError::NoNameservers(path) => write!(f, "{} names no nameserver to take over (IPv6 ones count only with an IPv6 --upstream)", path.display()),
             NamespaceError::NameserverElsewhere { nameserver, interface, problem } => write!(f, "queries to the nameserver {nameserver} do not leave through {interface} ({problem}), so they cannot be taken on its egress"),
             NamespaceError::LoopbackNameserver(addr) => write!(f, "the nameserver {addr} is a loopback address: its queries never leave through the interface, so they cannot be taken on its egress"),
+            NamespaceError::ContainerFile { pid, path, refusal } => write!(f, "cannot read the container's {path} (pid {pid}): {refusal}; nothing attached"),
             NamespaceError::Ambiguous { proto, ports } => write!(f, "several {proto} sockets listen on {DOCKER_RESOLVER} (ports {}) and Docker's NAT did not say which is dockerd's: say it with --dockerd-port / --dockerd-tcp-port", list(ports)),
         }
     }
@@ -81,6 +92,7 @@ impl std::error::Error for NamespaceError {
             NamespaceError::Interfaces(source)
             | NamespaceError::Proc { source, .. }
             | NamespaceError::NoRoute { source, .. } => Some(source),
+            NamespaceError::ContainerFile { refusal, .. } => Some(refusal),
             _ => None,
         }
     }
