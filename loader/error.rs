@@ -134,6 +134,7 @@ impl Error {
             Error::Namespace(T::InterfacesDisagree { first, second }) => {
                 return Some(format!("pass --interface {} or --interface {} for the one whose DNS to take (or name the nameservers behind it with --resolver)", first.1, second.1))
             }
+            Error::Namespace(T::ContainerFile { .. }) => "name the nameservers to take over with --resolver IP[:PORT] instead",
             Error::Namespace(T::Interfaces(_) | T::Proc { .. } | T::Ambiguous { .. }) => return None,
             Error::Probe(_) => "check the --upstream address and port (is the resolver running there?), or pass --no-probe to attach anyway",
             Error::Object(_) | Error::Global(_) => "rebuild dnsredir",

@@ -1,13 +1,16 @@
 //! Facts about the target namespace, looked up, never assumed: its interfaces and routes
 //! ([`interfaces`]), the ports Docker's embedded resolver listens on ([`dockerd`]), the
-//! nameservers its processes use ([`resolv_conf`]) and whether it is the host's own ([`host`]).
-//! Everything here reads (or probes) the calling thread's namespace.
+//! nameservers its processes use ([`resolv_conf`], read through [`container_file`]) and whether
+//! it is the host's own ([`host`]). Everything here reads (or probes) the calling thread's
+//! namespace.
 
+pub mod container_file;
 pub mod dockerd;
 pub mod host;
 pub mod interfaces;
 pub mod resolv_conf;
 
+use container_file::Refusal;
 use dockerd::DOCKER_RESOLVER;
 use std::fmt;
 use std::io;
@@ -53,6 +56,13 @@ pub enum NamespaceError {
         first: (IpAddr, String),
         second: (IpAddr, String),
     },
+    /// A file of the container (`path`, as the container names it, in the root of `pid`) that
+    /// dnsredir does not read: one it cannot open inside that root, or one not safe to read.
+    ContainerFile {
+        pid: u32,
+        path: &'static str,
+        refusal: Refusal,
+    },
 }
 
 impl fmt::Display for NamespaceError {
@@ -76,6 +86,7 @@ impl fmt::Display for NamespaceError {
             NamespaceError::NameserverElsewhere { nameserver, interface, problem } => write!(f, "queries to the nameserver {nameserver} do not leave through {interface} ({problem}), so they cannot be taken on its egress"),
             NamespaceError::LoopbackNameserver(addr) => write!(f, "the nameserver {addr} is a loopback address: its queries never leave through the interface, so they cannot be taken on its egress"),
             NamespaceError::InterfacesDisagree { first, second } => write!(f, "the container's route to {} leaves through {} but its route to {} through {}: one attach takes one interface", first.0, first.1, second.0, second.1),
+            NamespaceError::ContainerFile { pid, path, refusal } => write!(f, "cannot read the container's {path} (pid {pid}): {refusal}; nothing attached"),
             NamespaceError::Ambiguous { proto, ports } => write!(f, "several {proto} sockets listen on {DOCKER_RESOLVER} (ports {}) and Docker's NAT did not say which is dockerd's: say it with --dockerd-port / --dockerd-tcp-port", list(ports)),
         }
     }
@@ -87,6 +98,7 @@ impl std::error::Error for NamespaceError {
             NamespaceError::Interfaces(source)
             | NamespaceError::Proc { source, .. }
             | NamespaceError::NoRoute { source, .. } => Some(source),
+            NamespaceError::ContainerFile { refusal, .. } => Some(refusal),
             _ => None,
         }
     }

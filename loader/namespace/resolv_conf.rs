@@ -1,11 +1,17 @@
 //! The nameservers a process uses, from its resolv.conf.
 
+use super::container_file::{ProcessRoot, Refusal};
 use super::interfaces::is_global_scope;
 use super::NamespaceError;
+use crate::net::netns;
 use std::net::{IpAddr, SocketAddrV4, SocketAddrV6};
 use std::path::PathBuf;
 
-/// Where the processes of `pid` read their resolver configuration.
+/// The resolver configuration, as a container names it.
+pub const RESOLV_CONF: &str = "/etc/resolv.conf";
+
+/// Where the processes of `pid` read their resolver configuration, as the host names it: for
+/// messages only. It is read by [`pid_nameservers`], inside the process's root.
 pub fn resolv_conf_path(pid: u32) -> PathBuf {
     PathBuf::from(format!("/proc/{pid}/root/etc/resolv.conf"))
 }
@@ -53,19 +59,37 @@ pub fn nameservers_in(resolv_conf: &str) -> Nameservers {
 
 /// The nameservers that the processes of `pid` use: at least one, none of them on loopback, at
 /// most `max` per family (the first ones; the resolver library uses 3). IPv6 ones only
-/// `with_v6` (they count only with an IPv6 upstream; then they may be the only ones).
+/// `with_v6` (they count only with an IPv6 upstream; then they may be the only ones). The
+/// process must be in the calling thread's network namespace (the one being changed), and
+/// resolv.conf is read the container's way ([`ProcessRoot::read`]).
 pub fn pid_nameservers(pid: u32, max: usize, with_v6: bool) -> Result<Nameservers, NamespaceError> {
-    let path = resolv_conf_path(pid);
-    let text = std::fs::read_to_string(&path).map_err(|source| NamespaceError::Proc {
-        path: path.clone(),
+    let refused = |refusal| NamespaceError::ContainerFile {
+        pid,
+        path: RESOLV_CONF,
+        refusal,
+    };
+    let root = ProcessRoot::open(pid).map_err(refused)?;
+    // The namespace was entered through /proc/PID/ns/net earlier: if that process has exited
+    // since and its pid names another now, this is someone else's resolv.conf.
+    let here = netns::current().map_err(|source| NamespaceError::Proc {
+        path: PathBuf::from(netns::CURRENT),
         source,
     })?;
-    let mut found = nameservers_in(&text);
+    if root
+        .net_namespace()
+        .map_err(|e| refused(Refusal::Process(e)))?
+        != here
+    {
+        return Err(refused(Refusal::OtherNamespace));
+    }
+    let bytes = root.read(RESOLV_CONF).map_err(refused)?;
+    // Bytes that are not UTF-8 (a comment in Latin-1) do not matter to nameserver lines.
+    let mut found = nameservers_in(&String::from_utf8_lossy(&bytes));
     if !with_v6 {
         found.v6.clear();
     }
     if found.is_empty() {
-        return Err(NamespaceError::NoNameservers(path));
+        return Err(NamespaceError::NoNameservers(resolv_conf_path(pid)));
     }
     if let Some(lo) = found.loopback() {
         return Err(NamespaceError::LoopbackNameserver(lo));

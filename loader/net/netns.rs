@@ -90,10 +90,36 @@ fn open(target: &Target) -> Result<File, NetnsError> {
         }
     }
     let path = target.ns_path();
-    File::open(&path).map_err(|source| match (target, source.kind()) {
+    open_namespace_file(&path).map_err(|source| match (target, source.kind()) {
         (Target::Pid(pid), io::ErrorKind::NotFound) => NetnsError::NoSuchProcess(*pid),
         _ => NetnsError::Open { path, source },
     })
+}
+
+/// A namespace file and nothing else, opened for reading. `path` is found with O_PATH first,
+/// which opens nothing (no FIFO blocks, no device sees an open), and must be on nsfs; only that
+/// file is then opened, through its own descriptor, so a symlink swapped in between does not
+/// count. `--netns` is the root operator's path, but it may lie under a directory a container
+/// or a user can write.
+fn open_namespace_file(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let found = File::options()
+        .read(true)
+        .custom_flags(libc::O_PATH)
+        .open(path)?;
+    // SAFETY: statfs is plain data (all zeroes is a valid value).
+    let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a descriptor we own and a statfs to fill, alive for the call.
+    if unsafe { libc::fstatfs(found.as_raw_fd(), &mut fs) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if fs.f_type as u64 != libc::NSFS_MAGIC as u64 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a namespace file",
+        ));
+    }
+    File::open(format!("/proc/self/fd/{}", found.as_raw_fd()))
 }
 
 /// Runs `work` on a new thread inside the target's network namespace and returns its result.
@@ -140,9 +166,12 @@ pub fn open_locked(target: &Target, on_wait: impl FnOnce()) -> Result<File, Netn
     }
 }
 
+/// The calling thread's network namespace.
+pub const CURRENT: &str = "/proc/thread-self/ns/net";
+
 /// (device, inode) of the calling thread's network namespace.
 pub fn current() -> io::Result<(u64, u64)> {
-    identity(Path::new("/proc/thread-self/ns/net"))
+    identity(Path::new(CURRENT))
 }
 
 /// (device, inode) of the namespace file at `path`: equal for two paths to one namespace.

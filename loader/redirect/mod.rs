@@ -42,8 +42,9 @@ pub use request::{AttachRequest, Attached, EDNS_MAX};
 /// failure once the hooks begin to change puts back what was there.
 pub fn attach(request: &AttachRequest, log: Log) -> Result<Attached, Error> {
     check_privileges()?;
-    host::refuse_host_namespace(&request.target.ns_path(), &request.target.to_string())?;
     change_namespace(&request.target, log, |nl, log| {
+        // The namespace entered, not the path: a path can name another namespace by now.
+        host::refuse_host_namespace(netns::CURRENT.as_ref(), &request.target.to_string())?;
         log(format!(
             "entered the network namespace of {}",
             request.target
