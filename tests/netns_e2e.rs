@@ -44,6 +44,15 @@ fn assert_filters_on_each_hook(net: &DockerLikeNet, n: usize) {
 
 /// dnsredir attached to the container (`target`: `--pid …` or `--netns …`) with this UDP port
 /// and dockerd's TCP port given.
+/// `--status --json`'s `stale_reason`, or "".
+fn stale_reason(status: &Json) -> String {
+    status
+        .path(&["stale_reason"])
+        .and_then(Json::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
 fn attach_with_ports(net: &DockerLikeNet, target: &[&str], udp_port: u16) -> (i32, String, String) {
     let (u, t, up) = (
         udp_port.to_string(),
@@ -437,11 +446,7 @@ fn status_says_when_the_configuration_is_stale() {
     let (code, j) = net.status_json();
     assert_eq!(code, 0, "attached, if stale: {j}");
     assert!(j.bool_at(&["stale"]), "{j}");
-    let reason = j
-        .path(&["stale_reason"])
-        .and_then(Json::as_str)
-        .unwrap_or_default()
-        .to_string();
+    let reason = stale_reason(&j);
     assert!(
         reason.contains(&old) && reason.contains(&net.dockerd_udp_port.to_string()),
         "{reason}"
@@ -536,11 +541,7 @@ fn a_namespace_that_lost_its_interface_is_told_only_detach_remains() {
     assert!(ip.success());
     let (code, j) = net.status_json();
     assert_eq!(code, 3, "half attached is not attached: {j}");
-    let reason = j
-        .path(&["stale_reason"])
-        .and_then(Json::as_str)
-        .unwrap_or_default()
-        .to_string();
+    let reason = stale_reason(&j);
     assert!(
         reason.contains("lo ingress"),
         "names what is left: {reason}"

@@ -10,14 +10,19 @@ use crate::error::{Context, Error};
 use crate::redirect::rules::{self, Rules};
 use std::os::fd::OwnedFd;
 
-/// What the maps of one attachment say.
+/// What the maps of one attachment say; all but `build` only for this build's layout.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Read {
+    /// Which build attached the programs (`None` when nothing is attached).
     pub build: Option<Build>,
     pub config: Option<Config>,
+    /// IPv4 and IPv6 flows together.
     pub tracked_flows: Option<usize>,
+    /// Summed over the CPUs.
     pub counters: Option<Counters>,
+    /// The name rules in the query program's map (`--keep`, `--only`).
     pub rules: Option<Rules>,
+    /// That map's id: a re-attach brings a new one.
     pub rules_map_id: Option<u32>,
 }
 

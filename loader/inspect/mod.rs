@@ -6,13 +6,12 @@ pub mod maps;
 mod stale;
 mod watch_maps;
 
-use crate::abi::{Counters, LAYOUT_VERSION};
+use crate::abi::LAYOUT_VERSION;
 use crate::error::Error;
 use crate::namespace::interfaces;
 use crate::net::tc::Hook;
 use crate::redirect::hooks::{self, Found, Ours, PathKind};
 use crate::redirect::in_namespace;
-use crate::redirect::rules::Rules;
 use crate::settings::Settings;
 use crate::target::Target;
 pub use maps::Build;
@@ -37,20 +36,14 @@ impl From<Option<&Ours>> for HookStatus {
 pub struct Status {
     /// dnsredir's filters, on whichever interfaces they are.
     pub found: Found,
-    /// The configuration in force (this build's layout only).
+    /// The configuration in force (this build's layout only), typed.
     pub settings: Option<Settings>,
-    pub tracked_flows: Option<usize>,
-    pub counters: Option<Counters>,
-    /// Which build attached the program (`None` when nothing is attached).
-    pub build: Option<Build>,
+    /// What the attachment's maps say (whose build, flows, counters, rules).
+    pub maps: maps::Read,
     /// Why the configuration in force no longer fits the container, with what to run.
     pub stale: Option<String>,
     /// What the stale check could not tell (dockerd's port among several sockets).
     pub unknown: Option<String>,
-    /// The name rules in the attached query program's map (`--keep`, `--only`).
-    pub rules: Option<Rules>,
-    /// That map's id: a re-attach brings a new one.
-    pub rules_map_id: Option<u32>,
 }
 
 impl Status {
@@ -116,13 +109,8 @@ pub fn status(target: &Target) -> Result<Status, Error> {
             return Ok(status);
         }
         if !programs.is_empty() {
-            let read = maps::read(&programs)?;
-            status.build = read.build;
-            status.settings = read.config.as_ref().map(Settings::from_config);
-            status.tracked_flows = read.tracked_flows;
-            status.counters = read.counters;
-            status.rules = read.rules;
-            status.rules_map_id = read.rules_map_id;
+            status.maps = maps::read(&programs)?;
+            status.settings = status.maps.config.as_ref().map(Settings::from_config);
         }
         let (stale, unknown) = stale_reason(&status, target)?;
         status.stale = stale;
@@ -173,7 +161,7 @@ fn stale_reason(
     let Some(settings) = &status.settings else {
         let rerun = format!("{next} with this binary");
         return Ok((
-            match status.build {
+            match status.maps.build {
                 Some(Build::OtherLayout { layout, build_id }) => Some(format!(
                     "attached by another dnsredir build (object fnv1a64 {build_id:016x}, layout {layout}; this binary reads layout {LAYOUT_VERSION}), so its configuration and counters are not shown: {rerun}"
                 )),

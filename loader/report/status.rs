@@ -65,7 +65,7 @@ pub fn render_text(s: &Status) -> String {
     if let Some(c) = &s.settings {
         out.push_str(&format!("EDNS UDP size of queries: {}\n", edns(c.edns_max)));
     }
-    match s.build {
+    match s.maps.build {
         Some(Build::This) | None => {}
         Some(Build::SameLayout { build_id }) => out.push_str(&format!(
             "attached by: another dnsredir build (object fnv1a64 {build_id:016x}), same layout\n"
@@ -75,7 +75,7 @@ pub fn render_text(s: &Status) -> String {
         )),
         Some(Build::Unknown) => out.push_str("attached by: an older dnsredir build\n"),
     }
-    if let Some(r) = &s.rules {
+    if let Some(r) = &s.maps.rules {
         let keeper = if nameservers {
             "the nameserver asked"
         } else {
@@ -83,10 +83,10 @@ pub fn render_text(s: &Status) -> String {
         };
         out.push_str(&rules_text(r, keeper));
     }
-    if let Some(n) = s.tracked_flows {
+    if let Some(n) = s.maps.tracked_flows {
         out.push_str(&format!("tracked flows: {n}\n"));
     }
-    if let Some(c) = &s.counters {
+    if let Some(c) = &s.maps.counters {
         for (name, value) in Counters::NAMES.iter().zip(c.as_array()) {
             out.push_str(&format!("{name}: {value}\n"));
         }
@@ -191,7 +191,7 @@ pub fn render_json(s: &Status) -> String {
             list(v6.map_or(Vec::new(), |v6| v6.nameservers.iter().map(|n| n.to_string()).collect()))
         )
     });
-    let build = match s.build {
+    let build = match s.maps.build {
         None => "null".to_string(),
         Some(Build::This) => format!(
             "{{\"this_binary\":true,\"build_id\":\"{:016x}\",\"layout\":{LAYOUT_VERSION}}}",
@@ -207,7 +207,7 @@ pub fn render_json(s: &Status) -> String {
             "{\"this_binary\":false,\"build_id\":null,\"layout\":null}".to_string()
         }
     };
-    let counters = s.counters.as_ref().map_or("null".to_string(), |c| {
+    let counters = s.maps.counters.as_ref().map_or("null".to_string(), |c| {
         let fields: Vec<String> = Counters::NAMES
             .iter()
             .zip(c.as_array())
@@ -215,7 +215,7 @@ pub fn render_json(s: &Status) -> String {
             .collect();
         format!("{{{}}}", fields.join(","))
     });
-    let rules = s.rules.as_ref().map_or("null".to_string(), |r| {
+    let rules = s.maps.rules.as_ref().map_or("null".to_string(), |r| {
         let items: Vec<String> = r
             .rules
             .iter()
@@ -244,13 +244,13 @@ pub fn render_json(s: &Status) -> String {
         hook(&s.egress()),
         build,
         config,
-        s.tracked_flows.unwrap_or(0),
+        s.maps.tracked_flows.unwrap_or(0),
         counters,
         s.stale.is_some(),
         s.stale.as_deref().map_or("null".to_string(), json_string),
         s.unknown.as_deref().map_or("null".to_string(), json_string),
         rules,
-        s.rules_map_id
+        s.maps.rules_map_id
             .map_or("null".to_string(), |i| i.to_string())
     )
 }
@@ -263,19 +263,22 @@ mod tests {
     #[test]
     fn rules_are_listed() {
         let s = Status {
-            rules: Some(Rules {
-                rules: vec![
-                    Rule {
-                        suffix: "internal.test".into(),
-                        kind: Kind::Keep,
-                    },
-                    Rule {
-                        suffix: "corp.test".into(),
-                        kind: Kind::Only,
-                    },
-                ],
-            }),
-            rules_map_id: Some(7),
+            maps: crate::inspect::maps::Read {
+                rules: Some(Rules {
+                    rules: vec![
+                        Rule {
+                            suffix: "internal.test".into(),
+                            kind: Kind::Keep,
+                        },
+                        Rule {
+                            suffix: "corp.test".into(),
+                            kind: Kind::Only,
+                        },
+                    ],
+                }),
+                rules_map_id: Some(7),
+                ..Default::default()
+            },
             ..Status::default()
         };
         let text = render_text(&s);
