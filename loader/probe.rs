@@ -3,6 +3,7 @@
 //! answer DNS (a typo, a stopped resolver) is refused here instead of silently breaking the
 //! container's DNS.
 
+use crate::dns::{query, Message, Name, Question, TYPE_NS};
 use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
@@ -12,9 +13,6 @@ use std::time::{Duration, Instant};
 
 /// How long the upstream has to answer.
 pub const TIMEOUT: Duration = Duration::from_secs(1);
-
-const TYPE_NS: u16 = 2;
-const CLASS_IN: u16 = 1;
 
 /// The upstream did not answer the probe.
 #[derive(Debug)]
@@ -53,19 +51,16 @@ impl std::error::Error for NoAnswer {
 
 /// A query for `.` type NS with recursion desired: every resolver can answer it.
 pub fn build_query(id: u16) -> Vec<u8> {
-    let mut q = Vec::with_capacity(17);
-    q.extend_from_slice(&id.to_be_bytes());
-    q.extend_from_slice(&[0x01, 0x00]); // RD
-    q.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]); // one question
-    q.push(0); // the root name
-    q.extend_from_slice(&TYPE_NS.to_be_bytes());
-    q.extend_from_slice(&CLASS_IN.to_be_bytes());
-    q
+    let root_ns = Question {
+        name: Name::root(),
+        qtype: TYPE_NS,
+    };
+    query::build(id, &root_ns)
 }
 
 /// Whether `msg` is a DNS response to query `id` (any rcode: a refusal is an answer too).
 pub fn is_answer(msg: &[u8], id: u16) -> bool {
-    msg.len() >= 12 && msg[0..2] == id.to_be_bytes() && msg[2] & 0x80 != 0
+    Message::parse(msg).is_some_and(|m| m.header.id == id && m.header.is_response())
 }
 
 fn random_id() -> u16 {

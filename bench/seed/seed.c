@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * A C reference of the seed's two programs (design.md §1, §7), for bench/prog.rs only: the
- * per-packet benchmark runs it next to dnsredir's programs, on the same packets, in one run.
+ * A C reference of the seed's two programs (the C prototype dnsredir replaces: what it did and
+ * its faults are below), for bench/prog.rs only: the per-packet benchmark runs it next to
+ * dnsredir's programs, on the same packets, in one run.
  * Never attached anywhere; not part of dnsredir.
  *
  *   clang -O2 -target bpf -c bench/seed/seed.c -o seed.o      (scripts/bench does this)
@@ -88,7 +89,7 @@ struct udphdr {
 	__u16 source, dest, len, check;
 };
 
-/* Written by bench/prog.rs with ObjectFile::set_global; addresses and ports in network order. */
+/* Written by bench/prog/seed.rs with ObjectFile::set_global; addresses and ports in network order. */
 struct seed_config {
 	__u32 resolver_addr;  /* 127.0.0.11 */
 	__u32 container_addr; /* eth0's address: the query's new source */

@@ -384,6 +384,34 @@ pub fn prog_info(prog: &OwnedFd) -> io::Result<ProgInfo> {
     })
 }
 
+/// What `kernel.bpf_stats_enabled` accounts of a program, and its sizes: for benchmarks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProgStats {
+    pub run_time_ns: u64,
+    pub run_cnt: u64,
+    /// Bytes of the kernel's translation (8 per instruction).
+    pub xlated_len: u32,
+    pub jited_len: u32,
+}
+
+pub fn prog_stats(prog: &OwnedFd) -> io::Result<ProgStats> {
+    // `struct bpf_prog_info` up to `run_cnt` (offset 200) as u64 words: the sizes at offsets 16
+    // (jited) and 20 (xlated), `run_time_ns` at 192, `run_cnt` at 200.
+    let mut info = [0u64; 28];
+    let mut attr = InfoAttr {
+        bpf_fd: prog.as_raw_fd() as u32,
+        info_len: std::mem::size_of_val(&info) as u32,
+        info: info.as_mut_ptr() as u64,
+    };
+    bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr)?;
+    Ok(ProgStats {
+        run_time_ns: info[192 / 8],
+        run_cnt: info[200 / 8],
+        xlated_len: (info[16 / 8] >> 32) as u32,
+        jited_len: info[16 / 8] as u32,
+    })
+}
+
 /// The head of `struct bpf_map_info`, up to `name`.
 #[repr(C)]
 #[derive(Default)]

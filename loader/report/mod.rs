@@ -1,9 +1,11 @@
-//! What dnsredir shows: [`status`] renders an inspection as text or JSON, [`watch`] the
-//! queries the programs report, one per line.
+//! What dnsredir shows: [`status`] renders an inspection as text or JSON; for `--watch`,
+//! [`pairing`] pairs the programs' query and answer events into records and [`query_lines`]
+//! shows each as a line or a JSON object.
 
 pub mod attach;
+pub mod pairing;
+pub mod query_lines;
 pub mod status;
-pub mod watch;
 
 /// A JSON string literal; the only escaping our reports need (no dependency for it).
 pub fn json_string(s: &str) -> String {

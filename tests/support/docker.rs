@@ -316,8 +316,9 @@ impl DockerLikeNet {
         Ok(())
     }
 
-    /// Docker's nat rules in the container, verbatim (design.md §2): queries to 127.0.0.11:53
-    /// go to dockerd's port of their protocol, its replies leave from :53.
+    /// Docker's nat rules in the container, verbatim as Docker 20.10 (iptables-nft) writes them
+    /// on a user-defined network: queries to 127.0.0.11:53 go to dockerd's port of their
+    /// protocol, its replies leave from :53.
     fn add_docker_nat_rules(&self) -> Result<(), String> {
         let nat = |rule: &[&str]| {
             let mut argv = vec!["iptables", "-t", "nat"];
