@@ -132,7 +132,7 @@ impl Error {
             Error::Namespace(T::NameserverElsewhere { .. }) => "pass --interface for the interface its queries leave through, or name other nameservers with --resolver IP[:PORT]",
             Error::Namespace(T::LoopbackNameserver(_)) => "point that local resolver at the upstream instead, or name nameservers reachable through the interface with --resolver IP[:PORT]",
             Error::Namespace(T::InterfacesDisagree { first, second }) => {
-                return Some(format!("pass --interface {} or --interface {} for the one whose DNS to take (or name the nameservers behind it with --resolver)", first.1, second.1))
+                return Some(format!("DNS is taken on one interface: name with --resolver only the nameservers behind {} or only those behind {}, and an --upstream reached through the same one (--interface does not change where the routes leave)", first.1, second.1))
             }
             Error::Namespace(T::ContainerFile { .. }) => "name the nameservers to take over with --resolver IP[:PORT] instead",
             Error::Namespace(T::Interfaces(_) | T::Proc { .. } | T::Ambiguous { .. }) => return None,

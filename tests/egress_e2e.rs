@@ -86,7 +86,7 @@ fn nameservers_must_be_named_with_netns_and_reached_through_the_interface() {
     assert!(
         err.contains("10.217.0.53 leaves through side0")
             && err.contains("through eth0")
-            && err.contains("--interface side0 or --interface eth0"),
+            && err.contains("only the nameservers behind side0 or only those behind eth0"),
         "{err}"
     );
     assert_eq!(egress_filters(&net.ctr.name), 0);
