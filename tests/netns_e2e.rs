@@ -560,3 +560,31 @@ fn a_namespace_that_lost_its_interface_is_told_only_detach_remains() {
     assert_eq!(net.dnsredir_filters("lo"), 0);
     assert!(!has_clsact(&net.ctr_ns, "lo"), "the clsact qdisc went too");
 }
+
+#[test]
+#[ignore = "needs root: network namespaces, bpf(2)"]
+fn the_label_is_kept_in_the_attachment_and_shown_by_status() {
+    let net = DockerLikeNet::attached(&["--label", "shop/web-7"]);
+    let (code, j) = net.status_json();
+    assert_eq!(code, 0, "{j}");
+    assert_eq!(
+        j.path(&["label"]).and_then(Json::as_str),
+        Some("shop/web-7"),
+        "{j}"
+    );
+    assert_eq!(
+        j.path(&["ifname"]).and_then(Json::as_str),
+        Some("eth0"),
+        "{j}"
+    );
+    let (_, text, _) = net.dnsredir(&["--status"]);
+    assert!(text.contains("label: shop/web-7\n"), "{text}");
+    // Without --label, the attach names what it was given.
+    net.attach(&[]);
+    let (_, j) = net.status_json();
+    assert_eq!(
+        j.path(&["label"]).and_then(Json::as_str),
+        Some(format!("pid {}", net.ctr_pid).as_str()),
+        "{j}"
+    );
+}
