@@ -113,10 +113,15 @@ pub fn name_of(ifindex: u32) -> Option<String> {
 }
 
 /// The interface this namespace's routes send traffic to `peer` through: the one holding the
-/// source address the route lookup picks. `None`: no route, or a source address no interface
-/// holds.
+/// source address the route lookup picks. `None`: no route, a loopback source, or a source
+/// address no interface holds.
 pub fn route_interface(peer: SocketAddr) -> Option<String> {
-    interface_holding(route_source(peer).ok()?)
+    let source = route_source(peer).ok()?;
+    // A loopback source (an IPv6 peer with no global address to send from) is no way out.
+    if source.is_loopback() {
+        return None;
+    }
+    interface_holding(source)
 }
 
 /// The first IPv4 address on the interface (the primary one).
