@@ -13,6 +13,7 @@ pub mod fault;
 pub mod inspect;
 pub mod namespace;
 pub mod net;
+pub mod options;
 pub mod probe;
 pub mod redirect;
 pub mod report;
