@@ -8,6 +8,7 @@
 pub use dnsredir_abi as abi;
 pub mod bpf;
 pub mod cli;
+pub mod cni;
 pub mod error;
 pub mod fault;
 pub mod inspect;
