@@ -54,10 +54,15 @@ impl std::fmt::Display for Invocation {
 
 /// Runs the plugin: `command` on `netns` (none: CNI_NETNS unset), the configuration on stdin.
 fn plugin(command: &str, netns: Option<&str>, conf: &Value) -> Invocation {
+    plugin_on(command, netns, "eth0", conf)
+}
+
+/// [`plugin`] with another CNI_IFNAME.
+fn plugin_on(command: &str, netns: Option<&str>, ifname: &str, conf: &Value) -> Invocation {
     let mut cmd = Command::new(dnsredir_bin());
     cmd.env("CNI_COMMAND", command)
         .env("CNI_CONTAINERID", "e2e0c0ffee")
-        .env("CNI_IFNAME", "eth0")
+        .env("CNI_IFNAME", ifname)
         .env("CNI_PATH", "/usr/lib/cni")
         .env(
             "CNI_ARGS",
@@ -211,6 +216,24 @@ fn del_without_add_twice_and_without_a_namespace_succeeds() {
     broken["upstream"] = json!("not-an-address");
     plugin("DEL", Some(&netns), &broken).ok();
     assert_detached(&net, "after a DEL with a broken configuration");
+}
+
+#[test]
+#[ignore = "needs root: network namespaces, bpf(2)"]
+fn del_for_another_interface_leaves_the_attachment() {
+    // A pod on two networks: the second network's DEL (its interface, eth1) must not take the
+    // first network's dnsredir (eth0).
+    let net = Cni::new();
+    let netns = net.ctr.path();
+    let c = conf(&net, "1.0.0");
+    plugin("ADD", Some(&netns), &c).ok();
+    plugin_on("DEL", Some(&netns), "eth1", &c).ok();
+    assert_eq!((filters(&net, "ingress"), filters(&net, "egress")), (1, 1));
+    net.assert_answers(net.ns, net.upstream.answer(), "after eth1's DEL");
+    let mut on_eth0 = c.clone();
+    on_eth0["interface"] = json!("eth0");
+    plugin_on("DEL", Some(&netns), "eth1", &on_eth0).ok();
+    assert_detached(&net, "after a DEL whose configuration names eth0");
 }
 
 #[test]

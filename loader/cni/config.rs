@@ -224,10 +224,12 @@ impl NetConf {
         let upstream = match self.map.get("upstream") {
             Some(Value::String(one)) => vec![one.clone()],
             Some(list @ Value::Array(_)) => strings(list, "upstream")?,
-            Some(other) => return Err(invalid(format!(
+            Some(other) => {
+                return Err(invalid(format!(
                 "\"upstream\" must be \"IP[:PORT]\" or a list of them, one per address family: {}",
                 brief(other)
-            ))),
+            )))
+            }
             None => Vec::new(),
         };
         let (upstream, upstream6) = options::upstreams(&upstream, KEYS).map_err(invalid)?;
@@ -278,6 +280,18 @@ impl NetConf {
             interface,
             probe,
         })
+    }
+
+    /// The interface dnsredir works through: the configuration's `interface` where it is a
+    /// name, else `CNI_IFNAME` (DEL, which reads no other option).
+    pub fn interface_or(&self, env: &Env) -> String {
+        self.map
+            .get("interface")
+            .and_then(Value::as_str)
+            .filter(|name| check_ifname(name).is_ok())
+            .map(str::to_string)
+            .or_else(|| env.ifname.clone())
+            .unwrap_or_default()
     }
 
     /// The attach the configuration and the runtime's parameters ask for (`env` checked by

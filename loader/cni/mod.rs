@@ -7,8 +7,8 @@
 //! - ADD attaches to `CNI_NETNS` on `CNI_IFNAME` (or `interface`) and prints `prevResult`
 //!   back ([`result`]); a failed attach leaves nothing (the attach is one transaction) and
 //!   fails the pod's network setup with a CNI error.
-//! - DEL removes dnsredir's filters, whatever build put them there, and succeeds when there is
-//!   nothing to remove or no namespace any more.
+//! - DEL removes dnsredir's filters on the interface, whatever build put them there, and
+//!   succeeds when there is nothing to remove or no namespace any more.
 //! - CHECK compares what is attached with the configuration ([`check`]).
 //! - VERSION, STATUS (can this node attach at all) and GC (nothing outside the pods' own
 //!   namespaces to collect).
@@ -150,16 +150,17 @@ fn add(env: &Env, stdin: &[u8], notes: &mut Vec<String>) -> Result<Option<Value>
 
 fn del(env: &Env, stdin: &[u8], notes: &mut Vec<String>) -> Result<(), CniError> {
     env.require(false)?;
-    // The options are not read: removing dnsredir needs none, and a DEL must succeed for a
-    // configuration whose ADD was refused.
-    config::parse(stdin)?;
+    // The options are not checked: removing dnsredir needs only the interface, and a DEL must
+    // succeed for a configuration whose ADD was refused.
+    let conf = config::parse(stdin)?;
     let Some(netns) = &env.netns else {
         notes.push("no CNI_NETNS: nothing to remove".into());
         return Ok(());
     };
     let target = Target::Path(PathBuf::from(netns));
+    let interface = conf.interface_or(env);
     let mut quiet = |_: String| {};
-    match redirect::detach(&target, &mut quiet) {
+    match redirect::detach_interface(&target, &interface, &mut quiet) {
         Ok(_) => Ok(()),
         // Gone (deleted, or an unmounted bind mount's empty file): so are the filters in it.
         Err(Error::Netns(e @ NetnsError::Open { .. })) => {
