@@ -1,16 +1,12 @@
 //! The command line: flags in, one plain [`Action`] out. Nothing here touches the system.
 
-use crate::abi::{LABEL_MAX, MAX_NAMESERVERS};
 use crate::namespace::dockerd::ResolverPorts;
-use crate::namespace::resolv_conf::Nameservers;
-use crate::redirect::rules::{self, Rules};
+use crate::options::{edns_max, label, resolvers, rules, upstreams, FLAGS};
 use crate::redirect::AttachRequest;
-use crate::redirect::EDNS_MAX;
 use crate::settings;
 use crate::target::Target;
 use crate::watcher::WatchRequest;
 use argh::FromArgs;
-use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::path::PathBuf;
 
 pub const EXIT_ERROR: u8 = 1;
@@ -106,90 +102,6 @@ pub enum Action {
     Watch(WatchRequest),
 }
 
-/// `IP`, `IP:PORT`, `[IPv6]:PORT` or a bare IPv6 address; port 53 when none is given.
-fn parse_socket_addr(text: &str) -> Option<SocketAddr> {
-    if let Ok(addr) = text.parse::<SocketAddr>() {
-        return Some(addr);
-    }
-    let ip = match text.strip_prefix('[').and_then(|t| t.strip_suffix(']')) {
-        Some(inner) => IpAddr::V6(inner.parse::<Ipv6Addr>().ok()?),
-        None => text.parse::<IpAddr>().ok()?,
-    };
-    Some(SocketAddr::new(ip, 53))
-}
-
-/// What `--resolver` and `--upstream` share: a unicast address with a port, not on loopback.
-fn parse_server(text: &str, example: &str, loopback: &str) -> Result<SocketAddr, String> {
-    let addr = parse_socket_addr(text)
-        .ok_or_else(|| format!("{text:?} is not IP, IP:PORT or [IPv6]:PORT ({example})"))?;
-    if addr.port() == 0 {
-        return Err(format!("{text:?}: port 0 is not a port"));
-    }
-    let ip = addr.ip();
-    let broadcast = matches!(ip, IpAddr::V4(v4) if v4.is_broadcast());
-    if ip.is_unspecified() || broadcast || ip.is_multicast() {
-        return Err(format!("{text:?} is not a unicast address"));
-    }
-    if ip.is_loopback() {
-        return Err(format!("{text:?} is a loopback address{loopback}"));
-    }
-    Ok(addr)
-}
-
-/// `--resolver`: a nameserver applications send to directly, taken on the interface's egress.
-fn parse_resolver(text: &str) -> Result<SocketAddr, String> {
-    parse_server(
-        text,
-        "for example 8.8.8.8 or [fd00::53]:53",
-        ": queries to it never leave through the interface, so they cannot be taken on its egress",
-    )
-}
-
-fn parse_upstream(text: &str) -> Result<SocketAddr, String> {
-    parse_server(
-        text,
-        "for example 1.1.1.1, 10.0.0.53:5353 or [2606:4700::1111]:53",
-        "; the upstream must be reachable through the container's eth0",
-    )
-}
-
-/// The `--upstream`s: one IPv4 (required), at most one IPv6.
-fn upstreams(given: &[String]) -> Result<(SocketAddrV4, Option<SocketAddrV6>), String> {
-    let mut v4 = None;
-    let mut v6 = None;
-    for text in given {
-        match parse_upstream(text).map_err(|e| format!("bad --upstream: {e}"))? {
-            SocketAddr::V4(a) if v4.is_none() => v4 = Some(a),
-            SocketAddr::V6(a) if v6.is_none() => v6 = Some(a),
-            SocketAddr::V4(_) => {
-                return Err(
-                    "--upstream: one IPv4 upstream only (a second --upstream is for IPv6)".into(),
-                )
-            }
-            SocketAddr::V6(_) => {
-                return Err(
-                    "--upstream: one IPv6 upstream only (a second --upstream is for IPv4)".into(),
-                )
-            }
-        }
-    }
-    match (v4, v6) {
-        (Some(v4), v6) => Ok((v4, v6)),
-        (None, Some(_)) => Err("--upstream: an IPv4 upstream is needed too (IPv4 DNS always is redirected); add --upstream IP[:PORT]".into()),
-        (None, None) => Err("say where DNS should go: --upstream IP[:PORT]".into()),
-    }
-}
-
-/// `--edns-max`: 0 leaves the size alone; below 512 is no size at all (RFC 6891 treats a
-/// smaller one as 512), so it is refused rather than sent.
-fn edns_max(given: Option<u16>) -> Result<u16, String> {
-    match given {
-        None => Ok(EDNS_MAX),
-        Some(n @ 1..=511) => Err(format!("--edns-max {n} is below 512, the smallest EDNS UDP size (RFC 6891); give 512 to 65535, or 0 to leave queries alone")),
-        Some(n) => Ok(n),
-    }
-}
-
 pub fn action(args: Args) -> Result<Action, String> {
     if args.version {
         return Ok(Action::Version);
@@ -253,7 +165,7 @@ pub fn action(args: Args) -> Result<Action, String> {
             if args.json {
                 return Err("--json goes with --status or --watch".into());
             }
-            let (upstream, upstream6) = upstreams(&args.upstream)?;
+            let (upstream, upstream6) = upstreams(&args.upstream, FLAGS)?;
             for port in [args.dockerd_port, args.dockerd_tcp_port]
                 .into_iter()
                 .flatten()
@@ -262,42 +174,15 @@ pub fn action(args: Args) -> Result<Action, String> {
                     return Err("--dockerd-port and --dockerd-tcp-port must not be 0".into());
                 }
             }
-            let mut resolvers = Nameservers::default();
-            for text in &args.resolver {
-                match parse_resolver(text).map_err(|e| format!("bad --resolver: {e}"))? {
-                    SocketAddr::V4(a) => resolvers.v4.push(a),
-                    SocketAddr::V6(a) if upstream6.is_some() => resolvers.v6.push(a),
-                    SocketAddr::V6(a) => return Err(format!("--resolver {a} is IPv6: give an IPv6 --upstream too ([IPv6]:PORT), where its queries go")),
-                }
-            }
-            for (family, n) in [("IPv4", resolvers.v4.len()), ("IPv6", resolvers.v6.len())] {
-                if n > MAX_NAMESERVERS {
-                    return Err(format!(
-                        "--resolver: at most {MAX_NAMESERVERS} {family} nameservers, {n} given"
-                    ));
-                }
-            }
+            let resolvers = resolvers(&args.resolver, upstream6.is_some(), FLAGS)?;
             if !resolvers.is_empty()
                 && (args.dockerd_port.is_some() || args.dockerd_tcp_port.is_some())
             {
                 return Err("--resolver (the nameservers path) excludes --dockerd-port / --dockerd-tcp-port (Docker's embedded resolver)".into());
             }
-            let check = |flag: &str, given: &[String]| {
-                given
-                    .iter()
-                    .map(|s| rules::parse_suffix(s).map_err(|e| format!("bad --{flag}: {e}")))
-                    .collect::<Result<Vec<_>, _>>()
-            };
-            let rules = Rules::new(&check("keep", &args.keep)?, &check("only", &args.only)?)?;
+            let rules = rules(&args.keep, &args.only, FLAGS)?;
             let label = match args.label {
-                Some(text) => {
-                    if text.len() > LABEL_MAX || text.chars().any(char::is_control) {
-                        return Err(format!(
-                            "--label {text:?}: at most {LABEL_MAX} bytes and no control characters"
-                        ));
-                    }
-                    text
-                }
+                Some(text) => label(text, FLAGS)?,
                 None => settings::label(&target.to_string()),
             };
             Ok(Action::Attach(AttachRequest {
@@ -313,7 +198,7 @@ pub fn action(args: Args) -> Result<Action, String> {
                 },
                 redirect_all: args.redirect_all,
                 probe_upstream: !args.no_probe,
-                edns_max: edns_max(args.edns_max)?,
+                edns_max: edns_max(args.edns_max, FLAGS)?,
                 rules,
             }))
         }
@@ -323,6 +208,9 @@ pub fn action(args: Args) -> Result<Action, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::options::parse_upstream;
+    use crate::redirect::EDNS_MAX;
+    use std::net::{SocketAddrV4, SocketAddrV6};
 
     fn parse(argv: &[&str]) -> Result<Action, String> {
         let args = <Args as FromArgs>::from_args(&["dnsredir"], argv).map_err(|e| e.output)?;
@@ -425,8 +313,12 @@ mod tests {
 
     #[test]
     fn one_upstream_per_family() {
-        let up =
-            |given: &[&str]| upstreams(&given.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        let up = |given: &[&str]| {
+            upstreams(
+                &given.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+                FLAGS,
+            )
+        };
         assert_eq!(up(&["1.1.1.1"]), Ok(("1.1.1.1:53".parse().unwrap(), None)));
         assert_eq!(
             up(&["[2606:4700::1111]:5353", "1.1.1.1"]),

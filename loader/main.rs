@@ -89,6 +89,10 @@ fn usage_error(argh: &str) -> String {
 }
 
 fn main() -> ExitCode {
+    // A CNI runtime runs its plugins with the command in the environment and no arguments.
+    if std::env::var_os("CNI_COMMAND").is_some() {
+        return dnsredir::cni::main();
+    }
     let argv: Vec<String> = std::env::args().collect();
     let command = argv
         .first()

@@ -194,7 +194,8 @@ fn raise_memlock_limit() {
     unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) };
 }
 
-fn kernel_before(major: u32, minor: u32) -> bool {
+/// The running kernel is older than `major.minor` (unknown: not older).
+pub fn kernel_before(major: u32, minor: u32) -> bool {
     // SAFETY: uname fills the zeroed struct.
     let mut name: libc::utsname = unsafe { std::mem::zeroed() };
     if unsafe { libc::uname(&mut name) } != 0 {

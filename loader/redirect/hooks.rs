@@ -311,7 +311,25 @@ fn other(hook: Hook) -> Hook {
 /// Removes every filter of dnsredir's in the namespace, wherever it is, queries first, and
 /// each clsact qdisc left empty. Returns how many filters were removed.
 pub fn remove_all(nl: &mut Netlink, log: Log) -> Result<usize, Error> {
-    let mut found = find(nl)?.filters;
+    let found = find(nl)?.filters;
+    remove_filters(nl, found, log)
+}
+
+/// [`remove_all`] for the attachment working through `interface` (its lo filter included) and
+/// any filter of dnsredir's on that interface's hooks. An attachment through another interface
+/// stays: a CNI DEL for one network must not take another network's.
+pub fn remove_on(nl: &mut Netlink, interface: &str, log: Log) -> Result<usize, Error> {
+    let found = find(nl)?;
+    let whole = found.interface() == Some(interface);
+    let ours = found
+        .filters
+        .into_iter()
+        .filter(|o| whole || o.at.ifname == interface)
+        .collect();
+    remove_filters(nl, ours, log)
+}
+
+fn remove_filters(nl: &mut Netlink, mut found: Vec<Ours>, log: Log) -> Result<usize, Error> {
     // Queries stop first (lo ingress, egress), then their answers' path.
     found.sort_by_key(|o| !(o.at.is_lo_ingress() || o.at.hook == Hook::Egress));
     let mut removed = 0;

@@ -283,3 +283,9 @@ pub fn change_namespace<T: Send>(
 pub fn detach(target: &Target, log: Log) -> Result<usize, Error> {
     change_namespace(target, log, |nl, log| hooks::remove_all(nl, log))
 }
+
+/// [`detach`] of the attachment working through `interface` only: a CNI DEL for one network
+/// leaves an attachment another network made through another interface.
+pub fn detach_interface(target: &Target, interface: &str, log: Log) -> Result<usize, Error> {
+    change_namespace(target, log, |nl, log| hooks::remove_on(nl, interface, log))
+}

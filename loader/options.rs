@@ -1,0 +1,173 @@
+//! The attach options both front ends take — the command line's flags ([`crate::cli`]) and a
+//! CNI configuration's keys ([`crate::cni`]) — parsed and checked once, with messages that name
+//! the option the way it was given.
+
+use crate::abi::{LABEL_MAX, MAX_NAMESERVERS};
+use crate::namespace::resolv_conf::Nameservers;
+use crate::redirect::rules::{self, Rules};
+use crate::redirect::EDNS_MAX;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+
+/// `IP`, `IP:PORT`, `[IPv6]:PORT` or a bare IPv6 address; port 53 when none is given.
+fn parse_socket_addr(text: &str) -> Option<SocketAddr> {
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Some(addr);
+    }
+    let ip = match text.strip_prefix('[').and_then(|t| t.strip_suffix(']')) {
+        Some(inner) => IpAddr::V6(inner.parse::<Ipv6Addr>().ok()?),
+        None => text.parse::<IpAddr>().ok()?,
+    };
+    Some(SocketAddr::new(ip, 53))
+}
+
+/// What `--resolver` and `--upstream` share: a unicast address with a port, not on loopback.
+fn parse_server(text: &str, example: &str, loopback: &str) -> Result<SocketAddr, String> {
+    let addr = parse_socket_addr(text)
+        .ok_or_else(|| format!("{text:?} is not IP, IP:PORT or [IPv6]:PORT ({example})"))?;
+    if addr.port() == 0 {
+        return Err(format!("{text:?}: port 0 is not a port"));
+    }
+    let ip = addr.ip();
+    let broadcast = matches!(ip, IpAddr::V4(v4) if v4.is_broadcast());
+    if ip.is_unspecified() || broadcast || ip.is_multicast() {
+        return Err(format!("{text:?} is not a unicast address"));
+    }
+    if ip.is_loopback() {
+        return Err(format!("{text:?} is a loopback address{loopback}"));
+    }
+    Ok(addr)
+}
+
+/// `--resolver`: a nameserver applications send to directly, taken on the interface's egress.
+pub fn parse_resolver(text: &str) -> Result<SocketAddr, String> {
+    parse_server(
+        text,
+        "for example 8.8.8.8 or [fd00::53]:53",
+        ": queries to it never leave through the interface, so they cannot be taken on its egress",
+    )
+}
+
+pub fn parse_upstream(text: &str) -> Result<SocketAddr, String> {
+    parse_server(
+        text,
+        "for example 1.1.1.1, 10.0.0.53:5353 or [2606:4700::1111]:53",
+        "; the upstream must be reachable through the container's eth0",
+    )
+}
+
+/// How the options are named where they were given, for the messages that refuse a value:
+/// flags on the command line ([`FLAGS`]), keys in a CNI configuration. One set of parsers
+/// serves both front ends.
+#[derive(Debug, Clone, Copy)]
+pub struct OptionNames {
+    pub upstream: &'static str,
+    pub resolver: &'static str,
+    pub edns_max: &'static str,
+    pub keep: &'static str,
+    pub only: &'static str,
+    pub label: &'static str,
+}
+
+pub const FLAGS: OptionNames = OptionNames {
+    upstream: "--upstream",
+    resolver: "--resolver",
+    edns_max: "--edns-max",
+    keep: "--keep",
+    only: "--only",
+    label: "--label",
+};
+
+/// The upstreams: one IPv4 (required), at most one IPv6.
+pub fn upstreams(
+    given: &[String],
+    names: OptionNames,
+) -> Result<(SocketAddrV4, Option<SocketAddrV6>), String> {
+    let up = names.upstream;
+    let mut v4 = None;
+    let mut v6 = None;
+    for text in given {
+        match parse_upstream(text).map_err(|e| format!("bad {up}: {e}"))? {
+            SocketAddr::V4(a) if v4.is_none() => v4 = Some(a),
+            SocketAddr::V6(a) if v6.is_none() => v6 = Some(a),
+            SocketAddr::V4(_) => {
+                return Err(format!(
+                    "{up}: one IPv4 upstream only (a second {up} is for IPv6)"
+                ))
+            }
+            SocketAddr::V6(_) => {
+                return Err(format!(
+                    "{up}: one IPv6 upstream only (a second {up} is for IPv4)"
+                ))
+            }
+        }
+    }
+    match (v4, v6) {
+        (Some(v4), v6) => Ok((v4, v6)),
+        (None, Some(_)) => Err(format!("{up}: an IPv4 upstream is needed too (IPv4 DNS always is redirected); add {up} IP[:PORT]")),
+        (None, None) => Err(format!("say where DNS should go: {up} IP[:PORT]")),
+    }
+}
+
+/// The nameservers to take over, each family's at most [`MAX_NAMESERVERS`]; IPv6 ones only
+/// with an IPv6 upstream (`with_upstream6`), where their queries go.
+pub fn resolvers(
+    given: &[String],
+    with_upstream6: bool,
+    names: OptionNames,
+) -> Result<Nameservers, String> {
+    let mut resolvers = Nameservers::default();
+    for text in given {
+        match parse_resolver(text).map_err(|e| format!("bad {}: {e}", names.resolver))? {
+            SocketAddr::V4(a) => resolvers.v4.push(a),
+            SocketAddr::V6(a) if with_upstream6 => resolvers.v6.push(a),
+            SocketAddr::V6(a) => {
+                return Err(format!(
+                    "{} {a} is IPv6: give an IPv6 {} too ([IPv6]:PORT), where its queries go",
+                    names.resolver, names.upstream
+                ))
+            }
+        }
+    }
+    for (family, n) in [("IPv4", resolvers.v4.len()), ("IPv6", resolvers.v6.len())] {
+        if n > MAX_NAMESERVERS {
+            return Err(format!(
+                "{}: at most {MAX_NAMESERVERS} {family} nameservers, {n} given",
+                names.resolver
+            ));
+        }
+    }
+    Ok(resolvers)
+}
+
+/// The edns-max option: 0 leaves the size alone; below 512 is no size at all (RFC 6891 treats a
+/// smaller one as 512), so it is refused rather than sent.
+pub fn edns_max(given: Option<u16>, names: OptionNames) -> Result<u16, String> {
+    match given {
+        None => Ok(EDNS_MAX),
+        Some(n @ 1..=511) => Err(format!("{} {n} is below 512, the smallest EDNS UDP size (RFC 6891); give 512 to 65535, or 0 to leave queries alone", names.edns_max)),
+        Some(n) => Ok(n),
+    }
+}
+
+/// The keep and only suffixes, checked, as one rule set.
+pub fn rules(keep: &[String], only: &[String], names: OptionNames) -> Result<Rules, String> {
+    let check = |option: &str, given: &[String]| {
+        given
+            .iter()
+            .map(|s| rules::parse_suffix(s).map_err(|e| format!("bad {option}: {e}")))
+            .collect::<Result<Vec<_>, _>>()
+    };
+    Rules::new(&check(names.keep, keep)?, &check(names.only, only)?)
+}
+
+/// A label given by the user: refused rather than cut, so that what `--status` shows is what
+/// was asked.
+pub fn label(text: String, names: OptionNames) -> Result<String, String> {
+    if text.len() > LABEL_MAX || text.chars().any(char::is_control) {
+        return Err(format!(
+            "{} {text:?}: at most {LABEL_MAX} bytes and no control characters",
+            names.label
+        ));
+    }
+    Ok(text)
+}
