@@ -2,7 +2,7 @@
 
 use crate::namespace::dockerd::ResolverPorts;
 use crate::options::{edns_max, label, resolvers, rules, upstreams, FLAGS};
-use crate::redirect::AttachRequest;
+use crate::redirect::{AttachRequest, Resolvers};
 use crate::settings;
 use crate::target::Target;
 use crate::watcher::WatchRequest;
@@ -17,12 +17,13 @@ pub const EXIT_NOT_ATTACHED: u8 = 3;
 /// Send a container's DNS to another resolver, with TC-BPF programs in the container's
 /// network namespace: queries to Docker's embedded resolver (127.0.0.11) where there is one,
 /// else queries to the nameservers of its resolv.conf (default bridge, Podman, CNI, pods;
-/// IPv6 nameservers too, given an IPv6 upstream). Attaches and exits; the programs stay until
-/// --detach.
+/// IPv6 nameservers too, given an IPv6 upstream), or with --resolver any to every DNS server
+/// on port 53. Attaches and exits; the programs stay until --detach.
 #[argh(
     example = "dnsredir --pid $(docker inspect -f '{{{{.State.Pid}}}}' web) --upstream 1.1.1.1",
     example = "dnsredir --pid 1234 --dockerd-port 41552 --upstream 10.0.0.53:5353",
     example = "dnsredir --netns /var/run/netns/pod1 --resolver 10.96.0.10 --upstream 10.0.0.53",
+    example = "dnsredir --netns /var/run/netns/pod1 --resolver any --upstream 10.0.0.53",
     example = "dnsredir --pid 1234 --upstream 10.0.0.53 --upstream [fd00::53]:53",
     example = "dnsredir --pid 1234 --status --json",
     example = "dnsredir --pid 1234 --watch",
@@ -44,7 +45,7 @@ pub struct Args {
     /// resolver to send queries to: IP, IP:PORT or [IPv6]:PORT (port 53 by default); once per address family: a second, IPv6 upstream takes the IPv6 nameservers' queries (nameservers path only)
     #[argh(option)]
     upstream: Vec<String>,
-    /// a nameserver of the container's resolv.conf to take over on its interface's egress: IP, IP:PORT or [IPv6]:PORT (port 53 by default; IPv6 ones need an IPv6 --upstream); repeatable, up to 4 per address family. Without it, a container with no embedded resolver on 127.0.0.11 has the nameservers of /proc/PID/root/etc/resolv.conf taken over (needed with --netns)
+    /// a nameserver of the container's resolv.conf to take over on its interface's egress: IP, IP:PORT or [IPv6]:PORT (port 53 by default; IPv6 ones need an IPv6 --upstream); repeatable, up to 4 per address family. Or "any", alone: every query to port 53 leaving the interface, whatever server it names (hard-coded ones too; not the upstream, not the container's own address), each answer coming back from the server asked. Without it, a container with no embedded resolver on 127.0.0.11 has the nameservers of /proc/PID/root/etc/resolv.conf taken over (needed with --netns)
     #[argh(option)]
     resolver: Vec<String>,
     /// UDP port of dockerd's embedded resolver behind Docker's DNAT (found in the namespace when omitted)
@@ -175,7 +176,7 @@ pub fn action(args: Args) -> Result<Action, String> {
                 }
             }
             let resolvers = resolvers(&args.resolver, upstream6.is_some(), FLAGS)?;
-            if !resolvers.is_empty()
+            if resolvers != Resolvers::FromNamespace
                 && (args.dockerd_port.is_some() || args.dockerd_tcp_port.is_some())
             {
                 return Err("--resolver (the nameservers path) excludes --dockerd-port / --dockerd-tcp-port (Docker's embedded resolver)".into());
@@ -246,10 +247,15 @@ mod tests {
             Ok(_) => panic!("{argv:?} is an attach"),
             Err(e) => panic!("{argv:?}: {e}"),
         };
-        assert!(attach(&["--pid", "1", "--upstream", "1.1.1.1"])
-            .resolvers
-            .is_empty());
-        let r = attach(&[
+        assert_eq!(
+            attach(&["--pid", "1", "--upstream", "1.1.1.1"]).resolvers,
+            Resolvers::FromNamespace
+        );
+        let named = |r: AttachRequest| match r.resolvers {
+            Resolvers::Named(n) => n,
+            other => panic!("named resolvers: {other:?}"),
+        };
+        let r = named(attach(&[
             "--netns",
             "/run/netns/x",
             "--upstream",
@@ -258,9 +264,9 @@ mod tests {
             "8.8.8.8",
             "--resolver",
             "10.0.0.2:5300",
-        ]);
+        ]));
         assert_eq!(
-            r.resolvers.v4,
+            r.v4,
             vec![
                 "8.8.8.8:53".parse::<SocketAddrV4>().unwrap(),
                 "10.0.0.2:5300".parse().unwrap()
@@ -291,14 +297,15 @@ mod tests {
             "10.0.0.2",
         ]);
         assert_eq!(both.upstream6, Some("[2001:db8::53]:5353".parse().unwrap()));
+        let both = named(both);
         assert_eq!(
-            both.resolvers.v6,
+            both.v6,
             vec![
                 "[fd00::53]:5300".parse::<SocketAddrV6>().unwrap(),
                 "[fd00::54]:53".parse().unwrap()
             ]
         );
-        assert_eq!(both.resolvers.v4, vec!["10.0.0.2:53".parse().unwrap()]);
+        assert_eq!(both.v4, vec!["10.0.0.2:53".parse().unwrap()]);
         assert!(with(&["--resolver", "::1"])
             .err()
             .unwrap()
@@ -309,6 +316,66 @@ mod tests {
         assert!(parse(&["--pid", "1", "--status", "--resolver", "8.8.8.8"]).is_err());
         let help = help();
         assert!(help.contains("--resolver"), "{help}");
+    }
+
+    #[test]
+    fn resolver_any_stands_alone() {
+        let base = ["--netns", "/run/netns/x", "--upstream", "1.1.1.1"];
+        let with = |extra: &[&str]| parse(&[&base[..], extra].concat());
+        match with(&["--resolver", "any"]) {
+            Ok(Action::Attach(r)) => {
+                assert_eq!(r.resolvers, Resolvers::Any);
+                assert_eq!(r.upstream6, None);
+            }
+            _ => panic!("an attach"),
+        }
+        match with(&[
+            "--resolver",
+            "any",
+            "--upstream",
+            "[fd00::53]:53",
+            "--keep",
+            "a.test",
+        ]) {
+            Ok(Action::Attach(r)) => {
+                assert_eq!(r.resolvers, Resolvers::Any);
+                assert_eq!(r.upstream6, Some("[fd00::53]:53".parse().unwrap()));
+            }
+            _ => panic!("an attach"),
+        }
+        for mixed in [
+            &["--resolver", "any", "--resolver", "8.8.8.8"][..],
+            &["--resolver", "10.0.0.2", "--resolver", "any"],
+            &["--resolver", "any", "--resolver", "any"],
+        ] {
+            let e = with(mixed)
+                .err()
+                .unwrap_or_else(|| panic!("{mixed:?} accepted"));
+            assert!(
+                e.starts_with("--resolver any takes every DNS server: give it alone")
+                    && !e.contains('\n'),
+                "{mixed:?}: {e}"
+            );
+        }
+        let e = with(&["--resolver", "any", "--dockerd-port", "5"])
+            .err()
+            .unwrap_or_default();
+        assert!(e.contains("excludes --dockerd-port"), "{e}");
+        // Only the word itself: anything else is an address that does not parse.
+        for bad in ["ANY", "any:53", "*"] {
+            let e = with(&["--resolver", bad]).err().unwrap_or_default();
+            assert!(
+                e.starts_with("bad --resolver:") && e.contains("or any, alone"),
+                "{bad}: {e}"
+            );
+        }
+        let e = parse(&["--pid", "1", "--status", "--resolver", "any"])
+            .err()
+            .unwrap_or_default();
+        assert!(e.starts_with("--status does not take --resolver"), "{e}");
+        let help = help();
+        assert!(help.contains("Or \"any\", alone"), "{help}");
+        assert!(help.contains("--resolver any --upstream"), "{help}");
     }
 
     #[test]

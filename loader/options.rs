@@ -5,7 +5,7 @@
 use crate::abi::{LABEL_MAX, MAX_NAMESERVERS};
 use crate::namespace::resolv_conf::Nameservers;
 use crate::redirect::rules::{self, Rules};
-use crate::redirect::EDNS_MAX;
+use crate::redirect::{Resolvers, EDNS_MAX};
 use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
 /// `IP`, `IP:PORT`, `[IPv6]:PORT` or a bare IPv6 address; port 53 when none is given.
@@ -42,7 +42,7 @@ fn parse_server(text: &str, example: &str, loopback: &str) -> Result<SocketAddr,
 pub fn parse_resolver(text: &str) -> Result<SocketAddr, String> {
     parse_server(
         text,
-        "for example 8.8.8.8 or [fd00::53]:53",
+        "for example 8.8.8.8 or [fd00::53]:53; or any, alone, for every server",
         ": queries to it never leave through the interface, so they cannot be taken on its egress",
     )
 }
@@ -114,12 +114,22 @@ pub fn resolvers(
     given: &[String],
     with_upstream6: bool,
     names: OptionNames,
-) -> Result<Nameservers, String> {
-    let mut resolvers = Nameservers::default();
+) -> Result<Resolvers, String> {
+    if given.iter().any(|text| text == ANY) {
+        if given.len() > 1 {
+            return Err(format!(
+                "{} {ANY} takes every DNS server: give it alone, without addresses ({} given)",
+                names.resolver,
+                given.len()
+            ));
+        }
+        return Ok(Resolvers::Any);
+    }
+    let mut named = Nameservers::default();
     for text in given {
         match parse_resolver(text).map_err(|e| format!("bad {}: {e}", names.resolver))? {
-            SocketAddr::V4(a) => resolvers.v4.push(a),
-            SocketAddr::V6(a) if with_upstream6 => resolvers.v6.push(a),
+            SocketAddr::V4(a) => named.v4.push(a),
+            SocketAddr::V6(a) if with_upstream6 => named.v6.push(a),
             SocketAddr::V6(a) => {
                 return Err(format!(
                     "{} {a} is IPv6: give an IPv6 {} too ([IPv6]:PORT), where its queries go",
@@ -128,7 +138,7 @@ pub fn resolvers(
             }
         }
     }
-    for (family, n) in [("IPv4", resolvers.v4.len()), ("IPv6", resolvers.v6.len())] {
+    for (family, n) in [("IPv4", named.v4.len()), ("IPv6", named.v6.len())] {
         if n > MAX_NAMESERVERS {
             return Err(format!(
                 "{}: at most {MAX_NAMESERVERS} {family} nameservers, {n} given",
@@ -136,8 +146,15 @@ pub fn resolvers(
             ));
         }
     }
-    Ok(resolvers)
+    Ok(if named.is_empty() {
+        Resolvers::FromNamespace
+    } else {
+        Resolvers::Named(named)
+    })
 }
+
+/// The resolver that stands for every DNS server (`--resolver any`, `"resolvers": "any"`).
+pub const ANY: &str = "any";
 
 /// The edns-max option: 0 leaves the size alone; below 512 is no size at all (RFC 6891 treats a
 /// smaller one as 512), so it is refused rather than sent.

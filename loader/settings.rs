@@ -6,8 +6,8 @@ use crate::abi::raw::{
     port_from_raw as port_from, port_raw as port,
 };
 use crate::abi::{
-    Config, FLAG_REDIRECT_ALL, FLAG_RULES_KEEP, FLAG_RULES_ONLY, LABEL_MAX, MAX_NAMESERVERS,
-    PATH_NAMESERVERS,
+    Config, FLAG_ANY_RESOLVER, FLAG_REDIRECT_ALL, FLAG_RULES_KEEP, FLAG_RULES_ONLY, LABEL_MAX,
+    MAX_NAMESERVERS, PATH_NAMESERVERS,
 };
 use crate::namespace::dockerd::{ResolverPorts, DOCKER_RESOLVER};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
@@ -60,6 +60,9 @@ pub enum Path {
     Nameservers {
         nameservers: Vec<SocketAddrV4>,
         ipv6: Option<Ipv6Settings>,
+        /// `--resolver any`: every server on port 53 is taken (but the upstreams and the
+        /// interface's own addresses); the nameserver lists are empty.
+        any: bool,
     },
 }
 
@@ -69,6 +72,7 @@ pub struct Ipv6Settings {
     pub upstream: SocketAddrV6,
     /// The interface's global IPv6 address: where queries leave from and answers arrive.
     pub source: Ipv6Addr,
+    /// Empty with `--resolver any`.
     pub nameservers: Vec<SocketAddrV6>,
 }
 
@@ -131,8 +135,15 @@ impl Settings {
                     flags |= FLAG_REDIRECT_ALL;
                 }
             }
-            Path::Nameservers { nameservers, ipv6 } => {
+            Path::Nameservers {
+                nameservers,
+                ipv6,
+                any,
+            } => {
                 config.path = PATH_NAMESERVERS;
+                if *any {
+                    flags |= FLAG_ANY_RESOLVER;
+                }
                 let nameservers = &nameservers[..nameservers.len().min(MAX_NAMESERVERS)];
                 config.nameserver_count = nameservers.len() as u16;
                 for (i, ns) in nameservers.iter().enumerate() {
@@ -184,7 +195,11 @@ impl Settings {
                     .map(|(a, p)| SocketAddrV6::new(addr6_from(a), port_from(p), 0, 0))
                     .collect(),
             });
-            Path::Nameservers { nameservers, ipv6 }
+            Path::Nameservers {
+                nameservers,
+                ipv6,
+                any: c.flags & FLAG_ANY_RESOLVER != 0,
+            }
         } else {
             let dockerd = |raw: u16| (raw != 0).then(|| port_from(raw));
             Path::EmbeddedResolver {
@@ -251,6 +266,7 @@ mod tests {
                     "8.8.4.4:5300".parse().unwrap(),
                 ],
                 ipv6: None,
+                any: false,
             },
             ifindex: 43,
             lo_ifindex: 1,
@@ -369,6 +385,7 @@ mod tests {
                     source: "fd00:dead:1::2".parse().unwrap(),
                     nameservers: vec![SocketAddrV6::new(ns, 53, 0, 0)],
                 }),
+                any: false,
             },
             ..nameservers_path()
         };
@@ -381,5 +398,44 @@ mod tests {
         assert_eq!(&b[192..194], &5353u16.to_be_bytes(), "upstream6_port");
         assert_eq!(&b[194..196], &1u16.to_ne_bytes(), "nameserver6_count");
         assert_eq!(Settings::from_config(&c), s);
+    }
+
+    #[test]
+    fn any_resolver_is_a_flag_and_empty_tables() {
+        let s = Settings {
+            path: Path::Nameservers {
+                nameservers: Vec::new(),
+                ipv6: Some(Ipv6Settings {
+                    upstream: "[2001:db8::53]:53".parse().unwrap(),
+                    source: "fd00:dead:1::2".parse().unwrap(),
+                    nameservers: Vec::new(),
+                }),
+                any: true,
+            },
+            rules: RuleKinds {
+                keep: true,
+                only: false,
+            },
+            ..nameservers_path()
+        };
+        let c = s.to_config(1);
+        assert_eq!(c.flags, FLAG_ANY_RESOLVER | FLAG_RULES_KEEP);
+        assert_eq!(FLAG_ANY_RESOLVER, 16, "the bit after the rules' flags");
+        let b = c.to_bytes();
+        assert_eq!(&b[34..36], &(16u16 | 4).to_ne_bytes(), "flags");
+        assert_eq!(&b[56..80], &[0; 24], "no nameservers, no ports");
+        assert_eq!(&b[80..82], &1u16.to_ne_bytes(), "path");
+        assert_eq!(&b[82..84], &0u16.to_ne_bytes(), "nameserver_count");
+        assert_eq!(&b[120..184], &[0; 64], "no IPv6 nameservers");
+        assert_eq!(&b[194..196], &0u16.to_ne_bytes(), "nameserver6_count");
+        assert_eq!(Settings::from_config(&c), s);
+        assert_eq!(s.path.name(), "nameservers");
+        // The bit means nothing on the embedded-resolver path.
+        let mut other = c;
+        other.path = crate::abi::PATH_EMBEDDED_RESOLVER;
+        assert!(matches!(
+            Settings::from_config(&other).path,
+            Path::EmbeddedResolver { .. }
+        ));
     }
 }

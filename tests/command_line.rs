@@ -45,6 +45,19 @@ fn every_bad_command_line_is_one_line_and_exit_2() {
             &["--pid", "1", "--watch", "--no-probe"],
             "--watch does not take --no-probe",
         ),
+        (
+            &[
+                "--pid",
+                "1",
+                "--upstream",
+                "1.1.1.1",
+                "--resolver",
+                "any",
+                "--resolver",
+                "8.8.8.8",
+            ],
+            "--resolver any takes every DNS server: give it alone",
+        ),
     ];
     for (args, says) in cases {
         let (code, out, err) = run(args);

@@ -3,11 +3,11 @@
 //! name the bridge host's nameserver; an upstream host behind the bridge host. dnsredir takes
 //! over the nameserver on eth0's egress: queries to it are answered by the upstream.
 
-use std::net::SocketAddrV4;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
 mod support;
-use support::cni::{Cni, OTHER_PORT};
+use support::cni::{dns_server, Cni, OTHER_PORT};
 use support::netns::{ns_run, run, Netns};
 use support::{require_root, run_dnsredir, serial, DockerLikeNet};
 
@@ -53,6 +53,72 @@ fn nameserver_queries_are_answered_by_the_upstream_until_detach() {
         before + 2,
         "only the queries after detach"
     );
+}
+
+#[test]
+#[ignore = "needs root: network namespaces, bpf(2)"]
+fn with_resolver_any_every_server_is_answered_by_the_upstream_from_the_address_asked() {
+    let net = Cni::new();
+    // A server no resolv.conf names (a hard-coded resolver), and one on the container's own
+    // address: neither is the nameserver or the upstream.
+    let other = dns_server(&net.host.name, net.other, Ipv4Addr::new(198, 18, 0, 1));
+    let own_addr = SocketAddrV4::new(net.ctr_addr, 53);
+    let own = dns_server(&net.ctr.name, own_addr, Ipv4Addr::new(198, 18, 0, 2));
+    net.assert_answers(net.other, other.answer(), "before attach");
+    net.assert_answers(own_addr, own.answer(), "before attach");
+
+    let up = net.up.to_string();
+    let (code, out, err) = net.dnsredir(&["--resolver", "any", "--upstream", &up]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains(&format!(
+            "DNS to any server on port 53 now goes to {up}, answers from the server asked (taken on eth0's egress;"
+        )),
+        "{out}"
+    );
+    assert!(err.is_empty(), "{err}");
+    let (other_before, up_before) = (other.queries(), net.upstream.queries());
+    // The harness's client and dig take a UDP answer only from the address they asked (a
+    // connected socket; dig ignores others), TCP only on its connection: an answer restored
+    // with any other source would be no answer.
+    net.assert_answers(net.other, net.upstream.answer(), "another server");
+    assert_eq!(net.dig_a(net.other, false), vec![net.upstream.answer()]);
+    net.assert_answers(net.ns, net.upstream.answer(), "the nameserver");
+    assert_eq!(
+        other.queries(),
+        other_before,
+        "the other server saw nothing"
+    );
+    assert_eq!(
+        net.upstream.queries(),
+        up_before + 5,
+        "the upstream saw all"
+    );
+    net.assert_answers(own_addr, own.answer(), "the container's own address");
+    let other_port = SocketAddrV4::new(*net.ns.ip(), OTHER_PORT);
+    net.assert_answers(other_port, net.other_port.answer(), "another port");
+    net.assert_answers(net.up, net.upstream.answer(), "the upstream asked directly");
+
+    let (code, status, err) = net.dnsredir(&["--status", "--json"]);
+    assert_eq!(code, 0, "status: {status}{err}");
+    for field in [
+        "\"path\":\"nameservers\"",
+        "\"nameservers\":[]",
+        "\"any_resolver\":true",
+    ] {
+        assert!(status.contains(field), "{field}: {status}");
+    }
+    let (code, text, _) = net.dnsredir(&["--status"]);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("nameservers taken over: any (port 53)\n"),
+        "{text}"
+    );
+    assert!(text.contains("eth0 egress: attached"), "{text}");
+    assert!(text.contains("failures: 0\n"), "{text}");
+
+    net.detach();
+    net.assert_answers(net.other, other.answer(), "after detach");
 }
 
 #[test]

@@ -4,8 +4,10 @@
 //! given both nameservers and both upstreams, sends each family's queries to that family's
 //! upstream, over UDP and TCP, on checksum-strict links (tx offload off on both ends).
 
+use std::net::{Ipv4Addr, SocketAddrV6};
+
 mod support;
-use support::cni::Cni;
+use support::cni::{dns_server, Cni};
 use support::netns::run;
 use support::DnsServer;
 
@@ -34,7 +36,7 @@ fn each_familys_nameserver_is_answered_by_that_familys_upstream_until_detach() {
     net.assert_answers(v6.ns, v6.upstream.answer(), "IPv6 to the IPv6 upstream");
     for tcp in [false, true] {
         let before = (seen(&v6.upstream), seen(&v6.nameserver));
-        let (status, a) = net.dig6(v6.ns, "AAAA", tcp);
+        let (status, a) = net.dig(v6.ns, "AAAA", tcp);
         assert_eq!(
             (status.as_str(), a.len()),
             ("NOERROR", 0),
@@ -87,6 +89,60 @@ fn each_familys_nameserver_is_answered_by_that_familys_upstream_until_detach() {
     net.detach();
     net.assert_answers(net.ns, net.nameserver.answer(), "after detach");
     net.assert_answers(v6.ns, v6.nameserver.answer(), "after detach");
+}
+
+#[test]
+#[ignore = "needs root: network namespaces, bpf(2)"]
+fn with_resolver_any_each_familys_servers_are_answered_by_that_familys_upstream() {
+    let net = Cni::dual_stack();
+    let v6 = net.v6();
+    let other4 = dns_server(&net.host.name, net.other, Ipv4Addr::new(198, 18, 0, 1));
+    let other6 = dns_server(&net.host.name, v6.other, Ipv4Addr::new(198, 18, 0, 3));
+    let own6 = SocketAddrV6::new(v6.ctr_addr, 53, 0, 0);
+    let own = dns_server(&net.ctr.name, own6, Ipv4Addr::new(198, 18, 0, 4));
+    net.assert_answers(v6.other, other6.answer(), "before attach");
+
+    let (up, up6) = (net.up.to_string(), v6.up.to_string());
+    let (code, out, err) =
+        net.dnsredir(&["--resolver", "any", "--upstream", &up, "--upstream", &up6]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains(&format!(
+            "DNS to any server on port 53 now goes to {up}, IPv6 DNS to any server now goes to {up6}"
+        )),
+        "{out}"
+    );
+    let before = (seen(&other4), seen(&other6), seen(&v6.nameserver));
+    // dig takes a UDP answer only from the address it asked.
+    net.assert_answers(v6.other, v6.upstream.answer(), "another IPv6 server");
+    net.assert_answers(v6.ns, v6.upstream.answer(), "the IPv6 nameserver");
+    net.assert_answers(net.other, net.upstream.answer(), "another IPv4 server");
+    net.assert_answers(net.ns, net.upstream.answer(), "the IPv4 nameserver");
+    assert_eq!(
+        (seen(&other4), seen(&other6), seen(&v6.nameserver)),
+        before,
+        "the servers asked saw nothing"
+    );
+    net.assert_answers(own6, own.answer(), "the container's own IPv6 address");
+    net.assert_answers(
+        v6.up,
+        v6.upstream.answer(),
+        "the IPv6 upstream asked directly",
+    );
+
+    let (code, text, _) = net.dnsredir(&["--status"]);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("nameservers taken over: any (port 53)\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("IPv6 nameservers taken over: any (port 53)\n"),
+        "{text}"
+    );
+    assert!(text.contains("failures: 0\n"), "{text}");
+    net.detach();
+    net.assert_answers(v6.other, other6.answer(), "after detach");
 }
 
 #[test]

@@ -12,8 +12,8 @@ use crate::packets::{
 };
 use dnsredir::abi::raw::{addr_raw, port_raw};
 use dnsredir::abi::{
-    Config, WatchControl, EGRESS_SECTION, EVENTS_MAP, FLAG_NO_COUNTERS, PATH_NAMESERVERS,
-    QUERY_SECTION, REPLY_SECTION, RULES_MAP, WATCH_MAP,
+    Config, WatchControl, EGRESS_SECTION, EVENTS_MAP, FLAG_ANY_RESOLVER, FLAG_NO_COUNTERS,
+    PATH_NAMESERVERS, QUERY_SECTION, REPLY_SECTION, RULES_MAP, WATCH_MAP,
 };
 use dnsredir::bpf::elf::ObjectFile;
 use dnsredir::bpf::load::Loaded;
@@ -149,31 +149,39 @@ pub fn cases<'a>(
 
 /// The nameserver the nameservers path takes over in [`egress_cases`].
 pub const NAMESERVER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 53);
+/// A server no configuration names, which `--resolver any` takes.
+pub const ANY_SERVER: Ipv4Addr = Ipv4Addr::new(1, 1, 1, 1);
 
-/// The nameservers path: a query to the nameserver on eth0 egress, its answer on eth0 ingress;
-/// both continue with TC_ACT_UNSPEC.
-pub fn egress_cases<'a>(egress_prog: &'a OwnedFd, reply_prog: &'a OwnedFd) -> Vec<Case<'a>> {
-    let queries: Vec<Vec<u8>> = (0..IDS)
-        .map(|id| {
-            Packet::udp(
-                (CONTAINER, CLIENT_PORT),
-                (NAMESERVER, 53),
-                dns_query(id, "www.example.com"),
-            )
-            .bytes()
-        })
-        .collect();
+/// A query from the container to `server`:53 on eth0 egress.
+pub fn egress_query(id: u16, server: Ipv4Addr) -> Vec<u8> {
+    Packet::udp(
+        (CONTAINER, CLIENT_PORT),
+        (server, 53),
+        dns_query(id, "www.example.com"),
+    )
+    .bytes()
+}
+
+/// The nameservers path (`label`): a query to `server` on eth0 egress, its answer on eth0
+/// ingress; both continue with TC_ACT_UNSPEC.
+pub fn egress_cases<'a>(
+    label: &str,
+    server: Ipv4Addr,
+    egress_prog: &'a OwnedFd,
+    reply_prog: &'a OwnedFd,
+) -> Vec<Case<'a>> {
+    let queries: Vec<Vec<u8>> = (0..IDS).map(|id| egress_query(id, server)).collect();
     let replies: Vec<Vec<u8>> = (0..IDS).map(reply_packet).collect();
     vec![
         Case::new(
-            "nameservers path: query redirected on egress",
+            format!("{label}: query redirected on egress"),
             egress_prog,
             queries.clone(),
             TC_ACT_UNSPEC,
         )
         .after(reply_prog, replies.clone()),
         Case::new(
-            "nameservers path: reply restored in place",
+            format!("{label}: reply restored in place"),
             reply_prog,
             replies,
             TC_ACT_UNSPEC,
@@ -219,6 +227,13 @@ pub fn nameservers_config() -> Config {
     config
 }
 
+/// `--resolver any` of [`egress_cases`]: every server on port 53 taken over on eth0's egress.
+pub fn any_resolver_config() -> Config {
+    let mut config = test_config(UPSTREAM_PORT, FLAG_ANY_RESOLVER);
+    config.path = PATH_NAMESERVERS;
+    config
+}
+
 /// One dnsredir object (this build's, or another build's with `--other-object`) loaded with
 /// the benchmark's configurations: with and without counters, a watcher's, the nameservers
 /// path's.
@@ -229,6 +244,8 @@ pub struct Build {
     /// `None` for an object without the event maps.
     watcher: Option<Watcher>,
     nameservers: Loaded,
+    /// `None` for an object without `--resolver any`.
+    any_resolver: Option<Loaded>,
 }
 
 impl Build {
@@ -239,12 +256,19 @@ impl Build {
         let (watched_object, watched) = load(&test_config(UPSTREAM_PORT, 0))?;
         let watcher = Watcher::new(&watched_object, &watched)?;
         let (_, nameservers) = load(&nameservers_config())?;
+        let (_, any_resolver) = load(&any_resolver_config())?;
+        // A build before the flag passes the query on untouched: it has nothing to time.
+        let query = egress_query(1, ANY_SERVER);
+        let out = sys::prog_test_run(prog(&any_resolver, EGRESS_SECTION)?, &query, 1)
+            .map_err(|e| e.to_string())?;
+        let any_resolver = (out.data != query).then_some(any_resolver);
         Ok(Build {
             with,
             without,
             watched,
             watcher,
             nameservers,
+            any_resolver,
         })
     }
 
@@ -259,7 +283,11 @@ impl Build {
             all.extend(cases(", watcher present", q, r, Some(w)));
         }
         let (e, r) = pair(&self.nameservers, EGRESS_SECTION)?;
-        all.extend(egress_cases(e, r));
+        all.extend(egress_cases("nameservers path", NAMESERVER, e, r));
+        if let Some(any) = &self.any_resolver {
+            let (e, r) = pair(any, EGRESS_SECTION)?;
+            all.extend(egress_cases("any resolver", ANY_SERVER, e, r));
+        }
         Ok(all
             .into_iter()
             .map(|c| Case {
@@ -278,7 +306,15 @@ impl Build {
             ("no counters", &self.without, QUERY_SECTION),
             ("no counters", &self.without, REPLY_SECTION),
             ("nameservers", &self.nameservers, EGRESS_SECTION),
-        ] {
+            ("nameservers", &self.nameservers, REPLY_SECTION),
+        ]
+        .into_iter()
+        .chain(self.any_resolver.iter().flat_map(|any| {
+            [
+                ("any resolver", any, EGRESS_SECTION),
+                ("any resolver", any, REPLY_SECTION),
+            ]
+        })) {
             out.push_str(&size_line(l, s, &format!("{label}{config}"))?);
         }
         Ok(out)

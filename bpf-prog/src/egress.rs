@@ -1,8 +1,9 @@
 //! Interface egress, the nameservers path: a query to one of the namespace's own nameservers
-//! (resolv.conf without Docker's embedded resolver) goes to the upstream instead. Only the
-//! destination changes; the packet goes on out of the same interface, and the reply program
-//! restores the nameserver as the answer's source. A query a name rule keeps (`--keep`,
-//! `--only`) goes on to its nameserver untouched and is not remembered. With a watcher, each
+//! (resolv.conf without Docker's embedded resolver) goes to the upstream instead; with
+//! `--resolver any`, a query to any server on port 53. Only the destination changes; the
+//! packet goes on out of the same interface, and the reply program restores the server asked
+//! (which the flow remembers) as the answer's source. A query a name rule keeps (`--keep`,
+//! `--only`) goes on to its server untouched and is not remembered. With a watcher, each
 //! query sent on writes an event (`ROUTE_NAMESERVER`, or `ROUTE_NAMESERVER_KEPT`).
 
 use crate::config::config;
@@ -10,13 +11,56 @@ use crate::counters::{Outcome, PASS};
 use crate::decide;
 use crate::kernel::{SkBuff, TC_ACT_UNSPEC};
 use crate::net::packet::Ipv4;
-use dnsredir_abi::{MAX_NAMESERVERS, PATH_NAMESERVERS, ROUTE_NAMESERVER, ROUTE_NAMESERVER_KEPT};
+use dnsredir_abi::{
+    FLAG_ANY_RESOLVER, MAX_NAMESERVERS, PATH_NAMESERVERS, ROUTE_NAMESERVER, ROUTE_NAMESERVER_KEPT,
+};
 
 program!("dnsredir/egress", dnsredir_egress, egress);
 
+/// The DNS port as it sits in a packet.
+pub(crate) const DNS_PORT: u16 = 53u16.to_be();
+
+/// `--resolver any` is in force. A frozen flag: the verifier drops the matcher not in force,
+/// so the nameserver table costs an any-resolver attachment nothing, and the other way round;
+/// what stays is the flag's load, once per packet where it is asked.
+#[inline(always)]
+pub(crate) fn any_resolver() -> bool {
+    config!(flags) & FLAG_ANY_RESOLVER != 0
+}
+
+/// A server whose queries are taken over, by address and port (both raw): one of the
+/// nameservers, or with `--resolver any` any server (see [`any_server`]).
+#[inline(always)]
+pub(crate) fn is_taken(addr: u32, port: u16) -> bool {
+    if any_resolver() {
+        return any_server(addr, port);
+    }
+    is_nameserver(addr, port)
+}
+
+/// With `--resolver any`, any server on port 53 but the upstream (what we send, and an
+/// application asking it directly keeps its own answer) and the interface's own address.
+#[inline(always)]
+fn any_server(addr: u32, port: u16) -> bool {
+    port == DNS_PORT
+        && addr != config!(container_addr)
+        && !(addr == config!(upstream_addr) && port == config!(upstream_port))
+}
+
+/// A query in `ip` to a server taken over, [`is_taken`] with the flag read once. With
+/// `--resolver any`, only from the interface's address: answers are restored on their way to
+/// it alone, so a query from another source (a secondary address) would lose its answer.
+#[inline(always)]
+fn takes(ip: &Ipv4) -> bool {
+    if any_resolver() {
+        return ip.saddr == config!(container_addr) && any_server(ip.daddr, ip.dport);
+    }
+    is_nameserver(ip.daddr, ip.dport)
+}
+
 /// One of the nameservers taken over, by address and port (both raw, as in the packet).
 #[inline(always)]
-pub(crate) fn is_nameserver(addr: u32, port: u16) -> bool {
+fn is_nameserver(addr: u32, port: u16) -> bool {
     let count = config!(nameserver_count) as usize;
     let mut i = 0;
     while i < MAX_NAMESERVERS {
@@ -44,7 +88,7 @@ unsafe fn egress(skb: *mut SkBuff) -> (Outcome, i32) {
         return crate::egress6::egress(skb);
     };
     // The rest of a fragmented query would still reach the nameserver: all of it goes there.
-    if ip.first_fragment || !is_nameserver(ip.daddr, ip.dport) {
+    if ip.first_fragment || !takes(&ip) {
         return PASS;
     }
     let Some(udp) = decide::udp_or_tcp(ip.proto) else {

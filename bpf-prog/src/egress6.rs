@@ -1,10 +1,12 @@
 //! The egress program's IPv6 half (nameservers path): a query to one of the IPv6 nameservers
-//! taken over goes to the IPv6 upstream instead, source unchanged. Without an IPv6 upstream
-//! (`upstream6_port` 0) every IPv6 packet passes untouched.
+//! taken over (with `--resolver any`, to any IPv6 server on port 53) goes to the IPv6 upstream
+//! instead, source unchanged. Without an IPv6 upstream (`upstream6_port` 0) every IPv6 packet
+//! passes untouched.
 
-use crate::config::config;
+use crate::config::{self, config};
 use crate::counters::{Outcome, PASS};
 use crate::decide;
+use crate::egress::{any_resolver, DNS_PORT};
 use crate::kernel::{SkBuff, TC_ACT_UNSPEC};
 use crate::net::ipv6::{Addr6, Ipv6};
 use dnsredir_abi::{MAX_NAMESERVERS, ROUTE_NAMESERVER};
@@ -38,6 +40,22 @@ fn is_nameserver(addr: &Addr6, port: u16) -> bool {
     false
 }
 
+/// A query in `ip` to a server taken over: one of the IPv6 nameservers, or with `--resolver
+/// any` any server on port 53 but the IPv6 upstream and the interface's address, from the
+/// interface's address only (as for IPv4: answers are restored to it alone; a link-local or
+/// temporary source would lose its answer).
+#[inline(always)]
+fn takes(ip: &Ipv6) -> bool {
+    if any_resolver() {
+        let own = config::container6();
+        return ip.dport == DNS_PORT
+            && ip.saddr == own
+            && ip.daddr != own
+            && !(ip.dport == config!(upstream6_port) && ip.daddr == config::upstream6());
+    }
+    is_nameserver(&ip.daddr, ip.dport)
+}
+
 /// The egress program for an IPv6 packet (the caller saw that the frame is not IPv4).
 #[inline(always)]
 pub unsafe fn egress(skb: *mut SkBuff) -> (Outcome, i32) {
@@ -47,7 +65,7 @@ pub unsafe fn egress(skb: *mut SkBuff) -> (Outcome, i32) {
     let Some(ip) = Ipv6::parse(skb) else {
         return PASS;
     };
-    if !is_nameserver(&ip.daddr, ip.dport) {
+    if !takes(&ip) {
         return PASS;
     }
     let Some(udp) = decide::udp_or_tcp(ip.proto) else {

@@ -18,9 +18,9 @@ unsafe fn reply(skb: *mut SkBuff) -> (Outcome, i32) {
     let Some(ip) = Ipv4::parse(skb) else {
         return crate::reply6::reply(skb);
     };
-    // The nameservers path: an answer from a nameserver taken over is its own, to a query a
-    // name rule left with it (or one sent before dnsredir came): only watched.
-    if config!(path) == PATH_NAMESERVERS && egress::is_nameserver(ip.saddr, ip.sport) {
+    // The nameservers path: an answer from a server taken over is its own, to a query a name
+    // rule left with it (or one sent before dnsredir came): only watched.
+    if config!(path) == PATH_NAMESERVERS && egress::is_taken(ip.saddr, ip.sport) {
         if !ip.first_fragment {
             events::answer(skb, &ip, ip.daddr, ip.dport);
         }

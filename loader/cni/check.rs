@@ -4,8 +4,9 @@
 
 use super::error::{code, CniError};
 use crate::inspect::{self, Build, Status};
+use crate::namespace::resolv_conf::Nameservers;
 use crate::redirect::rules::{Rule, Rules};
-use crate::redirect::AttachRequest;
+use crate::redirect::{AttachRequest, Resolvers};
 use crate::settings::{Path, Settings};
 use std::net::SocketAddrV6;
 
@@ -109,10 +110,24 @@ pub fn differences(
         settings.upstream.to_string(),
         request.upstream.to_string(),
     );
+    // What the configuration asks to take over, and whether every server is.
+    let (wanted, wanted_any) = match &request.resolvers {
+        Resolvers::Named(named) => (named.clone(), false),
+        Resolvers::Any => (Nameservers::default(), true),
+        Resolvers::FromNamespace => (Nameservers::default(), false),
+    };
+    let in_force_any = matches!(settings.path, Path::Nameservers { any: true, .. });
+    let taken = |any: bool, list: String| {
+        if any {
+            "any (port 53)".to_string()
+        } else {
+            list
+        }
+    };
     differ(
         "the nameservers taken over",
-        sorted(settings.nameservers()),
-        sorted(&request.resolvers.v4),
+        taken(in_force_any, sorted(settings.nameservers())),
+        taken(wanted_any, sorted(&wanted.v4)),
     );
     // An IPv6 upstream configured but not in force is what ADD does on an interface without
     // a global IPv6 address (it says so then): not a difference.
@@ -126,8 +141,8 @@ pub fn differences(
         );
         differ(
             "the IPv6 nameservers taken over",
-            sorted(&v6.nameservers),
-            sorted(&request.resolvers.v6),
+            taken(in_force_any, sorted(&v6.nameservers)),
+            taken(wanted_any, sorted(&wanted.v6)),
         );
     }
     differ(

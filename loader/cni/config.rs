@@ -6,9 +6,8 @@ use super::error::{code, CniError};
 use super::result::brief;
 use super::version::{self, Version};
 use crate::namespace::dockerd::ResolverPorts;
-use crate::namespace::resolv_conf::Nameservers;
 use crate::options::{self, OptionNames};
-use crate::redirect::AttachRequest;
+use crate::redirect::{AttachRequest, Resolvers};
 use crate::settings;
 use crate::target::Target;
 use serde_json::{Map, Value};
@@ -189,7 +188,7 @@ pub fn parse(stdin: &[u8]) -> Result<NetConf, CniError> {
 pub struct Options {
     pub upstream: std::net::SocketAddrV4,
     pub upstream6: Option<std::net::SocketAddrV6>,
-    pub resolvers: Nameservers,
+    pub resolvers: Resolvers,
     pub rules: crate::redirect::rules::Rules,
     pub edns_max: u16,
     /// The interface, if the configuration names one (else `CNI_IFNAME`).
@@ -371,24 +370,17 @@ fn strings(value: &Value, key: &str) -> Result<Vec<String>, CniError> {
         .collect()
 }
 
-// Merge point with `--resolver any` (issue 20 §2, built on another branch): "any", and a
-// configuration without `resolvers` (a CNI plugin cannot read the pod's resolv.conf), mean
-// every DNS server. Until that lands, this one function refuses them; the merge makes it
-// return the request's "any".
-/// The nameservers to take over: `resolvers` as a list of `IP[:PORT]`.
-pub fn resolvers(given: Option<&Value>, with_upstream6: bool) -> Result<Nameservers, CniError> {
-    const NOT_YET: &str =
-        "resolvers \"any\" is not supported by this build yet; give resolvers: [\"IP\", ...]";
+/// The nameservers to take over: `resolvers` as a list of `IP[:PORT]`, or `"any"`; without
+/// it every DNS server (a CNI plugin cannot read the pod's resolv.conf).
+pub fn resolvers(given: Option<&Value>, with_upstream6: bool) -> Result<Resolvers, CniError> {
     match given {
-        None => Err(CniError::invalid_config(format!(
-            "no \"resolvers\" given, which means \"any\": {NOT_YET}"
-        ))),
-        Some(Value::String(s)) if s == "any" => Err(CniError::invalid_config(NOT_YET)),
+        None => Ok(Resolvers::Any),
+        Some(Value::String(s)) if s == options::ANY => Ok(Resolvers::Any),
         Some(list @ Value::Array(_)) => {
             let list = strings(list, "resolvers")?;
             if list.is_empty() {
                 return Err(CniError::invalid_config(
-                    "\"resolvers\" is empty: give resolvers: [\"IP\", ...]",
+                    "\"resolvers\" is empty: give resolvers: [\"IP\", ...], or \"any\"",
                 ));
             }
             options::resolvers(&list, with_upstream6, KEYS).map_err(CniError::invalid_config)

@@ -10,6 +10,7 @@ use crate::inspect::{Build, Status};
 use crate::net::tc::{Classifier, Filter, Hook};
 use crate::redirect::hooks::{Found, HookRef, Ours};
 use crate::redirect::rules::Rules;
+use crate::redirect::Resolvers;
 use crate::settings::{Ipv6Settings, Path, RuleKinds, Settings};
 use serde_json::json;
 
@@ -69,14 +70,17 @@ fn every_option_reaches_the_request() {
     assert_eq!(r.target, Target::Path("/run/netns/cni-test".into()));
     assert_eq!(r.upstream, "10.0.0.53:5353".parse().unwrap());
     assert_eq!(r.upstream6, Some("[fd00::53]:53".parse().unwrap()));
+    let Resolvers::Named(named) = &r.resolvers else {
+        panic!("named: {:?}", r.resolvers);
+    };
     assert_eq!(
-        r.resolvers.v4,
+        named.v4,
         vec![
             "10.88.0.1:53".parse().unwrap(),
             "10.88.0.2:5300".parse().unwrap()
         ]
     );
-    assert_eq!(r.resolvers.v6, vec!["[fd00:88::1]:53".parse().unwrap()]);
+    assert_eq!(named.v6, vec!["[fd00:88::1]:53".parse().unwrap()]);
     assert_eq!(r.rules.rules.len(), 2);
     assert_eq!(r.edns_max, 4096);
     assert_eq!(r.interface.as_deref(), Some("net1"));
@@ -181,15 +185,19 @@ fn unknown_keys_are_code_2_naming_key_and_value() {
 }
 
 #[test]
-fn resolvers_any_and_none_are_refused_in_one_place() {
+fn resolvers_any_and_none_take_every_server() {
+    // "any", and no resolvers at all (`null` drops the key): a CNI plugin cannot read the
+    // pod's resolv.conf.
     for extra in [json!({"resolvers": "any"}), json!({"resolvers": null})] {
-        let (code, msg) = refusal(extra.clone());
-        assert_eq!(code, code::INVALID_CONFIG);
-        assert!(
-            msg.contains("resolvers \"any\" is not supported by this build yet; give resolvers: [\"IP\", ...]"),
-            "{extra}: {msg}"
-        );
+        let r = request(extra.clone()).unwrap_or_else(|e| panic!("{extra}: {}", e.msg));
+        assert_eq!(r.resolvers, Resolvers::Any, "{extra}");
     }
+    let (code, msg) = refusal(json!({"resolvers": []}));
+    assert_eq!(code, code::INVALID_CONFIG);
+    assert!(msg.contains("or \"any\""), "{msg}");
+    let (code, msg) = refusal(json!({"resolvers": 7}));
+    assert_eq!(code, code::INVALID_CONFIG);
+    assert!(msg.contains("\"resolvers\" must be a list"), "{msg}");
 }
 
 #[test]
@@ -371,6 +379,7 @@ fn add_refuses_a_prev_result_it_cannot_hand_on_before_attaching() {
 fn settings() -> Settings {
     Settings {
         path: Path::Nameservers {
+            any: false,
             nameservers: vec!["10.88.0.1:53".parse().unwrap()],
             ipv6: None,
         },
@@ -415,6 +424,7 @@ fn check_finds_each_difference() {
         (
             Settings {
                 path: Path::Nameservers {
+                    any: false,
                     nameservers: vec!["10.88.0.9:53".parse().unwrap()],
                     ipv6: None,
                 },
@@ -425,6 +435,7 @@ fn check_finds_each_difference() {
         (
             Settings {
                 path: Path::Nameservers {
+                    any: false,
                     nameservers: vec!["10.88.0.1:53".parse().unwrap()],
                     ipv6: Some(Ipv6Settings {
                         upstream: "[fd00::53]:53".parse().unwrap(),

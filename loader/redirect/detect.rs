@@ -1,9 +1,10 @@
 //! Which path an attach takes, decided from what the namespace shows — a value, not an error
-//! caught: `--resolver` names the nameservers path; else Docker's embedded resolver where its
-//! ports are found; else the nameservers of the process's resolv.conf. And through which
-//! interface: the one `--interface` names, else the one the container's routes use.
+//! caught: `--resolver` (addresses, or `any`) names the nameservers path; else Docker's
+//! embedded resolver where its ports are found; else the nameservers of the process's
+//! resolv.conf. And through which interface: the one `--interface` names, else the one the
+//! container's routes use.
 
-use super::{AttachRequest, Log};
+use super::{AttachRequest, Log, Resolvers};
 use crate::abi::MAX_NAMESERVERS;
 use crate::error::Error;
 use crate::namespace::dockerd::{self, PortFinding, PortSource, Proto, ResolverPorts};
@@ -27,6 +28,8 @@ pub enum Detected {
         /// Where they were read (none: `--resolver`).
         read_from: Option<String>,
     },
+    /// The nameservers path for every server on port 53 (`--resolver any`).
+    AnyResolver,
 }
 
 /// What dockerd's two ports tell, before resolv.conf is looked at.
@@ -73,11 +76,15 @@ pub fn dockerd_from(udp: &PortFinding, tcp: &PortFinding) -> Result<Dockerd, Nam
 
 /// Looks at the namespace (the calling thread is in it) and decides the path.
 pub fn path(request: &AttachRequest, log: Log) -> Result<Detected, Error> {
-    if !request.resolvers.is_empty() {
-        return Ok(Detected::Nameservers {
-            nameservers: request.resolvers.clone(),
-            read_from: None,
-        });
+    match &request.resolvers {
+        Resolvers::Named(nameservers) => {
+            return Ok(Detected::Nameservers {
+                nameservers: nameservers.clone(),
+                read_from: None,
+            })
+        }
+        Resolvers::Any => return Ok(Detected::AnyResolver),
+        Resolvers::FromNamespace => {}
     }
     let udp = dockerd::find_port(Proto::Udp, request.dockerd_ports.udp)?;
     let tcp = dockerd::find_port(Proto::Tcp, request.dockerd_ports.tcp)?;
@@ -133,11 +140,14 @@ pub fn path(request: &AttachRequest, log: Log) -> Result<Detected, Error> {
 /// The addresses whose routes decide the interface: the upstream on the embedded-resolver
 /// path; on the nameservers path the nameservers taken over (IPv6 ones only with an IPv6
 /// upstream, the only case they are taken) and the upstreams, whose queries leave where the
-/// nameservers' would.
+/// nameservers' would; with any server taken, the upstreams alone (there is no list to route).
 pub fn routed_peers(request: &AttachRequest, detected: &Detected) -> Vec<SocketAddr> {
     let upstream = std::iter::once(SocketAddr::from(request.upstream));
     match detected {
         Detected::EmbeddedResolver { .. } => upstream.collect(),
+        Detected::AnyResolver => upstream
+            .chain(request.upstream6.map(SocketAddr::from))
+            .collect(),
         Detected::Nameservers { nameservers, .. } => {
             let v6 = request.upstream6.iter().flat_map(|up6| {
                 nameservers
@@ -282,5 +292,33 @@ mod tests {
         );
         // --interface still decides.
         assert_eq!(interface_from(Some("eth1"), &routes).unwrap(), "eth1");
+    }
+
+    #[test]
+    fn any_resolver_routes_the_upstreams_alone() {
+        let mut request = AttachRequest {
+            target: Target::Path("/run/netns/pod".into()),
+            interface: None,
+            upstream: "10.0.0.53:53".parse().unwrap(),
+            upstream6: None,
+            resolvers: Resolvers::Any,
+            dockerd_ports: ResolverPorts::default(),
+            redirect_all: false,
+            probe_upstream: false,
+            edns_max: 1232,
+            rules: Default::default(),
+            label: "pod".into(),
+        };
+        let mut log = |_: String| {};
+        assert_eq!(path(&request, &mut log).ok(), Some(Detected::AnyResolver));
+        assert_eq!(
+            routed_peers(&request, &Detected::AnyResolver),
+            vec![peer("10.0.0.53:53")]
+        );
+        request.upstream6 = Some("[fd00::53]:5353".parse().unwrap());
+        assert_eq!(
+            routed_peers(&request, &Detected::AnyResolver),
+            vec![peer("10.0.0.53:53"), peer("[fd00::53]:5353")]
+        );
     }
 }

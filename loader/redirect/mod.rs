@@ -35,7 +35,7 @@ use rules::Rules;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use transaction::transact;
 
-pub use request::{AttachRequest, Attached, EDNS_MAX};
+pub use request::{AttachRequest, Attached, Resolvers, EDNS_MAX};
 
 /// Attaches the path that fits the namespace ([`detect`]) on the interface its routes use
 /// (or `--interface`). The host's own namespace is refused before anything is loaded; a
@@ -60,6 +60,7 @@ pub fn attach(request: &AttachRequest, log: Log) -> Result<Attached, Error> {
             path: Path::Nameservers {
                 nameservers: Vec::new(),
                 ipv6: None,
+                any: false,
             },
             ifindex: iface.ifindex,
             lo_ifindex: lo.ifindex,
@@ -81,9 +82,16 @@ pub fn attach(request: &AttachRequest, log: Log) -> Result<Attached, Error> {
                 nameservers,
                 read_from,
             } => {
+                let taken = nameservers::Taken::Named(&nameservers);
                 let (settings, ipv6_not_redirected) =
-                    nameservers::settings(request, base, &nameservers, &interface, log)?;
+                    nameservers::settings(request, base, taken, &interface, log)?;
                 (settings, Vec::new(), ipv6_not_redirected, read_from)
+            }
+            Detected::AnyResolver => {
+                let taken = nameservers::Taken::Any;
+                let (settings, ipv6_not_redirected) =
+                    nameservers::settings(request, base, taken, &interface, log)?;
+                (settings, Vec::new(), ipv6_not_redirected, None)
             }
         };
         let loaded = load_programs(&settings, &request.rules)?;

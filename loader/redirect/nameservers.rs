@@ -3,7 +3,8 @@
 //! egress and sent to the upstream instead, source unchanged; the answers are restored on the
 //! interface's ingress to come from the nameserver asked, and go on up the stack. IPv6
 //! nameservers likewise go to the IPv6 upstream, when one is given. Name rules (`--keep`,
-//! `--only`) leave the queries they keep with the nameserver asked, untouched.
+//! `--only`) leave the queries they keep with the nameserver asked, untouched. With
+//! `--resolver any` there is no list: every query to port 53 is taken, whatever server it names.
 
 use super::{check_upstream, AttachRequest, Log};
 use crate::abi::MAX_NAMESERVERS;
@@ -14,25 +15,43 @@ use crate::namespace::{self, NamespaceError};
 use crate::settings::{Ipv6Settings, Path, Settings};
 use std::net::{SocketAddr, SocketAddrV6};
 
-/// The path's settings for `taken` (up to [`MAX_NAMESERVERS`] per family, at least one in
-/// all, none on loopback; the IPv6 ones only with `request.upstream6`), with the upstreams
+/// What the path takes over.
+#[derive(Debug, Clone, Copy)]
+pub enum Taken<'a> {
+    /// These nameservers.
+    Named(&'a Nameservers),
+    /// Every server on port 53 (`--resolver any`).
+    Any,
+}
+
+/// The path's settings for `taken` (named: up to [`MAX_NAMESERVERS`] per family, at least one
+/// in all, none on loopback; the IPv6 ones only with `request.upstream6`), with the upstreams
 /// checked through `interface`; and, when an IPv6 upstream cannot be used, the line that says
 /// why.
 pub fn settings(
     request: &AttachRequest,
     base: Settings,
-    taken: &Nameservers,
+    taken: Taken,
     interface: &str,
     log: Log,
 ) -> Result<(Settings, Option<String>), Error> {
-    if let Some(lo) = taken.loopback() {
+    let none = Nameservers::default();
+    let (named, any) = match taken {
+        Taken::Named(named) => (named, false),
+        Taken::Any => (&none, true),
+    };
+    if let Some(lo) = named.loopback() {
         return Err(NamespaceError::LoopbackNameserver(lo).into());
     }
-    let nameservers = taken.v4[..taken.v4.len().min(MAX_NAMESERVERS)].to_vec();
-    log(format!(
-        "nameservers taken over on {interface}: {}",
-        namespace::list(&nameservers)
-    ));
+    let nameservers = named.v4[..named.v4.len().min(MAX_NAMESERVERS)].to_vec();
+    log(if any {
+        format!("every DNS server on port 53 taken over on {interface} (--resolver any)")
+    } else {
+        format!(
+            "nameservers taken over on {interface}: {}",
+            namespace::list(&nameservers)
+        )
+    });
     let taken4: Vec<SocketAddr> = nameservers.iter().map(|&ns| ns.into()).collect();
     check_upstream(
         request,
@@ -43,18 +62,22 @@ pub fn settings(
         log,
     )?;
     let (ipv6, ipv6_not_redirected) = match request.upstream6 {
-        Some(upstream6) => ipv6_side(request, interface, upstream6, &taken.v6, log)?,
+        Some(upstream6) => ipv6_side(request, interface, upstream6, &named.v6, any, log)?,
         None => (None, None),
     };
     let none6 = !ipv6.as_ref().is_some_and(|v6| !v6.nameservers.is_empty());
-    if nameservers.is_empty() && none6 {
+    if !any && nameservers.is_empty() && none6 {
         return Err(match &ipv6_not_redirected {
             Some(why) => Error::Upstream(why.clone()),
             None => NamespaceError::NameserversUnknown.into(),
         });
     }
     let settings = Settings {
-        path: Path::Nameservers { nameservers, ipv6 },
+        path: Path::Nameservers {
+            nameservers,
+            ipv6,
+            any,
+        },
         ..base
     };
     Ok((settings, ipv6_not_redirected))
@@ -62,12 +85,13 @@ pub fn settings(
 
 /// Checks the IPv6 upstream like the IPv4 one (route, probe) from the interface's global
 /// IPv6 address. Without such an address IPv6 is left alone: `Ok` with the one line that
-/// says why, and IPv4 goes on.
+/// says why, and IPv4 goes on. `any`: every IPv6 server on port 53 is taken, not `nameservers`.
 fn ipv6_side(
     request: &AttachRequest,
     interface: &str,
     upstream: SocketAddrV6,
     nameservers: &[SocketAddrV6],
+    any: bool,
     log: Log,
 ) -> Result<(Option<Ipv6Settings>, Option<String>), Error> {
     let Some(source) = interfaces::ipv6_of(interface)? else {
@@ -79,9 +103,13 @@ fn ipv6_side(
         ));
     };
     let nameservers = nameservers[..nameservers.len().min(MAX_NAMESERVERS)].to_vec();
-    log(format!(
-        "{interface}'s IPv6 address {source}; IPv6 nameservers taken over: {}",
+    let taken = if any {
+        "any on port 53".to_string()
+    } else {
         namespace::list(&nameservers)
+    };
+    log(format!(
+        "{interface}'s IPv6 address {source}; IPv6 nameservers taken over: {taken}"
     ));
     let taken6: Vec<SocketAddr> = nameservers.iter().map(|&ns| ns.into()).collect();
     check_upstream(

@@ -17,10 +17,9 @@ pub struct AttachRequest {
     /// The IPv6 upstream (a second `--upstream`), nameservers path only: without it IPv6 DNS
     /// passes untouched.
     pub upstream6: Option<SocketAddrV6>,
-    /// `--resolver`: the nameservers to take over on the interface's egress (the nameservers
-    /// path; IPv6 ones need [`Self::upstream6`]); empty: Docker's embedded resolver if there is
-    /// one, else resolv.conf's nameservers.
-    pub resolvers: Nameservers,
+    /// `--resolver`: which queries the nameservers path takes on the interface's egress, or
+    /// where to look for them.
+    pub resolvers: Resolvers,
     /// `--dockerd-port` and `--dockerd-tcp-port`: the ones not given are found.
     pub dockerd_ports: ResolverPorts,
     pub redirect_all: bool,
@@ -32,6 +31,23 @@ pub struct AttachRequest {
     pub rules: Rules,
     /// What the attachment is for, kept in its configuration (`--label`, else the target).
     pub label: String,
+}
+
+/// Which nameservers an attach takes over.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Resolvers {
+    /// Docker's embedded resolver if the namespace has one, else the nameservers of the
+    /// process's resolv.conf (`--pid` only).
+    #[default]
+    FromNamespace,
+    /// These (`--resolver IP[:PORT]`), on the nameservers path; IPv6 ones need
+    /// [`AttachRequest::upstream6`]. Never empty.
+    Named(Nameservers),
+    /// Every query to port 53 leaving the interface, whatever server it names (`--resolver
+    /// any`; a CNI plugin, which cannot read the pod's resolv.conf): the nameservers path, each
+    /// answer restored to come from the server asked. Not the upstreams, not the interface's
+    /// own addresses.
+    Any,
 }
 
 /// `--edns-max`'s default: DNS Flag Day 2020's size, below which answers are not fragmented

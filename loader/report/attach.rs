@@ -8,7 +8,24 @@ pub fn summary(request: &AttachRequest, a: &Attached) -> String {
     let s = &a.settings;
     let interface = &a.interface;
     match &s.path {
-        Path::Nameservers { nameservers, ipv6 } => {
+        Path::Nameservers {
+            ipv6, any: true, ..
+        } => {
+            let (v6, not6) = match ipv6 {
+                Some(v6) => (
+                    format!(", IPv6 DNS to any server now goes to {}", v6.upstream),
+                    "",
+                ),
+                None => (String::new(), "; IPv6 DNS is not redirected"),
+            };
+            format!(
+                "dnsredir: attached to {}: DNS to any server on port 53 now goes to {}{v6}, answers from the server asked (taken on {interface}'s egress; not the upstream, not {interface}'s own address{not6})",
+                request.target, s.upstream
+            )
+        }
+        Path::Nameservers {
+            nameservers, ipv6, ..
+        } => {
             let mut to = Vec::new();
             if !nameservers.is_empty() {
                 to.push(format!(

@@ -46,10 +46,14 @@ pub fn render_text(s: &Status) -> String {
         ));
     }
     match s.settings.as_ref().map(|c| &c.path) {
-        Some(Path::Nameservers { nameservers, ipv6 }) => out.push_str(&format!(
+        Some(Path::Nameservers {
+            nameservers,
+            ipv6,
+            any,
+        }) => out.push_str(&format!(
             "nameservers taken over: {}\n{}",
-            namespace::list(nameservers),
-            ipv6_text(ipv6.as_ref())
+            taken_text(nameservers, *any),
+            ipv6_text(ipv6.as_ref(), *any)
         )),
         Some(Path::EmbeddedResolver {
             ports,
@@ -100,14 +104,26 @@ pub fn render_text(s: &Status) -> String {
     out
 }
 
+/// What `--resolver any` takes, in place of a list.
+const ANY_TAKEN: &str = "any (port 53)";
+
+/// The nameservers of one family taken over: the list, or with `--resolver any` every server.
+fn taken_text<T: std::fmt::Display>(nameservers: &[T], any: bool) -> String {
+    if any {
+        ANY_TAKEN.to_string()
+    } else {
+        namespace::list(nameservers)
+    }
+}
+
 /// The IPv6 lines of the nameservers path.
-fn ipv6_text(v6: Option<&Ipv6Settings>) -> String {
+fn ipv6_text(v6: Option<&Ipv6Settings>, any: bool) -> String {
     match v6 {
         Some(v6) => format!(
             "IPv6 upstream: {}\ncontainer IPv6 address: {}\nIPv6 nameservers taken over: {}\n",
             v6.upstream,
             v6.source,
-            or_none(namespace::list(&v6.nameservers))
+            or_none(taken_text(&v6.nameservers, any))
         ),
         None => "IPv6 DNS: not redirected\n".to_string(),
     }
@@ -170,13 +186,14 @@ pub fn render_json(s: &Status) -> String {
         let port = |p: Option<u16>| p.map_or("null".to_string(), |p| p.to_string());
         let ports = c.dockerd_ports();
         let redirect_all = matches!(c.path, Path::EmbeddedResolver { redirect_all: true, .. });
+        let any_resolver = matches!(c.path, Path::Nameservers { any: true, .. });
         let resolver = match c.path {
             Path::EmbeddedResolver { .. } => DOCKER_RESOLVER,
             Path::Nameservers { .. } => Ipv4Addr::UNSPECIFIED,
         };
         let v6 = c.ipv6();
         format!(
-            "{{\"path\":{},\"upstream\":{},\"container_addr\":{},\"nameservers\":[{}],\"resolver_addr\":{},\"dockerd_udp_port\":{},\"dockerd_tcp_port\":{},\"redirect_all\":{},\"edns_max\":{},\"upstream6\":{},\"container_addr6\":{},\"nameservers6\":[{}]}}",
+            "{{\"path\":{},\"upstream\":{},\"container_addr\":{},\"nameservers\":[{}],\"resolver_addr\":{},\"dockerd_udp_port\":{},\"dockerd_tcp_port\":{},\"redirect_all\":{},\"edns_max\":{},\"upstream6\":{},\"container_addr6\":{},\"nameservers6\":[{}],\"any_resolver\":{}}}",
             json_string(c.path.name()),
             json_string(&c.upstream.to_string()),
             json_string(&c.source.to_string()),
@@ -188,7 +205,8 @@ pub fn render_json(s: &Status) -> String {
             c.edns_max,
             v6.map_or("null".to_string(), |v6| json_string(&v6.upstream.to_string())),
             v6.map_or("null".to_string(), |v6| json_string(&v6.source.to_string())),
-            list(v6.map_or(Vec::new(), |v6| v6.nameservers.iter().map(|n| n.to_string()).collect()))
+            list(v6.map_or(Vec::new(), |v6| v6.nameservers.iter().map(|n| n.to_string()).collect())),
+            any_resolver
         )
     });
     let build = match s.maps.build {
@@ -293,6 +311,68 @@ mod tests {
         assert_eq!(
             json,
             "{\"attached\":false,\"path\":null,\"ifname\":null,\"label\":null,\"lo\":{\"attached\":false,\"prog_id\":null},\"interface\":{\"attached\":false,\"prog_id\":null},\"egress\":{\"attached\":false,\"prog_id\":null},\"build\":null,\"config\":null,\"tracked_flows\":0,\"counters\":null,\"stale\":false,\"stale_reason\":null,\"ports_unknown\":null,\"rules\":null,\"rules_map_id\":null}"
+        );
+    }
+
+    #[test]
+    fn any_resolver_is_shown_in_place_of_the_nameservers() {
+        use crate::settings::{RuleKinds, Settings};
+        let settings = Settings {
+            path: Path::Nameservers {
+                nameservers: Vec::new(),
+                ipv6: Some(Ipv6Settings {
+                    upstream: "[fd00::53]:53".parse().unwrap(),
+                    source: "fd00::2".parse().unwrap(),
+                    nameservers: Vec::new(),
+                }),
+                any: true,
+            },
+            ifindex: 2,
+            lo_ifindex: 1,
+            source: Ipv4Addr::new(10, 0, 0, 2),
+            upstream: "10.0.0.53:53".parse().unwrap(),
+            edns_max: 1232,
+            rules: RuleKinds::default(),
+            label: "pod".into(),
+        };
+        let s = Status {
+            settings: Some(settings.clone()),
+            ..Status::default()
+        };
+        let text = render_text(&s);
+        assert!(
+            text.contains("nameservers taken over: any (port 53)\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("IPv6 nameservers taken over: any (port 53)\n"),
+            "{text}"
+        );
+        let json = render_json(&s);
+        assert!(
+            json.contains("\"nameservers\":[],") && json.contains(",\"any_resolver\":true}"),
+            "{json}"
+        );
+        let named = Status {
+            settings: Some(Settings {
+                path: Path::Nameservers {
+                    nameservers: vec!["10.0.0.1:53".parse().unwrap()],
+                    ipv6: None,
+                    any: false,
+                },
+                ..settings
+            }),
+            ..Status::default()
+        };
+        let text = render_text(&named);
+        assert!(
+            text.contains("nameservers taken over: 10.0.0.1:53\nIPv6 DNS: not redirected\n"),
+            "{text}"
+        );
+        assert!(
+            render_json(&named).contains(",\"any_resolver\":false}"),
+            "{}",
+            render_json(&named)
         );
     }
 }

@@ -2,7 +2,9 @@
 //! with eth0 (a veth to a bridge host), no NAT rules and no embedded resolver, whose
 //! resolv.conf would name the bridge host's nameserver; an upstream host behind the bridge
 //! host. Each server answers every name with its own address. [`Cni::dual_stack`] adds an IPv6
-//! layer on the same links: ULA addresses, an IPv6 nameserver and an IPv6 upstream.
+//! layer on the same links: ULA addresses, an IPv6 nameserver and an IPv6 upstream. A test may
+//! start another server on the bridge host's uplink address ([`Cni::other`], with
+//! [`dns_server`]): an address no resolv.conf names, as a hard-coded resolver would be.
 //! All links are checksum-strict (tx offload off on both ends).
 
 use super::docker::serial;
@@ -26,11 +28,16 @@ pub struct Cni {
     pub upstream: DnsServer,
     v6: Option<Ipv6Layer>,
     pub ctr: Netns,
-    _host: Netns,
+    /// The bridge host.
+    pub host: Netns,
     _up: Netns,
     /// The nameserver, port 53 of the bridge host's br0 address.
     pub ns: SocketAddrV4,
     pub up: SocketAddrV4,
+    /// The container's eth0 address.
+    pub ctr_addr: Ipv4Addr,
+    /// Port 53 of the bridge host's uplink address: no server unless a test starts one.
+    pub other: SocketAddrV4,
     _serial: MutexGuard<'static, ()>,
 }
 
@@ -40,6 +47,9 @@ pub struct Ipv6Layer {
     pub upstream: DnsServer,
     pub ns: SocketAddrV6,
     pub up: SocketAddrV6,
+    pub ctr_addr: Ipv6Addr,
+    /// As [`Cni::other`].
+    pub other: SocketAddrV6,
 }
 
 impl Cni {
@@ -98,23 +108,27 @@ impl Cni {
             let ns = SocketAddrV6::new(v6.bridge, 53, 0, 0);
             let up = SocketAddrV6::new(v6.up, 53, 0, 0);
             Ipv6Layer {
-                nameserver: dns_server(h, ns.into(), Ipv4Addr::new(198, 51, 101, k)),
-                upstream: dns_server(u, up.into(), Ipv4Addr::new(203, 0, 114, k)),
+                nameserver: dns_server(h, ns, Ipv4Addr::new(198, 51, 101, k)),
+                upstream: dns_server(u, up, Ipv4Addr::new(203, 0, 114, k)),
                 ns,
                 up,
+                ctr_addr: v6.ctr,
+                other: SocketAddrV6::new(v6.uplink, 53, 0, 0),
             }
         });
         let other = SocketAddrV4::new(v4.bridge, OTHER_PORT);
         Cni {
-            nameserver: dns_server(h, ns.into(), Ipv4Addr::new(198, 51, 100, k)),
-            other_port: dns_server(h, other.into(), Ipv4Addr::new(192, 0, 2, k)),
-            upstream: dns_server(u, upa.into(), Ipv4Addr::new(203, 0, 113, k)),
+            nameserver: dns_server(h, ns, Ipv4Addr::new(198, 51, 100, k)),
+            other_port: dns_server(h, other, Ipv4Addr::new(192, 0, 2, k)),
+            upstream: dns_server(u, upa, Ipv4Addr::new(203, 0, 113, k)),
             v6,
             ctr,
-            _host: host,
+            host,
             _up: up,
             ns,
             up: upa,
+            ctr_addr: v4.ctr,
+            other: SocketAddrV4::new(v4.uplink, 53),
             _serial: serial,
         }
     }
@@ -143,15 +157,16 @@ impl Cni {
         for tcp in [false, true] {
             let got = match server {
                 SocketAddr::V4(s) => self.ask(s, tcp),
-                SocketAddr::V6(s) => self.dig6_a(s, tcp),
+                SocketAddr::V6(s) => self.dig_a(s, tcp),
             };
             assert_eq!(got, vec![answer], "{what} ({server}, tcp {tcp})");
         }
     }
 
-    /// `dig A example.com` at an IPv6 server: the answers of a NOERROR reply.
-    fn dig6_a(&self, server: SocketAddrV6, tcp: bool) -> Vec<Ipv4Addr> {
-        let (status, answers) = self.dig6(server, "A", tcp);
+    /// `dig A example.com` at a server: the answers of a NOERROR reply.
+    pub fn dig_a(&self, server: impl Into<SocketAddr>, tcp: bool) -> Vec<Ipv4Addr> {
+        let server = server.into();
+        let (status, answers) = self.dig(server, "A", tcp);
         assert_eq!(
             status, "NOERROR",
             "dig A at {server} (tcp {tcp}): {answers:?}"
@@ -165,9 +180,16 @@ impl Cni {
             .collect()
     }
 
-    /// `dig TYPE example.com` at an IPv6 server from the container: (status, answers).
-    /// (The test harness's own client speaks IPv4 only.)
-    pub fn dig6(&self, server: SocketAddrV6, qtype: &str, tcp: bool) -> (String, Vec<String>) {
+    /// `dig TYPE example.com` at a server from the container: (status, answers). (The test
+    /// harness's own client speaks IPv4 only.) dig takes a UDP answer only from the address
+    /// and port it asked.
+    pub fn dig(
+        &self,
+        server: impl Into<SocketAddr>,
+        qtype: &str,
+        tcp: bool,
+    ) -> (String, Vec<String>) {
+        let server = server.into();
         let mut argv = vec![
             "dig".to_string(),
             format!("@{}", server.ip()),
@@ -228,7 +250,8 @@ impl Cni {
 }
 
 /// A UDP and TCP server on `addr` in `ns` that answers every A query with `answer`.
-fn dns_server(ns: &str, addr: SocketAddr, answer: Ipv4Addr) -> DnsServer {
+pub fn dns_server(ns: &str, addr: impl Into<SocketAddr>, answer: Ipv4Addr) -> DnsServer {
+    let addr = addr.into();
     DnsServerBuilder::new(ns, answer)
         .udp(addr)
         .tcp(addr)

@@ -10,7 +10,7 @@ use super::require_root;
 use dnsredir::abi::raw::{addr6_raw, addr_raw, port_raw};
 use dnsredir::abi::{
     Config, Counters, EventHeader, WatchControl, COUNTERS_MAP, EVENTS_MAP, EVENTS_RING_SIZE,
-    EVENT_SIZE, PATH_NAMESERVERS, RULES_MAP, WATCH_MAP,
+    EVENT_SIZE, FLAG_ANY_RESOLVER, PATH_NAMESERVERS, RULES_MAP, WATCH_MAP,
 };
 use dnsredir::bpf::elf::ObjectFile;
 use dnsredir::bpf::load::Loaded;
@@ -250,6 +250,30 @@ impl NameserversPath {
             IpAddr::V4(_) => self.config.nameserver_count = 1,
             IpAddr::V6(_) => self.config.nameserver6_count = 1,
         }
+        self
+    }
+
+    /// `--resolver any`: the flag set and the nameserver tables empty, as the loader writes
+    /// them (the [`Self::nameservers`] stay, as servers a test may ask).
+    pub fn any_resolver(mut self) -> NameserversPath {
+        let c = &mut self.config;
+        c.flags |= FLAG_ANY_RESOLVER;
+        c.nameservers = [0; 4];
+        c.nameserver_ports = [0; 4];
+        c.nameserver_count = 0;
+        c.nameservers6 = [0; 16];
+        c.nameserver6_ports = [0; 4];
+        c.nameserver6_count = 0;
+        self
+    }
+
+    /// The upstream on `port` instead.
+    pub fn upstream_on(mut self, port: u16) -> NameserversPath {
+        match self.container {
+            IpAddr::V4(_) => self.config.upstream_port = port_raw(port),
+            IpAddr::V6(_) => self.config.upstream6_port = port_raw(port),
+        }
+        self.upstream_port = port;
         self
     }
 

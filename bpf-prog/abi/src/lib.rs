@@ -326,7 +326,7 @@ layout! {
         pub closing_since_ns: u64,
         pub client_addr: u32,
         /// The address and port the client asked: Docker's resolver (and dockerd's port), or
-        /// the nameserver taken over on egress.
+        /// on egress the nameserver taken over (with `--resolver any`, whichever server).
         pub resolver_addr: u32,
         pub resolver_port: u16,
         pub pad0: u16,
@@ -472,6 +472,11 @@ pub const FLAG_RULES_KEEP: u16 = 4;
 /// Set in [`Config::flags`]: the `RULES` map holds `--only` rules; names under none of them,
 /// names the program cannot read and all of TCP stay with dockerd.
 pub const FLAG_RULES_ONLY: u16 = 8;
+/// Set in [`Config::flags`] on the nameservers path (`--resolver any`): every query to port 53
+/// leaving the interface is taken, whatever server it names, but for the upstreams themselves
+/// and the interface's own addresses; the nameserver tables are empty. Not a layout change: a
+/// reader that does not know the bit sees a nameservers path with no nameservers.
+pub const FLAG_ANY_RESOLVER: u16 = 16;
 
 /// The LPM trie of name rules, filled by the loader after loading and before attaching.
 pub const RULES_MAP: &str = "RULES";
