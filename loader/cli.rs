@@ -10,8 +10,11 @@ use crate::settings;
 use crate::target::Target;
 use crate::watcher::WatchRequest;
 use argh::FromArgs;
+use node::node_action;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::path::PathBuf;
+
+mod node;
 
 pub const EXIT_ERROR: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
@@ -31,6 +34,7 @@ pub const EXIT_NOT_ATTACHED: u8 = 3;
     example = "dnsredir --pid 1234 --status --json",
     example = "dnsredir --pid 1234 --watch",
     example = "dnsredir --netns /var/run/netns/blue --detach",
+    example = "dnsredir --metrics 127.0.0.1:9353",
     error_code(1, "an error (one line on stderr says what and what to do)"),
     error_code(2, "bad command line"),
     error_code(
@@ -90,6 +94,9 @@ pub struct Args {
     /// with --status: print one JSON object; with --watch: one JSON object per query
     #[argh(switch)]
     json: bool,
+    /// serve the counters of every dnsredir attachment on this node as Prometheus metrics at http://ADDR:PORT/metrics until killed (port 0: a free one, printed on stderr); no authentication: bind it to 127.0.0.1 or the node's internal address
+    #[argh(option)]
+    metrics: Option<String>,
     /// print each step of attach and detach
     #[argh(switch, short = 'v')]
     pub verbose: bool,
@@ -104,6 +111,7 @@ pub enum Action {
     Detach { target: Target },
     Status { target: Target, json: bool },
     Watch(WatchRequest),
+    Metrics(SocketAddr),
 }
 
 /// `IP`, `IP:PORT`, `[IPv6]:PORT` or a bare IPv6 address; port 53 when none is given.
@@ -190,18 +198,9 @@ fn edns_max(given: Option<u16>) -> Result<u16, String> {
     }
 }
 
-pub fn action(args: Args) -> Result<Action, String> {
-    if args.version {
-        return Ok(Action::Version);
-    }
-    let target = match (args.pid, args.netns) {
-        (Some(pid), None) => Target::Pid(pid),
-        (None, Some(path)) => Target::Path(path),
-        (Some(_), Some(_)) => return Err("give either --pid or --netns, not both".into()),
-        (None, None) => return Err("say which container: --pid PID (or --netns PATH)".into()),
-    };
-    // The first option given that only an attach takes: any other action refuses it.
-    let attach_only = [
+/// The first option given that only an attach takes: any other action refuses it.
+fn attach_only(args: &Args) -> Option<&'static str> {
+    [
         ("--upstream", !args.upstream.is_empty()),
         ("--edns-max", args.edns_max.is_some()),
         ("--dockerd-port", args.dockerd_port.is_some()),
@@ -215,7 +214,23 @@ pub fn action(args: Args) -> Result<Action, String> {
         ("--label", args.label.is_some()),
     ]
     .into_iter()
-    .find_map(|(flag, given)| given.then_some(flag));
+    .find_map(|(flag, given)| given.then_some(flag))
+}
+
+pub fn action(args: Args) -> Result<Action, String> {
+    if args.version {
+        return Ok(Action::Version);
+    }
+    if let Some(node) = node_action(&args) {
+        return node;
+    }
+    let attach_only = attach_only(&args);
+    let target = match (args.pid, args.netns) {
+        (Some(pid), None) => Target::Pid(pid),
+        (None, Some(path)) => Target::Path(path),
+        (Some(_), Some(_)) => return Err("give either --pid or --netns, not both".into()),
+        (None, None) => return Err("say which container: --pid PID (or --netns PATH)".into()),
+    };
     let only_attach = |action: &str, flag: &str| {
         let why = if flag == "--interface" {
             format!(" ({action} finds dnsredir's filters on any interface)")

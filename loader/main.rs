@@ -5,6 +5,7 @@ use dnsredir::cli::{self, Action, Args, EXIT_ERROR, EXIT_NOT_ATTACHED, EXIT_USAG
 use dnsredir::error::Error;
 use dnsredir::fault;
 use dnsredir::inspect;
+use dnsredir::metrics;
 use dnsredir::redirect;
 use dnsredir::report::attach::summary;
 use dnsredir::report::status as report;
@@ -56,6 +57,10 @@ fn run(action: Action, verbose: bool) -> Result<u8, Error> {
                 print!("{}", report::render_text(&s));
             }
             Ok(if s.attached() { 0 } else { EXIT_NOT_ATTACHED })
+        }
+        Action::Metrics(addr) => {
+            let mut note = |line: String| eprintln!("dnsredir: {line}");
+            metrics::run(addr, &mut note)
         }
         Action::Watch(request) => {
             let mut out = std::io::stdout().lock();

@@ -45,6 +45,11 @@ fn every_bad_command_line_is_one_line_and_exit_2() {
             &["--pid", "1", "--watch", "--no-probe"],
             "--watch does not take --no-probe",
         ),
+        (&["--metrics", "9353"], "bad --metrics"),
+        (
+            &["--metrics", "127.0.0.1:9353", "--netns", "/x"],
+            "--metrics works on the whole node",
+        ),
     ];
     for (args, says) in cases {
         let (code, out, err) = run(args);
@@ -61,7 +66,7 @@ fn help_goes_to_stdout_with_exit_0() {
     let (code, out, err) = run(&["--help"]);
     assert_eq!(code, 0, "{err}");
     assert!(
-        out.contains("--interface") && out.contains("--edns-max"),
+        out.contains("--interface") && out.contains("--edns-max") && out.contains("--metrics"),
         "{out}"
     );
 }
