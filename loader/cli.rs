@@ -1,6 +1,7 @@
 //! The command line: flags in, one plain [`Action`] out. Nothing here touches the system.
 
 use crate::abi::{LABEL_MAX, MAX_NAMESERVERS};
+use crate::install::{InstallRequest, UninstallRequest};
 use crate::namespace::dockerd::ResolverPorts;
 use crate::namespace::resolv_conf::Nameservers;
 use crate::redirect::rules::{self, Rules};
@@ -35,6 +36,7 @@ pub const EXIT_NOT_ATTACHED: u8 = 3;
     example = "dnsredir --pid 1234 --watch",
     example = "dnsredir --netns /var/run/netns/blue --detach",
     example = "dnsredir --metrics 127.0.0.1:9353",
+    example = "dnsredir --install-cni --cni-options /etc/dnsredir/options.json",
     error_code(1, "an error (one line on stderr says what and what to do)"),
     error_code(2, "bad command line"),
     error_code(
@@ -97,6 +99,21 @@ pub struct Args {
     /// serve the counters of every dnsredir attachment on this node as Prometheus metrics at http://ADDR:PORT/metrics until killed (port 0: a free one, printed on stderr); no authentication: bind it to 127.0.0.1 or the node's internal address
     #[argh(option)]
     metrics: Option<String>,
+    /// copy this binary into the CNI bin directory and add dnsredir, with the options of --cni-options, to the node's CNI chain (the first conflist of the CNI conf directory); again: replaces both
+    #[argh(switch)]
+    install_cni: bool,
+    /// take dnsredir out of every conflist of the CNI conf directory, then remove its binary from the CNI bin directory
+    #[argh(switch)]
+    uninstall_cni: bool,
+    /// with --install-cni: a file holding one JSON object, the plugin's options in the conflist (e.g. {"upstream": "10.0.0.53"})
+    #[argh(option)]
+    cni_options: Option<PathBuf>,
+    /// with --install-cni / --uninstall-cni: the CNI bin directory (default /opt/cni/bin)
+    #[argh(option)]
+    cni_bin_dir: Option<PathBuf>,
+    /// with --install-cni / --uninstall-cni: the CNI conf directory (default /etc/cni/net.d)
+    #[argh(option)]
+    cni_conf_dir: Option<PathBuf>,
     /// print each step of attach and detach
     #[argh(switch, short = 'v')]
     pub verbose: bool,
@@ -112,6 +129,8 @@ pub enum Action {
     Status { target: Target, json: bool },
     Watch(WatchRequest),
     Metrics(SocketAddr),
+    InstallCni(InstallRequest),
+    UninstallCni(UninstallRequest),
 }
 
 /// `IP`, `IP:PORT`, `[IPv6]:PORT` or a bare IPv6 address; port 53 when none is given.

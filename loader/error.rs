@@ -3,6 +3,7 @@
 
 use crate::bpf::elf::{GlobalError, ParseError};
 use crate::bpf::load::LoadError;
+use crate::install::InstallError;
 use crate::namespace::NamespaceError;
 use crate::net::netlink::NetlinkError;
 use crate::net::netns::NetnsError;
@@ -43,6 +44,8 @@ pub enum Error {
         addr: SocketAddr,
         source: io::Error,
     },
+    /// `--install-cni`, `--uninstall-cni`: the node's CNI files.
+    Install(InstallError),
     /// An attach that failed once it had begun to change the namespace, and what undoing it
     /// left there.
     Attach {
@@ -85,6 +88,7 @@ impl fmt::Display for Error {
             Error::Serve { addr, source } => {
                 write!(f, "cannot serve metrics on {addr}: {source}")
             }
+            Error::Install(e) => e.fmt(f),
             Error::Attach { source, undo } => match undo {
                 Undo::Nothing => write!(f, "{source}; nothing attached"),
                 Undo::Previous => write!(f, "{source}; the previous attachment is still in place"),
@@ -110,6 +114,7 @@ impl std::error::Error for Error {
             Error::Netlink { source, .. } => Some(source),
             Error::Inspect { source, .. } => Some(source),
             Error::Serve { source, .. } => Some(source),
+            Error::Install(e) => Some(e),
             Error::Attach { source, .. } => Some(source.as_ref()),
         }
     }
@@ -133,7 +138,7 @@ impl Error {
             Error::Serve { .. } => {
                 "give an address of this host with a port: --metrics 127.0.0.1:9353, or the node's internal address"
             }
-
+            Error::Install(e) => return e.advice(),
             Error::Netns(NetnsError::NoSuchProcess(_)) => "pass the pid of a process inside the container, e.g. $(docker inspect -f '{{.State.Pid}}' NAME)",
             Error::Netns(NetnsError::Open { .. }) => "pass /proc/PID/ns/net or /var/run/netns/NAME",
             Error::Netns(NetnsError::Enter { .. }) => "is it a network namespace, and are we root?",

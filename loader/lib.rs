@@ -11,6 +11,7 @@ pub mod cli;
 pub mod error;
 pub mod fault;
 pub mod inspect;
+pub mod install;
 pub mod metrics;
 pub mod namespace;
 pub mod net;

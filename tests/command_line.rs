@@ -50,6 +50,11 @@ fn every_bad_command_line_is_one_line_and_exit_2() {
             &["--metrics", "127.0.0.1:9353", "--netns", "/x"],
             "--metrics works on the whole node",
         ),
+        (&["--install-cni"], "--install-cni needs --cni-options"),
+        (
+            &["--cni-options", "o.json"],
+            "--cni-options goes with --install-cni",
+        ),
     ];
     for (args, says) in cases {
         let (code, out, err) = run(args);

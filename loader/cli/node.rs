@@ -1,15 +1,38 @@
-//! The command line's node-wide actions: `--metrics`. It takes no container, so it is told
-//! apart before a `--pid` or `--netns` is asked for.
+//! The command line's node-wide actions: `--metrics`, `--install-cni`, `--uninstall-cni`. They
+//! take no container, so they are told apart before a `--pid` or `--netns` is asked for.
 
 use super::{attach_only, Action, Args};
+use crate::install::{self, InstallRequest, UninstallRequest};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
-/// `--metrics`: an action on the whole node, which takes no container and none of a
-/// container's options; `None` when it is not asked for.
+/// `--metrics`, `--install-cni`, `--uninstall-cni`: actions on the whole node, which take no
+/// container and none of a container's options; `None` when none of them is asked for.
 pub(super) fn node_action(args: &Args) -> Option<Result<Action, String>> {
-    let action = match args.metrics {
-        None => return None,
-        Some(_) => "--metrics",
+    let asked: Vec<&str> = [
+        ("--metrics", args.metrics.is_some()),
+        ("--install-cni", args.install_cni),
+        ("--uninstall-cni", args.uninstall_cni),
+    ]
+    .into_iter()
+    .filter_map(|(flag, given)| given.then_some(flag))
+    .collect();
+    let cni_option = [
+        ("--cni-options", args.cni_options.is_some()),
+        ("--cni-bin-dir", args.cni_bin_dir.is_some()),
+        ("--cni-conf-dir", args.cni_conf_dir.is_some()),
+    ]
+    .into_iter()
+    .find_map(|(flag, given)| given.then_some(flag));
+    let action = match asked.as_slice() {
+        [] => {
+            return cni_option
+                .map(|flag| Err(format!("{flag} goes with --install-cni or --uninstall-cni")))
+        }
+        [action] => *action,
+        [first, second, ..] => {
+            return Some(Err(format!("{first} and {second} exclude each other")))
+        }
     };
     let container = [
         ("--pid", args.pid.is_some()),
@@ -27,7 +50,30 @@ pub(super) fn node_action(args: &Args) -> Option<Result<Action, String>> {
             "{action} works on the whole node: it does not take {flag}"
         )));
     }
-    Some(metrics_addr(args.metrics.as_deref().unwrap_or_default()).map(Action::Metrics))
+    let dir = |given: &Option<PathBuf>, default: &str| {
+        given.clone().unwrap_or_else(|| PathBuf::from(default))
+    };
+    let bin_dir = dir(&args.cni_bin_dir, install::BIN_DIR);
+    let conf_dir = dir(&args.cni_conf_dir, install::CONF_DIR);
+    Some(match action {
+        "--metrics" => match cni_option {
+            Some(flag) => Err(format!("--metrics does not take {flag}")),
+            None => metrics_addr(args.metrics.as_deref().unwrap_or_default())
+                .map(Action::Metrics),
+        },
+        "--install-cni" => match &args.cni_options {
+            Some(options) => Ok(Action::InstallCni(InstallRequest {
+                bin_dir,
+                conf_dir,
+                options: options.clone(),
+            })),
+            None => Err("--install-cni needs --cni-options FILE, the plugin's options as one JSON object (e.g. {\"upstream\": \"10.0.0.53\"})".into()),
+        },
+        _ => match args.cni_options {
+            Some(_) => Err("--uninstall-cni does not take --cni-options".into()),
+            None => Ok(Action::UninstallCni(UninstallRequest { bin_dir, conf_dir })),
+        },
+    })
 }
 
 /// `--metrics ADDR:PORT`: an address is required (no default: the endpoint has no
@@ -65,6 +111,26 @@ mod tests {
             Ok(Action::Metrics(addr)) => assert_eq!(addr.port(), 0),
             _ => panic!("metrics"),
         }
+        match parse(&["--install-cni", "--cni-options", "/o.json"]) {
+            Ok(Action::InstallCni(r)) => {
+                assert_eq!(r.bin_dir, PathBuf::from("/opt/cni/bin"));
+                assert_eq!(r.conf_dir, PathBuf::from("/etc/cni/net.d"));
+                assert_eq!(r.options, PathBuf::from("/o.json"));
+            }
+            _ => panic!("install"),
+        }
+        match parse(&[
+            "--uninstall-cni",
+            "--cni-bin-dir",
+            "/b",
+            "--cni-conf-dir",
+            "/c",
+        ]) {
+            Ok(Action::UninstallCni(r)) => {
+                assert_eq!((r.bin_dir, r.conf_dir), ("/b".into(), "/c".into()))
+            }
+            _ => panic!("uninstall"),
+        }
         for (argv, says) in [
             (
                 &["--metrics", "9353"][..],
@@ -79,12 +145,49 @@ mod tests {
                 &["--metrics", "127.0.0.1:1", "--status"],
                 "does not take --status",
             ),
+            (
+                &["--metrics", "127.0.0.1:1", "--cni-bin-dir", "/b"],
+                "--metrics does not take --cni-bin-dir",
+            ),
+            (
+                &["--metrics", "127.0.0.1:1", "--install-cni"],
+                "--metrics and --install-cni exclude each other",
+            ),
+            (&["--install-cni"], "--install-cni needs --cni-options FILE"),
+            (
+                &[
+                    "--install-cni",
+                    "--cni-options",
+                    "o",
+                    "--upstream",
+                    "1.1.1.1",
+                ],
+                "does not take --upstream",
+            ),
+            (
+                &["--uninstall-cni", "--cni-options", "o"],
+                "--uninstall-cni does not take --cni-options",
+            ),
+            (
+                &["--pid", "1", "--status", "--cni-conf-dir", "/c"],
+                "--cni-conf-dir goes with --install-cni or --uninstall-cni",
+            ),
         ] {
             let e = parse(argv)
                 .err()
                 .unwrap_or_else(|| panic!("{argv:?} accepted"));
             assert!(e.contains(says), "{argv:?}: {e}");
         }
-        assert!(help().contains("--metrics"));
+        let help = help();
+        for flag in [
+            "--metrics",
+            "--install-cni",
+            "--uninstall-cni",
+            "--cni-options",
+            "--cni-bin-dir",
+            "--cni-conf-dir",
+        ] {
+            assert!(help.contains(flag), "{flag}: {help}");
+        }
     }
 }
