@@ -1,5 +1,6 @@
 //! The command line: flags in, one plain [`Action`] out. Nothing here touches the system.
 
+use crate::install::{InstallRequest, UninstallRequest};
 use crate::namespace::dockerd::ResolverPorts;
 use crate::options::{edns_max, label, resolvers, rules, upstreams, FLAGS};
 use crate::redirect::{AttachRequest, Resolvers};
@@ -7,7 +8,11 @@ use crate::settings;
 use crate::target::Target;
 use crate::watcher::WatchRequest;
 use argh::FromArgs;
+use node::node_action;
+use std::net::SocketAddr;
 use std::path::PathBuf;
+
+mod node;
 
 pub const EXIT_ERROR: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
@@ -27,6 +32,8 @@ pub const EXIT_NOT_ATTACHED: u8 = 3;
     example = "dnsredir --pid 1234 --upstream 10.0.0.53 --upstream [fd00::53]:53",
     example = "dnsredir --pid 1234 --status --json",
     example = "dnsredir --pid 1234 --watch",
+    example = "dnsredir --metrics 127.0.0.1:9353",
+    example = "dnsredir --install-cni --cni-options /etc/dnsredir/options.json",
     example = "dnsredir --netns /var/run/netns/blue --detach",
     error_code(1, "an error (one line on stderr says what and what to do)"),
     error_code(2, "bad command line"),
@@ -87,6 +94,24 @@ pub struct Args {
     /// with --status: print one JSON object; with --watch: one JSON object per query
     #[argh(switch)]
     json: bool,
+    /// serve the counters of every dnsredir attachment on this node as Prometheus metrics at http://ADDR:PORT/metrics until killed (port 0: a free one, printed on stderr); no authentication: bind it to 127.0.0.1 or the node's internal address
+    #[argh(option)]
+    metrics: Option<String>,
+    /// copy this binary into the CNI bin directory and add dnsredir, with the options of --cni-options, to the node's CNI chain (the first conflist of the CNI conf directory); again: replaces both
+    #[argh(switch)]
+    install_cni: bool,
+    /// take dnsredir out of every conflist of the CNI conf directory, then remove its binary from the CNI bin directory
+    #[argh(switch)]
+    uninstall_cni: bool,
+    /// with --install-cni: a file holding one JSON object, the plugin's options in the conflist (e.g. {"upstream": "10.0.0.53"})
+    #[argh(option)]
+    cni_options: Option<PathBuf>,
+    /// with --install-cni / --uninstall-cni: the CNI bin directory (default /opt/cni/bin)
+    #[argh(option)]
+    cni_bin_dir: Option<PathBuf>,
+    /// with --install-cni / --uninstall-cni: the CNI conf directory (default /etc/cni/net.d)
+    #[argh(option)]
+    cni_conf_dir: Option<PathBuf>,
     /// print each step of attach and detach
     #[argh(switch, short = 'v')]
     pub verbose: bool,
@@ -101,20 +126,14 @@ pub enum Action {
     Detach { target: Target },
     Status { target: Target, json: bool },
     Watch(WatchRequest),
+    Metrics(SocketAddr),
+    InstallCni(InstallRequest),
+    UninstallCni(UninstallRequest),
 }
 
-pub fn action(args: Args) -> Result<Action, String> {
-    if args.version {
-        return Ok(Action::Version);
-    }
-    let target = match (args.pid, args.netns) {
-        (Some(pid), None) => Target::Pid(pid),
-        (None, Some(path)) => Target::Path(path),
-        (Some(_), Some(_)) => return Err("give either --pid or --netns, not both".into()),
-        (None, None) => return Err("say which container: --pid PID (or --netns PATH)".into()),
-    };
-    // The first option given that only an attach takes: any other action refuses it.
-    let attach_only = [
+/// The first option given that only an attach takes: any other action refuses it.
+fn attach_only(args: &Args) -> Option<&'static str> {
+    [
         ("--upstream", !args.upstream.is_empty()),
         ("--edns-max", args.edns_max.is_some()),
         ("--dockerd-port", args.dockerd_port.is_some()),
@@ -128,7 +147,23 @@ pub fn action(args: Args) -> Result<Action, String> {
         ("--label", args.label.is_some()),
     ]
     .into_iter()
-    .find_map(|(flag, given)| given.then_some(flag));
+    .find_map(|(flag, given)| given.then_some(flag))
+}
+
+pub fn action(args: Args) -> Result<Action, String> {
+    if args.version {
+        return Ok(Action::Version);
+    }
+    if let Some(node) = node_action(&args) {
+        return node;
+    }
+    let attach_only = attach_only(&args);
+    let target = match (args.pid, args.netns) {
+        (Some(pid), None) => Target::Pid(pid),
+        (None, Some(path)) => Target::Path(path),
+        (Some(_), Some(_)) => return Err("give either --pid or --netns, not both".into()),
+        (None, None) => return Err("say which container: --pid PID (or --netns PATH)".into()),
+    };
     let only_attach = |action: &str, flag: &str| {
         let why = if flag == "--interface" {
             format!(" ({action} finds dnsredir's filters on any interface)")

@@ -3,17 +3,21 @@
 
 use crate::bpf::elf::{GlobalError, ParseError};
 use crate::bpf::load::LoadError;
+use crate::install::InstallError;
 use crate::namespace::NamespaceError;
 use crate::net::netlink::NetlinkError;
 use crate::net::netns::NetnsError;
 use crate::probe::NoAnswer;
 use std::fmt;
 use std::io;
+use std::net::SocketAddr;
 
 #[derive(Debug)]
 pub enum Error {
     NotPrivileged {
         missing: Vec<&'static str>,
+        /// What the action needs, for the advice.
+        needs: &'static str,
     },
     Netns(NetnsError),
     Namespace(NamespaceError),
@@ -35,6 +39,13 @@ pub enum Error {
         action: String,
         source: io::Error,
     },
+    /// `--metrics` could not listen on its address.
+    Serve {
+        addr: SocketAddr,
+        source: io::Error,
+    },
+    /// `--install-cni`, `--uninstall-cni`: the node's CNI files.
+    Install(InstallError),
     /// An attach that failed once it had begun to change the namespace, and what undoing it
     /// left there.
     Attach {
@@ -57,7 +68,7 @@ pub enum Undo {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::NotPrivileged { missing } => write!(
+            Error::NotPrivileged { missing, .. } => write!(
                 f,
                 "permission denied: dnsredir lacks {}",
                 missing.join(", ")
@@ -74,6 +85,10 @@ impl fmt::Display for Error {
             Error::Load(e) => e.fmt(f),
             Error::Netlink { action, source } => write!(f, "{action} failed: {source}"),
             Error::Inspect { action, source } => write!(f, "{action} failed: {source}"),
+            Error::Serve { addr, source } => {
+                write!(f, "cannot serve metrics on {addr}: {source}")
+            }
+            Error::Install(e) => e.fmt(f),
             Error::Attach { source, undo } => match undo {
                 Undo::Nothing => write!(f, "{source}; nothing attached"),
                 Undo::Previous => write!(f, "{source}; the previous attachment is still in place"),
@@ -98,6 +113,8 @@ impl std::error::Error for Error {
             Error::Load(e) => Some(e),
             Error::Netlink { source, .. } => Some(source),
             Error::Inspect { source, .. } => Some(source),
+            Error::Serve { source, .. } => Some(source),
+            Error::Install(e) => Some(e),
             Error::Attach { source, .. } => Some(source.as_ref()),
         }
     }
@@ -112,7 +129,16 @@ impl Error {
                 "run dnsredir with --detach, or the attach again, to leave a whole state"
             }
             Error::Attach { source, .. } => return source.advice(),
-            Error::NotPrivileged { .. } => "run it as root (sudo), or with CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN",
+            Error::NotPrivileged { needs, .. } => {
+                return Some(format!("run it as root (sudo), or with {needs}"))
+            }
+            Error::Serve { source, .. } if source.kind() == io::ErrorKind::AddrInUse => {
+                "something else listens there: pick another --metrics ADDR:PORT"
+            }
+            Error::Serve { .. } => {
+                "give an address of this host with a port: --metrics 127.0.0.1:9353, or the node's internal address"
+            }
+            Error::Install(e) => return e.advice(),
             Error::Netns(NetnsError::NoSuchProcess(_)) => "pass the pid of a process inside the container, e.g. $(docker inspect -f '{{.State.Pid}}' NAME)",
             Error::Netns(NetnsError::Open { .. }) => "pass /proc/PID/ns/net or /var/run/netns/NAME",
             Error::Netns(NetnsError::Enter { .. }) => "is it a network namespace, and are we root?",
@@ -218,18 +244,9 @@ from!(
 /// Checks the capabilities up front, so the user gets one clear message instead of an
 /// EPERM from whichever step happens to come first.
 pub fn check_privileges() -> Result<(), Error> {
-    const CAP_NET_ADMIN: u32 = 12;
-    const CAP_SYS_ADMIN: u32 = 21;
-    const CAP_BPF: u32 = 39;
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let Some(effective) = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-    else {
+    let Some(has) = capabilities() else {
         return Ok(()); // cannot tell: let the kernel decide
     };
-    let has = |cap: u32| effective & (1u64 << cap) != 0;
     let mut missing = Vec::new();
     if !has(CAP_SYS_ADMIN) {
         missing.push("CAP_SYS_ADMIN");
@@ -243,6 +260,35 @@ pub fn check_privileges() -> Result<(), Error> {
     if missing.is_empty() {
         Ok(())
     } else {
-        Err(Error::NotPrivileged { missing })
+        Err(Error::NotPrivileged {
+            missing,
+            needs: "CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN",
+        })
     }
+}
+
+/// `--metrics` reads every program on the node by its id: the kernel allows that with
+/// CAP_SYS_ADMIN only (CAP_BPF is not enough), and nothing else is needed.
+pub fn check_node_privileges() -> Result<(), Error> {
+    match capabilities() {
+        Some(has) if !has(CAP_SYS_ADMIN) => Err(Error::NotPrivileged {
+            missing: vec!["CAP_SYS_ADMIN"],
+            needs: "CAP_SYS_ADMIN (to read the node's BPF programs by id)",
+        }),
+        _ => Ok(()),
+    }
+}
+
+const CAP_NET_ADMIN: u32 = 12;
+const CAP_SYS_ADMIN: u32 = 21;
+const CAP_BPF: u32 = 39;
+
+/// The effective capabilities, as a test of one; `None` when /proc does not say.
+fn capabilities() -> Option<impl Fn(u32) -> bool> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let effective = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())?;
+    Some(move |cap: u32| effective & (1u64 << cap) != 0)
 }

@@ -14,6 +14,8 @@ pub mod dns;
 pub mod error;
 pub mod fault;
 pub mod inspect;
+pub mod install;
+pub mod metrics;
 pub mod namespace;
 pub mod net;
 pub mod options;

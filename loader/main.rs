@@ -5,6 +5,8 @@ use dnsredir::cli::{self, Action, Args, EXIT_ERROR, EXIT_NOT_ATTACHED, EXIT_USAG
 use dnsredir::error::Error;
 use dnsredir::fault;
 use dnsredir::inspect;
+use dnsredir::install::{self, conflist::Change};
+use dnsredir::metrics;
 use dnsredir::redirect;
 use dnsredir::report::attach::summary;
 use dnsredir::report::status as report;
@@ -56,6 +58,50 @@ fn run(action: Action, verbose: bool) -> Result<u8, Error> {
                 print!("{}", report::render_text(&s));
             }
             Ok(if s.attached() { 0 } else { EXIT_NOT_ATTACHED })
+        }
+        Action::Metrics(addr) => {
+            let mut note = |line: String| eprintln!("dnsredir: {line}");
+            metrics::run(addr, &mut note)
+        }
+        Action::InstallCni(request) => {
+            let done = install::install(&request).map_err(Error::Install)?;
+            let what = match done.change {
+                Change::Added => "added dnsredir to",
+                Change::Replaced => "replaced dnsredir's options in",
+                Change::Unchanged => "dnsredir was already, with these options, in",
+            };
+            println!(
+                "dnsredir: installed {}; {what} {} (plugins: {})",
+                done.binary.display(),
+                done.conflist.display(),
+                done.chain
+            );
+            Ok(0)
+        }
+        Action::UninstallCni(request) => {
+            let done = install::uninstall(&request).map_err(Error::Install)?;
+            let mut said = Vec::new();
+            for (path, chain) in &done.conflists {
+                said.push(format!(
+                    "took dnsredir out of {} (plugins: {chain})",
+                    path.display()
+                ));
+            }
+            if let Some(binary) = &done.binary {
+                said.push(format!("removed {}", binary.display()));
+            }
+            if said.is_empty() {
+                said.push(format!(
+                    "nothing to remove (no dnsredir entry in {}, no {})",
+                    request.conf_dir.display(),
+                    request
+                        .bin_dir
+                        .join(install::conflist::PLUGIN_TYPE)
+                        .display()
+                ));
+            }
+            println!("dnsredir: {}", said.join("; "));
+            Ok(0)
         }
         Action::Watch(request) => {
             let mut out = std::io::stdout().lock();

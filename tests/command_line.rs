@@ -58,6 +58,16 @@ fn every_bad_command_line_is_one_line_and_exit_2() {
             ],
             "--resolver any takes every DNS server: give it alone",
         ),
+        (&["--metrics", "9353"], "bad --metrics"),
+        (
+            &["--metrics", "127.0.0.1:9353", "--netns", "/x"],
+            "--metrics works on the whole node",
+        ),
+        (&["--install-cni"], "--install-cni needs --cni-options"),
+        (
+            &["--cni-options", "o.json"],
+            "--cni-options goes with --install-cni",
+        ),
     ];
     for (args, says) in cases {
         let (code, out, err) = run(args);
@@ -74,7 +84,7 @@ fn help_goes_to_stdout_with_exit_0() {
     let (code, out, err) = run(&["--help"]);
     assert_eq!(code, 0, "{err}");
     assert!(
-        out.contains("--interface") && out.contains("--edns-max"),
+        out.contains("--interface") && out.contains("--edns-max") && out.contains("--metrics"),
         "{out}"
     );
 }

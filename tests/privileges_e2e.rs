@@ -1,7 +1,8 @@
 //! Privileges: the dnsredir binary run with one capability dropped (setpriv, from the bounding
 //! set, so the effective set loses it too) refuses up front: exit 1, one stderr line naming
 //! what is missing, nothing attached. CAP_SYS_ADMIN also grants what CAP_BPF does, so
-//! `check_privileges` asks for CAP_BPF only when CAP_SYS_ADMIN is missing as well.
+//! `check_privileges` asks for CAP_BPF only when CAP_SYS_ADMIN is missing as well. `--metrics`
+//! needs CAP_SYS_ADMIN alone.
 
 mod support;
 
@@ -129,4 +130,40 @@ fn cap_bpf_alone_is_not_needed_with_cap_sys_admin() {
     assert_eq!(lines.len(), 1, "{out:?}");
     assert!(!lines[0].contains("permission denied"), "{out:?}");
     ns.assert_nothing_attached("without CAP_BPF");
+}
+
+#[test]
+#[ignore = "needs root: bpf(2)"]
+fn metrics_needs_cap_sys_admin_and_nothing_else() {
+    support::require_root();
+    let out = run_without(&["sys_admin"], &["--metrics", "127.0.0.1:0"]);
+    let lines = stderr_lines(&out);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(lines.len(), 1, "{out:?}");
+    assert!(
+        lines[0].contains("permission denied: dnsredir lacks CAP_SYS_ADMIN")
+            && lines[0].contains("BPF programs by id"),
+        "{out:?}"
+    );
+    // Without the others it serves: its first line says where.
+    let mut child = Command::new("setpriv")
+        .args([
+            "--bounding-set=-net_admin,-bpf",
+            "--inh-caps=-all",
+            "--",
+            BIN,
+        ])
+        .args(["--metrics", "127.0.0.1:0"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("setpriv");
+    let mut line = String::new();
+    let stderr = child.stderr.take().expect("piped");
+    let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(stderr), &mut line);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        line.contains("serving metrics on http://127.0.0.1:"),
+        "{line}"
+    );
 }

@@ -13,6 +13,7 @@ const BPF_MAP_UPDATE_ELEM: u32 = 2;
 const BPF_MAP_GET_NEXT_KEY: u32 = 4;
 const BPF_PROG_LOAD: u32 = 5;
 const BPF_PROG_TEST_RUN: u32 = 10;
+const BPF_PROG_GET_NEXT_ID: u32 = 11;
 const BPF_PROG_GET_FD_BY_ID: u32 = 13;
 const BPF_MAP_GET_FD_BY_ID: u32 = 14;
 const BPF_OBJ_GET_INFO_BY_FD: u32 = 15;
@@ -299,16 +300,18 @@ pub fn prog_test_run(prog: &OwnedFd, packet: &[u8], repeat: u32) -> io::Result<T
     })
 }
 
+/// The attributes of the `*_GET_NEXT_ID` and `*_GET_FD_BY_ID` commands: `id` is `start_id`
+/// for the former.
 #[repr(C)]
 #[derive(Default)]
-struct GetFdByIdAttr {
+struct IdAttr {
     id: u32,
     next_id: u32,
     open_flags: u32,
 }
 
 fn fd_by_id(cmd: u32, id: u32) -> io::Result<OwnedFd> {
-    let mut attr = GetFdByIdAttr {
+    let mut attr = IdAttr {
         id,
         ..Default::default()
     };
@@ -321,6 +324,20 @@ pub fn prog_fd_by_id(id: u32) -> io::Result<OwnedFd> {
 
 pub fn map_fd_by_id(id: u32) -> io::Result<OwnedFd> {
     fd_by_id(BPF_MAP_GET_FD_BY_ID, id)
+}
+
+/// The id of the loaded program after `id` (the first with 0), `Ok(None)` past the last: the
+/// kernel's list of every program on the host, whichever namespace loaded it (CAP_SYS_ADMIN).
+pub fn prog_next_id(id: u32) -> io::Result<Option<u32>> {
+    let mut attr = IdAttr {
+        id,
+        ..Default::default()
+    };
+    match bpf(BPF_PROG_GET_NEXT_ID, &mut attr) {
+        Ok(_) => Ok(Some(attr.next_id)),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 #[repr(C)]
@@ -453,15 +470,21 @@ pub fn map_info(map: &OwnedFd) -> io::Result<MapInfo> {
     })
 }
 
-/// Number of possible CPUs: per-CPU map values come back as one slot per possible CPU.
+/// Number of possible CPUs: per-CPU map values come back as one slot per possible CPU. The
+/// set is fixed at boot, so it is read once (`--metrics` reads counters of every attachment).
 pub fn possible_cpus() -> io::Result<usize> {
+    static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    if let Some(&n) = CPUS.get() {
+        return Ok(n);
+    }
     let text = std::fs::read_to_string("/sys/devices/system/cpu/possible")?;
-    parse_cpu_list(text.trim()).ok_or_else(|| {
+    let n = parse_cpu_list(text.trim()).ok_or_else(|| {
         io::Error::new(
             io::ErrorKind::InvalidData,
             format!("unexpected /sys/devices/system/cpu/possible: {text:?}"),
         )
-    })
+    })?;
+    Ok(*CPUS.get_or_init(|| n))
 }
 
 /// "0-3,5" → 6: the highest id + 1, as the kernel sizes per-CPU values (holes count).

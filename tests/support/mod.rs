@@ -8,6 +8,8 @@
 //! - [`docker`]: [`DockerLikeNet`], Docker's topology for one container, plus `run_dnsredir`
 //!   and tc helpers;
 //! - [`json`]: a tiny JSON parser for `--status --json`;
+//! - [`metrics`]: a running `dnsredir --metrics` ([`metrics::MetricsServer`]), its pages, small
+//!   namespaces to attach to;
 //! - [`watcher`]: a running `dnsredir --watch` ([`watcher::Watcher`]);
 //! - [`packet`]: crafted frames and checksums for BPF_PROG_TEST_RUN (also used by bench/prog.rs).
 //! - [`reliability`]: what the fault, concurrency and load tests share (the binary run with extra
@@ -25,6 +27,7 @@ pub mod cni;
 pub mod dns;
 pub mod docker;
 pub mod json;
+pub mod metrics;
 pub mod netns;
 pub mod packet;
 pub mod prog;
