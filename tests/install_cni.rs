@@ -283,6 +283,16 @@ fn refusals_are_one_line_naming_the_file_and_change_nothing() {
         ("[\"upstream\"]", "not a JSON object"),
         ("{\"type\": \"bridge\"}", "\"type\""),
         ("upstream=1", "not JSON"),
+        // What the plugin would refuse at every pod's ADD is refused at install.
+        ("{\"upstream\": \"not-an-address\"}", "\"upstream\""),
+        (
+            "{\"upstream\": \"10.0.0.53\", \"edns_max\": 100}",
+            "below 512",
+        ),
+        (
+            "{\"upstream\": \"10.0.0.53\", \"upstreams\": []}",
+            "unsupported field",
+        ),
     ] {
         fs::write(&node.options, options).unwrap();
         let err = node.refused();

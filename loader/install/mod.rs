@@ -6,6 +6,7 @@
 pub mod conflist;
 pub mod files;
 
+use crate::cni;
 use conflist::{Change, Pick, PLUGIN_TYPE};
 use serde_json::Value;
 use std::fmt;
@@ -141,6 +142,17 @@ pub fn install(request: &InstallRequest) -> Result<Installed, InstallError> {
         path: request.options.clone(),
         why,
     })?;
+    // The options as the plugin reads them at every pod's ADD: a bad one is refused here, not
+    // by failing every new pod's network setup.
+    let mut as_plugin = entry.clone();
+    as_plugin.insert("cniVersion".into(), Value::String("1.0.0".into()));
+    as_plugin.insert("name".into(), Value::String("install-check".into()));
+    cni::config::parse(Value::Object(as_plugin).to_string().as_bytes())
+        .and_then(|conf| conf.options().map(drop))
+        .map_err(|e| InstallError::Options {
+            path: request.options.clone(),
+            why: e.msg,
+        })?;
     // The conflist is read and checked before the binary is copied: a refusal changes nothing.
     let path = first_conflist(&request.conf_dir)?;
     let (mut list, mode) = read_conflist(&path)?;
