@@ -333,8 +333,33 @@ fn a_failed_add_says_why_and_leaves_nothing() {
     assert_detached(&net, "after an ADD whose probe failed");
 
     let mut c = conf(&net, "1.0.0");
-    c["resolvers"] = json!("any");
+    c["edns_max"] = json!(100);
     let e = plugin("ADD", Some(&netns), &c).error();
     assert_eq!(e["code"], 7, "{e}");
-    assert_detached(&net, "after an ADD with resolvers any");
+    assert!(
+        e["msg"].as_str().unwrap_or_default().contains("below 512"),
+        "{e}"
+    );
+    assert_detached(&net, "after an ADD with a bad edns_max");
+}
+
+#[test]
+#[ignore = "needs root: network namespaces, bpf(2)"]
+fn resolvers_any_and_none_take_every_server() {
+    let net = Cni::new();
+    let netns = net.ctr.path();
+    for resolvers in [json!("any"), Value::Null] {
+        let mut c = conf(&net, "1.0.0");
+        match &resolvers {
+            Value::Null => drop(c.as_object_mut().map(|o| o.remove("resolvers"))),
+            any => c["resolvers"] = any.clone(),
+        }
+        plugin("ADD", Some(&netns), &c).ok();
+        let (code, out, err) = net.dnsredir(&["--status", "--json"]);
+        assert_eq!(code, 0, "{resolvers}: {out}{err}");
+        assert!(out.contains("\"any_resolver\":true"), "{resolvers}: {out}");
+        plugin("CHECK", Some(&netns), &c).ok();
+        plugin("DEL", Some(&netns), &c).ok();
+        assert_detached(&net, "after DEL");
+    }
 }
