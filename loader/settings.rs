@@ -9,6 +9,8 @@ use crate::abi::{
     Config, FLAG_ANY_RESOLVER, FLAG_REDIRECT_ALL, FLAG_RULES_KEEP, FLAG_RULES_ONLY, LABEL_MAX,
     MAX_NAMESERVERS, PATH_NAMESERVERS,
 };
+use crate::abi::{EGRESS_SECTION, FLOWS6_MAP, QUERY_SECTION, REPLY_SECTION};
+use crate::bpf::load;
 use crate::namespace::dockerd::{ResolverPorts, DOCKER_RESOLVER};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 
@@ -228,6 +230,21 @@ impl Settings {
         }
     }
 
+    /// What to load: only the path's two programs (the verifier's time is most of an
+    /// attach's) and, without an IPv6 upstream, a one-entry IPv6 flow table, which nothing
+    /// writes then (a map a program refers to must exist, whatever its size).
+    pub fn load_options(&self) -> load::Options {
+        let query = match self.path {
+            Path::EmbeddedResolver { .. } => QUERY_SECTION,
+            Path::Nameservers { .. } => EGRESS_SECTION,
+        };
+        let options = load::Options::sections(&[query, REPLY_SECTION]);
+        match self.ipv6() {
+            Some(_) => options,
+            None => options.max_entries(FLOWS6_MAP, 1),
+        }
+    }
+
     /// The IPv4 nameservers taken over (none on the embedded-resolver path).
     pub fn nameservers(&self) -> &[SocketAddrV4] {
         match &self.path {
@@ -356,6 +373,41 @@ mod tests {
         assert_eq!(Settings::from_config(&back), s);
         assert_eq!(s.path.name(), "embedded-resolver");
         assert!(s.nameservers().is_empty());
+    }
+
+    #[test]
+    fn a_path_loads_its_two_programs_and_an_ipv6_table_only_with_an_ipv6_upstream() {
+        let nameservers = nameservers_path();
+        let o = nameservers.load_options();
+        assert_eq!(
+            o.sections,
+            Some(vec![EGRESS_SECTION.to_string(), REPLY_SECTION.to_string()])
+        );
+        assert_eq!(o.max_entries, vec![(FLOWS6_MAP.to_string(), 1)]);
+        let resolver = Settings {
+            path: Path::EmbeddedResolver {
+                ports: ResolverPorts::default(),
+                redirect_all: false,
+            },
+            ..nameservers_path()
+        };
+        assert_eq!(
+            resolver.load_options().sections,
+            Some(vec![QUERY_SECTION.to_string(), REPLY_SECTION.to_string()])
+        );
+        let dual = Settings {
+            path: Path::Nameservers {
+                nameservers: vec![],
+                any: true,
+                ipv6: Some(Ipv6Settings {
+                    upstream: "[fd00::53]:53".parse().unwrap(),
+                    source: "fd00::2".parse().unwrap(),
+                    nameservers: vec![],
+                }),
+            },
+            ..nameservers_path()
+        };
+        assert_eq!(dual.load_options().max_entries, vec![]);
     }
 
     #[test]

@@ -59,7 +59,7 @@ pub unsafe fn decide(
             return Err(Outcome::Kept(rule));
         }
         dns_id = query.id;
-        clamp = query.edns_size.and_then(edns_clamp);
+        clamp = edns_clamp(query.edns_size);
     }
     Ok(DnsQuery {
         udp,
@@ -147,7 +147,7 @@ pub fn rewritten(result: Result<(), RewriteError>) -> Result<(), (Outcome, i32)>
 #[inline(always)]
 fn edns_clamp(size: dns::EdnsSize) -> Option<Patch> {
     let max = config!(edns_max);
-    if max == 0 || u16::from_be(size.raw) <= u16::from_be(max) {
+    if size.off == 0 || max == 0 || u16::from_be(size.raw) <= u16::from_be(max) {
         return None;
     }
     Some(Patch {

@@ -44,6 +44,22 @@ pub unsafe fn packet_bounds(skb: *const SkBuff) -> (*mut u8, *const u8) {
     (data, end)
 }
 
+/// `v`, read back from a part of a stack slot the verifier does not follow, so that it sees
+/// any value of the type: for a value that a loop leaves with a different known range at every
+/// way out, which would have the verifier check the code after the loop once per way out
+/// (see dns.rs and rules.rs). An 8-byte store of a register keeps the register's range, but a
+/// 4-byte load from the slot's upper half is not taken as a copy of it.
+#[inline(always)]
+pub fn opaque(v: u32) -> u32 {
+    let mut slot = 0u64;
+    // SAFETY: bytes 4..8 of a local u64, 4-aligned; volatile so that LLVM keeps the round trip
+    // and neither forwards the value nor splits the slot.
+    unsafe {
+        core::ptr::write_volatile(&mut slot, (v as u64) << 32);
+        core::ptr::read_volatile((&slot as *const u64 as *const u32).add(1))
+    }
+}
+
 /// Each helper is a call to its id; the cast only tells LLVM the signature.
 macro_rules! helper {
     ($id:expr, fn($($arg:ty),*) -> $ret:ty) => {{

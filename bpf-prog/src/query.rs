@@ -17,9 +17,13 @@ unsafe fn query(skb: *mut SkBuff) -> (Outcome, i32) {
     let Some(ip) = Ipv4::parse(skb) else {
         return PASS;
     };
-    events::lo_answer(skb, &ip);
     // The rest of a fragmented query would still reach dockerd: all of it stays there.
+    // Answers are looked for among the packets that are not queries to dockerd (a query to
+    // dockerd's port is never an answer from it): then a query reaches the name walk in one
+    // verifier state, not in one per way through the watcher's check, which the verifier
+    // would walk the name for again.
     if ip.first_fragment || ip.daddr != config!(resolver_addr) {
+        events::lo_answer(skb, &ip);
         return PASS;
     }
     let udp = match ip.proto {
@@ -34,7 +38,10 @@ unsafe fn query(skb: *mut SkBuff) -> (Outcome, i32) {
         {
             false
         }
-        _ => return PASS,
+        _ => {
+            events::lo_answer(skb, &ip);
+            return PASS;
+        }
     };
     let keep_single_label = config!(flags) & FLAG_REDIRECT_ALL == 0;
     let query = match decide::decide(

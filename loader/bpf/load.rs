@@ -68,7 +68,9 @@ pub struct LoadedProgram {
 
 /// Kernel objects of one object file; the maps are shared by all its programs.
 pub struct Loaded {
-    pub maps: Vec<OwnedFd>,
+    /// In the order of [`ObjectFile::maps`]; `None` for a map no loaded program uses, which
+    /// was not created.
+    pub maps: Vec<Option<OwnedFd>>,
     pub programs: Vec<LoadedProgram>,
 }
 
@@ -78,7 +80,10 @@ impl Loaded {
     }
 
     pub fn map(&self, object: &ObjectFile, name: &str) -> Option<&OwnedFd> {
-        object.map_index(name).and_then(|i| self.maps.get(i))
+        object
+            .map_index(name)
+            .and_then(|i| self.maps.get(i))
+            .and_then(Option::as_ref)
     }
 }
 
@@ -95,8 +100,11 @@ pub fn missing_helper(log: &str) -> Option<(&'static str, &'static str)> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
     pub kind: sys::ProgKind,
-    /// Sections of the programs to load; `None` loads every program of the object.
+    /// Sections of the programs to load; `None` loads every program of the object. Only the
+    /// maps the programs loaded use are created.
     pub sections: Option<Vec<String>>,
+    /// Maps created with another capacity than the object's: (map name, max_entries).
+    pub max_entries: Vec<(String, u32)>,
 }
 
 impl Options {
@@ -105,7 +113,24 @@ impl Options {
         Options {
             kind: sys::ProgKind::SCHED_CLS,
             sections: None,
+            max_entries: Vec::new(),
         }
+    }
+
+    /// Only the programs of `sections`, as tc classifiers: each program costs the verifier's
+    /// time at load, each map its memory.
+    pub fn sections(sections: &[&str]) -> Options {
+        Options {
+            sections: Some(sections.iter().map(|s| s.to_string()).collect()),
+            ..Options::sched_cls()
+        }
+    }
+
+    /// The map `name` created with `max_entries` (for a hash: its capacity, which the verifier
+    /// does not look at) instead of the object's.
+    pub fn max_entries(mut self, name: &str, max_entries: u32) -> Options {
+        self.max_entries.push((name.to_string(), max_entries));
+        self
     }
 
     fn wants(&self, section: &str) -> bool {
@@ -115,10 +140,27 @@ impl Options {
     }
 }
 
+/// Which of the object's maps the programs `options` asks for refer to.
+fn maps_used(object: &ObjectFile, options: &Options) -> Vec<bool> {
+    let mut used = vec![options.sections.is_none(); object.maps.len()];
+    let wanted = object.programs.iter().filter(|p| options.wants(&p.section));
+    for reloc in wanted.flat_map(|p| &p.relocations) {
+        if let Some(u) = used.get_mut(reloc.map) {
+            *u = true;
+        }
+    }
+    used
+}
+
 pub fn load(object: &ObjectFile, options: &Options) -> Result<Loaded, LoadError> {
     raise_memlock_limit();
+    let used = maps_used(object, options);
     let mut maps = Vec::with_capacity(object.maps.len());
-    for spec in &object.maps {
+    for (spec, used) in object.maps.iter().zip(used) {
+        if !used {
+            maps.push(None);
+            continue;
+        }
         let map_err = |action: &'static str| {
             move |source| LoadError::Map {
                 map: spec.name.clone(),
@@ -132,12 +174,17 @@ pub fn load(object: &ObjectFile, options: &Options) -> Result<Loaded, LoadError>
             } else {
                 0
             };
+        let max_entries = options
+            .max_entries
+            .iter()
+            .find(|(name, _)| *name == spec.name)
+            .map_or(spec.max_entries, |&(_, n)| n);
         let fd = sys::map_create(
             &spec.name,
             spec.map_type,
             spec.key_size,
             spec.value_size,
-            spec.max_entries,
+            max_entries,
             flags,
         )
         .map_err(map_err("create"))?;
@@ -147,9 +194,14 @@ pub fn load(object: &ObjectFile, options: &Options) -> Result<Loaded, LoadError>
         if spec.read_only {
             sys::map_freeze(&fd).map_err(map_err("freeze"))?;
         }
-        maps.push(fd);
+        maps.push(Some(fd));
     }
-    let fds: Vec<i32> = maps.iter().map(|m| m.as_raw_fd()).collect();
+    // -1 for a map not created: no program loaded refers to it (a reference would be refused
+    // by the kernel as a bad fd).
+    let fds: Vec<i32> = maps
+        .iter()
+        .map(|m| m.as_ref().map_or(-1, |m| m.as_raw_fd()))
+        .collect();
 
     let mut programs = Vec::with_capacity(object.programs.len());
     for spec in object.programs.iter().filter(|p| options.wants(&p.section)) {
@@ -220,6 +272,22 @@ fn release_before(release: &str, major: u32, minor: u32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::abi::{REPLY_SECTION, RULES_MAP};
+    use crate::bpf::embedded;
+
+    #[test]
+    fn only_the_maps_of_the_programs_asked_for_are_created() {
+        let object = ObjectFile::parse(embedded::object_bytes()).expect("embedded object");
+        let all = maps_used(&object, &Options::sched_cls());
+        assert!(all.iter().all(|&u| u));
+        // The reply program has no name rules: their maps are left out.
+        let reply = maps_used(&object, &Options::sections(&[REPLY_SECTION]));
+        let rules = object.map_index(RULES_MAP).expect("rules map");
+        assert!(!reply[rules]);
+        assert!(reply.iter().any(|&u| u));
+        let none = maps_used(&object, &Options::sections(&[]));
+        assert!(none.iter().all(|&u| !u));
+    }
 
     #[test]
     fn old_kernels_are_recognised_by_the_verifiers_words() {

@@ -221,7 +221,7 @@ fn load_programs(settings: &Settings, rules: &Rules) -> Result<Loaded, Error> {
     let mut object = ObjectFile::parse(embedded::object_bytes())?;
     let config = settings.to_config(embedded::object_hash());
     object.set_global(CONFIG_SYMBOL, &config.to_bytes())?;
-    let loaded = load::load(&object, &load::Options::sched_cls())?;
+    let loaded = load::load(&object, &settings.load_options())?;
     let map = loaded
         .map(&object, RULES_MAP)
         .ok_or_else(|| GlobalError::Missing(RULES_MAP.into()))?;
