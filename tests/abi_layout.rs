@@ -2,7 +2,7 @@
 //! every build of the loader agree on (no root needed).
 
 use dnsredir::abi::{
-    Config, ConfigHeader, Counters, FlowKey, FlowValue, CONFIG_MAGIC, LAYOUT_VERSION,
+    Config, ConfigHeader, Counters, FlowKey, FlowValue, FlowValue6, CONFIG_MAGIC, LAYOUT_VERSION,
 };
 
 fn config() -> Config {
@@ -51,20 +51,39 @@ fn flow_layouts_sit_at_fixed_offsets() {
     assert_eq!(FlowKey::from_bytes(&b), Some(k));
 
     let v = FlowValue {
-        closing_since_ns: 7,
-        client_addr: u32::from_ne_bytes([127, 0, 0, 1]),
-        resolver_addr: u32::from_ne_bytes([127, 0, 0, 11]),
-        resolver_port: 41552u16.to_be(),
-        ..FlowValue::default()
+        origin: u32::from_ne_bytes([127, 0, 0, 1]),
+        closing_since: 7,
     };
     let b = v.to_bytes();
-    assert_eq!(b.len(), 24);
-    assert_eq!(&b[0..8], &7u64.to_ne_bytes());
-    assert_eq!(&b[8..12], &[127, 0, 0, 1]);
-    assert_eq!(&b[12..16], &[127, 0, 0, 11]);
-    assert_eq!(&b[16..18], &41552u16.to_be_bytes());
-    assert_eq!(&b[18..24], &[0; 6]);
+    assert_eq!(
+        b.len(),
+        8,
+        "64-byte table entries with the kernel's header and the key"
+    );
+    assert_eq!(&b[0..4], &[127, 0, 0, 1]);
+    assert_eq!(&b[4..8], &7u32.to_ne_bytes());
     assert_eq!(FlowValue::from_bytes(&b), Some(v));
+    let v6 = FlowValue6 {
+        server: [
+            u32::from_ne_bytes([0xfd, 0, 0, 0]),
+            0,
+            0,
+            u32::from_ne_bytes([0, 0, 0, 0x53]),
+        ],
+        nameserver: 2,
+        closing_since: 9,
+    };
+    let b = v6.to_bytes();
+    assert_eq!(b.len(), 24);
+    assert_eq!(
+        &b[0..4],
+        &[0xfd, 0, 0, 0],
+        "the server asked, network order"
+    );
+    assert_eq!(&b[12..16], &[0, 0, 0, 0x53]);
+    assert_eq!(&b[16..20], &2u32.to_ne_bytes(), "nameserver index");
+    assert_eq!(&b[20..24], &9u32.to_ne_bytes(), "closing_since");
+    assert_eq!(FlowValue6::from_bytes(&b), Some(v6));
 }
 
 #[test]

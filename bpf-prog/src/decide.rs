@@ -72,12 +72,13 @@ pub unsafe fn decide(
 
 impl DnsQuery {
     /// Records the flow of the query in `ip` (its key: the client's port, the DNS id and the
-    /// protocol), or for a later TCP segment finds it (see [`flows::on_query`]).
+    /// protocol; its value: `origin`), or for a later TCP segment finds it (see
+    /// [`flows::on_query`]).
     #[inline(always)]
-    unsafe fn start_flow<A: Family>(&self, ip: &Ip<A>) -> Result<(), Outcome> {
+    unsafe fn start_flow<A: Family>(&self, ip: &Ip<A>, origin: u32) -> Result<(), Outcome> {
         let key = flows::key(ip.sport, self.dns_id, ip.proto);
         let starts = self.udp || self.syn;
-        flows::on_query(&key, &A::flow(ip), starts, ip.tcp_flags)
+        flows::on_query(&key, &A::flow(ip, origin), starts, ip.tcp_flags)
     }
 
     /// The count of the query once redirected.
@@ -94,20 +95,22 @@ impl DnsQuery {
     }
 }
 
-/// Starts the flow of `query` in `ip`, sends it to the upstream from `saddr` (through the
-/// container's interface when `neigh`, else on out of the interface it is leaving) and writes
-/// its `PATH_` event `path`: the program's answer. A plain answer, not a `Result` around one:
-/// LLVM spilled the undefined payload of its `Ok`, which the verifier refused.
+/// Starts the flow of `query` in `ip` with `origin` (see `FlowValue::origin`), sends it to the
+/// upstream from `saddr` (through the container's interface when `neigh`, else on out of the
+/// interface it is leaving) and writes its `PATH_` event `path`: the program's answer. A plain
+/// answer, not a `Result` around one: LLVM spilled the undefined payload of its `Ok`, which
+/// the verifier refused.
 #[inline(always)]
 pub unsafe fn redirect<A: Family>(
     skb: *mut SkBuff,
     ip: &Ip<A>,
     query: &DnsQuery,
+    origin: u32,
     saddr: A,
     neigh: bool,
     path: u8,
 ) -> (Outcome, i32) {
-    if let Err(outcome) = query.start_flow(ip) {
+    if let Err(outcome) = query.start_flow(ip, origin) {
         return (outcome, TC_ACT_UNSPEC);
     }
     let (daddr, dport) = A::upstream();

@@ -35,7 +35,7 @@ pub(crate) fn is_taken(addr: u32, port: u16) -> bool {
     if any_resolver() {
         return any_server(addr, port);
     }
-    is_nameserver(addr, port)
+    nameserver(addr, port) != NOT_TAKEN
 }
 
 /// With `--resolver any`, any server on port 53 but the upstream (what we send, and an
@@ -47,20 +47,32 @@ fn any_server(addr: u32, port: u16) -> bool {
         && !(addr == config!(upstream_addr) && port == config!(upstream_port))
 }
 
-/// A query in `ip` to a server taken over, [`is_taken`] with the flag read once. With
-/// `--resolver any`, only from the interface's address: answers are restored on their way to
-/// it alone, so a query from another source (a secondary address) would lose its answer.
+/// For a query in `ip` to a server taken over, what its flow keeps to restore the answer's
+/// source ([`FlowValue::origin`](dnsredir_abi::FlowValue::origin)): the nameserver's index, or
+/// with `--resolver any` the server's address; else [`NOT_TAKEN`]. With `--resolver any`, only
+/// from the interface's address: answers are restored on their way to it alone, so a query
+/// from another source (a secondary address) would lose its answer. (A server at
+/// 255.255.255.255, [`NOT_TAKEN`]'s value, is no unicast server.)
 #[inline(always)]
-fn takes(ip: &Ipv4) -> bool {
+fn origin(ip: &Ipv4) -> u32 {
     if any_resolver() {
-        return ip.saddr == config!(container_addr) && any_server(ip.daddr, ip.dport);
+        if ip.saddr == config!(container_addr) && any_server(ip.daddr, ip.dport) {
+            return ip.daddr;
+        }
+        return NOT_TAKEN;
     }
-    is_nameserver(ip.daddr, ip.dport)
+    nameserver(ip.daddr, ip.dport)
 }
 
-/// One of the nameservers taken over, by address and port (both raw, as in the packet).
+/// [`nameserver`]'s answer for an address and port that are none of the nameservers.
+pub(crate) const NOT_TAKEN: u32 = u32::MAX;
+
+/// The index in the configuration's table of the nameserver taken over at this address and
+/// port (both raw, as in the packet), or [`NOT_TAKEN`]. A plain value, not an `Option`: LLVM
+/// may keep a `None`'s undefined payload in a register the verifier refuses (see rules.rs's
+/// `NO_RULE`).
 #[inline(always)]
-fn is_nameserver(addr: u32, port: u16) -> bool {
+pub(crate) fn nameserver(addr: u32, port: u16) -> u32 {
     let count = config!(nameserver_count) as usize;
     let mut i = 0;
     while i < MAX_NAMESERVERS {
@@ -72,11 +84,11 @@ fn is_nameserver(addr: u32, port: u16) -> bool {
             )
         };
         if i < count && a != 0 && a == addr && p == port {
-            return true;
+            return i as u32;
         }
         i += 1;
     }
-    false
+    NOT_TAKEN
 }
 
 #[inline(always)]
@@ -88,7 +100,11 @@ unsafe fn egress(skb: *mut SkBuff) -> (Outcome, i32) {
         return crate::egress6::egress(skb);
     };
     // The rest of a fragmented query would still reach the nameserver: all of it goes there.
-    if ip.first_fragment || !takes(&ip) {
+    if ip.first_fragment {
+        return PASS;
+    }
+    let origin = origin(&ip);
+    if origin == NOT_TAKEN {
         return PASS;
     }
     let Some(udp) = decide::udp_or_tcp(ip.proto) else {
@@ -107,5 +123,5 @@ unsafe fn egress(skb: *mut SkBuff) -> (Outcome, i32) {
         Err(outcome) => return (outcome, TC_ACT_UNSPEC),
     };
     // On out of the same interface; later filters see the rewritten packet.
-    decide::redirect(skb, &ip, &query, ip.saddr, false, ROUTE_NAMESERVER)
+    decide::redirect(skb, &ip, &query, origin, ip.saddr, false, ROUTE_NAMESERVER)
 }

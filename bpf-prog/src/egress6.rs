@@ -6,7 +6,7 @@
 use crate::config::{self, config};
 use crate::counters::{Outcome, PASS};
 use crate::decide;
-use crate::egress::{any_resolver, DNS_PORT};
+use crate::egress::{any_resolver, DNS_PORT, NOT_TAKEN};
 use crate::kernel::{SkBuff, TC_ACT_UNSPEC};
 use crate::net::ipv6::{Addr6, Ipv6};
 use dnsredir_abi::{MAX_NAMESERVERS, ROUTE_NAMESERVER};
@@ -17,9 +17,10 @@ fn nameserver_word(i: usize) -> u32 {
     unsafe { core::ptr::read_volatile(&crate::config::CONFIG.nameservers6[i]) }
 }
 
-/// One of the IPv6 nameservers taken over, by address and port (raw, as in the packet).
+/// The index of the IPv6 nameserver taken over at this address and port (raw, as in the
+/// packet), or [`NOT_TAKEN`].
 #[inline(always)]
-fn is_nameserver(addr: &Addr6, port: u16) -> bool {
+fn nameserver(addr: &Addr6, port: u16) -> u32 {
     let count = config!(nameserver6_count) as usize;
     let mut i = 0;
     while i < MAX_NAMESERVERS {
@@ -33,27 +34,29 @@ fn is_nameserver(addr: &Addr6, port: u16) -> bool {
             && nameserver_word(w + 2) == addr[2]
             && nameserver_word(w + 3) == addr[3]
         {
-            return true;
+            return i as u32;
         }
         i += 1;
     }
-    false
+    NOT_TAKEN
 }
 
-/// A query in `ip` to a server taken over: one of the IPv6 nameservers, or with `--resolver
-/// any` any server on port 53 but the IPv6 upstream and the interface's address, from the
+/// For a query in `ip` to a server taken over, the index its flow keeps: one of the IPv6
+/// nameservers', or with `--resolver any` 0 (the flow keeps the server's address itself) for
+/// any server on port 53 but the IPv6 upstream and the interface's address, from the
 /// interface's address only (as for IPv4: answers are restored to it alone; a link-local or
-/// temporary source would lose its answer).
+/// temporary source would lose its answer); else [`NOT_TAKEN`].
 #[inline(always)]
-fn takes(ip: &Ipv6) -> bool {
+fn taken(ip: &Ipv6) -> u32 {
     if any_resolver() {
         let own = config::container6();
-        return ip.dport == DNS_PORT
+        let any = ip.dport == DNS_PORT
             && ip.saddr == own
             && ip.daddr != own
             && !(ip.dport == config!(upstream6_port) && ip.daddr == config::upstream6());
+        return if any { 0 } else { NOT_TAKEN };
     }
-    is_nameserver(&ip.daddr, ip.dport)
+    nameserver(&ip.daddr, ip.dport)
 }
 
 /// The egress program for an IPv6 packet (the caller saw that the frame is not IPv4).
@@ -65,7 +68,8 @@ pub unsafe fn egress(skb: *mut SkBuff) -> (Outcome, i32) {
     let Some(ip) = Ipv6::parse(skb) else {
         return PASS;
     };
-    if !takes(&ip) {
+    let nameserver = taken(&ip);
+    if nameserver == NOT_TAKEN {
         return PASS;
     }
     let Some(udp) = decide::udp_or_tcp(ip.proto) else {
@@ -76,5 +80,13 @@ pub unsafe fn egress(skb: *mut SkBuff) -> (Outcome, i32) {
         Ok(query) => query,
         Err(outcome) => return (outcome, TC_ACT_UNSPEC),
     };
-    decide::redirect(skb, &ip, &query, ip.saddr, false, ROUTE_NAMESERVER)
+    decide::redirect(
+        skb,
+        &ip,
+        &query,
+        nameserver,
+        ip.saddr,
+        false,
+        ROUTE_NAMESERVER,
+    )
 }

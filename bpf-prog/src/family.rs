@@ -4,12 +4,13 @@
 //! watcher sees.
 
 use crate::config::{self, config};
+use crate::egress;
 use crate::events;
 use crate::flows::Entry;
 use crate::kernel::SkBuff;
 use crate::net::ipv6::{Addr6, Ipv6};
-use crate::net::packet::{Addr, Ip, Ipv4, Ports};
-use dnsredir_abi::{FlowValue, FlowValue6};
+use crate::net::packet::{Addr, Ip, Ipv4, Ports, Proto};
+use dnsredir_abi::{FlowValue, FlowValue6, PATH_NAMESERVERS};
 
 /// An address family: IPv4 (`u32`) or IPv6 ([`Addr6`]).
 pub trait Family: Addr {
@@ -17,8 +18,9 @@ pub trait Family: Addr {
     type Flow: Entry + Copy;
     /// The upstream's address and port.
     fn upstream() -> (Self, u16);
-    /// The entry of a redirected `query`'s flow: what its answers need to get back.
-    fn flow(query: &Ip<Self>) -> Self::Flow;
+    /// The entry of the flow of `query`, redirected, whose answers need `origin` to get back
+    /// (see [`FlowValue::origin`]).
+    fn flow(query: &Ip<Self>, origin: u32) -> Self::Flow;
     /// The addresses and ports that make `reply`, an answer to `flow`, come from where its
     /// query was going.
     fn restored(reply: &Ip<Self>, flow: &Self::Flow) -> Ports<Self>;
@@ -35,23 +37,38 @@ impl Family for u32 {
     }
 
     #[inline(always)]
-    fn flow(query: &Ipv4) -> FlowValue {
+    fn flow(_: &Ipv4, origin: u32) -> FlowValue {
         FlowValue {
-            closing_since_ns: 0,
-            client_addr: query.saddr,
-            resolver_addr: query.daddr,
-            resolver_port: query.dport,
-            pad0: 0,
-            pad1: 0,
+            origin,
+            closing_since: 0,
         }
     }
 
+    /// The nameserver asked (with `--resolver any`, the server asked, on port 53), or Docker's
+    /// resolver on dockerd's port of the protocol, which the query program redirects only
+    /// queries to.
     #[inline(always)]
     fn restored(reply: &Ipv4, flow: &FlowValue) -> Ports<u32> {
+        if config!(path) == PATH_NAMESERVERS {
+            let (saddr, sport) = if egress::any_resolver() {
+                (flow.origin, egress::DNS_PORT)
+            } else {
+                config::nameserver(flow.origin)
+            };
+            return Ports {
+                saddr,
+                daddr: reply.daddr,
+                sport,
+                dport: reply.dport,
+            };
+        }
         Ports {
-            saddr: flow.resolver_addr,
-            daddr: flow.client_addr,
-            sport: flow.resolver_port,
+            saddr: config!(resolver_addr),
+            daddr: flow.origin,
+            sport: match reply.proto {
+                Proto::Udp => config!(dockerd_udp_port),
+                Proto::Tcp => config!(dockerd_tcp_port),
+            },
             dport: reply.dport,
         }
     }
@@ -72,23 +89,28 @@ impl Family for Addr6 {
     }
 
     /// No client address: the redirect never changes it, it stays the answers' destination.
+    /// With `--resolver any` the server asked, which no table holds; else its index.
     #[inline(always)]
-    fn flow(query: &Ipv6) -> FlowValue6 {
+    fn flow(query: &Ipv6, nameserver: u32) -> FlowValue6 {
+        let any = egress::any_resolver();
         FlowValue6 {
-            closing_since_ns: 0,
-            resolver_addr: query.daddr,
-            resolver_port: query.dport,
-            pad0: 0,
-            pad1: 0,
+            server: if any { query.daddr } else { [0; 4] },
+            nameserver,
+            closing_since: 0,
         }
     }
 
     #[inline(always)]
     fn restored(reply: &Ipv6, flow: &FlowValue6) -> Ports<Addr6> {
+        let (saddr, sport) = if egress::any_resolver() {
+            (flow.server, egress::DNS_PORT)
+        } else {
+            config::nameserver6(flow.nameserver)
+        };
         Ports {
-            saddr: flow.resolver_addr,
+            saddr,
             daddr: reply.daddr,
-            sport: flow.resolver_port,
+            sport,
             dport: reply.dport,
         }
     }

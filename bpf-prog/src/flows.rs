@@ -8,7 +8,7 @@ use crate::kernel::{self, MapDef, SkBuff};
 use crate::net::dns;
 use crate::net::packet::{Proto, TCP_FIN, TCP_RST};
 use core::ffi::c_void;
-use dnsredir_abi::{FlowKey, FlowValue, FlowValue6, FLOW_TABLE_ENTRIES};
+use dnsredir_abi::{FlowKey, FlowValue, FlowValue6, FLOW_TABLE_ENTRIES, FLOW_TIME_SHIFT};
 
 #[no_mangle]
 #[link_section = "maps"]
@@ -32,23 +32,29 @@ const fn table<V>() -> MapDef {
 /// A flow table's value: which table holds it, and what the close tracking needs of it.
 pub trait Entry {
     const TABLE: &'static MapDef;
-    fn closing_since_ns(&mut self) -> &mut u64;
+    fn closing_since(&mut self) -> &mut u32;
 }
 
 impl Entry for FlowValue {
     const TABLE: &'static MapDef = &FLOWS;
     #[inline(always)]
-    fn closing_since_ns(&mut self) -> &mut u64 {
-        &mut self.closing_since_ns
+    fn closing_since(&mut self) -> &mut u32 {
+        &mut self.closing_since
     }
 }
 
 impl Entry for FlowValue6 {
     const TABLE: &'static MapDef = &FLOWS6;
     #[inline(always)]
-    fn closing_since_ns(&mut self) -> &mut u64 {
-        &mut self.closing_since_ns
+    fn closing_since(&mut self) -> &mut u32 {
+        &mut self.closing_since
     }
+}
+
+/// Now in the units of [`FlowValue::closing_since`].
+#[inline(always)]
+unsafe fn now() -> u32 {
+    (kernel::ktime_get_ns() >> FLOW_TIME_SHIFT) as u32
 }
 
 #[inline(always)]
@@ -90,17 +96,19 @@ unsafe fn forget<V: Entry>(key: &FlowKey) {
 unsafe fn track_close<V: Entry>(flow: *mut V, key: &FlowKey, tcp_flags: u8) {
     if tcp_flags & TCP_RST != 0 {
         forget::<V>(key);
-    } else if tcp_flags & TCP_FIN != 0 && *(*flow).closing_since_ns() == 0 {
-        *(*flow).closing_since_ns() = kernel::ktime_get_ns();
+    } else if tcp_flags & TCP_FIN != 0 && *(*flow).closing_since() == 0 {
+        // The low bit set: a FIN at time 0 is still a FIN.
+        *(*flow).closing_since() = now() | 1;
     }
 }
 
 /// The connection closed longer than the grace period ago: its first FIN was seen at
-/// `closing_since_ns` (0: none yet).
+/// `closing_since` (0: none yet).
 #[inline(always)]
-unsafe fn closed_since(closing_since_ns: u64) -> bool {
-    closing_since_ns != 0
-        && kernel::ktime_get_ns().wrapping_sub(closing_since_ns) > config!(tcp_close_grace_ns)
+unsafe fn closed_since(closing_since: u32) -> bool {
+    let grace = (config!(tcp_close_grace_ns) >> FLOW_TIME_SHIFT) as u32;
+    // Its low bit set as `closing_since`'s: a FIN in this very unit is 0 ago, not -1.
+    closing_since != 0 && (now() | 1).wrapping_sub(closing_since) > grace
 }
 
 /// Records a query's flow, or for a later TCP segment finds it: UDP queries and SYNs
@@ -166,7 +174,7 @@ pub unsafe fn on_reply<V: Entry + Copy>(
     if udp {
         forget::<V>(&key);
     } else {
-        if closed_since(*flow.closing_since_ns()) {
+        if closed_since(*flow.closing_since()) {
             forget::<V>(&key);
             return Err(Outcome::UnknownFlow);
         }

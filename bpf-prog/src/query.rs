@@ -60,6 +60,7 @@ unsafe fn query(skb: *mut SkBuff) -> (Outcome, i32) {
         skb,
         &ip,
         &query,
+        ip.saddr,
         config!(container_addr),
         true,
         ROUTE_UPSTREAM,

@@ -32,15 +32,15 @@ unsafe fn reply(skb: *mut SkBuff) -> (Outcome, i32) {
     {
         return PASS;
     }
-    let flow = match restore::restore(skb, &ip) {
-        Ok(flow) => flow,
-        Err(answer) => return answer,
-    };
+    if let Err(answer) = restore::restore(skb, &ip) {
+        return answer;
+    }
     // The nameservers path: the answer now comes from the nameserver the client asked and goes
     // on up this interface's stack, where conntrack finds the query's flow.
     if config!(path) == PATH_NAMESERVERS {
-        // No lo to see it on its way: the answer's event is written here.
-        events::answer(skb, &ip, flow.client_addr, ip.dport);
+        // No lo to see it on its way: the answer's event is written here. Its destination,
+        // the client, is as it came.
+        events::answer(skb, &ip, ip.daddr, ip.dport);
         return (Outcome::Restored, TC_ACT_UNSPEC);
     }
     // Through the neighbour layer, not a bare redirect: its route lookup attaches the local

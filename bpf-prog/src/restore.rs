@@ -10,10 +10,9 @@ use crate::kernel::{SkBuff, TC_ACT_UNSPEC};
 use crate::net::packet::{self, Ip};
 
 /// Restores the answer in `ip` from the upstream, its flow taken for it (see
-/// [`flows::on_reply`]): the flow, for what comes next; `Err` with the program's answer for a
-/// packet not restored.
+/// [`flows::on_reply`]); `Err` with the program's answer for a packet not restored.
 #[inline(always)]
-pub unsafe fn restore<A: Family>(skb: *mut SkBuff, ip: &Ip<A>) -> Result<A::Flow, (Outcome, i32)> {
+pub unsafe fn restore<A: Family>(skb: *mut SkBuff, ip: &Ip<A>) -> Result<(), (Outcome, i32)> {
     let flow: A::Flow = match flows::on_reply(
         skb,
         ip.l4_off,
@@ -26,6 +25,5 @@ pub unsafe fn restore<A: Family>(skb: *mut SkBuff, ip: &Ip<A>) -> Result<A::Flow
         Err(Outcome::Passed) => return Err(PASS),
         Err(outcome) => return Err((outcome, TC_ACT_UNSPEC)),
     };
-    rewritten(packet::rewrite(skb, ip, &A::restored(ip, &flow), None))?;
-    Ok(flow)
+    rewritten(packet::rewrite(skb, ip, &A::restored(ip, &flow), None))
 }

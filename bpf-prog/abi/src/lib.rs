@@ -144,7 +144,7 @@ pub const CONFIG_MAGIC: u32 = u32::from_ne_bytes(*b"DNSR");
 /// its header, [`Counters`], [`FlowKey`], [`FlowValue`], [`FlowValue6`], [`EventHeader`] and [`WatchControl`]. Bump it whenever one of their
 /// fields is added, removed, moved or changes meaning, so that a reader never decodes another
 /// build's maps as its own.
-pub const LAYOUT_VERSION: u32 = 7;
+pub const LAYOUT_VERSION: u32 = 8;
 
 /// [`Config::path`]: Docker's embedded resolver, taken on lo ingress (the query program).
 pub const PATH_EMBEDDED_RESOLVER: u16 = 0;
@@ -319,22 +319,29 @@ impl FlowKey {
 }
 
 layout! {
-    /// What the reply must get back: the addresses the client originally used.
+    /// What the reply must get back: where the client's query was going, and from where. Eight
+    /// bytes: with the kernel's 48-byte element header and 8-byte key, a table entry is 64
+    /// bytes, so that 10,240 of them and the rest of an attachment fit in 1 MiB (a value of
+    /// the addresses themselves, 24 bytes, made entries of 80).
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
     pub struct FlowValue {
-        /// For TCP: when the first FIN of the connection was seen (bpf_ktime_get_ns), 0 while open.
-        pub closing_since_ns: u64,
-        pub client_addr: u32,
-        /// The address and port the client asked: Docker's resolver (and dockerd's port), or
-        /// on egress the nameserver taken over (with `--resolver any`, whichever server).
-        pub resolver_addr: u32,
-        pub resolver_port: u16,
-        pub pad0: u16,
-        pub pad1: u32,
+        /// On the embedded-resolver path, the client's address (the query leaves from the
+        /// container's address; where it went, Docker's resolver and dockerd's port, is in the
+        /// configuration). On the nameservers path, the index of the nameserver asked in the
+        /// configuration's table (the client's address is the answer's destination already);
+        /// with `--resolver any`, the address of the server asked (its port is 53).
+        pub origin: u32,
+        /// For TCP: when the first FIN of the connection was seen, in [`FLOW_TIME_SHIFT`]
+        /// units of bpf_ktime_get_ns, with the lowest bit set; 0 while open.
+        pub closing_since: u32,
     }
 }
 
-const _: () = assert!(FlowValue::SIZE == 24);
+const _: () = assert!(FlowValue::SIZE == 8);
+
+/// [`FlowValue::closing_since`] is bpf_ktime_get_ns shifted right by this: ~1.05 ms units,
+/// which wrap after 52 days, far beyond any grace period.
+pub const FLOW_TIME_SHIFT: u32 = 20;
 
 impl FlowValue {
     pub fn from_bytes(bytes: &[u8]) -> Option<FlowValue> {
@@ -343,22 +350,22 @@ impl FlowValue {
 }
 
 layout! {
-    /// An IPv6 redirected flow's entry (the `FLOWS6` table, keyed by [`FlowKey`] as for IPv4):
-    /// the nameserver the client asked. The client's address is the reply's destination,
-    /// which the redirect never changes.
+    /// An IPv6 redirected flow's entry (the `FLOWS6` table, keyed by [`FlowKey`] as for IPv4).
+    /// The client's address is the reply's destination, which the redirect never changes.
+    /// With `--resolver any` the server asked is in no table, so its 16 bytes are here: 24
+    /// bytes, entries of 80 (the table has its full size only with an IPv6 upstream).
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
     pub struct FlowValue6 {
+        /// With `--resolver any`, the server asked (four raw words; its port is 53); else 0.
+        pub server: [u32; 4],
+        /// The index of the nameserver asked in the configuration's IPv6 table.
+        pub nameserver: u32,
         /// As in [`FlowValue`].
-        pub closing_since_ns: u64,
-        /// The nameserver's 16 bytes as four raw words.
-        pub resolver_addr: [u32; 4],
-        pub resolver_port: u16,
-        pub pad0: u16,
-        pub pad1: u32,
+        pub closing_since: u32,
     }
 }
 
-const _: () = assert!(FlowValue6::SIZE == 32);
+const _: () = assert!(FlowValue6::SIZE == 24);
 
 impl FlowValue6 {
     pub fn from_bytes(bytes: &[u8]) -> Option<FlowValue6> {
@@ -453,8 +460,12 @@ impl Counters {
     }
 }
 
-/// Capacity of the LRU table of redirected flows.
-pub const FLOW_TABLE_ENTRIES: u32 = 16384;
+/// Capacity of each LRU table of redirected flows: 10,000 queries in flight, plus the free
+/// entries the kernel's LRU keeps on each CPU that adds entries (up to 128,
+/// LOCAL_FREE_TARGET in kernel/bpf/bpf_lru_list.c) for four such CPUs. Below that margin the
+/// table evicts the oldest flows, answers still on their way, before it is full. 64 bytes an
+/// entry (see [`FlowValue`]) and 16 a hash bucket (16,384 of them): 936 KB.
+pub const FLOW_TABLE_ENTRIES: u32 = 10_000 + 4 * 128;
 
 /// Section and symbol names the loader looks for.
 pub const QUERY_SECTION: &str = "dnsredir/query";
@@ -579,8 +590,13 @@ pub const EVENTS_MAP: &str = "EVENTS";
 pub const WATCH_MAP: &str = "WATCH";
 /// Per-CPU u64: events the ring buffer had no room for.
 pub const EVENTS_LOST_MAP: &str = "EVENTS_LOST";
-/// Data size of the ring buffer: a power of two and a multiple of the page size.
-pub const EVENTS_RING_SIZE: u32 = 512 * 1024;
+/// Data size of the ring buffer: a power of two and a multiple of the page size. Every
+/// attachment pays for it, watched or not (78 KB with the kernel's pages around it), so it is
+/// what a watcher needs between two reads: 120 records of [`EVENT_SIZE`], of which the programs
+/// wake the watcher at a quarter (it reads every 100 ms otherwise). Beyond ~600 queries a
+/// second the watcher lives on those wakeups; a burst that fills the rest before the watcher
+/// runs loses events, which are counted and reported.
+pub const EVENTS_RING_SIZE: u32 = 64 * 1024;
 /// The most bytes of a DNS message a record carries: the whole question of any query (a
 /// 255-byte name) and the start of the answer section of most replies.
 pub const EVENT_DATA_MAX: usize = 512;
