@@ -9,7 +9,7 @@ use crate::abi::{
     Config, FLAG_ANY_RESOLVER, FLAG_REDIRECT_ALL, FLAG_RULES_KEEP, FLAG_RULES_ONLY, LABEL_MAX,
     MAX_NAMESERVERS, PATH_NAMESERVERS,
 };
-use crate::abi::{EGRESS_SECTION, FLOWS6_MAP, QUERY_SECTION, REPLY_SECTION};
+use crate::abi::{EGRESS_SECTION, FLOWS6_MAP, QUERY_SECTION, REPLY_SECTION, RULES_SCRATCH_MAP};
 use crate::bpf::load;
 use crate::namespace::dockerd::{ResolverPorts, DOCKER_RESOLVER};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
@@ -231,18 +231,23 @@ impl Settings {
     }
 
     /// What to load: only the path's two programs (the verifier's time is most of an
-    /// attach's) and, without an IPv6 upstream, a one-entry IPv6 flow table, which nothing
-    /// writes then (a map a program refers to must exist, whatever its size).
+    /// attach's), and the maps these settings leave unused at their smallest (a map a program
+    /// refers to must exist, whatever its size): without an IPv6 upstream a one-entry IPv6
+    /// flow table, without name rules an 8-byte rule scratch buffer per CPU instead of 776
+    /// (the rules' code is dead then, which the verifier skips).
     pub fn load_options(&self) -> load::Options {
         let query = match self.path {
             Path::EmbeddedResolver { .. } => QUERY_SECTION,
             Path::Nameservers { .. } => EGRESS_SECTION,
         };
-        let options = load::Options::sections(&[query, REPLY_SECTION]);
-        match self.ipv6() {
-            Some(_) => options,
-            None => options.max_entries(FLOWS6_MAP, 1),
+        let mut options = load::Options::sections(&[query, REPLY_SECTION]);
+        if self.ipv6().is_none() {
+            options = options.max_entries(FLOWS6_MAP, 1);
         }
+        if self.rules == RuleKinds::default() {
+            options = options.value_size(RULES_SCRATCH_MAP, 8);
+        }
+        options
     }
 
     /// The IPv4 nameservers taken over (none on the embedded-resolver path).
@@ -384,6 +389,15 @@ mod tests {
             Some(vec![EGRESS_SECTION.to_string(), REPLY_SECTION.to_string()])
         );
         assert_eq!(o.max_entries, vec![(FLOWS6_MAP.to_string(), 1)]);
+        assert_eq!(o.value_size, vec![(RULES_SCRATCH_MAP.to_string(), 8)]);
+        let with_rules = Settings {
+            rules: RuleKinds {
+                keep: true,
+                only: false,
+            },
+            ..nameservers_path()
+        };
+        assert_eq!(with_rules.load_options().value_size, vec![]);
         let resolver = Settings {
             path: Path::EmbeddedResolver {
                 ports: ResolverPorts::default(),

@@ -105,6 +105,8 @@ pub struct Options {
     pub sections: Option<Vec<String>>,
     /// Maps created with another capacity than the object's: (map name, max_entries).
     pub max_entries: Vec<(String, u32)>,
+    /// Maps created with another value size than the object's: (map name, value_size).
+    pub value_size: Vec<(String, u32)>,
 }
 
 impl Options {
@@ -114,6 +116,7 @@ impl Options {
             kind: sys::ProgKind::SCHED_CLS,
             sections: None,
             max_entries: Vec::new(),
+            value_size: Vec::new(),
         }
     }
 
@@ -130,6 +133,14 @@ impl Options {
     /// does not look at) instead of the object's.
     pub fn max_entries(mut self, name: &str, max_entries: u32) -> Options {
         self.max_entries.push((name.to_string(), max_entries));
+        self
+    }
+
+    /// The map `name` created with values of `value_size` bytes instead of the object's: for a
+    /// map that only code the verifier finds unreachable uses (it checks a value's size where a
+    /// program reaches into it, nowhere else).
+    pub fn value_size(mut self, name: &str, value_size: u32) -> Options {
+        self.value_size.push((name.to_string(), value_size));
         self
     }
 
@@ -174,17 +185,18 @@ pub fn load(object: &ObjectFile, options: &Options) -> Result<Loaded, LoadError>
             } else {
                 0
             };
-        let max_entries = options
-            .max_entries
-            .iter()
-            .find(|(name, _)| *name == spec.name)
-            .map_or(spec.max_entries, |&(_, n)| n);
+        let sized = |overrides: &[(String, u32)], default: u32| {
+            overrides
+                .iter()
+                .find(|(name, _)| *name == spec.name)
+                .map_or(default, |&(_, n)| n)
+        };
         let fd = sys::map_create(
             &spec.name,
             spec.map_type,
             spec.key_size,
-            spec.value_size,
-            max_entries,
+            sized(&options.value_size, spec.value_size),
+            sized(&options.max_entries, spec.max_entries),
             flags,
         )
         .map_err(map_err("create"))?;

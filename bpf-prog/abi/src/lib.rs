@@ -321,8 +321,8 @@ impl FlowKey {
 layout! {
     /// What the reply must get back: where the client's query was going, and from where. Eight
     /// bytes: with the kernel's 48-byte element header and 8-byte key, a table entry is 64
-    /// bytes, so that 10,240 of them and the rest of an attachment fit in 1 MiB (a value of
-    /// the addresses themselves, 24 bytes, made entries of 80).
+    /// bytes, so that [`FLOW_TABLE_ENTRIES`] of them and the rest of an attachment fit in
+    /// 1 MiB (a value of the addresses themselves, 24 bytes, made entries of 80).
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
     pub struct FlowValue {
         /// On the embedded-resolver path, the client's address (the query leaves from the
@@ -462,10 +462,11 @@ impl Counters {
 
 /// Capacity of each LRU table of redirected flows: 10,000 queries in flight, plus the free
 /// entries the kernel's LRU keeps on each CPU that adds entries (up to 128,
-/// LOCAL_FREE_TARGET in kernel/bpf/bpf_lru_list.c) for four such CPUs. Below that margin the
-/// table evicts the oldest flows, answers still on their way, before it is full. 64 bytes an
-/// entry (see [`FlowValue`]) and 16 a hash bucket (16,384 of them): 936 KB.
-pub const FLOW_TABLE_ENTRIES: u32 = 10_000 + 4 * 128;
+/// LOCAL_FREE_TARGET in kernel/bpf/bpf_lru_list.c) for three such CPUs at once. Below that
+/// margin the table evicts the oldest flows, answers still on their way, before it is full
+/// (measured: 10,100 entries lose some of 10,000). 64 bytes an entry (see [`FlowValue`]) and
+/// 16 a hash bucket (16,384 of them): 928 KB.
+pub const FLOW_TABLE_ENTRIES: u32 = 10_000 + 3 * 128;
 
 /// Section and symbol names the loader looks for.
 pub const QUERY_SECTION: &str = "dnsredir/query";
@@ -491,6 +492,8 @@ pub const FLAG_ANY_RESOLVER: u16 = 16;
 
 /// The LPM trie of name rules, filled by the loader after loading and before attaching.
 pub const RULES_MAP: &str = "RULES";
+/// The per-CPU buffer the query programs build a name's rule key in.
+pub const RULES_SCRATCH_MAP: &str = "RULES_SCRATCH";
 /// Its capacity.
 pub const MAX_RULES: u32 = 1024;
 /// Bytes of a [`RuleKey`]'s name: a name of at most 253 text characters is at most 254 bytes

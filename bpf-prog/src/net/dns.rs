@@ -131,8 +131,9 @@ unsafe fn walk_name(name: *const u8, end: *const u8) -> Name {
     let first = *name as usize;
     let mut off = 0usize;
     let mut root = false;
-    // One step per length byte. The count bounds the loop for the verifier, which does not
-    // see `off` grow through the mask below.
+    // One step per length byte. The count bounds the loop for the verifier, which sees no
+    // lower bound on `off` as LLVM computes it, so no growth (and, for the same reason, one
+    // range of `off` at every way out, which keeps them alike).
     for _ in 0..MAX_STEPS {
         // The mask changes nothing (off stays below MAX_NAME) but bounds the pointer for the
         // verifier. Two bytes are checked for a one-byte read: a question always has its type
