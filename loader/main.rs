@@ -2,6 +2,7 @@
 
 use dnsredir::bpf::embedded;
 use dnsredir::cli::{self, Action, Args, EXIT_ERROR, EXIT_NOT_ATTACHED, EXIT_USAGE};
+use dnsredir::cni;
 use dnsredir::error::Error;
 use dnsredir::fault;
 use dnsredir::inspect;
@@ -64,7 +65,8 @@ fn run(action: Action, verbose: bool) -> Result<u8, Error> {
             metrics::run(addr, &mut note)
         }
         Action::InstallCni(request) => {
-            let done = install::install(&request).map_err(Error::Install)?;
+            let done =
+                install::install(&request, cni::config::check_entry).map_err(Error::Install)?;
             let what = match done.change {
                 Change::Added => "added dnsredir to",
                 Change::Replaced => "replaced dnsredir's options in",
@@ -137,7 +139,7 @@ fn usage_error(argh: &str) -> String {
 fn main() -> ExitCode {
     // A CNI runtime runs its plugins with the command in the environment and no arguments.
     if std::env::var_os("CNI_COMMAND").is_some() {
-        return dnsredir::cni::main();
+        return cni::main();
     }
     let argv: Vec<String> = std::env::args().collect();
     let command = argv

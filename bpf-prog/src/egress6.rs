@@ -6,9 +6,9 @@
 use crate::config::{self, config};
 use crate::counters::{Outcome, PASS};
 use crate::decide;
-use crate::egress::{any_resolver, DNS_PORT, NOT_TAKEN};
 use crate::kernel::{SkBuff, TC_ACT_UNSPEC};
 use crate::net::ipv6::{Addr6, Ipv6};
+use crate::taken::{any_resolver, DNS_PORT, NOT_TAKEN};
 use dnsredir_abi::{MAX_NAMESERVERS, ROUTE_NAMESERVER};
 
 /// One word of the configuration's IPv6 nameserver table.

@@ -4,12 +4,12 @@
 //! watcher sees.
 
 use crate::config::{self, config};
-use crate::egress;
 use crate::events;
 use crate::flows::Entry;
 use crate::kernel::SkBuff;
 use crate::net::ipv6::{Addr6, Ipv6};
 use crate::net::packet::{Addr, Ip, Ipv4, Ports, Proto};
+use crate::taken;
 use dnsredir_abi::{FlowValue, FlowValue6, PATH_NAMESERVERS};
 
 /// An address family: IPv4 (`u32`) or IPv6 ([`Addr6`]).
@@ -50,8 +50,8 @@ impl Family for u32 {
     #[inline(always)]
     fn restored(reply: &Ipv4, flow: &FlowValue) -> Ports<u32> {
         if config!(path) == PATH_NAMESERVERS {
-            let (saddr, sport) = if egress::any_resolver() {
-                (flow.origin, egress::DNS_PORT)
+            let (saddr, sport) = if taken::any_resolver() {
+                (flow.origin, taken::DNS_PORT)
             } else {
                 config::nameserver(flow.origin)
             };
@@ -92,7 +92,7 @@ impl Family for Addr6 {
     /// With `--resolver any` the server asked, which no table holds; else its index.
     #[inline(always)]
     fn flow(query: &Ipv6, nameserver: u32) -> FlowValue6 {
-        let any = egress::any_resolver();
+        let any = taken::any_resolver();
         FlowValue6 {
             server: if any { query.daddr } else { [0; 4] },
             nameserver,
@@ -102,8 +102,8 @@ impl Family for Addr6 {
 
     #[inline(always)]
     fn restored(reply: &Ipv6, flow: &FlowValue6) -> Ports<Addr6> {
-        let (saddr, sport) = if egress::any_resolver() {
-            (flow.server, egress::DNS_PORT)
+        let (saddr, sport) = if taken::any_resolver() {
+            (flow.server, taken::DNS_PORT)
         } else {
             config::nameserver6(flow.nameserver)
         };

@@ -40,6 +40,7 @@ mod reply;
 mod reply6;
 mod restore;
 mod rules;
+mod taken;
 
 #[no_mangle]
 #[link_section = "license"]

@@ -4,11 +4,11 @@
 
 use crate::config::config;
 use crate::counters::{Outcome, PASS};
-use crate::egress;
 use crate::events;
 use crate::kernel::{self, SkBuff, TC_ACT_SHOT, TC_ACT_UNSPEC};
 use crate::net::packet::Ipv4;
 use crate::restore;
+use crate::taken;
 use dnsredir_abi::PATH_NAMESERVERS;
 
 program!("dnsredir/reply", dnsredir_reply, reply);
@@ -20,7 +20,7 @@ unsafe fn reply(skb: *mut SkBuff) -> (Outcome, i32) {
     };
     // The nameservers path: an answer from a server taken over is its own, to a query a name
     // rule left with it (or one sent before dnsredir came): only watched.
-    if config!(path) == PATH_NAMESERVERS && egress::is_taken(ip.saddr, ip.sport) {
+    if config!(path) == PATH_NAMESERVERS && taken::is_taken(ip.saddr, ip.sport) {
         if !ip.first_fragment {
             events::answer(skb, &ip, ip.daddr, ip.dport);
         }

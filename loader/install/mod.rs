@@ -6,9 +6,8 @@
 pub mod conflist;
 pub mod files;
 
-use crate::cni;
 use conflist::{Change, Pick, PLUGIN_TYPE};
-use serde_json::Value;
+use serde_json::{Map, Value};
 use std::fmt;
 use std::fs::{self, File};
 use std::io;
@@ -129,9 +128,13 @@ pub struct Installed {
 }
 
 /// Copies the running binary to `BIN_DIR/dnsredir`, then puts dnsredir's entry into the conf
-/// directory's first conflist. In that order: a conflist that names dnsredir before the binary
+/// directory's first conflist; `check_entry` says what is wrong with the entry's options, as
+/// the plugin will read them (the CNI front end's parser, handed in by the caller). In that order: a conflist that names dnsredir before the binary
 /// is there would fail every pod's network setup.
-pub fn install(request: &InstallRequest) -> Result<Installed, InstallError> {
+pub fn install(
+    request: &InstallRequest,
+    check_entry: impl Fn(&Map<String, Value>) -> Result<(), String>,
+) -> Result<Installed, InstallError> {
     let options = files::read_small(&request.options, CONFIG_MAX)
         .map_err(io_error("reading", &request.options))?;
     let options: Value = serde_json::from_slice(&options).map_err(|e| InstallError::Options {
@@ -144,15 +147,10 @@ pub fn install(request: &InstallRequest) -> Result<Installed, InstallError> {
     })?;
     // The options as the plugin reads them at every pod's ADD: a bad one is refused here, not
     // by failing every new pod's network setup.
-    let mut as_plugin = entry.clone();
-    as_plugin.insert("cniVersion".into(), Value::String("1.0.0".into()));
-    as_plugin.insert("name".into(), Value::String("install-check".into()));
-    cni::config::parse(Value::Object(as_plugin).to_string().as_bytes())
-        .and_then(|conf| conf.options().map(drop))
-        .map_err(|e| InstallError::Options {
-            path: request.options.clone(),
-            why: e.msg,
-        })?;
+    check_entry(&entry).map_err(|why| InstallError::Options {
+        path: request.options.clone(),
+        why,
+    })?;
     // The conflist is read and checked before the binary is copied: a refusal changes nothing.
     let path = first_conflist(&request.conf_dir)?;
     let (mut list, mode) = read_conflist(&path)?;
