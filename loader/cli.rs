@@ -242,19 +242,19 @@ pub fn action(args: Args) -> Result<Action, String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::options::parse_upstream;
     use crate::redirect::EDNS_MAX;
     use std::net::{SocketAddrV4, SocketAddrV6};
 
-    fn parse(argv: &[&str]) -> Result<Action, String> {
+    pub(super) fn parse(argv: &[&str]) -> Result<Action, String> {
         let args = <Args as FromArgs>::from_args(&["dnsredir"], argv).map_err(|e| e.output)?;
         action(args)
     }
 
     /// What `--help` prints.
-    fn help() -> String {
+    pub(super) fn help() -> String {
         <Args as FromArgs>::from_args(&["dnsredir"], &["--help"])
             .err()
             .map(|e| e.output)

@@ -87,19 +87,8 @@ fn metrics_addr(text: &str) -> Result<SocketAddr, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use argh::FromArgs;
 
-    fn parse(argv: &[&str]) -> Result<Action, String> {
-        let args = <Args as FromArgs>::from_args(&["dnsredir"], argv).map_err(|e| e.output)?;
-        super::super::action(args)
-    }
-
-    fn help() -> String {
-        <Args as FromArgs>::from_args(&["dnsredir"], &["--help"])
-            .err()
-            .map(|e| e.output)
-            .unwrap_or_default()
-    }
+    use crate::cli::tests::{help, parse};
 
     #[test]
     fn node_actions_take_no_container() {

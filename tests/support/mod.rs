@@ -34,6 +34,7 @@ pub mod prog;
 pub mod redirect;
 pub mod reliability;
 pub mod rng;
+pub mod script;
 pub mod watcher;
 
 pub use dns::{query_a, query_many, DnsServer, DnsServerBuilder};
