@@ -88,3 +88,22 @@ fn help_goes_to_stdout_with_exit_0() {
         "{out}"
     );
 }
+
+/// The binary for minimal images and for every node's CNI directory stays small: at most
+/// 1.5 MB (scripts/build-static's, which scripts/test exports; required when CI=true).
+#[test]
+fn the_static_binary_stays_within_1_5_mb() {
+    let Ok(path) = std::env::var("DNSREDIR_STATIC_BIN") else {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "CI builds the static binary: DNSREDIR_STATIC_BIN must be set"
+        );
+        println!("skipped: DNSREDIR_STATIC_BIN is not set (scripts/build-static makes it)");
+        return;
+    };
+    let size = std::fs::metadata(&path)
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+        .len();
+    assert!(size <= 1_500_000, "{path} is {size} bytes, over 1.5 MB");
+}
