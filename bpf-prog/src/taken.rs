@@ -3,7 +3,8 @@
 //! to redirect), the reply program (whose answers are a server's own) and the flows (where an
 //! answer is restored from).
 
-use crate::config::config;
+use crate::config::{self, config};
+use crate::net::ipv6::{Addr6, Ipv6};
 use crate::net::packet::Ipv4;
 use dnsredir_abi::{FLAG_ANY_RESOLVER, MAX_NAMESERVERS};
 
@@ -31,7 +32,7 @@ pub fn is_taken(addr: u32, port: u16) -> bool {
 /// With `--resolver any`, any server on port 53 but the upstream (what we send, and an
 /// application asking it directly keeps its own answer) and the interface's own address.
 #[inline(always)]
-pub fn any_server(addr: u32, port: u16) -> bool {
+fn any_server(addr: u32, port: u16) -> bool {
     port == DNS_PORT
         && addr != config!(container_addr)
         && !(addr == config!(upstream_addr) && port == config!(upstream_port))
@@ -54,7 +55,7 @@ pub fn origin(ip: &Ipv4) -> u32 {
     nameserver(ip.daddr, ip.dport)
 }
 
-/// [`nameserver`]'s answer for an address and port that are none of the nameservers.
+/// [`origin`]'s and [`origin6`]'s answer for a server not taken over.
 pub const NOT_TAKEN: u32 = u32::MAX;
 
 /// The index in the configuration's table of the nameserver taken over at this address and
@@ -62,7 +63,7 @@ pub const NOT_TAKEN: u32 = u32::MAX;
 /// may keep a `None`'s undefined payload in a register the verifier refuses (see rules.rs's
 /// `NO_RULE`).
 #[inline(always)]
-pub fn nameserver(addr: u32, port: u16) -> u32 {
+fn nameserver(addr: u32, port: u16) -> u32 {
     let count = config!(nameserver_count) as usize;
     let mut i = 0;
     while i < MAX_NAMESERVERS {
@@ -79,4 +80,52 @@ pub fn nameserver(addr: u32, port: u16) -> u32 {
         i += 1;
     }
     NOT_TAKEN
+}
+
+/// One word of the configuration's IPv6 nameserver table.
+#[inline(always)]
+fn nameserver_word(i: usize) -> u32 {
+    unsafe { core::ptr::read_volatile(&crate::config::CONFIG.nameservers6[i]) }
+}
+
+/// The index of the IPv6 nameserver taken over at this address and port (raw, as in the
+/// packet), or [`NOT_TAKEN`].
+#[inline(always)]
+fn nameserver6(addr: &Addr6, port: u16) -> u32 {
+    let count = config!(nameserver6_count) as usize;
+    let mut i = 0;
+    while i < MAX_NAMESERVERS {
+        let p = unsafe { core::ptr::read_volatile(&crate::config::CONFIG.nameserver6_ports[i]) };
+        let w = i * 4;
+        if i < count
+            && p == port
+            && p != 0
+            && nameserver_word(w) == addr[0]
+            && nameserver_word(w + 1) == addr[1]
+            && nameserver_word(w + 2) == addr[2]
+            && nameserver_word(w + 3) == addr[3]
+        {
+            return i as u32;
+        }
+        i += 1;
+    }
+    NOT_TAKEN
+}
+
+/// [`origin`] for IPv6: for a query in `ip` to a server taken over, the index its flow keeps: one of the IPv6
+/// nameservers', or with `--resolver any` 0 (the flow keeps the server's address itself) for
+/// any server on port 53 but the IPv6 upstream and the interface's address, from the
+/// interface's address only (as for IPv4: answers are restored to it alone; a link-local or
+/// temporary source would lose its answer); else [`NOT_TAKEN`].
+#[inline(always)]
+pub fn origin6(ip: &Ipv6) -> u32 {
+    if any_resolver() {
+        let own = config::container6();
+        let any = ip.dport == DNS_PORT
+            && ip.saddr == own
+            && ip.daddr != own
+            && !(ip.dport == config!(upstream6_port) && ip.daddr == config::upstream6());
+        return if any { 0 } else { NOT_TAKEN };
+    }
+    nameserver6(&ip.daddr, ip.dport)
 }
