@@ -484,6 +484,7 @@ fn filter(ifname: &str, ifindex: u32, hook: Hook) -> Ours {
 fn attached(build: Build) -> Status {
     Status {
         found: Found {
+            clsact: vec![3],
             filters: vec![
                 filter("eth0", 3, Hook::Ingress),
                 filter("eth0", 3, Hook::Egress),

@@ -64,6 +64,8 @@ pub struct Ours {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Found {
     pub filters: Vec<Ours>,
+    /// The interfaces with a clsact qdisc (whether or not a filter of ours is on them).
+    pub clsact: Vec<u32>,
 }
 
 /// Which path the filters in place make.
@@ -138,7 +140,8 @@ impl Found {
 /// filters of both hooks of each interface with a clsact qdisc.
 pub fn find(nl: &mut Netlink) -> Result<Found, Error> {
     let mut filters = Vec::new();
-    for ifindex in tc::clsact_interfaces(nl).context(|| "listing qdiscs".into())? {
+    let clsact = tc::clsact_interfaces(nl).context(|| "listing qdiscs".into())?;
+    for &ifindex in &clsact {
         // An interface that went away since the dump holds nothing any more.
         let Some(ifname) = interfaces::name_of(ifindex) else {
             continue;
@@ -158,7 +161,7 @@ pub fn find(nl: &mut Netlink) -> Result<Found, Error> {
             );
         }
     }
-    Ok(Found { filters })
+    Ok(Found { filters, clsact })
 }
 
 /// A loaded program to put on a hook.
@@ -403,6 +406,7 @@ mod tests {
         let eth1_out = ours("eth1", 9, Hook::Egress, "dnsredir_egress");
         let resolver = Found {
             filters: vec![lo.clone(), eth1_in.clone()],
+            ..Found::default()
         };
         assert_eq!(resolver.path(), Some(PathKind::EmbeddedResolver));
         assert_eq!(resolver.interface(), Some("eth1"));
@@ -411,12 +415,14 @@ mod tests {
 
         let nameservers = Found {
             filters: vec![eth1_in.clone(), eth1_out.clone()],
+            ..Found::default()
         };
         assert_eq!(nameservers.path(), Some(PathKind::Nameservers));
         assert!(nameservers.attached());
 
         let half = Found {
             filters: vec![eth1_out.clone()],
+            ..Found::default()
         };
         assert!(!half.attached());
         assert_eq!(half.interface(), Some("eth1"));
@@ -424,6 +430,7 @@ mod tests {
         // The reply on eth0, the egress query on eth1: not one attachment.
         let split = Found {
             filters: vec![ours("eth0", 5, Hook::Ingress, "dnsredir_reply"), eth1_out],
+            ..Found::default()
         };
         assert!(!split.attached());
         assert_eq!(Found::default().path(), None);
@@ -435,6 +442,7 @@ mod tests {
                 eth1_in,
                 ours("eth0", 5, Hook::Ingress, "dnsredir_reply"),
             ],
+            ..Found::default()
         };
         assert_eq!(with_stray.strays().len(), 1);
         assert_eq!(with_stray.strays()[0].at.ifname, "eth0");

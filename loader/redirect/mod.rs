@@ -138,10 +138,11 @@ fn install(
     wanted: &[(HookRef, Program)],
     log: Log,
 ) -> Result<(), Error> {
+    let found = hooks::find(nl)?;
     let mut stale: Vec<HookRef> = Vec::new();
-    for ours in hooks::find(nl)?.filters {
+    for ours in &found.filters {
         if !wanted.iter().any(|(at, _)| *at == ours.at) && !stale.contains(&ours.at) {
-            stale.push(ours.at);
+            stale.push(ours.at.clone());
         }
     }
     let all: Vec<HookRef> = wanted
@@ -149,7 +150,7 @@ fn install(
         .map(|(at, _)| at.clone())
         .chain(stale.iter().cloned())
         .collect();
-    transact(nl, target, &all, log, |nl, log| {
+    transact(nl, target, &found, &all, log, |nl, log| {
         for (at, program) in wanted {
             hooks::put(nl, at, program, log)?;
         }

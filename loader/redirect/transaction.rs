@@ -1,14 +1,14 @@
 //! One change of the namespace's hooks as one step: what is on them is noted (and held) first,
 //! and a failure puts it back.
 
-use super::hooks::{self, Clsact, HookRef, FILTER_PREFIX};
+use super::hooks::{self, Clsact, Found, HookRef};
 use super::Log;
 use crate::bpf::sys;
 use crate::error::{Context, Error, Undo};
 use crate::fault;
 use crate::net::netlink::Netlink;
 use crate::net::netns::{self, NetnsError};
-use crate::net::tc::{self, Filter};
+use crate::net::tc::Filter;
 use crate::target::Target;
 use std::os::fd::OwnedFd;
 
@@ -24,18 +24,20 @@ struct Before {
     ours: Option<(Filter, OwnedFd)>,
 }
 
-/// Changes the namespace's hooks as one step: what is on `hooks` is noted (and held) first, and
-/// a failure — or the `--pid` process gone by the end, its namespace going away — puts it back
+/// Changes the namespace's hooks as one step: what `found` (read just before, under the
+/// namespace's lock) says is on `hooks` is noted (and held) first, and a failure — or the
+/// `--pid` process gone by the end, its namespace going away — puts it back
 /// ([`Previous::undo`]). `hooks` are in the order the change fills them, reply side first.
 pub fn transact(
     nl: &mut Netlink,
     target: &Target,
+    found: &Found,
     hooks: &[HookRef],
     log: Log,
     change: impl FnOnce(&mut Netlink, Log) -> Result<(), Error>,
 ) -> Result<(), Error> {
     let namespace = netns::current().context(|| "reading the namespace's identity".into())?;
-    let previous = snapshot(nl, hooks)?;
+    let previous = snapshot(found, hooks)?;
     fault::pause("attach");
     let result = change(nl, &mut *log).and_then(|()| match target {
         Target::Pid(pid) if !netns::still_names(target, namespace) => {
@@ -46,31 +48,26 @@ pub fn transact(
     result.map_err(|e| previous.undo(nl, e, log))
 }
 
-/// Takes note of our filters on `hooks` (read-only). A filter of ours whose program cannot be
-/// held is an error here, before anything changes.
-fn snapshot(nl: &mut Netlink, hooks: &[HookRef]) -> Result<Previous, Error> {
-    let with_clsact = tc::clsact_interfaces(nl).context(|| "listing qdiscs".into())?;
+/// Takes note of our filters on `hooks`, as `found` lists them, holding their programs. A
+/// filter of ours whose program cannot be held is an error here, before anything changes.
+fn snapshot(found: &Found, hooks: &[HookRef]) -> Result<Previous, Error> {
     let mut before = Vec::new();
     for at in hooks {
-        let had_clsact = with_clsact.contains(&at.ifindex);
         let mut ours = None;
-        if had_clsact {
-            let filters =
-                tc::filters(nl, at.ifindex, at.hook).context(|| at.describe("listing filters"))?;
-            if let Some(f) = filters.into_iter().find(|f| f.is_named(FILTER_PREFIX)) {
-                let fd = f
-                    .prog_id()
-                    .ok_or_else(|| {
-                        std::io::Error::new(std::io::ErrorKind::InvalidData, "no program id")
-                    })
-                    .and_then(sys::prog_fd_by_id)
-                    .context(|| at.describe("holding the dnsredir program attached"))?;
-                ours = Some((f, fd));
-            }
+        if let Some(o) = found.filters.iter().find(|o| o.at == *at) {
+            let fd = o
+                .filter
+                .prog_id()
+                .ok_or_else(|| {
+                    std::io::Error::new(std::io::ErrorKind::InvalidData, "no program id")
+                })
+                .and_then(sys::prog_fd_by_id)
+                .context(|| at.describe("holding the dnsredir program attached"))?;
+            ours = Some((o.filter.clone(), fd));
         }
         before.push(Before {
             at: at.clone(),
-            had_clsact,
+            had_clsact: found.clsact.contains(&at.ifindex),
             ours,
         });
     }
