@@ -186,10 +186,11 @@ pub fn action(args: Args) -> Result<Action, String> {
     }
     match (args.detach, args.status) {
         (true, true) => Err("--detach and --status exclude each other".into()),
-        (true, false) if attach_only.is_some() || args.json => {
-            Err(only_attach("--detach", attach_only.unwrap_or("--json")))
-        }
-        (true, false) => Ok(Action::Detach { target }),
+        (true, false) => match attach_only {
+            Some(flag) => Err(only_attach("--detach", flag)),
+            None if args.json => Err("--json goes with --status or --watch".into()),
+            None => Ok(Action::Detach { target }),
+        },
         (false, true) => match attach_only {
             Some(flag) => Err(only_attach("--status", flag)),
             None => Ok(Action::Status {

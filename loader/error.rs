@@ -147,8 +147,6 @@ impl Error {
             Error::Netns(NetnsError::Exited(_)) => "did the container stop?",
             Error::Namespace(T::NoInterface(_)) => "is this a container on a Docker network? (use --interface for another name)",
             Error::Namespace(T::NoIpv4(_)) => "dnsredir needs one as the source of redirected queries",
-            // Never shown: without an embedded resolver, attach takes the nameservers path.
-            Error::Namespace(T::NoResolver) => return None,
             Error::Namespace(T::NoRoute { interface, .. }) => {
                 return Some(format!("dnsredir sends queries out of {interface}; give an upstream this container can reach (a container on an --internal network has no route out), or pass --interface"))
             }

@@ -46,6 +46,10 @@ fn every_bad_command_line_is_one_line_and_exit_2() {
             "--watch does not take --no-probe",
         ),
         (
+            &["--pid", "1", "--detach", "--json"],
+            "--json goes with --status or --watch",
+        ),
+        (
             &[
                 "--pid",
                 "1",

@@ -373,15 +373,11 @@ fn strings(value: &Value, key: &str) -> Result<Vec<String>, CniError> {
 /// What is wrong with a conflist entry of dnsredir's options (`--install-cni`), as an ADD would
 /// read them; `Ok` when nothing.
 pub fn check_entry(entry: &Map<String, Value>) -> Result<(), String> {
-    let mut conf = entry.clone();
-    conf.insert(
-        "cniVersion".into(),
-        Value::String(version::NEWEST.to_string()),
-    );
-    conf.insert("name".into(), Value::String("install-check".into()));
-    parse(Value::Object(conf).to_string().as_bytes())
-        .and_then(|conf| conf.options().map(drop))
-        .map_err(|e| e.msg)
+    let conf = NetConf {
+        version: Version::STATUS_AND_GC,
+        map: entry.clone(),
+    };
+    conf.options().map(drop).map_err(|e| e.msg)
 }
 
 /// The nameservers to take over: `resolvers` as a list of `IP[:PORT]`, or `"any"`; without

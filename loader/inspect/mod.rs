@@ -125,7 +125,7 @@ fn stale_reason(
     status: &Status,
     target: &Target,
 ) -> Result<(Option<String>, Option<String>), Error> {
-    let next = next_step(target)?;
+    let next = || next_step(target);
     let found = &status.found;
     if !found.attached() {
         let gone = status
@@ -140,8 +140,9 @@ fn stale_reason(
             });
         return Ok((
             Some(format!(
-                "half attached{}{gone}: {next}",
-                describe_filters(found)
+                "half attached{}{gone}: {}",
+                describe_filters(found),
+                next()?
             )),
             None,
         ));
@@ -151,15 +152,22 @@ fn stale_reason(
         let at: Vec<String> = strays.iter().map(|o| o.at.to_string()).collect();
         return Ok((
             Some(format!(
-                "dnsredir also has filters on {}, which the attachment on {} does not use: {next}",
+                "dnsredir also has filters on {}, which the attachment on {} does not use: {}",
                 at.join(", "),
-                found.interface().unwrap_or("?")
+                found.interface().unwrap_or("?"),
+                next()?
             )),
             None,
         ));
     }
     let Some(settings) = &status.settings else {
-        let rerun = format!("{next} with this binary");
+        if !matches!(
+            status.maps.build,
+            Some(Build::OtherLayout { .. } | Build::Unknown)
+        ) {
+            return Ok((None, None));
+        }
+        let rerun = format!("{} with this binary", next()?);
         return Ok((
             match status.maps.build {
                 Some(Build::OtherLayout { layout, build_id }) => Some(format!(
@@ -181,8 +189,13 @@ fn stale_reason(
     if let Some(interface) = found.interface() {
         reasons.extend(stale::interface_changes(settings, interface));
     }
-    let stale = (!reasons.is_empty()).then(|| format!("{}: {next}", reasons.join("; ")));
-    Ok((stale, unknown))
+    if reasons.is_empty() {
+        return Ok((None, unknown));
+    }
+    Ok((
+        Some(format!("{}: {}", reasons.join("; "), next()?)),
+        unknown,
+    ))
 }
 
 /// What the user can run: attach again where the namespace has an interface to send DNS

@@ -16,8 +16,6 @@ use std::os::fd::OwnedFd;
 pub struct WatchMaps {
     /// The query program's id: the watch ends when another program takes its place.
     pub prog_id: u32,
-    /// Where it is attached, as messages name it.
-    pub query_hook: String,
     /// The ring buffer, and its data size.
     pub events: OwnedFd,
     pub events_size: u32,
@@ -39,18 +37,15 @@ pub enum Watchable {
 /// refusing what another build attached: its events could have another layout.
 pub fn watch_maps(target: &Target) -> Result<Watchable, Error> {
     let found = super::found(target)?;
-    let (Some(query), Some(_), Some(prog_id)) = (
-        found.query().filter(|_| found.attached()),
-        found.reply(),
-        found.query().and_then(|q| q.filter.prog_id()),
-    ) else {
+    // Attached: both programs of a path on their hooks.
+    let attached = found.query().filter(|_| found.attached());
+    let Some(prog_id) = attached.and_then(|q| q.filter.prog_id()) else {
         return Ok(Watchable::Refused(format!(
             "not attached to {target}{}: nothing to watch; run dnsredir {} --upstream ... first",
             super::describe_filters(&found),
             target_args(target)
         )));
     };
-    let query_hook = query.at.to_string();
     let maps = maps::program_maps(prog_id)?;
     let rodata = maps::rodata_of(&maps)?;
     let config = maps::config_offset(&rodata).and_then(|at| rodata.get(at..));
@@ -87,7 +82,6 @@ pub fn watch_maps(target: &Target) -> Result<Watchable, Error> {
     };
     Ok(Watchable::Ready(WatchMaps {
         prog_id,
-        query_hook,
         events,
         events_size,
         control,

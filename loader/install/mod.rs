@@ -127,10 +127,11 @@ pub struct Installed {
     pub chain: String,
 }
 
-/// Copies the running binary to `BIN_DIR/dnsredir`, then puts dnsredir's entry into the conf
-/// directory's first conflist; `check_entry` says what is wrong with the entry's options, as
-/// the plugin will read them (the CNI front end's parser, handed in by the caller). In that order: a conflist that names dnsredir before the binary
-/// is there would fail every pod's network setup.
+/// Copies the running binary into the CNI bin directory, then puts dnsredir's entry into the
+/// conf directory's first conflist. In that order: a conflist that names dnsredir before the
+/// binary is there would fail every pod's network setup. `check_entry` says what is wrong with
+/// the entry's options as the plugin will read them: the CNI front end's parser, handed in by
+/// the caller because the CNI front end's errors already build on this module's.
 pub fn install(
     request: &InstallRequest,
     check_entry: impl Fn(&Map<String, Value>) -> Result<(), String>,
@@ -154,8 +155,8 @@ pub fn install(
     // The conflist is read and checked before the binary is copied: a refusal changes nothing.
     let path = first_conflist(&request.conf_dir)?;
     let (mut list, mode) = read_conflist(&path)?;
-    let mut check = list.clone();
-    conflist::insert(&mut check, &entry).map_err(|why| malformed(&path, why))?;
+    // Only in memory: the file is written once the binary is in place.
+    let change = conflist::insert(&mut list, &entry).map_err(|why| malformed(&path, why))?;
 
     let binary = request.bin_dir.join(PLUGIN_TYPE);
     let mut exe =
@@ -163,7 +164,6 @@ pub fn install(
     files::replace(&binary, 0o755, &mut |out| io::copy(&mut exe, out).map(drop))
         .map_err(io_error("copying dnsredir to", &binary))?;
 
-    let change = conflist::insert(&mut list, &entry).map_err(|why| malformed(&path, why))?;
     if change != Change::Unchanged {
         write_conflist(&path, &list, mode)?;
     }

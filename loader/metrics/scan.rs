@@ -7,7 +7,7 @@
 use super::{Attachment, AttachmentId, Decoded};
 use crate::bpf::sys;
 use crate::error::{Context, Error};
-use crate::inspect::maps;
+use crate::inspect::maps::{self, Build};
 use crate::settings::Settings;
 use std::collections::{BTreeMap, HashMap};
 use std::io;
@@ -66,9 +66,8 @@ pub fn attachments() -> Result<Vec<Attachment>, Error> {
             Err(e) if gone(&e) => continue,
             Err(e) => return Err(e),
         };
-        let Some(build) = read.build else {
-            continue;
-        };
+        // `read` always tells the build of maps it could read.
+        let build = read.build.unwrap_or(Build::Unknown);
         let decoded = match (read.config, read.counters) {
             (Some(config), Some(counters)) => {
                 let settings = Settings::from_config(&config);

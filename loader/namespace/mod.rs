@@ -26,7 +26,6 @@ pub enum NamespaceError {
         path: PathBuf,
         source: io::Error,
     },
-    NoResolver,
     NoRoute {
         upstream: IpAddr,
         interface: String,
@@ -72,10 +71,6 @@ impl fmt::Display for NamespaceError {
             NamespaceError::NoIpv4(name) => write!(f, "{name} has no IPv4 address"),
             NamespaceError::Interfaces(e) => write!(f, "cannot list the namespace's interfaces: {e}"),
             NamespaceError::Proc { path, source } => write!(f, "cannot read {}: {source}", path.display()),
-            NamespaceError::NoResolver => write!(
-                f,
-                "nothing listens on {DOCKER_RESOLVER} in this namespace, so there is no Docker embedded resolver to redirect"
-            ),
             NamespaceError::NoRoute { upstream, interface, source } => write!(
                 f,
                 "the upstream {upstream} cannot be reached through {interface} ({source})"

@@ -22,12 +22,9 @@ pub enum Detected {
         /// One line per protocol left with dockerd because its port could not be told.
         left_with_dockerd: Vec<String>,
     },
-    Nameservers {
-        /// At most [`MAX_NAMESERVERS`] per family; IPv6 ones only with an IPv6 upstream.
-        nameservers: Nameservers,
-        /// Where they were read (none: `--resolver`).
-        read_from: Option<String>,
-    },
+    /// These nameservers: at most [`MAX_NAMESERVERS`] per family; IPv6 ones only with an IPv6
+    /// upstream.
+    Nameservers(Nameservers),
     /// The nameservers path for every server on port 53 (`--resolver any`).
     AnyResolver,
 }
@@ -77,12 +74,7 @@ pub fn dockerd_from(udp: &PortFinding, tcp: &PortFinding) -> Result<Dockerd, Nam
 /// Looks at the namespace (the calling thread is in it) and decides the path.
 pub fn path(request: &AttachRequest, log: Log) -> Result<Detected, Error> {
     match &request.resolvers {
-        Resolvers::Named(nameservers) => {
-            return Ok(Detected::Nameservers {
-                nameservers: nameservers.clone(),
-                read_from: None,
-            })
-        }
+        Resolvers::Named(nameservers) => return Ok(Detected::Nameservers(nameservers.clone())),
         Resolvers::Any => return Ok(Detected::AnyResolver),
         Resolvers::FromNamespace => {}
     }
@@ -129,10 +121,7 @@ pub fn path(request: &AttachRequest, log: Log) -> Result<Detected, Error> {
                 "no embedded resolver on {}: taking over the nameservers of {read_from}",
                 dockerd::DOCKER_RESOLVER
             ));
-            Ok(Detected::Nameservers {
-                nameservers,
-                read_from: Some(read_from),
-            })
+            Ok(Detected::Nameservers(nameservers))
         }
     }
 }
@@ -148,7 +137,7 @@ pub fn routed_peers(request: &AttachRequest, detected: &Detected) -> Vec<SocketA
         Detected::AnyResolver => upstream
             .chain(request.upstream6.map(SocketAddr::from))
             .collect(),
-        Detected::Nameservers { nameservers, .. } => {
+        Detected::Nameservers(nameservers) => {
             let v6 = request.upstream6.iter().flat_map(|up6| {
                 nameservers
                     .v6
@@ -197,8 +186,12 @@ pub fn interface_from(
 /// The interface name Docker, Podman and CNI give a container's first network.
 pub const DEFAULT_INTERFACE: &str = "eth0";
 
-/// [`interface_from`] with the namespace's routes (the calling thread is in it).
+/// [`interface_from`] with the namespace's routes (the calling thread is in it); none are
+/// looked up when `--interface` names it.
 pub fn interface(request: &AttachRequest, detected: &Detected) -> Result<String, Error> {
+    if let Some(given) = &request.interface {
+        return Ok(given.clone());
+    }
     let routes: Vec<_> = routed_peers(request, detected)
         .into_iter()
         .map(|peer| (peer, interfaces::route_interface(peer)))

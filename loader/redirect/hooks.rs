@@ -126,14 +126,6 @@ impl Found {
             .filter(|o| Some(*o) != query && Some(*o) != reply)
             .collect()
     }
-
-    /// The program of our filter on `at`, if any.
-    pub fn prog_id_at(&self, at: &HookRef) -> Option<u32> {
-        self.filters
-            .iter()
-            .find(|o| o.at.ifindex == at.ifindex && o.at.hook == at.hook)
-            .and_then(|o| o.filter.prog_id())
-    }
 }
 
 /// Every filter of dnsredir's in the calling thread's namespace: one qdisc dump, then the

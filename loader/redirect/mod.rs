@@ -41,7 +41,6 @@ pub use request::{AttachRequest, Attached, Resolvers, EDNS_MAX};
 /// (or `--interface`). The host's own namespace is refused before anything is loaded; a
 /// failure once the hooks begin to change puts back what was there.
 pub fn attach(request: &AttachRequest, log: Log) -> Result<Attached, Error> {
-    check_privileges()?;
     change_namespace(&request.target, log, |nl, log| {
         // The namespace entered, not the path: a path can name another namespace by now.
         host::refuse_host_namespace(netns::CURRENT.as_ref(), &request.target.to_string())?;
@@ -70,28 +69,25 @@ pub fn attach(request: &AttachRequest, log: Log) -> Result<Attached, Error> {
             rules: request.rules.kinds(),
             label: request.label.clone(),
         };
-        let (settings, left_with_dockerd, ipv6_not_redirected, nameservers_from) = match detected {
+        let (settings, left_with_dockerd, ipv6_not_redirected) = match detected {
             Detected::EmbeddedResolver {
                 ports,
                 left_with_dockerd,
             } => {
                 let settings = embedded_resolver::settings(request, base, ports, &interface, log)?;
-                (settings, left_with_dockerd, None, None)
+                (settings, left_with_dockerd, None)
             }
-            Detected::Nameservers {
-                nameservers,
-                read_from,
-            } => {
+            Detected::Nameservers(nameservers) => {
                 let taken = nameservers::Taken::Named(&nameservers);
                 let (settings, ipv6_not_redirected) =
                     nameservers::settings(request, base, taken, &interface, log)?;
-                (settings, Vec::new(), ipv6_not_redirected, read_from)
+                (settings, Vec::new(), ipv6_not_redirected)
             }
             Detected::AnyResolver => {
                 let taken = nameservers::Taken::Any;
                 let (settings, ipv6_not_redirected) =
                     nameservers::settings(request, base, taken, &interface, log)?;
-                (settings, Vec::new(), ipv6_not_redirected, None)
+                (settings, Vec::new(), ipv6_not_redirected)
             }
         };
         let loaded = load_programs(&settings, &request.rules)?;
@@ -124,7 +120,6 @@ pub fn attach(request: &AttachRequest, log: Log) -> Result<Attached, Error> {
             settings,
             left_with_dockerd,
             ipv6_not_redirected,
-            nameservers_from,
         })
     })
 }

@@ -7,7 +7,6 @@
 //! `--resolver any` there is no list: every query to port 53 is taken, whatever server it names.
 
 use super::{check_upstream, AttachRequest, Log};
-use crate::abi::MAX_NAMESERVERS;
 use crate::error::Error;
 use crate::namespace::interfaces;
 use crate::namespace::resolv_conf::Nameservers;
@@ -24,8 +23,9 @@ pub enum Taken<'a> {
     Any,
 }
 
-/// The path's settings for `taken` (named: up to [`MAX_NAMESERVERS`] per family, at least one
-/// in all, none on loopback; the IPv6 ones only with `request.upstream6`), with the upstreams
+/// The path's settings for `taken` (named: as `--resolver` and resolv.conf give them, checked
+/// there: none on loopback, at most `MAX_NAMESERVERS` per family; here at least one in all,
+/// the IPv6 ones only with `request.upstream6`), with the upstreams
 /// checked through `interface`; and, when an IPv6 upstream cannot be used, the line that says
 /// why.
 pub fn settings(
@@ -40,10 +40,7 @@ pub fn settings(
         Taken::Named(named) => (named, false),
         Taken::Any => (&none, true),
     };
-    if let Some(lo) = named.loopback() {
-        return Err(NamespaceError::LoopbackNameserver(lo).into());
-    }
-    let nameservers = named.v4[..named.v4.len().min(MAX_NAMESERVERS)].to_vec();
+    let nameservers = named.v4.clone();
     log(if any {
         format!("every DNS server on port 53 taken over on {interface} (--resolver any)")
     } else {
@@ -102,7 +99,7 @@ fn ipv6_side(
             )),
         ));
     };
-    let nameservers = nameservers[..nameservers.len().min(MAX_NAMESERVERS)].to_vec();
+    let nameservers = nameservers.to_vec();
     let taken = if any {
         "any on port 53".to_string()
     } else {

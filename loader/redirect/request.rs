@@ -64,7 +64,4 @@ pub struct Attached {
     pub left_with_dockerd: Vec<String>,
     /// Why an IPv6 upstream that was given is not used (one line for the user).
     pub ipv6_not_redirected: Option<String>,
-    /// The resolv.conf the nameservers were read from (none: `--resolver`, or the
-    /// embedded-resolver path).
-    pub nameservers_from: Option<String>,
 }

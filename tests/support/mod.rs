@@ -13,7 +13,9 @@
 //! - [`watcher`]: a running `dnsredir --watch` ([`watcher::Watcher`]);
 //! - [`packet`]: crafted frames and checksums for BPF_PROG_TEST_RUN (also used by bench/prog.rs).
 //! - [`reliability`]: what the fault, concurrency and load tests share (the binary run with extra
-//!   environment variables, the container's tc state, a sampling thread).
+//!   environment variables, the container's tc state, a sampling thread);
+//! - [`script`]: the real-runtime scripts (`scripts/docker-e2e`, `scripts/podman-e2e`) run as
+//!   one test each.
 //!
 //! Every namespace is named `drt<pid>x<n><role>` and deleted on Drop (stale ones from killed
 //! test processes are removed the next time a topology is built).
