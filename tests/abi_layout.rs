@@ -105,6 +105,10 @@ fn counter_names_and_values_follow_the_fields() {
             "rule_outside_only",
             "rule_only_redirected",
             "rule_unparsed",
+            "answered_blocked",
+            "answered_pinned",
+            "answered_disallowed",
+            "tcp_reset",
         ]
     );
     let c = Counters {
@@ -112,12 +116,16 @@ fn counter_names_and_values_follow_the_fields() {
         failures: 9,
         replies_fragmented: 11,
         rule_unparsed: 13,
+        answered_pinned: 15,
         ..Counters::default()
     };
-    assert_eq!(c.as_array(), [0, 0, 3, 0, 0, 0, 0, 9, 0, 11, 0, 0, 0, 13]);
+    assert_eq!(
+        c.as_array(),
+        [0, 0, 3, 0, 0, 0, 0, 9, 0, 11, 0, 0, 0, 13, 0, 15, 0, 0]
+    );
     assert_eq!(Counters::from_array(c.as_array()), c);
     let b = c.to_bytes();
-    assert_eq!(b.len(), 112);
+    assert_eq!(b.len(), 144);
     assert_eq!(&b[16..24], &3u64.to_ne_bytes(), "tcp_segments_redirected");
     assert_eq!(&b[56..64], &9u64.to_ne_bytes(), "failures");
     assert_eq!(&b[72..80], &11u64.to_ne_bytes(), "replies_fragmented");

@@ -25,6 +25,10 @@ const COUNTER_HELP: [&str; Counters::COUNT] = [
     "UDP queries kept because --only is in force and their name is under none of its suffixes.",
     "UDP queries redirected because their name is equal to or under an --only suffix.",
     "UDP queries whose name the rules could not read (they follow the rules' default).",
+    "UDP queries answered in the kernel with NXDOMAIN (or REFUSED): a blocked name.",
+    "UDP queries answered in the kernel from a pinned name's addresses.",
+    "UDP queries refused in the kernel under --allow (not allowed, or not readable).",
+    "TCP connections reset in the kernel: a query a decision covers, or one not readable whole in one segment.",
 ];
 
 /// What every per-attachment HELP adds.
@@ -219,7 +223,7 @@ mod tests {
         .map(String::from)
         .to_vec();
         // The other counters' families have the same form: their values are the test's.
-        let values = [7, 0, 0, 0, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        let values = [7, 0, 0, 0, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
         for ((name, help), value) in Counters::NAMES.iter().zip(COUNTER_HELP).zip(values).skip(1) {
             expected.push(format!(
                 "# HELP dnsredir_{name}_total {help} {PER_ATTACHMENT}"

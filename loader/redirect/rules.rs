@@ -259,6 +259,8 @@ pub fn fill(map: &OwnedFd, rules: &Rules) -> Result<(), MapError> {
     for rule in &rules.rules {
         let value = RuleValue {
             kind: rule.kind.raw(),
+            decision: crate::abi::DECISION_NONE,
+            answer: 0,
         };
         sys::map_update(map, &key_of(&rule.suffix).to_bytes(), &value.to_bytes()).map_err(
             |source| MapError {

@@ -120,6 +120,8 @@ array_bytes!(u32, 4, 16);
 array_bytes!(u16, 4, 8);
 array_bytes!(u32, 16, 64);
 array_bytes!(u8, 64, 64);
+array_bytes!(u8, 128, 128);
+array_bytes!(u8, 224, 224);
 
 fn put(out: &mut [u8], at: usize, value: &[u8]) {
     if let Some(slot) = out.get_mut(at..at + value.len()) {
@@ -144,7 +146,7 @@ pub const CONFIG_MAGIC: u32 = u32::from_ne_bytes(*b"DNSR");
 /// its header, [`Counters`], [`FlowKey`], [`FlowValue`], [`FlowValue6`], [`EventHeader`] and [`WatchControl`]. Bump it whenever one of their
 /// fields is added, removed, moved or changes meaning, so that a reader never decodes another
 /// build's maps as its own.
-pub const LAYOUT_VERSION: u32 = 8;
+pub const LAYOUT_VERSION: u32 = 9;
 
 /// [`Config::path`]: Docker's embedded resolver, taken on lo ingress (the query program).
 pub const PATH_EMBEDDED_RESOLVER: u16 = 0;
@@ -435,6 +437,15 @@ counters! {
     /// `_`, or a malformed name): they follow the default of the rules in force (kept with
     /// `--only`, redirected with `--keep` alone).
     rule_unparsed,
+    /// UDP queries answered by the program with NXDOMAIN (or REFUSED): a blocked name.
+    answered_blocked,
+    /// UDP queries answered by the program from a pinned name's records.
+    answered_pinned,
+    /// UDP queries refused by the program under `--allow`.
+    answered_disallowed,
+    /// TCP connections reset by the program: a query a decision covers, or one it could not
+    /// read whole in one segment with decisions in force.
+    tcp_reset,
 }
 
 const _: () = assert!(Counters::SIZE == 8 * Counters::COUNT);
@@ -495,7 +506,9 @@ pub const RULES_MAP: &str = "RULES";
 /// The per-CPU buffer the query programs build a name's rule key in.
 pub const RULES_SCRATCH_MAP: &str = "RULES_SCRATCH";
 /// Its capacity.
-pub const MAX_RULES: u32 = 1024;
+/// Its largest size: every suffix and hosts name of one attachment, a 10^5-name blocklist
+/// with room to spare. The loader creates the map with the entries it holds.
+pub const MAX_RULES: u32 = 1 << 17;
 /// Bytes of a [`RuleKey`]'s name: a name of at most 253 text characters is at most 254 bytes
 /// in the key, rounded up.
 pub const RULE_KEY_DATA: usize = 256;
@@ -545,17 +558,98 @@ impl RuleKey {
 }
 
 layout! {
-    /// What a rule says.
+    /// What the names a key matches get: where they go (`kind`) and what is answered for them
+    /// (`decision`). The loader stores in every entry the merged word of all the rules that
+    /// cover its names (see the loader's `redirect::policy`), so that the program's one
+    /// lookup (the longest match) is the whole answer.
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
     pub struct RuleValue {
-        /// [`RULE_KEEP`], [`RULE_ONLY`] or [`RULE_ONLY_UNDER_KEEP`].
+        /// 0, [`RULE_KEEP`], [`RULE_ONLY`] or [`RULE_ONLY_UNDER_KEEP`].
         pub kind: u32,
+        /// [`DECISION_NONE`], [`DECISION_ALLOW`], [`DECISION_BLOCK`] or [`DECISION_ANSWER`].
+        pub decision: u32,
+        /// For [`DECISION_ANSWER`]: the index of its records in [`ANSWERS_MAP`]; else 0.
+        pub answer: u32,
     }
 }
+
+const _: () = assert!(RuleValue::SIZE == 12);
 
 impl RuleValue {
     pub fn from_bytes(bytes: &[u8]) -> Option<RuleValue> {
         RuleValue::decode(bytes)
+    }
+}
+
+// ---- decisions (`--block`, `--allow`, `--answer`, `--hosts`) ----
+
+/// [`RuleValue::decision`]: no decision covers the name; it is routed (with `--allow` in
+/// force, it is disallowed).
+pub const DECISION_NONE: u32 = 0;
+/// Under an `--allow` suffix: routed as without decisions.
+pub const DECISION_ALLOW: u32 = 1;
+/// Blocked: NXDOMAIN (REFUSED with [`FLAG_BLOCK_REFUSED`]).
+pub const DECISION_BLOCK: u32 = 2;
+/// Pinned: answered from [`AnswerValue`] `answer`.
+pub const DECISION_ANSWER: u32 = 3;
+
+/// Set in [`Config::flags`]: the `RULES` map holds decisions; the programs read every query
+/// to a server taken over (TCP's too) and answer the decided ones themselves.
+pub const FLAG_DECIDE: u16 = 32;
+/// Set with [`FLAG_DECIDE`] when `--allow` is in force: a name no decision covers, a query
+/// the program cannot read, with QDCOUNT ≠ 1 or of a class other than IN is refused.
+pub const FLAG_ALLOWLIST: u16 = 64;
+/// A policy without `--upstream`: the queries no decision answers go on where they were going
+/// (dockerd, or the nameserver asked), untouched; no flow is recorded.
+pub const FLAG_NO_UPSTREAM: u16 = 128;
+/// `--block-rcode refused`: blocked names get REFUSED instead of NXDOMAIN.
+pub const FLAG_BLOCK_REFUSED: u16 = 256;
+
+/// Appended to the key of an exact name (`--hosts`), after the name's bytes: such a key
+/// matches only a lookup of that very name, which the program always makes with this byte
+/// after the name. Never a byte of [`NAME_BYTES`] nor [`RULE_LABEL_MARK`].
+pub const RULE_EXACT_MARK: u8 = b'$';
+
+/// The array of pinned answers, indexed by [`RuleValue::answer`]; the loader sizes it.
+pub const ANSWERS_MAP: &str = "ANSWERS";
+/// Addresses of each family one pinned name answers with.
+pub const MAX_ANSWER_ADDRS: usize = 8;
+/// Wire size of one A record in an answer: a pointer to the question's name (0xc00c), TYPE,
+/// CLASS, TTL, RDLENGTH, the address.
+pub const A_RECORD_SIZE: usize = 16;
+/// Wire size of one AAAA record.
+pub const AAAA_RECORD_SIZE: usize = 28;
+/// The TTL of pinned answers, in seconds: short, so that a rule changed in place reaches
+/// caching stub resolvers soon.
+pub const ANSWER_TTL: u32 = 10;
+/// The UDP payload size the programs' own answers announce in their OPT record.
+pub const ANSWER_EDNS_SIZE: u16 = 1232;
+
+layout! {
+    /// A pinned name's answer records, built by the loader exactly as they go into the
+    /// packet (after the question), with the one's-complement sums the program adds to the
+    /// UDP checksum instead of reading them again.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct AnswerValue {
+        /// A records in `a` (0 to [`MAX_ANSWER_ADDRS`]).
+        pub a_count: u16,
+        /// AAAA records in `aaaa`.
+        pub aaaa_count: u16,
+        /// Sum of the big-endian 16-bit words of the first `a_count` records (unfolded).
+        pub a_sum: u32,
+        /// The same for the AAAA records.
+        pub aaaa_sum: u32,
+        pub pad0: u32,
+        pub a: [u8; A_RECORD_SIZE * MAX_ANSWER_ADDRS],
+        pub aaaa: [u8; AAAA_RECORD_SIZE * MAX_ANSWER_ADDRS],
+    }
+}
+
+const _: () = assert!(AnswerValue::SIZE == 16 + 128 + 224);
+
+impl AnswerValue {
+    pub fn from_bytes(bytes: &[u8]) -> Option<AnswerValue> {
+        AnswerValue::decode(bytes)
     }
 }
 
@@ -624,6 +718,15 @@ pub const ROUTE_DOCKERD: u8 = 2;
 pub const ROUTE_NAMESERVER: u8 = 3;
 /// Sent directly to a nameserver and left with it by a name rule (`--keep`, `--only`).
 pub const ROUTE_NAMESERVER_KEPT: u8 = 4;
+/// Answered by the program: a blocked name.
+pub const ROUTE_BLOCKED: u8 = 5;
+/// Answered by the program: a pinned name.
+pub const ROUTE_PINNED: u8 = 6;
+/// Answered by the program: refused under `--allow` (not allowed, or not readable).
+pub const ROUTE_DISALLOWED: u8 = 7;
+/// A TCP query a decision covers, or one the program could not decide with decisions in
+/// force: the connection is reset.
+pub const ROUTE_RESET: u8 = 8;
 
 layout! {
     /// The start of every event record.
