@@ -4,7 +4,7 @@ use crate::config::config;
 use crate::kernel::{self, MapDef, TC_ACT_UNSPEC};
 use crate::rules::Rule;
 use core::ffi::c_void;
-use dnsredir_abi::{Counters, FLAG_NO_COUNTERS};
+use dnsredir_abi::{Counters, FLAG_NO_COUNTERS, ROUTE_BLOCKED, ROUTE_PINNED};
 
 #[no_mangle]
 #[link_section = "maps"]
@@ -33,6 +33,12 @@ pub enum Outcome {
     UnknownFlow,
     Fragmented,
     Failed,
+    /// Answered by the program (UDP): the `ROUTE_` of its decision.
+    Answered(u8),
+    /// A TCP connection reset by the program.
+    Reset,
+    /// An answer's later pass through lo (see answer.rs): counted once, when it was made.
+    Delivered,
 }
 
 /// A packet a program leaves alone: on to the next filter.
@@ -75,6 +81,11 @@ pub fn count(outcome: &Outcome) {
         Outcome::UnknownFlow => c.replies_unknown_flow += 1,
         Outcome::Fragmented => c.replies_fragmented += 1,
         Outcome::Failed => c.failures += 1,
+        Outcome::Answered(ROUTE_BLOCKED) => c.answered_blocked += 1,
+        Outcome::Answered(ROUTE_PINNED) => c.answered_pinned += 1,
+        Outcome::Answered(_) => c.answered_disallowed += 1,
+        Outcome::Reset => c.tcp_reset += 1,
+        Outcome::Delivered => {}
     }
 }
 

@@ -2,15 +2,20 @@
 //! [`egress`](crate::egress) for IPv4 and IPv6): the decision on a DNS query once its
 //! destination is one taken over, the start of its flow, and the outcome of its rewrite.
 
+use crate::answer;
 use crate::config::config;
 use crate::counters::Outcome;
+use crate::counters::PASS;
 use crate::events;
 use crate::family::Family;
 use crate::flows;
 use crate::kernel::{self, SkBuff, TC_ACT_SHOT, TC_ACT_UNSPEC};
 use crate::net::dns;
-use crate::net::packet::{self, Ip, Ipv4, Patch, Ports, Proto, RewriteError, TCP_ACK, TCP_SYN};
+use crate::net::packet::{
+    self, Ip, Patch, Ports, Proto, RewriteError, TCP_ACK, TCP_MIN_HLEN, TCP_SYN, UDP_HLEN,
+};
 use crate::rules::{self, Rule};
+use dnsredir_abi::{FLAG_NO_UPSTREAM, ROUTE_DISALLOWED};
 
 /// A query to redirect: what its flow, its rewrite and its count need.
 pub struct DnsQuery {
@@ -23,51 +28,120 @@ pub struct DnsQuery {
     pub rule: Rule,
 }
 
-/// Decides on a UDP (`udp`) or TCP query whose L4 header is at `l4_off`: `Err` with the outcome
-/// of a packet left alone. A UDP query needs a readable DNS header; one with a single-label
-/// name stays where it was going when `keep_single_label`, and so does one a name rule keeps,
-/// with a `PATH_` event `kept_path` for the query in `kept_event` (none without).
+/// Decides on a UDP (`udp`) or TCP query in `ip` to a server taken over: `Ok` with the query to
+/// redirect, `Err` with the program's answer for one it leaves alone or answers itself (`lo`:
+/// on lo's ingress, else on the interface's egress; see [`answer`]).
+///
+/// A UDP query needs a readable DNS header; one with a single-label name stays where it was
+/// going when `keep_single_label`, and so does one a name rule keeps, with a `PATH_` event
+/// `kept_path` (IPv4 only). With decisions in force (`--block`, `--allow`, `--answer`), the
+/// rules' decision comes first; TCP segments carrying data are read too (see [`tcp_check`]).
 #[inline(always)]
-pub unsafe fn decide(
-    skb: *const SkBuff,
-    l4_off: u32,
+pub unsafe fn decide<A: Family>(
+    skb: *mut SkBuff,
+    ip: &Ip<A>,
     udp: bool,
-    tcp_flags: u8,
     keep_single_label: bool,
-    kept_event: Option<&Ipv4>,
     kept_path: u8,
-) -> Result<DnsQuery, Outcome> {
+    lo: bool,
+) -> Result<DnsQuery, (Outcome, i32)> {
+    let decides = rules::decides();
+    // A message partly outside the linear data would not be read, and a decision not taken.
+    if decides && kernel::skb_pull_data(skb, 0) != 0 {
+        return Err((Outcome::Failed, TC_ACT_SHOT));
+    }
+    let redirects = config!(flags) & FLAG_NO_UPSTREAM == 0 && A::upstream().1 != 0;
     let mut dns_id = 0;
     let mut clamp = None;
     let mut rule = Rule::Default;
     if udp {
-        let Some(query) = dns::query_at(skb, l4_off) else {
-            return Err(Outcome::Passed);
-        };
-        if keep_single_label && query.single_label {
-            if let Some(ip) = kept_event {
-                events::query(skb, ip, kept_path);
+        let dns_off = ip.l4_off + UDP_HLEN as u32;
+        let Some(query) = dns::query_at(skb, dns_off) else {
+            if rules::refuses_unreadable() {
+                return Err((Outcome::Answered(ROUTE_DISALLOWED), TC_ACT_SHOT));
             }
-            return Err(Outcome::Kept(Rule::Default));
+            return Err(PASS);
+        };
+        let single = keep_single_label && query.single_label;
+        if single && !decides {
+            A::sent(skb, ip, kept_path);
+            return Err((Outcome::Kept(Rule::Default), TC_ACT_UNSPEC));
         }
         // After the name walk: before it, LLVM spilled an undefined register.
-        rule = rules::check_at(skb, l4_off);
-        if rule.keeps() {
-            if let Some(ip) = kept_event {
-                events::query(skb, ip, kept_path);
-            }
-            return Err(Outcome::Kept(rule));
+        let verdict = rules::check_at(skb, dns_off, single, query.plain);
+        if answer::answers(&verdict) {
+            return Err(answer::udp(skb, ip, dns_off, &query, &verdict, lo));
+        }
+        if single {
+            A::sent(skb, ip, kept_path);
+            return Err((Outcome::Kept(Rule::Default), TC_ACT_UNSPEC));
+        }
+        rule = verdict.rule;
+        if rule.keeps() || !redirects {
+            A::sent(skb, ip, kept_path);
+            return Err((Outcome::Kept(rule), TC_ACT_UNSPEC));
         }
         dns_id = query.id;
         clamp = edns_clamp(query.edns_size);
+    } else {
+        if decides {
+            if let Some(reset) = tcp_check(skb, ip, keep_single_label, lo) {
+                return Err(reset);
+            }
+        }
+        // With --only, TCP stays where it was going: the name is not known at the SYN.
+        if rules::only() || !redirects {
+            return Err(PASS);
+        }
     }
     Ok(DnsQuery {
         udp,
-        syn: !udp && tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN,
+        syn: !udp && ip.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN,
         dns_id,
         clamp,
         rule,
     })
+}
+
+/// With decisions in force, a TCP segment from the client that carries data: `None` if it is
+/// exactly one whole DNS message whose name no decision answers (it goes on as before), else
+/// the connection's reset: a query a decision covers, or one the program cannot decide (split
+/// across segments, or pipelined behind another in one segment).
+#[inline(always)]
+unsafe fn tcp_check<A: Family>(
+    skb: *mut SkBuff,
+    ip: &Ip<A>,
+    keep_single_label: bool,
+    lo: bool,
+) -> Option<(Outcome, i32)> {
+    let l4_len = packet::l4_len(skb, ip)?;
+    let (data, end) = kernel::packet_bounds(skb);
+    let l4 = data.add((ip.l4_off & 0xff) as usize);
+    if l4.add(TCP_MIN_HLEN) as *const u8 > end {
+        return None;
+    }
+    let hlen = ((*l4.add(12) >> 4) as u32) * 4;
+    if l4_len <= hlen {
+        // No data: the handshake, ACKs, FINs.
+        return None;
+    }
+    let payload = l4_len - hlen;
+    let prefix = l4.add((hlen & 0x3c) as usize);
+    let whole = prefix.add(2) as *const u8 <= end && {
+        let len = u16::from_be(packet::load16(prefix)) as u32;
+        len >= dns::DNS_HLEN as u32 && payload == len + 2
+    };
+    if whole {
+        let dns_off = ip.l4_off + hlen + 2;
+        if let Some(query) = dns::query_at(skb, dns_off) {
+            let single = keep_single_label && query.single_label;
+            let verdict = rules::check_at(skb, dns_off, single, query.plain);
+            if !answer::answers(&verdict) {
+                return None;
+            }
+        }
+    }
+    Some(answer::reset(skb, ip, payload, lo))
 }
 
 impl DnsQuery {
@@ -161,12 +235,13 @@ fn edns_clamp(size: dns::EdnsSize) -> Option<Patch> {
 }
 
 /// Whether a query to a nameserver taken over is UDP (or TCP); `None` for a packet to pass.
-/// With --only, TCP stays with the nameserver: the name is not known at the SYN.
+/// With --only, TCP stays with the nameserver (the name is not known at the SYN), and is only
+/// read with decisions in force.
 #[inline(always)]
 pub fn udp_or_tcp(proto: Proto) -> Option<bool> {
     match proto {
         Proto::Udp => Some(true),
-        Proto::Tcp if !rules::only() => Some(false),
+        Proto::Tcp if !rules::only() || rules::decides() => Some(false),
         Proto::Tcp => None,
     }
 }

@@ -9,7 +9,7 @@
 use crate::config::config;
 use crate::counters::{Outcome, PASS};
 use crate::decide;
-use crate::kernel::{SkBuff, TC_ACT_UNSPEC};
+use crate::kernel::SkBuff;
 use crate::net::packet::Ipv4;
 use crate::taken::{self, NOT_TAKEN};
 use dnsredir_abi::{PATH_NAMESERVERS, ROUTE_NAMESERVER, ROUTE_NAMESERVER_KEPT};
@@ -35,17 +35,9 @@ unsafe fn egress(skb: *mut SkBuff) -> (Outcome, i32) {
     let Some(udp) = decide::udp_or_tcp(ip.proto) else {
         return PASS;
     };
-    let query = match decide::decide(
-        skb,
-        ip.l4_off,
-        udp,
-        ip.tcp_flags,
-        false,
-        Some(&ip),
-        ROUTE_NAMESERVER_KEPT,
-    ) {
+    let query = match decide::decide(skb, &ip, udp, false, ROUTE_NAMESERVER_KEPT, false) {
         Ok(query) => query,
-        Err(outcome) => return (outcome, TC_ACT_UNSPEC),
+        Err(done) => return done,
     };
     // On out of the same interface; later filters see the rewritten packet.
     decide::redirect(skb, &ip, &query, origin, ip.saddr, false, ROUTE_NAMESERVER)

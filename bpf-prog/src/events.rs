@@ -11,8 +11,6 @@ use dnsredir_abi::{
     ROUTE_NONE, WATCH_LEASE_NS,
 };
 
-const BPF_MAP_TYPE_ARRAY: u32 = 2;
-const BPF_MAP_TYPE_PERCPU_ARRAY: u32 = 6;
 const BPF_MAP_TYPE_RINGBUF: u32 = 27;
 const ETH_HLEN: usize = 14;
 const TCP_MIN_HLEN: usize = 20;
@@ -40,7 +38,7 @@ pub static EVENTS: MapDef = MapDef {
 #[no_mangle]
 #[link_section = "maps"]
 pub static WATCH: MapDef = MapDef {
-    map_type: BPF_MAP_TYPE_ARRAY,
+    map_type: kernel::BPF_MAP_TYPE_ARRAY,
     key_size: 4,
     value_size: WatchControl::SIZE as u32,
     max_entries: 1,
@@ -50,7 +48,7 @@ pub static WATCH: MapDef = MapDef {
 #[no_mangle]
 #[link_section = "maps"]
 pub static EVENTS_LOST: MapDef = MapDef {
-    map_type: BPF_MAP_TYPE_PERCPU_ARRAY,
+    map_type: kernel::BPF_MAP_TYPE_PERCPU_ARRAY,
     key_size: 4,
     value_size: 8,
     max_entries: 1,
@@ -89,11 +87,6 @@ unsafe fn ringbuf_query(map: *const MapDef, what: u64) -> u64 {
 #[inline(always)]
 unsafe fn ringbuf_discard(data: *mut c_void) {
     helper!(133, fn(*mut c_void, u64) -> ())(data, 0)
-}
-
-#[inline(always)]
-unsafe fn skb_load_bytes(skb: *const SkBuff, off: u32, to: *mut u8, len: u32) -> i64 {
-    helper!(26, fn(*const SkBuff, u32, *mut u8, u32) -> i64)(skb, off, to, len)
 }
 
 /// A watcher holds the flag and refreshed it less than [`WATCH_LEASE_NS`] ago.
@@ -199,7 +192,7 @@ unsafe fn emit(skb: *const SkBuff, ip: &Ipv4, kind: u8, path: u8, addr: u32, por
     // turns the checks above into compares it cannot use: the volatile read hides the value
     // from LLVM, the mask and add bound it for the verifier (and change nothing for 1..=512).
     let len = (core::ptr::read_volatile(&len).wrapping_sub(1) & (EVENT_DATA_MAX as u32 - 1)) + 1;
-    if skb_load_bytes(skb, off, (*rec).data.as_mut_ptr(), len) != 0 {
+    if kernel::skb_load_bytes(skb, off, (*rec).data.as_mut_ptr(), len) != 0 {
         ringbuf_discard(rec as *mut c_void);
         return;
     }

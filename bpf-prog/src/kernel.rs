@@ -8,7 +8,11 @@ use core::ffi::c_void;
 /// ends classification and would hide the packet from every filter after ours.
 pub const TC_ACT_UNSPEC: i32 = -1;
 pub const TC_ACT_SHOT: i32 = 2;
+pub const TC_ACT_REDIRECT: i32 = 7;
+/// bpf_redirect: to the device's ingress instead of its egress.
+pub const BPF_F_INGRESS: u64 = 1;
 
+pub const BPF_MAP_TYPE_ARRAY: u32 = 2;
 pub const BPF_MAP_TYPE_PERCPU_ARRAY: u32 = 6;
 pub const BPF_MAP_TYPE_LRU_HASH: u32 = 9;
 pub const BPF_MAP_TYPE_LPM_TRIE: u32 = 11;
@@ -28,12 +32,25 @@ pub struct MapDef {
     pub map_flags: u32,
 }
 
-/// `struct __sk_buff` up to `data_end`: only the packet bounds are read.
+/// `struct __sk_buff` up to `data_end`: the packet bounds are read, and the mark read and
+/// written (see answer.rs's delivery on lo).
 #[repr(C)]
 pub struct SkBuff {
-    _before_data: [u32; 19],
+    _len_pkt_type: [u32; 2],
+    mark: u32,
+    _before_data: [u32; 16],
     data: u32,
     data_end: u32,
+}
+
+#[inline(always)]
+pub unsafe fn mark(skb: *const SkBuff) -> u32 {
+    core::ptr::read_volatile(&(*skb).mark)
+}
+
+#[inline(always)]
+pub unsafe fn set_mark(skb: *mut SkBuff, mark: u32) {
+    core::ptr::write_volatile(&mut (*skb).mark, mark)
 }
 
 /// The packet's first byte and the end of its linear part, for direct packet access.
@@ -105,4 +122,41 @@ pub unsafe fn l4_csum_replace(skb: *mut SkBuff, offset: u32, diff: u32, flags: u
 #[inline(always)]
 pub unsafe fn redirect_neigh(ifindex: u32) -> i32 {
     helper!(152, fn(u32, *const c_void, i32, u64) -> i64)(ifindex, core::ptr::null(), 0, 0) as i32
+}
+
+/// TC_ACT_REDIRECT to `ifindex` (its ingress with [`BPF_F_INGRESS`]), or TC_ACT_SHOT if the
+/// kernel refused.
+#[inline(always)]
+pub unsafe fn redirect(ifindex: u32, flags: u64) -> i32 {
+    helper!(23, fn(u32, u64) -> i64)(ifindex, flags) as i32
+}
+
+#[inline(always)]
+pub unsafe fn skb_store_bytes(skb: *mut SkBuff, off: u32, from: *const u8, len: u32) -> i64 {
+    helper!(9, fn(*mut SkBuff, u32, *const u8, u32, u64) -> i64)(skb, off, from, len, 0)
+}
+
+#[inline(always)]
+pub unsafe fn skb_load_bytes(skb: *const SkBuff, off: u32, to: *mut u8, len: u32) -> i64 {
+    helper!(26, fn(*const SkBuff, u32, *mut u8, u32) -> i64)(skb, off, to, len)
+}
+
+/// The 32-bit one's-complement sum of the `len` bytes at `to` (a multiple of 4) plus `seed`.
+#[inline(always)]
+pub unsafe fn csum_sum(to: *const u8, len: u32, seed: u32) -> u32 {
+    helper!(28, fn(*const u8, u32, *const u8, u32, u32) -> i64)(core::ptr::null(), 0, to, len, seed)
+        as u32
+}
+
+/// Grows or shrinks the packet to `len` bytes; every packet pointer is invalid afterwards.
+#[inline(always)]
+pub unsafe fn skb_change_tail(skb: *mut SkBuff, len: u32) -> i64 {
+    helper!(38, fn(*mut SkBuff, u32, u64) -> i64)(skb, len, 0)
+}
+
+/// Makes the first `len` bytes (all of them for 0) linear: direct packet access reaches them.
+/// Every packet pointer is invalid afterwards.
+#[inline(always)]
+pub unsafe fn skb_pull_data(skb: *mut SkBuff, len: u32) -> i64 {
+    helper!(39, fn(*mut SkBuff, u32) -> i64)(skb, len)
 }

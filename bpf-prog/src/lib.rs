@@ -25,6 +25,7 @@ macro_rules! program {
     };
 }
 
+mod answer;
 mod config;
 mod counters;
 mod decide;

@@ -1,11 +1,12 @@
 //! lo ingress: a query that Docker's DNAT sent to dockerd's port on the resolver address goes
 //! to the upstream instead, through the container's interface.
 
+use crate::answer;
 use crate::config::config;
 use crate::counters::{Outcome, PASS};
 use crate::decide;
 use crate::events;
-use crate::kernel::{SkBuff, TC_ACT_UNSPEC};
+use crate::kernel::SkBuff;
 use crate::net::packet::{Ipv4, Proto};
 use crate::rules;
 use dnsredir_abi::{FLAG_REDIRECT_ALL, ROUTE_DOCKERD, ROUTE_UPSTREAM};
@@ -14,6 +15,9 @@ program!("dnsredir/query", dnsredir_query, query);
 
 #[inline(always)]
 unsafe fn query(skb: *mut SkBuff) -> (Outcome, i32) {
+    if let Some(pass) = answer::lo_pass(skb) {
+        return pass;
+    }
     let Some(ip) = Ipv4::parse(skb) else {
         return PASS;
     };
@@ -30,11 +34,12 @@ unsafe fn query(skb: *mut SkBuff) -> (Outcome, i32) {
         Proto::Udp if config!(dockerd_udp_port) != 0 && ip.dport == config!(dockerd_udp_port) => {
             true
         }
-        // With --only, TCP stays with dockerd: the name is not known at the SYN.
+        // With --only, TCP stays with dockerd (the name is not known at the SYN), read only
+        // with decisions in force.
         Proto::Tcp
             if config!(dockerd_tcp_port) != 0
                 && ip.dport == config!(dockerd_tcp_port)
-                && !rules::only() =>
+                && (!rules::only() || rules::decides()) =>
         {
             false
         }
@@ -44,17 +49,9 @@ unsafe fn query(skb: *mut SkBuff) -> (Outcome, i32) {
         }
     };
     let keep_single_label = config!(flags) & FLAG_REDIRECT_ALL == 0;
-    let query = match decide::decide(
-        skb,
-        ip.l4_off,
-        udp,
-        ip.tcp_flags,
-        keep_single_label,
-        Some(&ip),
-        ROUTE_DOCKERD,
-    ) {
+    let query = match decide::decide(skb, &ip, udp, keep_single_label, ROUTE_DOCKERD, true) {
         Ok(query) => query,
-        Err(outcome) => return (outcome, TC_ACT_UNSPEC),
+        Err(done) => return done,
     };
     decide::redirect(
         skb,

@@ -1,11 +1,15 @@
-//! Name rules (`--keep SUFFIX`, `--only SUFFIX`): which UDP queries stay with dockerd (or, on
-//! the nameservers path, with the nameserver asked) by the suffix of their question's name.
+//! Name rules: which queries stay with dockerd (or, on the nameservers path, with the
+//! nameserver asked) by the suffix of their question's name (`--keep SUFFIX`, `--only SUFFIX`),
+//! and which the programs answer themselves (`--block`, `--allow`, `--answer`, `--hosts`).
 //!
 //! The question's name is turned into a [`RuleKey`] (see there: wire form, length bytes as
 //! `.`, lowercased, reversed) in a per-CPU buffer and looked up once in the `RULES` LPM trie,
 //! which the loader fills: the longest suffix in force that the name equals or is under wins.
 //! "Keep wins" over `--only` is the loader's doing: an `--only` suffix under a `--keep` suffix
-//! is stored as [`RULE_ONLY_UNDER_KEEP`], which keeps.
+//! is stored as [`RULE_ONLY_UNDER_KEEP`], which keeps. So is the precedence of decisions: every
+//! entry holds the merged word of all rules covering its names, so the longest match is the
+//! whole answer. The key always ends with [`RULE_EXACT_MARK`] after the name, which only the
+//! exact names of a hosts file have in their keys: they match that very name and no other.
 //!
 //! The name is read in the packet one bounded step per label and one per byte of a label, as
 //! dns.rs walks it; every byte goes through [`NAME_BYTES`], and a byte it maps to 0 (anything
@@ -15,11 +19,12 @@
 
 use crate::config::config;
 use crate::kernel::{self, MapDef, SkBuff};
-use crate::net::packet::UDP_HLEN;
+use crate::net::dns::DNS_HLEN;
 use core::ffi::c_void;
 use dnsredir_abi::{
-    RuleValue, FLAG_RULES_KEEP, FLAG_RULES_ONLY, MAX_RULES, NAME_BYTES, RULE_KEY_SIZE,
-    RULE_LABEL_MARK, RULE_ONLY,
+    RuleValue, DECISION_ALLOW, DECISION_ANSWER, DECISION_BLOCK, DECISION_NONE, FLAG_ALLOWLIST,
+    FLAG_DECIDE, FLAG_RULES_KEEP, FLAG_RULES_ONLY, MAX_RULES, NAME_BYTES, RULE_EXACT_MARK,
+    RULE_KEY_SIZE, RULE_LABEL_MARK, RULE_ONLY,
 };
 
 #[no_mangle]
@@ -56,12 +61,11 @@ pub static RULES_SCRATCH: MapDef = MapDef {
 #[no_mangle]
 static NAME_TABLE: [u8; 256] = NAME_BYTES;
 
-const DNS_HLEN: usize = 12;
 /// Wire length of a name without its root byte.
 const MAX_NAME_BYTES: usize = 254;
 const MAX_LABEL: usize = 63;
 
-/// What the rules say about a UDP query.
+/// Where the rules send a query.
 #[derive(Clone, Copy)]
 pub enum Rule {
     /// No rules in force, or (with `--keep` only) a name under none of them: as without rules.
@@ -72,7 +76,8 @@ pub enum Rule {
     OutsideOnly,
     /// Under an `--only` suffix: redirected.
     Only,
-    /// Not readable: dockerd's with `--only`, redirected with `--keep` alone.
+    /// Not readable: dockerd's with `--only`, redirected with `--keep` alone (refused with
+    /// `--allow`).
     Unparsed,
 }
 
@@ -94,39 +99,112 @@ pub fn only() -> bool {
     config!(flags) & FLAG_RULES_ONLY != 0
 }
 
-/// The rules' word on the UDP query whose UDP header is at `l4_off` from the start of the frame
-/// (any IP version).
+/// Decisions are in force: the programs answer the queries they cover.
 #[inline(always)]
-pub unsafe fn check_at(skb: *const SkBuff, l4_off: u32) -> Rule {
-    if config!(flags) & (FLAG_RULES_KEEP | FLAG_RULES_ONLY) == 0 {
-        return Rule::Default;
-    }
-    match lookup(skb, l4_off) {
-        None => Rule::Unparsed,
-        Some(NO_RULE) if only() => Rule::OutsideOnly,
-        Some(NO_RULE) => Rule::Default,
-        Some(RULE_ONLY) => Rule::Only,
-        Some(_) => Rule::Keep,
-    }
+pub fn decides() -> bool {
+    config!(flags) & FLAG_DECIDE != 0
 }
 
-/// [`find`]'s answer when no rule matches. A plain value rather than an `Option` inside the
-/// `Option`: the payload of a `None` is undefined, and LLVM may spill that undefined register,
-/// which the verifier refuses ("!read_ok").
-const NO_RULE: u32 = 0;
-
-/// The kind of the longest rule the question's name matches: `None` when the name cannot be
-/// read, `Some(NO_RULE)` when no rule matches.
 #[inline(always)]
-unsafe fn lookup(skb: *const SkBuff, l4_off: u32) -> Option<u32> {
+fn allowlist() -> bool {
+    config!(flags) & FLAG_ALLOWLIST != 0
+}
+
+/// A query without a readable DNS header is dropped: under `--allow` nothing unread passes.
+#[inline(always)]
+pub fn refuses_unreadable() -> bool {
+    decides() && allowlist()
+}
+
+/// [`Verdict::decision`] of a query refused under `--allow` (not a value of the map's).
+pub const DISALLOW: u32 = 4;
+
+/// What the rules say about a query.
+pub struct Verdict {
+    /// Where it goes if nothing answers it.
+    pub rule: Rule,
+    /// [`DECISION_NONE`] (routed by `rule`), [`DECISION_BLOCK`], [`DECISION_ANSWER`] or
+    /// [`DISALLOW`].
+    pub decision: u32,
+    /// For [`DECISION_ANSWER`], its index in the answers.
+    pub answer: u32,
+}
+
+/// The rules' word on the query whose DNS header is at `dns_off` from the start of the frame.
+/// `exempt`: a name an allowlist leaves alone (Docker's single-label names on lo); `plain`: a
+/// query a program may answer (see [`Query::plain`](crate::net::dns::Query::plain)).
+#[inline(always)]
+pub unsafe fn check_at(skb: *const SkBuff, dns_off: u32, exempt: bool, plain: bool) -> Verdict {
+    let mut verdict = Verdict {
+        rule: Rule::Default,
+        decision: DECISION_NONE,
+        answer: 0,
+    };
+    if config!(flags) & (FLAG_RULES_KEEP | FLAG_RULES_ONLY | FLAG_DECIDE) == 0 {
+        return verdict;
+    }
+    let found = lookup(skb, dns_off);
+    verdict.rule = match found.kind {
+        UNREADABLE => Rule::Unparsed,
+        NO_RULE if only() => Rule::OutsideOnly,
+        NO_RULE => Rule::Default,
+        RULE_ONLY => Rule::Only,
+        _ => Rule::Keep,
+    };
+    if !decides() {
+        return verdict;
+    }
+    verdict.decision = match found.decision {
+        DECISION_BLOCK | DECISION_ANSWER => found.decision,
+        DECISION_ALLOW => DECISION_NONE,
+        _ if allowlist() && (found.kind == UNREADABLE || !exempt) => DISALLOW,
+        _ => DECISION_NONE,
+    };
+    if verdict.decision == DECISION_NONE && allowlist() && !plain {
+        verdict.decision = DISALLOW;
+    }
+    verdict.answer = found.answer;
+    verdict
+}
+
+/// [`Found::kind`] when no rule matches. Plain values rather than `Option`s: the payload of a
+/// `None` is undefined, and LLVM may spill that undefined register, which the verifier
+/// refuses ("!read_ok").
+const NO_RULE: u32 = 0;
+/// [`Found::kind`] when the name cannot be read.
+const UNREADABLE: u32 = u32::MAX;
+
+/// The merged value of the longest rule the question's name matches.
+struct Found {
+    kind: u32,
+    decision: u32,
+    answer: u32,
+}
+
+const NOTHING: Found = Found {
+    kind: NO_RULE,
+    decision: DECISION_NONE,
+    answer: 0,
+};
+
+const UNREAD: Found = Found {
+    kind: UNREADABLE,
+    decision: DECISION_NONE,
+    answer: 0,
+};
+
+/// The longest rule the question's name matches ([`NOTHING`] for none, [`UNREAD`] for a name
+/// that cannot be read).
+#[inline(always)]
+unsafe fn lookup(skb: *const SkBuff, dns_off: u32) -> Found {
     let zero: u32 = 0;
     let buf =
         kernel::map_lookup_elem(&RULES_SCRATCH, &zero as *const u32 as *const c_void) as *mut u8;
     if buf.is_null() {
-        return None;
+        return UNREAD;
     }
     let (data, end) = kernel::packet_bounds(skb);
-    let name = data.add(l4_off as usize + UDP_HLEN + DNS_HLEN) as *const u8;
+    let name = data.add(dns_off as usize + DNS_HLEN) as *const u8;
     let table = NAME_TABLE.as_ptr();
     // Bytes left in the label being read; 0 when the next byte is a length byte. Kept in the
     // map value, not a register: the verifier does not follow map contents, so the states of
@@ -139,51 +217,58 @@ unsafe fn lookup(skb: *const SkBuff, l4_off: u32) -> Option<u32> {
         // Two bytes checked for a one-byte read, as in dns.rs: the question's type follows.
         let p = name.add(i);
         if p.add(2) > end {
-            return None;
+            return UNREAD;
         }
         let c = *p;
         let n = core::ptr::read_volatile(left);
         if n == 0 {
             if c == 0 {
                 // Hidden: the verifier would check the lookup once per possible length.
-                return Some(find(buf, kernel::opaque(i as u32) as usize & 0xff));
+                return find(buf, kernel::opaque(i as u32) as usize & 0xff);
             }
             // Compression pointers and reserved label types are not in a query's question.
             if c as usize > MAX_LABEL {
-                return None;
+                return UNREAD;
             }
             *buf.add(i ^ REVERSE) = RULE_LABEL_MARK;
             core::ptr::write_volatile(left, c);
         } else {
             let b = *table.add(c as usize);
             if b == 0 {
-                return None;
+                return UNREAD;
             }
             *buf.add(i ^ REVERSE) = b;
             core::ptr::write_volatile(left, n - 1);
         }
     }
     // No root byte within 255 bytes.
-    None
+    UNREAD
 }
 
-/// Looks the key of a name of `n` wire bytes up; the root (`n` = 0) matches no rule.
+/// Looks the key of a name of `n` wire bytes up, with [`RULE_EXACT_MARK`] after it; the root
+/// (`n` = 0) matches no rule.
 #[inline(always)]
-unsafe fn find(buf: *mut u8, n: usize) -> u32 {
+unsafe fn find(buf: *mut u8, n: usize) -> Found {
     if n == 0 {
-        return NO_RULE;
+        return NOTHING;
     }
-    // 512 - n - 4; n is at most 254, so the key ends inside the buffer.
+    *buf.add(REVERSE + 1) = RULE_EXACT_MARK;
+    // 512 - n - 4; n is at most 254, so the key (and its mark at 512) ends inside the buffer.
     let key = buf.add(n ^ REVERSE).sub(3);
     // Byte by byte: the key's start is not aligned.
-    let prefixlen = ((n as u32) * 8).to_ne_bytes();
+    let prefixlen = ((n as u32 + 1) * 8).to_ne_bytes();
     *key = prefixlen[0];
     *key.add(1) = prefixlen[1];
     *key.add(2) = prefixlen[2];
     *key.add(3) = prefixlen[3];
-    let value = kernel::map_lookup_elem(&RULES, key as *const c_void) as *const u32;
+    let value = kernel::map_lookup_elem(&RULES, key as *const c_void) as *const RuleValue;
     if value.is_null() {
-        return NO_RULE;
+        return NOTHING;
     }
-    core::ptr::read_unaligned(value)
+    let value = core::ptr::read_unaligned(value);
+    Found {
+        kind: value.kind,
+        decision: value.decision,
+        answer: value.answer,
+    }
 }

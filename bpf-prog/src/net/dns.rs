@@ -8,7 +8,7 @@
 use super::packet::{load16, UDP_HLEN};
 use crate::kernel::{self, SkBuff};
 
-const DNS_HLEN: usize = 12;
+pub const DNS_HLEN: usize = 12;
 /// Offsets of the section counts in the header.
 const QDCOUNT: usize = 4;
 const ANCOUNT: usize = 6;
@@ -20,6 +20,10 @@ const MAX_LABEL: usize = 63;
 /// The most length bytes a name of MAX_NAME bytes can have: one-letter labels and the root.
 const MAX_STEPS: usize = MAX_NAME / 2 + 1;
 const TYPE_OPT: u8 = 41;
+const CLASS_IN: u16 = 1;
+/// In byte 2 of the header.
+const FLAG_QR: u8 = 0x80;
+const OPCODE: u8 = 0x78;
 /// QTYPE and QCLASS after the question's name.
 const QUESTION_TAIL: usize = 4;
 /// From an OPT record's start (its root owner name) to its CLASS, the UDP payload size.
@@ -27,6 +31,16 @@ const OPT_SIZE_AT: usize = 3;
 
 pub struct Query {
     pub id: u16,
+    /// Byte 2 of the header: QR, OPCODE, AA, TC, RD.
+    pub flags: u8,
+    /// Wire length of the question (its name, TYPE and CLASS) when all of it could be read,
+    /// else 0.
+    pub question_len: u32,
+    /// The question's QTYPE as loaded (network order); 0 without a readable question.
+    pub qtype: u16,
+    /// A standard query (QR 0, OPCODE QUERY) with one question, of class IN, all of it here:
+    /// one a program may answer.
+    pub plain: bool,
     /// The question's name has exactly one label (`c2`, not `c2.net`): one of Docker's own names.
     pub single_label: bool,
     /// The requestor's UDP payload size, when the query is plain enough to change it safely
@@ -60,34 +74,55 @@ pub unsafe fn id_at(skb: *const SkBuff, l4_off: u32) -> Option<u16> {
     Some(load16(dns))
 }
 
-/// The parts of a UDP query the programs decide on, for a UDP header at `l4_off` from the start
-/// of the frame (any IP version); `None` without a whole header and the first length byte of a
-/// question.
+/// The parts of a query the programs decide on, for a DNS header at `dns_off` from the start of
+/// the frame (after a UDP header, or a TCP header and the message's length); `None` without a
+/// whole header and the first length byte of a question.
 #[inline(always)]
-pub unsafe fn query_at(skb: *const SkBuff, l4_off: u32) -> Option<Query> {
+pub unsafe fn query_at(skb: *const SkBuff, dns_off: u32) -> Option<Query> {
     let (data, end) = kernel::packet_bounds(skb);
-    let dns = data.add(l4_off as usize + UDP_HLEN);
+    let dns = data.add(dns_off as usize);
     if dns.add(DNS_HLEN + 2) as *const u8 > end {
         return None;
     }
     let id = load16(dns);
+    let flags = *dns.add(2);
     let name = walk_name(dns.add(DNS_HLEN), end);
     if name.len == 0 {
         return Some(Query {
             id,
+            flags,
+            question_len: 0,
+            qtype: 0,
+            plain: false,
             single_label: false,
             edns_size: EdnsSize::NONE,
         });
     }
+    let tail = dns.add(DNS_HLEN + (name.len & 0xff));
+    let (question_len, qtype, class_in) = if tail.add(QUESTION_TAIL) as *const u8 > end {
+        (0, 0, false)
+    } else {
+        (
+            (name.len + QUESTION_TAIL) as u32,
+            load16(tail),
+            load16(tail.add(2)) == CLASS_IN.to_be(),
+        )
+    };
+    let plain =
+        flags & (FLAG_QR | OPCODE) == 0 && load16(dns.add(QDCOUNT)) == 1u16.to_be() && class_in;
     let edns_size = match edns_size(dns, name.len, end) {
         Some((at, raw)) => EdnsSize {
-            off: l4_off + (UDP_HLEN + at) as u32,
+            off: dns_off + at as u32,
             raw,
         },
         None => EdnsSize::NONE,
     };
     Some(Query {
         id,
+        flags,
+        question_len,
+        qtype,
+        plain,
         single_label: name.single_label,
         edns_size,
     })

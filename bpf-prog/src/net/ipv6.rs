@@ -94,4 +94,23 @@ impl Addr for Addr6 {
     unsafe fn l3_csum(_: *mut SkBuff, _: u32) -> Result<(), RewriteError> {
         Ok(())
     }
+
+    /// The payload length: everything after the fixed header.
+    const LEN_AT: usize = 4;
+
+    #[inline(always)]
+    fn l3_len(_: u32, l4_len: u32) -> u32 {
+        l4_len
+    }
+
+    #[inline(always)]
+    fn pseudo_sum(saddr: &Addr6, daddr: &Addr6) -> u32 {
+        let mut sum = 0u32;
+        let mut i = 0;
+        while i < 4 {
+            sum += (saddr[i] & 0xffff) + (saddr[i] >> 16) + (daddr[i] & 0xffff) + (daddr[i] >> 16);
+            i += 1;
+        }
+        sum
+    }
 }

@@ -27,7 +27,7 @@ pub(super) unsafe fn load32(p: *const u8) -> u32 {
 }
 
 #[inline(always)]
-pub(super) unsafe fn store16(p: *mut u8, v: u16) {
+pub unsafe fn store16(p: *mut u8, v: u16) {
     *(p as *mut u16) = v;
 }
 
@@ -66,7 +66,7 @@ pub const TCP_ACK: u8 = 0x10;
 pub(super) const ETH_HLEN: usize = 14;
 const IPV4_MIN_HLEN: usize = 20;
 pub const UDP_HLEN: usize = 8;
-pub(super) const TCP_MIN_HLEN: usize = 20;
+pub const TCP_MIN_HLEN: usize = 20;
 /// Offsets inside the IPv4 header.
 const IP_FRAG: usize = 6;
 const IP_PROTO: usize = 9;
@@ -201,8 +201,15 @@ pub trait Addr: Copy {
     unsafe fn store(iph: *mut u8, saddr: &Self, daddr: &Self);
     /// The checksum delta of replacing the addresses `old_s` and `old_d`.
     fn diff(old_s: &Self, new_s: &Self, old_d: &Self, new_d: &Self) -> u32;
-    /// Fixes the L3 header's checksum for the address delta `addrs`: IPv6 has none.
-    unsafe fn l3_csum(skb: *mut SkBuff, addrs: u32) -> Result<(), RewriteError>;
+    /// Fixes the L3 header's checksum for the delta `diff`: IPv6 has none.
+    unsafe fn l3_csum(skb: *mut SkBuff, diff: u32) -> Result<(), RewriteError>;
+    /// Offset of the L3 header's length field.
+    const LEN_AT: usize;
+    /// What the length field holds for `l4_len` bytes after an L3 header ending `l4_off` bytes
+    /// into the frame.
+    fn l3_len(l4_off: u32, l4_len: u32) -> u32;
+    /// The raw one's-complement sum of the two addresses, as a pseudo-header holds them.
+    fn pseudo_sum(saddr: &Self, daddr: &Self) -> u32;
 }
 
 impl Addr for u32 {
@@ -221,12 +228,60 @@ impl Addr for u32 {
     }
 
     #[inline(always)]
-    unsafe fn l3_csum(skb: *mut SkBuff, addrs: u32) -> Result<(), RewriteError> {
-        if kernel::l3_csum_replace(skb, (ETH_HLEN + IP_CSUM) as u32, addrs) != 0 {
+    unsafe fn l3_csum(skb: *mut SkBuff, diff: u32) -> Result<(), RewriteError> {
+        if kernel::l3_csum_replace(skb, (ETH_HLEN + IP_CSUM) as u32, diff) != 0 {
             return Err(RewriteError::Broken);
         }
         Ok(())
     }
+
+    const LEN_AT: usize = 2;
+
+    #[inline(always)]
+    fn l3_len(l4_off: u32, l4_len: u32) -> u32 {
+        l4_off - ETH_HLEN as u32 + l4_len
+    }
+
+    #[inline(always)]
+    fn pseudo_sum(saddr: &u32, daddr: &u32) -> u32 {
+        (saddr & 0xffff) + (saddr >> 16) + (daddr & 0xffff) + (daddr >> 16)
+    }
+}
+
+/// The bytes of the L4 header and payload of `ip`, as its L3 header tells them; `None`
+/// without a whole L3 header or for a length shorter than the headers.
+#[inline(always)]
+pub unsafe fn l4_len<A: Addr>(skb: *const SkBuff, ip: &Ip<A>) -> Option<u32> {
+    let (data, end) = kernel::packet_bounds(skb);
+    let iph = data.add(ETH_HLEN);
+    if iph.add(A::L3_HLEN) as *const u8 > end {
+        return None;
+    }
+    let field = u16::from_be(load16(iph.add(A::LEN_AT))) as u32;
+    let before = A::l3_len(ip.l4_off, 0);
+    field.checked_sub(before)
+}
+
+/// Turns the frame of `ip` around for an answer of `l4_len` bytes of L4 header and payload,
+/// which are in place already: MACs and addresses swapped, the L3 length (and IPv4's header
+/// checksum) set. Ports are the L4 header's business.
+#[inline(always)]
+pub unsafe fn turn<A: Addr>(skb: *mut SkBuff, ip: &Ip<A>, l4_len: u32) -> Result<(), RewriteError> {
+    let (data, end) = kernel::packet_bounds(skb);
+    let iph = data.add(ETH_HLEN);
+    if iph.add(A::L3_HLEN) as *const u8 > end {
+        return Err(RewriteError::Untouched);
+    }
+    let (dst_hi, dst_lo) = (load32(data), load16(data.add(4)));
+    store32(data, load32(data.add(6)));
+    store16(data.add(4), load16(data.add(10)));
+    store32(data.add(6), dst_hi);
+    store16(data.add(10), dst_lo);
+    let old = load16(iph.add(A::LEN_AT));
+    let new = (A::l3_len(ip.l4_off, l4_len) as u16).to_be();
+    store16(iph.add(A::LEN_AT), new);
+    A::store(iph, &ip.daddr, &ip.saddr);
+    A::l3_csum(skb, checksum::field_diff(old, new, false))
 }
 
 /// Writes the new addresses, ports and payload field and fixes the L3 (IPv4) and L4 checksums.
