@@ -6,7 +6,7 @@ use crate::inspect::{Build, HookStatus, Status};
 use crate::namespace;
 use crate::namespace::dockerd::DOCKER_RESOLVER;
 use crate::redirect::detect::DEFAULT_INTERFACE;
-use crate::redirect::rules::{Kind, Rules};
+use crate::redirect::rules::{Rule, Rules};
 use crate::report::json_string;
 use crate::settings::{Ipv6Settings, Path};
 use std::net::Ipv4Addr;
@@ -150,16 +150,37 @@ fn rules_text(r: &Rules, keeper: &str) -> String {
     if r.is_empty() {
         return "name rules: none\n".to_string();
     }
-    let default = if r.rules.iter().any(|x| x.kind != Kind::Keep) {
+    let default = if r.kinds().only {
         format!("other names and all TCP stay with {keeper} (--only)")
     } else {
         "other names are redirected (--keep only)".to_string()
     };
     let mut out = format!("name rules: {} ({default})\n", r.rules.len());
     for rule in &r.rules {
-        out.push_str(&format!("  {} {}\n", rule.kind.name(), rule.suffix));
+        out.push_str(&format!("  {}\n", rule_text(rule)));
     }
     out
+}
+
+/// One rule read back from the kernel, as a `--status` line shows it (after two spaces):
+/// `keep internal.test`.
+///
+/// The hook for the decisions (`--block`, `--allow`, `--answer`, `--hosts`): the policy
+/// helper's kinds name themselves through `Kind::name`, and a pinned name's addresses or a
+/// hosts entry's exactness go here (`answer api.stripe.com 10.5.5.5 fd00::5`, `hosts
+/// mock.test 10.5.5.7`), with [`rule_json`] beside it.
+fn rule_text(rule: &Rule) -> String {
+    format!("{} {}", rule.kind.name(), rule.suffix)
+}
+
+/// One rule as `--status --json` lists it: `{"suffix":"internal.test","kind":"keep"}`; the
+/// decisions' fields (a pinned name's `addresses`, `exact` for hosts entries) go here.
+fn rule_json(rule: &Rule) -> String {
+    format!(
+        "{{\"suffix\":{},\"kind\":{}}}",
+        json_string(&rule.suffix),
+        json_string(rule.kind.json_name())
+    )
 }
 
 fn port_or_none(port: Option<u16>) -> String {
@@ -234,17 +255,7 @@ pub fn render_json(s: &Status) -> String {
         format!("{{{}}}", fields.join(","))
     });
     let rules = s.maps.rules.as_ref().map_or("null".to_string(), |r| {
-        let items: Vec<String> = r
-            .rules
-            .iter()
-            .map(|x| {
-                format!(
-                    "{{\"suffix\":{},\"kind\":{}}}",
-                    json_string(&x.suffix),
-                    json_string(x.kind.json_name())
-                )
-            })
-            .collect();
+        let items: Vec<String> = r.rules.iter().map(rule_json).collect();
         format!("[{}]", items.join(","))
     });
     format!(
@@ -276,7 +287,47 @@ pub fn render_json(s: &Status) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::redirect::rules::Rule;
+    use crate::redirect::rules::Kind;
+
+    #[test]
+    fn every_counter_is_shown_with_its_value_the_decisions_too() {
+        let values: Vec<u64> = (1..=Counters::COUNT as u64).collect();
+        let counters = Counters::from_array(values.clone().try_into().expect("COUNT values"));
+        let s = Status {
+            maps: crate::inspect::maps::Read {
+                counters: Some(counters),
+                ..Default::default()
+            },
+            ..Status::default()
+        };
+        let text = render_text(&s);
+        let json = render_json(&s);
+        for (name, value) in Counters::NAMES.iter().zip(&values) {
+            assert!(text.contains(&format!("\n{name}: {value}\n")), "{text}");
+            assert!(json.contains(&format!("\"{name}\":{value}")), "{json}");
+        }
+        let n = Counters::COUNT;
+        assert!(
+            text.ends_with(&format!(
+                "answered_blocked: {}\nanswered_pinned: {}\nanswered_disallowed: {}\ntcp_reset: {}\n",
+                n - 3,
+                n - 2,
+                n - 1,
+                n
+            )),
+            "{text}"
+        );
+        assert!(
+            json.contains(&format!(
+                ",\"answered_blocked\":{},\"answered_pinned\":{},\"answered_disallowed\":{},\"tcp_reset\":{}}}",
+                n - 3,
+                n - 2,
+                n - 1,
+                n
+            )),
+            "{json}"
+        );
+    }
 
     #[test]
     fn rules_are_listed() {
