@@ -289,7 +289,7 @@ pub fn action(args: Args) -> Result<Action, String> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::options::parse_upstream;
+    use crate::options::{parse_upstream, upstreams};
     use crate::redirect::EDNS_MAX;
     use std::net::{SocketAddrV4, SocketAddrV6};
 

@@ -85,17 +85,28 @@ pub fn upstreams(
     given: &[String],
     names: OptionNames,
 ) -> Result<(SocketAddrV4, Option<SocketAddrV6>), String> {
-    match optional_upstreams(given, false, names)? {
+    match parse_upstreams(given, names)? {
         (Some(v4), v6) => Ok((v4, v6)),
         (None, _) => Err(format!("say where DNS should go: {} IP[:PORT]", names.upstream)),
     }
 }
 
-/// The upstreams, none at all allowed when `policy` (decisions) is given: then the queries
-/// no rule answers go where they were going. One IPv4 upstream is needed for an IPv6 one.
+/// The command line's upstreams: none at all is allowed when `policy` (decisions) is given,
+/// and then the queries no rule answers go where they were going.
 pub fn optional_upstreams(
     given: &[String],
     policy: bool,
+    names: OptionNames,
+) -> Result<(Option<SocketAddrV4>, Option<SocketAddrV6>), String> {
+    match parse_upstreams(given, names)? {
+        (None, None) if !policy => Err(format!("say where DNS should go: {} IP[:PORT] (or decide names in the kernel: --block, --allow, --answer, --hosts)", names.upstream)),
+        both => Ok(both),
+    }
+}
+
+/// At most one upstream per family; an IPv6 one needs an IPv4 one.
+fn parse_upstreams(
+    given: &[String],
     names: OptionNames,
 ) -> Result<(Option<SocketAddrV4>, Option<SocketAddrV6>), String> {
     let up = names.upstream;
@@ -120,8 +131,7 @@ pub fn optional_upstreams(
     match (v4, v6) {
         (Some(v4), v6) => Ok((Some(v4), v6)),
         (None, Some(_)) => Err(format!("{up}: an IPv4 upstream is needed too (IPv4 DNS always is redirected); add {up} IP[:PORT]")),
-        (None, None) if policy => Ok((None, None)),
-        (None, None) => Err(format!("say where DNS should go: {up} IP[:PORT] (or decide names in the kernel: --block, --allow, --answer, --hosts)")),
+        (None, None) => Ok((None, None)),
     }
 }
 

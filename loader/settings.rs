@@ -433,6 +433,7 @@ mod tests {
             rules: RuleKinds {
                 keep: true,
                 only: false,
+                ..RuleKinds::default()
             },
             edns_max: 0,
             ..nameservers_path()
@@ -467,6 +468,7 @@ mod tests {
             rules: RuleKinds {
                 keep: true,
                 only: false,
+                ..RuleKinds::default()
             },
             ..nameservers_path()
         };
@@ -520,7 +522,7 @@ mod tests {
             path: Path::Nameservers {
                 nameservers: vec!["8.8.8.8:53".parse().unwrap()],
                 ipv6: Some(Ipv6Settings {
-                    upstream: SocketAddrV6::new(up, 5353, 0, 0),
+                    upstream: SocketAddrV6::new(up, 5353, 0, 0).into(),
                     source: "fd00:dead:1::2".parse().unwrap(),
                     nameservers: vec![SocketAddrV6::new(ns, 53, 0, 0)],
                 }),
@@ -554,6 +556,7 @@ mod tests {
             rules: RuleKinds {
                 keep: true,
                 only: false,
+                ..RuleKinds::default()
             },
             ..nameservers_path()
         };

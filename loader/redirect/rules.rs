@@ -512,6 +512,13 @@ mod tests {
             .starts_with(corp.name_bytes()));
         let bytes = k.to_bytes();
         assert_eq!(RuleKey::from_bytes(&bytes), Some(k));
+        // An exact (hosts) key: the same bytes and the mark, one byte longer.
+        let e = exact_key_of("api.internal.test");
+        assert_eq!(e.name_bytes(), b"tset.lanretni.ipa.$");
+        assert_eq!(e.prefixlen, 19 * 8);
+        assert_eq!(name_of(&e), Some(("api.internal.test".into(), true)));
+        assert_eq!(name_of(&k), Some(("api.internal.test".into(), false)));
+        assert!(e.name_bytes().starts_with(k.name_bytes()));
     }
 
     #[test]
@@ -522,16 +529,17 @@ mod tests {
             &s(&["corp.test", "a.corp.test", "other.test"]),
         )
         .expect("rules");
+        // Sorted by suffix: the order --status lists them in.
         assert_eq!(
             r.rules,
             vec![
                 Rule {
-                    suffix: "corp.test".into(),
-                    kind: Kind::Keep
-                },
-                Rule {
                     suffix: "a.corp.test".into(),
                     kind: Kind::OnlyUnderKeep
+                },
+                Rule {
+                    suffix: "corp.test".into(),
+                    kind: Kind::Keep
                 },
                 Rule {
                     suffix: "other.test".into(),
@@ -543,19 +551,20 @@ mod tests {
             r.kinds(),
             RuleKinds {
                 keep: true,
-                only: true
+                only: true,
+                ..RuleKinds::default()
             }
         );
         assert_eq!(
             Rules::new(&s(&["x"]), &[]).expect("rules").kinds(),
             RuleKinds {
                 keep: true,
-                only: false
+                ..RuleKinds::default()
             }
         );
         assert!(is_under("a.corp.test", "corp.test"));
         assert!(!is_under("xcorp.test", "corp.test"));
-        let many: Vec<String> = (0..=MAX_RULES).map(|i| format!("n{i}.test")).collect();
+        let many: Vec<String> = (0..=crate::abi::MAX_RULES).map(|i| format!("n{i}.test")).collect();
         assert!(Rules::new(&many, &[]).is_err());
     }
 }
