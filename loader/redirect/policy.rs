@@ -626,3 +626,441 @@ pub fn plan(now: &Stored, wanted: Encoded, capacity: u32) -> Option<Plan> {
         delete,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::abi::{RULE_EXACT_MARK, RULE_KEEP, RULE_ONLY, RULE_ONLY_UNDER_KEEP};
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().expect("address")
+    }
+
+    /// What the program finds for `name`: the longest entry whose key is a prefix of the
+    /// name's key followed by the exact mark (the LPM trie's answer), or none.
+    fn lookup(e: &Encoded, name: &str) -> Option<RuleValue> {
+        let mut bytes = key_of(name).name_bytes().to_vec();
+        bytes.push(RULE_EXACT_MARK);
+        e.entries
+            .iter()
+            .filter(|(k, _)| bytes.starts_with(k.name_bytes()))
+            .max_by_key(|(k, _)| k.prefixlen)
+            .map(|(_, v)| *v)
+    }
+
+    /// (kind, decision) of `name` under `given`.
+    fn decided(given: &Given, name: &str) -> (u32, u32) {
+        let e = encode(&build(given).expect("rules"));
+        lookup(&e, name).map_or((0, DECISION_NONE), |v| (v.kind, v.decision))
+    }
+
+    fn hosts(lines: &str) -> Option<Hosts> {
+        Some(parse_hosts("h", lines.as_bytes()).expect("hosts"))
+    }
+
+    #[test]
+    fn a_decision_beats_a_routing_rule_whichever_is_longer() {
+        // keep/only against allow/block/answer/hosts, both ways round: the decision stands,
+        // the routing kind rides along for the names the decision lets through.
+        for (routing, raw) in [("keep", RULE_KEEP), ("only", RULE_ONLY)] {
+            let with = |outer: &str, inner: &str, decision: &str| {
+                let mut g = Given::default();
+                let r = if routing == "keep" { &mut g.keep } else { &mut g.only };
+                r.push(outer.into());
+                match decision {
+                    "allow" => g.allow.push(inner.into()),
+                    "block" => g.block.push(inner.into()),
+                    "answer" => g.answer.push((inner.into(), ip("10.0.0.5"))),
+                    _ => g.hosts = hosts(&format!("0.0.0.0 {inner}\n")),
+                }
+                g
+            };
+            for (decision, d) in [
+                ("allow", DECISION_ALLOW),
+                ("block", DECISION_BLOCK),
+                ("answer", DECISION_ANSWER),
+                ("hosts", DECISION_BLOCK),
+            ] {
+                // The routing suffix above the decision.
+                let g = with("corp.test", "a.corp.test", decision);
+                assert_eq!(decided(&g, "a.corp.test"), (raw, d), "{routing} > {decision}");
+                assert_eq!(decided(&g, "b.corp.test"), (raw, DECISION_NONE));
+                // The decision above the routing suffix (hosts: exact, so the same name).
+                let inner = if decision == "hosts" { "corp.test" } else { "a.corp.test" };
+                let g = with(inner, "corp.test", decision);
+                assert_eq!(decided(&g, inner), (raw, d), "{decision} > {routing}");
+                // Same suffix for both.
+                let g = with("corp.test", "corp.test", decision);
+                assert_eq!(decided(&g, "corp.test"), (raw, d), "{decision} = {routing}");
+            }
+        }
+    }
+
+    #[test]
+    fn between_decisions_the_longest_wins_and_one_suffix_takes_one() {
+        let kinds = ["allow", "block", "answer"];
+        let give = |g: &mut Given, kind: &str, suffix: &str| match kind {
+            "allow" => g.allow.push(suffix.into()),
+            "block" => g.block.push(suffix.into()),
+            _ => g.answer.push((suffix.into(), ip("10.0.0.5"))),
+        };
+        let raw = |kind: &str| match kind {
+            "allow" => DECISION_ALLOW,
+            "block" => DECISION_BLOCK,
+            _ => DECISION_ANSWER,
+        };
+        for outer in kinds {
+            for inner in kinds {
+                let mut g = Given::default();
+                give(&mut g, outer, "example.com");
+                give(&mut g, inner, "api.example.com");
+                let d = |n| decided(&g, n).1;
+                assert_eq!(d("x.api.example.com"), raw(inner), "{outer} > {inner}");
+                assert_eq!(d("api.example.com"), raw(inner));
+                assert_eq!(d("www.example.com"), raw(outer));
+                assert_eq!(d("example.org"), DECISION_NONE);
+                let mut same = Given::default();
+                give(&mut same, outer, "example.com");
+                give(&mut same, inner, "example.com");
+                match build(&same) {
+                    Ok(_) => assert_eq!(outer, inner, "the same decision twice is one"),
+                    Err(e) => {
+                        assert_ne!(outer, inner);
+                        let text = e.to_string();
+                        assert!(text.contains(&format!("--{outer} example.com")), "{text}");
+                        assert!(text.contains("two decisions for one suffix"), "{text}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_hosts_entry_beats_every_suffix_for_its_name_only() {
+        for (flag, d) in [
+            ("allow", DECISION_ALLOW),
+            ("block", DECISION_BLOCK),
+            ("answer", DECISION_ANSWER),
+        ] {
+            for line in ["10.1.1.1 mock.test", "0.0.0.0 mock.test"] {
+                let mut g = Given {
+                    hosts: hosts(line),
+                    ..Given::default()
+                };
+                match flag {
+                    "allow" => g.allow.push("test".into()),
+                    "block" => g.block.push("mock.test".into()),
+                    _ => g.answer.push(("test".into(), ip("10.9.9.9"))),
+                }
+                let hosts_d = if line.starts_with("0.0.0.0") {
+                    DECISION_BLOCK
+                } else {
+                    DECISION_ANSWER
+                };
+                assert_eq!(decided(&g, "mock.test").1, hosts_d, "{flag} / {line}");
+                assert_eq!(decided(&g, "a.mock.test").1, d, "{flag} / {line}: not under it");
+                assert_eq!(decided(&g, "MOCK.test").1, hosts_d, "any case");
+            }
+        }
+        // Only a hosts file: names under a hosts name are undecided.
+        let g = Given {
+            hosts: hosts("0.0.0.0 ads.test"),
+            ..Given::default()
+        };
+        assert_eq!(decided(&g, "x.ads.test").1, DECISION_NONE);
+    }
+
+    #[test]
+    fn keep_wins_over_only_and_routing_is_inherited_by_decision_keys() {
+        let g = Given {
+            keep: s(&["corp.test"]),
+            only: s(&["a.corp.test", "test"]),
+            block: s(&["b.a.corp.test"]),
+            allow: s(&["x.test"]),
+            ..Given::default()
+        };
+        assert_eq!(decided(&g, "q.a.corp.test").0, RULE_ONLY_UNDER_KEEP);
+        assert_eq!(decided(&g, "b.a.corp.test"), (RULE_ONLY_UNDER_KEEP, DECISION_BLOCK));
+        assert_eq!(decided(&g, "y.x.test"), (RULE_ONLY, DECISION_ALLOW));
+        assert_eq!(decided(&g, "corp.test"), (RULE_KEEP, DECISION_NONE));
+        // A routing key under an allow inherits the allow.
+        let g = Given {
+            allow: s(&["example.com"]),
+            keep: s(&["in.example.com"]),
+            ..Given::default()
+        };
+        assert_eq!(decided(&g, "a.in.example.com"), (RULE_KEEP, DECISION_ALLOW));
+    }
+
+    #[test]
+    fn rules_read_back_as_given_even_where_one_repeats_another() {
+        let g = Given {
+            keep: s(&["corp.test", "a.corp.test"]),
+            only: s(&["o.test"]),
+            block: s(&["ads.test", "x.ads.test"]),
+            allow: s(&["corp.test"]),
+            answer: vec![
+                ("api.test".into(), ip("fd00::5")),
+                ("api.test".into(), ip("10.5.5.5")),
+                ("api.test".into(), ip("10.5.5.5")),
+                ("b.api.test".into(), ip("10.5.5.5")),
+            ],
+            hosts: hosts("10.1.1.1 mock.test api.test\n::2 mock.test\n:: gone.test\n"),
+        };
+        let rules = build(&g).expect("rules");
+        let e = encode(&rules);
+        // api.test=10.5.5.5,fd00::5 / b.api.test=10.5.5.5 / mock.test / api.test (hosts).
+        assert_eq!(e.answers.len(), 4);
+        let plan = plan(&Stored::default(), e, 8).expect("fits");
+        let stored = Stored {
+            entries: plan.update.clone(),
+            answers: plan.answers.iter().copied().collect(),
+        };
+        assert_eq!(stored.rules(), rules);
+        let text: Vec<String> = rules.rules.iter().map(|r| r.to_string()).collect();
+        assert!(text.contains(&"answer api.test 10.5.5.5 fd00::5".to_string()), "{text:?}");
+        assert!(text.contains(&"hosts mock.test 10.1.1.1 ::2".to_string()), "{text:?}");
+        assert!(text.contains(&"hosts block gone.test".to_string()), "{text:?}");
+        assert!(text.contains(&"keep a.corp.test".to_string()), "{text:?}");
+        assert!(text.contains(&"block x.ads.test".to_string()), "{text:?}");
+    }
+
+    #[test]
+    fn the_watcher_names_the_rule_that_decided() {
+        let g = Given {
+            keep: s(&["corp.example.com"]),
+            allow: s(&["example.com"]),
+            block: s(&["ads.example"]),
+            answer: vec![("api.stripe.com".into(), ip("10.5.5.5"))],
+            hosts: hosts("10.0.0.7 mock.test"),
+            ..Given::default()
+        };
+        let r = build(&g).expect("rules");
+        let d = |n: &str| r.decision(n);
+        assert_eq!(d("x.ads.example").as_deref(), Some("block ads.example"));
+        assert_eq!(d("API.stripe.com.").as_deref(), Some("answer api.stripe.com"));
+        assert_eq!(d("mock.test").as_deref(), Some("hosts mock.test"));
+        assert_eq!(d("www.example.com").as_deref(), Some("allow example.com"));
+        assert_eq!(
+            d("a.corp.example.com").as_deref(),
+            Some("allow example.com; keep corp.example.com")
+        );
+        assert_eq!(d("a.mock.test").as_deref(), Some("not allowed"));
+        assert_eq!(d("other.org").as_deref(), Some("not allowed"));
+        let no_allow = build(&Given {
+            block: s(&["ads.example"]),
+            only: s(&["corp.test"]),
+            ..Given::default()
+        })
+        .expect("rules");
+        assert_eq!(no_allow.decision("x.org").as_deref(), Some("outside --only"));
+        assert_eq!(no_allow.decision("a.corp.test").as_deref(), Some("only corp.test"));
+    }
+
+    #[test]
+    fn hosts_files_are_read_as_etc_hosts() {
+        let text = "# a blocklist\n\n127.0.0.1\tlocalhost localhost.localdomain # comment\n0.0.0.0 ads.test\n:: tracker.test\nfe80::1%lo0 localhost\n  10.0.0.7   Mock.Test.  api.mock.test\n";
+        let h = parse_hosts("mocks.hosts", text.as_bytes()).expect("hosts");
+        let got: Vec<(usize, String, String)> = h
+            .entries
+            .iter()
+            .map(|e| (e.line, e.addr.to_string(), e.name.clone()))
+            .collect();
+        let want = [
+            (3, "127.0.0.1", "localhost"),
+            (3, "127.0.0.1", "localhost.localdomain"),
+            (4, "0.0.0.0", "ads.test"),
+            (5, "::", "tracker.test"),
+            (6, "fe80::1", "localhost"),
+            (7, "10.0.0.7", "mock.test"),
+            (7, "10.0.0.7", "api.mock.test"),
+        ];
+        let want: Vec<(usize, String, String)> = want
+            .iter()
+            .map(|(l, a, n)| (*l, a.to_string(), n.to_string()))
+            .collect();
+        assert_eq!(got, want);
+        let rules = build(&Given {
+            hosts: Some(h),
+            ..Given::default()
+        })
+        .expect("rules");
+        let kind = |n: &str| rules.rules.iter().find(|r| r.suffix == n).map(|r| r.kind.clone());
+        assert_eq!(kind("ads.test"), Some(Kind::HostsBlock));
+        assert_eq!(kind("tracker.test"), Some(Kind::HostsBlock));
+        assert_eq!(
+            kind("localhost"),
+            Some(Kind::HostsAnswer(vec![ip("127.0.0.1"), ip("fe80::1")]))
+        );
+        for (bad, line, says) in [
+            ("10.0.0.1 ok.test\n10.0.0.300 x.test\n", 2, "\"10.0.0.300\" is not an IPv4 or IPv6 address"),
+            ("\n\n10.0.0.1\n", 3, "10.0.0.1 and no name after it"),
+            ("10.0.0.1 a..b\n", 1, "empty label"),
+            ("10.0.0.1 *.ads.test\n", 1, "no wildcards"),
+            ("ads.test 0.0.0.0\n", 1, "\"ads.test\" is not an IPv4"),
+            ("10.0.0.1 ok\n\u{ff}\n", 2, "not UTF-8"),
+        ] {
+            let bytes: Vec<u8> = if bad.contains('\u{ff}') {
+                b"10.0.0.1 ok\n\xff\n".to_vec()
+            } else {
+                bad.as_bytes().to_vec()
+            };
+            let e = parse_hosts("h.hosts", &bytes).expect_err(bad);
+            assert_eq!(e.line, line, "{bad:?}");
+            let text = e.to_string();
+            assert!(text.starts_with(&format!("--hosts h.hosts:{line}: ")), "{text}");
+            assert!(text.contains(says), "{text}");
+            assert!(!text.contains('\n'), "{text}");
+        }
+        // Blocked and pinned: refused with both lines.
+        let e = build(&Given {
+            hosts: hosts("0.0.0.0 a.test\n\n10.0.0.1 a.test\n"),
+            ..Given::default()
+        })
+        .expect_err("conflict")
+        .to_string();
+        assert!(e.starts_with("h:3: a.test is blocked on line 1"), "{e}");
+    }
+
+    #[test]
+    fn addresses_are_limited_per_family_and_rules_in_all() {
+        let mut g = Given::default();
+        for i in 0..MAX_ANSWER_ADDRS {
+            g.answer.push(("a.test".into(), IpAddr::V4(Ipv4Addr::new(10, 0, 0, i as u8))));
+            g.answer.push(("a.test".into(), ip(&format!("fd00::{i}"))));
+        }
+        assert!(build(&g).is_ok(), "8 of each");
+        g.answer.push(("a.test".into(), ip("10.0.0.99")));
+        let e = build(&g).expect_err("9").to_string();
+        assert!(e.contains("more than 8 IPv4 addresses for a.test"), "{e}");
+        assert!(e.starts_with("--answer a.test=10.0.0.99"), "{e}");
+        let lines: String = (0..=MAX_ANSWER_ADDRS)
+            .map(|i| format!("fd00::{i} six.test\n"))
+            .collect();
+        let e = build(&Given {
+            hosts: hosts(&lines),
+            ..Given::default()
+        })
+        .expect_err("9")
+        .to_string();
+        assert!(e.starts_with("h:9: more than 8 IPv6 addresses for six.test"), "{e}");
+        // The map's limit counts keys: a hosts name beside the same suffix is a key of its own.
+        let many: Vec<String> = (0..MAX_RULES).map(|i| format!("n{i}.test")).collect();
+        let at_limit = Given {
+            block: many.clone(),
+            ..Given::default()
+        };
+        assert_eq!(build(&at_limit).expect("at the limit").rules.len(), MAX_RULES as usize);
+        let over = Given {
+            block: many,
+            hosts: hosts("0.0.0.0 n0.test"),
+            ..Given::default()
+        };
+        let e = build(&over).expect_err("over").to_string();
+        assert!(e.contains("131073 rules") && e.contains("at most 131072"), "{e}");
+    }
+
+    /// The records and sums computed from scratch, the way a test of the program would.
+    #[test]
+    fn answer_records_are_the_wire_bytes_with_their_sums() {
+        let addrs = [ip("10.5.5.5"), ip("fd00::5"), ip("192.0.2.255")];
+        let v = answer_value(&addrs);
+        assert_eq!((v.a_count, v.aaaa_count), (2, 1));
+        let mut a = vec![0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 10, 0, 4, 10, 5, 5, 5];
+        a.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 10, 0, 4, 192, 0, 2, 255]);
+        assert_eq!(&v.a[..32], &a[..]);
+        assert!(v.a[32..].iter().all(|&b| b == 0));
+        let mut aaaa = vec![0xc0, 0x0c, 0, 0x1c, 0, 1, 0, 0, 0, 10, 0, 16];
+        aaaa.extend_from_slice(&"fd00::5".parse::<Ipv6Addr>().unwrap().octets());
+        assert_eq!(&v.aaaa[..28], &aaaa[..]);
+        assert!(v.aaaa[28..].iter().all(|&b| b == 0));
+        let sum = |bytes: &[u8]| -> u32 {
+            let mut total = 0u32;
+            let mut i = 0;
+            while i + 1 < bytes.len() {
+                total += (bytes[i] as u32) << 8 | bytes[i + 1] as u32;
+                i += 2;
+            }
+            total
+        };
+        assert_eq!(v.a_sum, sum(&a));
+        assert_eq!(v.aaaa_sum, sum(&aaaa));
+        // Little-endian hosts store the counts in host order, the records as they are.
+        let bytes = v.to_bytes();
+        assert_eq!(&bytes[0..2], &2u16.to_ne_bytes());
+        assert_eq!(&bytes[16..32], &a[..16]);
+        assert_eq!(AnswerValue::from_bytes(&bytes), Some(v));
+        assert_eq!(answer_addresses(&v), vec![addrs[0], addrs[2], addrs[1]]);
+        assert_eq!(ANSWER_TTL, 10);
+    }
+
+    #[test]
+    fn a_rewrite_in_place_writes_answers_to_free_slots_before_keys_point_at_them() {
+        let first = build(&Given {
+            block: s(&["ads.test", "old.test"]),
+            answer: vec![
+                ("api.test".into(), ip("10.0.0.1")),
+                ("db.test".into(), ip("10.0.0.2")),
+            ],
+            ..Given::default()
+        })
+        .expect("rules");
+        let capacity = answers_capacity(2);
+        assert_eq!(capacity, 4);
+        let fresh = plan(&Stored::default(), encode(&first), capacity).expect("fits");
+        assert!(fresh.delete.is_empty());
+        let stored = Stored {
+            entries: fresh.update.clone(),
+            answers: fresh.answers.iter().copied().collect(),
+        };
+        // api.test keeps its answer, db.test gets a new one, old.test goes, new.test comes.
+        let second = build(&Given {
+            block: s(&["ads.test", "new.test"]),
+            answer: vec![
+                ("api.test".into(), ip("10.0.0.1")),
+                ("db.test".into(), ip("10.0.0.3")),
+            ],
+            ..Given::default()
+        })
+        .expect("rules");
+        let p = plan(&stored, encode(&second), capacity).expect("fits");
+        let live = stored.answer_slots();
+        assert_eq!(p.answers.len(), 1, "only the changed answer is written");
+        assert!(!live.contains(&p.answers[0].0), "into a slot no live key uses");
+        let names: Vec<String> = p
+            .update
+            .iter()
+            .filter_map(|(k, _)| name_of(k).map(|(n, _)| n))
+            .collect();
+        assert_eq!(names, ["db.test", "new.test"], "unchanged keys are not rewritten");
+        let gone: Vec<String> = p.delete.iter().filter_map(|k| name_of(k).map(|(n, _)| n)).collect();
+        assert_eq!(gone, ["old.test"]);
+        let after = Stored {
+            entries: stored
+                .entries
+                .iter()
+                .filter(|(k, _)| !p.delete.contains(k))
+                .map(|(k, v)| (*k, *p.update.iter().find(|(u, _)| u == k).map_or(v, |(_, n)| n)))
+                .chain(p.update.iter().filter(|(k, _)| !stored.entries.iter().any(|(s, _)| s == k)).copied())
+                .collect(),
+            answers: stored.answers.iter().map(|(k, v)| (*k, *v)).chain(p.answers.iter().copied()).collect(),
+        };
+        assert_eq!(after.rules(), second);
+        // Three new answers beside two live ones do not fit in four slots.
+        let third = build(&Given {
+            answer: ["a", "b", "c"]
+                .iter()
+                .map(|n| (format!("{n}.test"), ip("10.0.0.9")))
+                .chain([("d.test".to_string(), ip("10.0.0.8")), ("e.test".into(), ip("10.0.0.7"))])
+                .collect(),
+            ..Given::default()
+        })
+        .expect("rules");
+        assert!(plan(&stored, encode(&third), capacity).is_none());
+        assert_eq!(answers_capacity(0), 1);
+    }
+}
