@@ -256,7 +256,9 @@ pub fn action(args: Args) -> Result<Action, String> {
             }
             let block_refused = block_rcode(args.block_rcode.as_deref())?;
             if args.block_rcode.is_some() && flags.block.is_empty() && args.hosts.is_none() {
-                return Err("--block-rcode goes with --block or --hosts (what blocked names get)".into());
+                return Err(
+                    "--block-rcode goes with --block or --hosts (what blocked names get)".into(),
+                );
             }
             // The one file the command line reads: a hosts file that cannot be read is bad input.
             let hosts = args.hosts.as_deref().map(read_hosts).transpose()?;
@@ -512,6 +514,73 @@ pub(crate) mod tests {
         assert!(e.starts_with("bad --keep:") && !e.contains('\n'), "{e}");
         assert!(with(&["--only", "*.corp"]).is_err());
         assert!(parse(&["--pid", "1", "--status", "--keep", "a"]).is_err());
+    }
+
+    #[test]
+    fn a_policy_needs_no_upstream() {
+        let attach = |argv: &[&str]| match parse(argv) {
+            Ok(Action::Attach(r)) => r,
+            Ok(_) => panic!("{argv:?} is an attach"),
+            Err(e) => panic!("{argv:?}: {e}"),
+        };
+        let r = attach(&[
+            "--pid",
+            "1",
+            "--block",
+            "Ads.Example",
+            "--block-rcode",
+            "refused",
+        ]);
+        assert_eq!(r.upstream, None);
+        assert!(r.block_refused);
+        assert_eq!(
+            r.rules.decision("x.ads.example").as_deref(),
+            Some("block ads.example")
+        );
+        let r = attach(&[
+            "--netns",
+            "/run/netns/x",
+            "--answer",
+            "api.test=[fd00::5]",
+            "--answer",
+            "api.test=10.0.0.5",
+            "--resolver",
+            "fd00::53",
+        ]);
+        assert_eq!(r.rules.rules.len(), 1);
+        assert_eq!(
+            r.rules.rules[0].to_string(),
+            "answer api.test 10.0.0.5 fd00::5"
+        );
+        assert!(
+            matches!(r.resolvers, Resolvers::Named(n) if n.v6.len() == 1),
+            "IPv6 nameservers are taken to answer what rules decide"
+        );
+        let r = attach(&[
+            "--pid",
+            "1",
+            "--upstream",
+            "1.1.1.1",
+            "--allow",
+            "example.com",
+        ]);
+        assert_eq!(r.upstream, Some("1.1.1.1:53".parse().unwrap()));
+        assert!(r.rules.kinds().allowlist);
+        assert!(
+            !attach(&["--pid", "1", "--keep", "x", "--upstream", "1.1.1.1"])
+                .rules
+                .kinds()
+                .decide
+        );
+        // Routing rules alone are no policy: an upstream is still needed.
+        let e = parse(&["--pid", "1", "--keep", "x"])
+            .err()
+            .unwrap_or_default();
+        assert!(e.starts_with("say where DNS should go"), "{e}");
+        let help = help();
+        for flag in ["--block", "--allow", "--answer", "--hosts", "--block-rcode"] {
+            assert!(help.contains(flag), "{flag}: {help}");
+        }
     }
 
     #[test]

@@ -87,7 +87,10 @@ pub fn upstreams(
 ) -> Result<(SocketAddrV4, Option<SocketAddrV6>), String> {
     match parse_upstreams(given, names)? {
         (Some(v4), v6) => Ok((v4, v6)),
-        (None, _) => Err(format!("say where DNS should go: {} IP[:PORT]", names.upstream)),
+        (None, _) => Err(format!(
+            "say where DNS should go: {} IP[:PORT]",
+            names.upstream
+        )),
     }
 }
 

@@ -2,8 +2,8 @@
 //! first), then — only if their layout is this build's — configuration, flows, counters, rules.
 
 use crate::abi::{
-    Config, ConfigHeader, Counters, ANSWERS_MAP, CONFIG_MAGIC, COUNTERS_MAP, FLOWS6_MAP,
-    FLOWS_MAP, LAYOUT_VERSION, RULES_MAP,
+    Config, ConfigHeader, Counters, ANSWERS_MAP, CONFIG_MAGIC, COUNTERS_MAP, FLOWS6_MAP, FLOWS_MAP,
+    LAYOUT_VERSION, RULES_MAP,
 };
 use crate::bpf::{embedded, sys};
 use crate::error::{Context, Error};
@@ -115,7 +115,10 @@ pub fn read(programs: &[u32]) -> Result<Read, Error> {
 /// The user's rules back from an attached `RULES` map and its `ANSWERS` (the pinned names'
 /// addresses).
 pub fn read_rules(map: &OwnedFd, answers: Option<&OwnedFd>) -> Result<Rules, Error> {
-    let maps = RuleMaps { rules: map, answers };
+    let maps = RuleMaps {
+        rules: map,
+        answers,
+    };
     match rules::read(maps) {
         Ok(stored) => Ok(stored.rules()),
         Err(e) => Err(Error::Inspect {

@@ -9,8 +9,8 @@ pub mod detect;
 pub mod embedded_resolver;
 pub mod hooks;
 pub mod nameservers;
-mod request;
 pub mod policy;
+mod request;
 pub mod rules;
 mod transaction;
 
@@ -165,12 +165,13 @@ fn rewrite_in_place(
         return Ok(false);
     };
     let wanted = settings.to_config(embedded::object_hash());
-    let config_of = |maps: &[(std::os::fd::OwnedFd, sys::MapInfo)]| -> Result<Option<Config>, Error> {
-        let rodata = crate::inspect::maps::rodata_of(maps)?;
-        Ok(crate::inspect::maps::config_offset(&rodata)
-            .and_then(|at| rodata.get(at..))
-            .and_then(Config::from_bytes))
-    };
+    let config_of =
+        |maps: &[(std::os::fd::OwnedFd, sys::MapInfo)]| -> Result<Option<Config>, Error> {
+            let rodata = crate::inspect::maps::rodata_of(maps)?;
+            Ok(crate::inspect::maps::config_offset(&rodata)
+                .and_then(|at| rodata.get(at..))
+                .and_then(Config::from_bytes))
+        };
     let query_maps = crate::inspect::maps::program_maps(query_id)?;
     let reply_maps = crate::inspect::maps::program_maps(reply_id)?;
     if config_of(&query_maps)? != Some(wanted) || config_of(&reply_maps)? != Some(wanted) {
@@ -208,7 +209,9 @@ fn rewrite_in_place(
             Ok(true)
         }
         Err(e) => {
-            log(format!("{e} while rewriting in place: loading new programs"));
+            log(format!(
+                "{e} while rewriting in place: loading new programs"
+            ));
             Ok(false)
         }
     }

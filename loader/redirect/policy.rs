@@ -20,9 +20,9 @@
 
 use super::rules::{exact_key_of, key_of, name_of, suffixes_of, Kind, Rule, Rules};
 use crate::abi::{
-    AnswerValue, RuleKey, RuleValue, AAAA_RECORD_SIZE, ANSWER_TTL, A_RECORD_SIZE,
-    DECISION_ALLOW, DECISION_ANSWER, DECISION_BLOCK, DECISION_NONE, MAX_ANSWER_ADDRS, MAX_RULES,
-    RULE_KEY_SIZE, RULE_OWN_DECISION, RULE_OWN_KIND,
+    AnswerValue, RuleKey, RuleValue, AAAA_RECORD_SIZE, ANSWER_TTL, A_RECORD_SIZE, DECISION_ALLOW,
+    DECISION_ANSWER, DECISION_BLOCK, DECISION_NONE, MAX_ANSWER_ADDRS, MAX_RULES, RULE_KEY_SIZE,
+    RULE_OWN_DECISION, RULE_OWN_KIND,
 };
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
@@ -176,8 +176,18 @@ pub fn build(given: &Given) -> Result<Rules, PolicyError> {
     }
     // Suffix decisions: one per suffix, with the option that gave it first.
     let mut wanted: Vec<(&'static str, &str, Decision)> = Vec::new();
-    wanted.extend(given.allow.iter().map(|s| ("--allow", s.as_str(), Decision::Allow)));
-    wanted.extend(given.block.iter().map(|s| ("--block", s.as_str(), Decision::Block)));
+    wanted.extend(
+        given
+            .allow
+            .iter()
+            .map(|s| ("--allow", s.as_str(), Decision::Allow)),
+    );
+    wanted.extend(
+        given
+            .block
+            .iter()
+            .map(|s| ("--block", s.as_str(), Decision::Block)),
+    );
     let mut answers: BTreeMap<&str, Vec<IpAddr>> = BTreeMap::new();
     for (name, addr) in &given.answer {
         let addrs = answers.entry(name.as_str()).or_default();
@@ -669,7 +679,11 @@ mod tests {
         for (routing, raw) in [("keep", RULE_KEEP), ("only", RULE_ONLY)] {
             let with = |outer: &str, inner: &str, decision: &str| {
                 let mut g = Given::default();
-                let r = if routing == "keep" { &mut g.keep } else { &mut g.only };
+                let r = if routing == "keep" {
+                    &mut g.keep
+                } else {
+                    &mut g.only
+                };
                 r.push(outer.into());
                 match decision {
                     "allow" => g.allow.push(inner.into()),
@@ -687,10 +701,18 @@ mod tests {
             ] {
                 // The routing suffix above the decision.
                 let g = with("corp.test", "a.corp.test", decision);
-                assert_eq!(decided(&g, "a.corp.test"), (raw, d), "{routing} > {decision}");
+                assert_eq!(
+                    decided(&g, "a.corp.test"),
+                    (raw, d),
+                    "{routing} > {decision}"
+                );
                 assert_eq!(decided(&g, "b.corp.test"), (raw, DECISION_NONE));
                 // The decision above the routing suffix (hosts: exact, so the same name).
-                let inner = if decision == "hosts" { "corp.test" } else { "a.corp.test" };
+                let inner = if decision == "hosts" {
+                    "corp.test"
+                } else {
+                    "a.corp.test"
+                };
                 let g = with(inner, "corp.test", decision);
                 assert_eq!(decided(&g, inner), (raw, d), "{decision} > {routing}");
                 // Same suffix for both.
@@ -762,7 +784,11 @@ mod tests {
                     DECISION_ANSWER
                 };
                 assert_eq!(decided(&g, "mock.test").1, hosts_d, "{flag} / {line}");
-                assert_eq!(decided(&g, "a.mock.test").1, d, "{flag} / {line}: not under it");
+                assert_eq!(
+                    decided(&g, "a.mock.test").1,
+                    d,
+                    "{flag} / {line}: not under it"
+                );
                 assert_eq!(decided(&g, "MOCK.test").1, hosts_d, "any case");
             }
         }
@@ -784,7 +810,10 @@ mod tests {
             ..Given::default()
         };
         assert_eq!(decided(&g, "q.a.corp.test").0, RULE_ONLY_UNDER_KEEP);
-        assert_eq!(decided(&g, "b.a.corp.test"), (RULE_ONLY_UNDER_KEEP, DECISION_BLOCK));
+        assert_eq!(
+            decided(&g, "b.a.corp.test"),
+            (RULE_ONLY_UNDER_KEEP, DECISION_BLOCK)
+        );
         assert_eq!(decided(&g, "y.x.test"), (RULE_ONLY, DECISION_ALLOW));
         assert_eq!(decided(&g, "corp.test"), (RULE_KEEP, DECISION_NONE));
         // A routing key under an allow inherits the allow.
@@ -822,9 +851,18 @@ mod tests {
         };
         assert_eq!(stored.rules(), rules);
         let text: Vec<String> = rules.rules.iter().map(|r| r.to_string()).collect();
-        assert!(text.contains(&"answer api.test 10.5.5.5 fd00::5".to_string()), "{text:?}");
-        assert!(text.contains(&"hosts mock.test 10.1.1.1 ::2".to_string()), "{text:?}");
-        assert!(text.contains(&"hosts block gone.test".to_string()), "{text:?}");
+        assert!(
+            text.contains(&"answer api.test 10.5.5.5 fd00::5".to_string()),
+            "{text:?}"
+        );
+        assert!(
+            text.contains(&"hosts mock.test 10.1.1.1 ::2".to_string()),
+            "{text:?}"
+        );
+        assert!(
+            text.contains(&"hosts block gone.test".to_string()),
+            "{text:?}"
+        );
         assert!(text.contains(&"keep a.corp.test".to_string()), "{text:?}");
         assert!(text.contains(&"block x.ads.test".to_string()), "{text:?}");
     }
@@ -842,7 +880,10 @@ mod tests {
         let r = build(&g).expect("rules");
         let d = |n: &str| r.decision(n);
         assert_eq!(d("x.ads.example").as_deref(), Some("block ads.example"));
-        assert_eq!(d("API.stripe.com.").as_deref(), Some("answer api.stripe.com"));
+        assert_eq!(
+            d("API.stripe.com.").as_deref(),
+            Some("answer api.stripe.com")
+        );
         assert_eq!(d("mock.test").as_deref(), Some("hosts mock.test"));
         assert_eq!(d("www.example.com").as_deref(), Some("allow example.com"));
         assert_eq!(
@@ -857,8 +898,14 @@ mod tests {
             ..Given::default()
         })
         .expect("rules");
-        assert_eq!(no_allow.decision("x.org").as_deref(), Some("outside --only"));
-        assert_eq!(no_allow.decision("a.corp.test").as_deref(), Some("only corp.test"));
+        assert_eq!(
+            no_allow.decision("x.org").as_deref(),
+            Some("outside --only")
+        );
+        assert_eq!(
+            no_allow.decision("a.corp.test").as_deref(),
+            Some("only corp.test")
+        );
     }
 
     #[test]
@@ -889,7 +936,13 @@ mod tests {
             ..Given::default()
         })
         .expect("rules");
-        let kind = |n: &str| rules.rules.iter().find(|r| r.suffix == n).map(|r| r.kind.clone());
+        let kind = |n: &str| {
+            rules
+                .rules
+                .iter()
+                .find(|r| r.suffix == n)
+                .map(|r| r.kind.clone())
+        };
         assert_eq!(kind("ads.test"), Some(Kind::HostsBlock));
         assert_eq!(kind("tracker.test"), Some(Kind::HostsBlock));
         assert_eq!(
@@ -897,7 +950,11 @@ mod tests {
             Some(Kind::HostsAnswer(vec![ip("127.0.0.1"), ip("fe80::1")]))
         );
         for (bad, line, says) in [
-            ("10.0.0.1 ok.test\n10.0.0.300 x.test\n", 2, "\"10.0.0.300\" is not an IPv4 or IPv6 address"),
+            (
+                "10.0.0.1 ok.test\n10.0.0.300 x.test\n",
+                2,
+                "\"10.0.0.300\" is not an IPv4 or IPv6 address",
+            ),
             ("\n\n10.0.0.1\n", 3, "10.0.0.1 and no name after it"),
             ("10.0.0.1 a..b\n", 1, "empty label"),
             ("10.0.0.1 *.ads.test\n", 1, "no wildcards"),
@@ -912,7 +969,10 @@ mod tests {
             let e = parse_hosts("h.hosts", &bytes).expect_err(bad);
             assert_eq!(e.line, line, "{bad:?}");
             let text = e.to_string();
-            assert!(text.starts_with(&format!("--hosts h.hosts:{line}: ")), "{text}");
+            assert!(
+                text.starts_with(&format!("--hosts h.hosts:{line}: ")),
+                "{text}"
+            );
             assert!(text.contains(says), "{text}");
             assert!(!text.contains('\n'), "{text}");
         }
@@ -930,7 +990,10 @@ mod tests {
     fn addresses_are_limited_per_family_and_rules_in_all() {
         let mut g = Given::default();
         for i in 0..MAX_ANSWER_ADDRS {
-            g.answer.push(("a.test".into(), IpAddr::V4(Ipv4Addr::new(10, 0, 0, i as u8))));
+            g.answer.push((
+                "a.test".into(),
+                IpAddr::V4(Ipv4Addr::new(10, 0, 0, i as u8)),
+            ));
             g.answer.push(("a.test".into(), ip(&format!("fd00::{i}"))));
         }
         assert!(build(&g).is_ok(), "8 of each");
@@ -947,21 +1010,30 @@ mod tests {
         })
         .expect_err("9")
         .to_string();
-        assert!(e.starts_with("h:9: more than 8 IPv6 addresses for six.test"), "{e}");
+        assert!(
+            e.starts_with("h:9: more than 8 IPv6 addresses for six.test"),
+            "{e}"
+        );
         // The map's limit counts keys: a hosts name beside the same suffix is a key of its own.
         let many: Vec<String> = (0..MAX_RULES).map(|i| format!("n{i}.test")).collect();
         let at_limit = Given {
             block: many.clone(),
             ..Given::default()
         };
-        assert_eq!(build(&at_limit).expect("at the limit").rules.len(), MAX_RULES as usize);
+        assert_eq!(
+            build(&at_limit).expect("at the limit").rules.len(),
+            MAX_RULES as usize
+        );
         let over = Given {
             block: many,
             hosts: hosts("0.0.0.0 n0.test"),
             ..Given::default()
         };
         let e = build(&over).expect_err("over").to_string();
-        assert!(e.contains("131073 rules") && e.contains("at most 131072"), "{e}");
+        assert!(
+            e.contains("131073 rules") && e.contains("at most 131072"),
+            "{e}"
+        );
     }
 
     /// The records and sums computed from scratch, the way a test of the program would.
@@ -1030,24 +1102,50 @@ mod tests {
         let p = plan(&stored, encode(&second), capacity).expect("fits");
         let live = stored.answer_slots();
         assert_eq!(p.answers.len(), 1, "only the changed answer is written");
-        assert!(!live.contains(&p.answers[0].0), "into a slot no live key uses");
+        assert!(
+            !live.contains(&p.answers[0].0),
+            "into a slot no live key uses"
+        );
         let names: Vec<String> = p
             .update
             .iter()
             .filter_map(|(k, _)| name_of(k).map(|(n, _)| n))
             .collect();
-        assert_eq!(names, ["db.test", "new.test"], "unchanged keys are not rewritten");
-        let gone: Vec<String> = p.delete.iter().filter_map(|k| name_of(k).map(|(n, _)| n)).collect();
+        assert_eq!(
+            names,
+            ["db.test", "new.test"],
+            "unchanged keys are not rewritten"
+        );
+        let gone: Vec<String> = p
+            .delete
+            .iter()
+            .filter_map(|k| name_of(k).map(|(n, _)| n))
+            .collect();
         assert_eq!(gone, ["old.test"]);
         let after = Stored {
             entries: stored
                 .entries
                 .iter()
                 .filter(|(k, _)| !p.delete.contains(k))
-                .map(|(k, v)| (*k, *p.update.iter().find(|(u, _)| u == k).map_or(v, |(_, n)| n)))
-                .chain(p.update.iter().filter(|(k, _)| !stored.entries.iter().any(|(s, _)| s == k)).copied())
+                .map(|(k, v)| {
+                    (
+                        *k,
+                        *p.update.iter().find(|(u, _)| u == k).map_or(v, |(_, n)| n),
+                    )
+                })
+                .chain(
+                    p.update
+                        .iter()
+                        .filter(|(k, _)| !stored.entries.iter().any(|(s, _)| s == k))
+                        .copied(),
+                )
                 .collect(),
-            answers: stored.answers.iter().map(|(k, v)| (*k, *v)).chain(p.answers.iter().copied()).collect(),
+            answers: stored
+                .answers
+                .iter()
+                .map(|(k, v)| (*k, *v))
+                .chain(p.answers.iter().copied())
+                .collect(),
         };
         assert_eq!(after.rules(), second);
         // Three new answers beside two live ones do not fit in four slots.
@@ -1055,7 +1153,10 @@ mod tests {
             answer: ["a", "b", "c"]
                 .iter()
                 .map(|n| (format!("{n}.test"), ip("10.0.0.9")))
-                .chain([("d.test".to_string(), ip("10.0.0.8")), ("e.test".into(), ip("10.0.0.7"))])
+                .chain([
+                    ("d.test".to_string(), ip("10.0.0.8")),
+                    ("e.test".into(), ip("10.0.0.7")),
+                ])
                 .collect(),
             ..Given::default()
         })

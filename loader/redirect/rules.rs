@@ -6,8 +6,8 @@
 
 use super::policy::{Plan, Stored};
 use crate::abi::{
-    AnswerValue, RuleKey, RuleValue, NAME_BYTES, RULE_KEEP, RULE_KEY_DATA, RULE_KEY_SIZE,
-    RULE_EXACT_MARK, RULE_LABEL_MARK, RULE_ONLY, RULE_ONLY_UNDER_KEEP,
+    AnswerValue, RuleKey, RuleValue, NAME_BYTES, RULE_EXACT_MARK, RULE_KEEP, RULE_KEY_DATA,
+    RULE_KEY_SIZE, RULE_LABEL_MARK, RULE_ONLY, RULE_ONLY_UNDER_KEEP,
 };
 use crate::bpf::sys;
 use crate::settings::RuleKinds;
@@ -564,7 +564,9 @@ mod tests {
         );
         assert!(is_under("a.corp.test", "corp.test"));
         assert!(!is_under("xcorp.test", "corp.test"));
-        let many: Vec<String> = (0..=crate::abi::MAX_RULES).map(|i| format!("n{i}.test")).collect();
+        let many: Vec<String> = (0..=crate::abi::MAX_RULES)
+            .map(|i| format!("n{i}.test"))
+            .collect();
         assert!(Rules::new(&many, &[]).is_err());
     }
 }
