@@ -238,11 +238,13 @@ pub fn build(given: &Given) -> Result<Rules, PolicyError> {
     Ok(Rules { rules })
 }
 
+/// Per hosts name: the first line blocking it, the first line pinning it, its addresses.
+type HostsName = (Option<usize>, Option<usize>, Vec<IpAddr>);
+
 /// A hosts file's entries as exact rules: a name's addresses accumulate over its lines;
 /// `0.0.0.0` and `::` block it (and may not meet another address for it).
 fn hosts_rules(hosts: &Hosts) -> Result<Vec<Rule>, PolicyError> {
-    // Per name: the first line blocking it, the first line pinning it, its addresses.
-    let mut names: BTreeMap<&str, (Option<usize>, Option<usize>, Vec<IpAddr>)> = BTreeMap::new();
+    let mut names: BTreeMap<&str, HostsName> = BTreeMap::new();
     for e in &hosts.entries {
         let (blocked, pinned, addrs) = names.entry(e.name.as_str()).or_default();
         if e.addr.is_unspecified() {

@@ -421,6 +421,28 @@ pub fn fill(maps: RuleMaps, plan: &Plan) -> Result<(), MapError> {
     Ok(())
 }
 
+/// [`fill`] for maps just created: all of `rules` written, the answers into the array's first
+/// slots (for programs loaded by hand, as the tests do; the attach plans its own).
+pub fn fill_new(maps: RuleMaps, rules: &Rules) -> Result<(), MapError> {
+    let capacity = match maps.answers {
+        Some(a) => {
+            sys::map_info(a)
+                .map_err(|source| MapError {
+                    action: "size the answers of",
+                    source,
+                })?
+                .max_entries
+        }
+        None => 0,
+    };
+    let plan = super::policy::plan(&Stored::default(), super::policy::encode(rules), capacity)
+        .ok_or_else(|| MapError {
+            action: "fit the answers of",
+            source: io::Error::other(format!("{capacity} answer slots are too few")),
+        })?;
+    fill(maps, &plan)
+}
+
 /// What an attached `RULES` map (and its `ANSWERS`) holds: the entries, and the records of
 /// every answer slot they use. [`Stored::rules`] turns them back into the user's rules.
 /// Entries this build cannot decode are kept as they are (a rewrite deletes them).
