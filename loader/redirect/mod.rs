@@ -31,7 +31,7 @@ use crate::probe;
 use crate::settings::{Path, Settings, Upstream};
 use crate::target::Target;
 use detect::Detected;
-use hooks::{Clsact, HookRef, Program};
+use hooks::{Clsact, Found, HookRef, Program};
 use rules::{RuleMaps, Rules};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use transaction::transact;
@@ -107,7 +107,9 @@ pub fn attach(request: &AttachRequest, log: Log) -> Result<Attached, Error> {
             rules_updated_in_place: true,
         };
         let hooks = [on_iface(Hook::Ingress), query_hook];
-        if rewrite_in_place(nl, &settings, &hooks, &request.rules, log)? {
+        // One look at the hooks serves both the in-place check and the install.
+        let found = hooks::find(nl)?;
+        if rewrite_in_place(&found, &settings, &hooks, &request.rules, log)? {
             return Ok(attached);
         }
         let loaded = load_programs(&settings, &request.rules)?;
@@ -133,7 +135,7 @@ pub fn attach(request: &AttachRequest, log: Log) -> Result<Attached, Error> {
                 (on_iface(Hook::Egress), program(&loaded, EGRESS_SECTION)?),
             ],
         };
-        install(nl, &request.target, &wanted, log)?;
+        install(nl, &request.target, found, &wanted, log)?;
         Ok(Attached {
             rules_updated_in_place: false,
             ..attached
@@ -148,13 +150,12 @@ pub fn attach(request: &AttachRequest, log: Log) -> Result<Attached, Error> {
 /// attach then loads new programs as always. A rewrite that fails half-way is logged and
 /// followed by that full attach too, which replaces the half-written maps with the programs.
 fn rewrite_in_place(
-    nl: &mut Netlink,
+    found: &Found,
     settings: &Settings,
     hooks: &[HookRef; 2],
     rules: &Rules,
     log: Log,
 ) -> Result<bool, Error> {
-    let found = hooks::find(nl)?;
     let (Some(reply), Some(query)) = (found.reply(), found.query()) else {
         return Ok(false);
     };
@@ -223,10 +224,10 @@ fn rewrite_in_place(
 fn install(
     nl: &mut Netlink,
     target: &Target,
+    found: Found,
     wanted: &[(HookRef, Program)],
     log: Log,
 ) -> Result<(), Error> {
-    let found = hooks::find(nl)?;
     let mut stale: Vec<HookRef> = Vec::new();
     for ours in &found.filters {
         if !wanted.iter().any(|(at, _)| *at == ours.at) && !stale.contains(&ours.at) {
