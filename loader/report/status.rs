@@ -6,7 +6,7 @@ use crate::inspect::{Build, HookStatus, Status};
 use crate::namespace;
 use crate::namespace::dockerd::DOCKER_RESOLVER;
 use crate::redirect::detect::DEFAULT_INTERFACE;
-use crate::redirect::rules::{Rule, Rules};
+use crate::redirect::rules::Rules;
 use crate::report::json_string;
 use crate::settings::{Ipv6Settings, Path};
 use std::net::Ipv4Addr;
@@ -150,37 +150,21 @@ fn rules_text(r: &Rules, keeper: &str) -> String {
     if r.is_empty() {
         return "name rules: none\n".to_string();
     }
-    let default = if r.kinds().only {
+    let kinds = r.kinds();
+    let default = if kinds.allowlist {
+        "other names are refused (--allow)".to_string()
+    } else if kinds.only {
         format!("other names and all TCP stay with {keeper} (--only)")
-    } else {
+    } else if kinds.keep {
         "other names are redirected (--keep only)".to_string()
+    } else {
+        "other names go on as without rules".to_string()
     };
     let mut out = format!("name rules: {} ({default})\n", r.rules.len());
     for rule in &r.rules {
-        out.push_str(&format!("  {}\n", rule_text(rule)));
+        out.push_str(&format!("  {rule}\n"));
     }
     out
-}
-
-/// One rule read back from the kernel, as a `--status` line shows it (after two spaces):
-/// `keep internal.test`.
-///
-/// The hook for the decisions (`--block`, `--allow`, `--answer`, `--hosts`): the policy
-/// helper's kinds name themselves through `Kind::name`, and a pinned name's addresses or a
-/// hosts entry's exactness go here (`answer api.stripe.com 10.5.5.5 fd00::5`, `hosts
-/// mock.test 10.5.5.7`), with [`rule_json`] beside it.
-fn rule_text(rule: &Rule) -> String {
-    format!("{} {}", rule.kind.name(), rule.suffix)
-}
-
-/// One rule as `--status --json` lists it: `{"suffix":"internal.test","kind":"keep"}`; the
-/// decisions' fields (a pinned name's `addresses`, `exact` for hosts entries) go here.
-fn rule_json(rule: &Rule) -> String {
-    format!(
-        "{{\"suffix\":{},\"kind\":{}}}",
-        json_string(&rule.suffix),
-        json_string(rule.kind.json_name())
-    )
 }
 
 fn port_or_none(port: Option<u16>) -> String {
@@ -255,7 +239,24 @@ pub fn render_json(s: &Status) -> String {
         format!("{{{}}}", fields.join(","))
     });
     let rules = s.maps.rules.as_ref().map_or("null".to_string(), |r| {
-        let items: Vec<String> = r.rules.iter().map(rule_json).collect();
+        let items: Vec<String> = r
+            .rules
+            .iter()
+            .map(|x| {
+                let addresses = match x.kind.addresses() {
+                    [] => String::new(),
+                    a => format!(
+                        ",\"addresses\":[{}]",
+                        list(a.iter().map(|a| a.to_string()).collect())
+                    ),
+                };
+                format!(
+                    "{{\"suffix\":{},\"kind\":{}{addresses}}}",
+                    json_string(&x.suffix),
+                    json_string(x.kind.json_name())
+                )
+            })
+            .collect();
         format!("[{}]", items.join(","))
     });
     format!(
@@ -287,7 +288,7 @@ pub fn render_json(s: &Status) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::redirect::rules::Kind;
+    use crate::redirect::rules::{Kind, Rule};
 
     #[test]
     fn every_counter_is_shown_with_its_value_the_decisions_too() {
