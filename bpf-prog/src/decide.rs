@@ -47,7 +47,8 @@ pub unsafe fn decide<A: Family>(
 ) -> Result<DnsQuery, (Outcome, i32)> {
     let decides = rules::decides();
     // A message partly outside the linear data would not be read, and a decision not taken.
-    if decides && kernel::skb_pull_data(skb, 0) != 0 {
+    // TCP's payload is in page fragments as a rule.
+    if decides && kernel::skb_pull_data(skb, kernel::len(skb)) != 0 {
         return Err((Outcome::Failed, TC_ACT_SHOT));
     }
     let redirects = config!(flags) & FLAG_NO_UPSTREAM == 0 && A::upstream().1 != 0;

@@ -36,11 +36,18 @@ pub struct MapDef {
 /// written (see answer.rs's delivery on lo).
 #[repr(C)]
 pub struct SkBuff {
-    _len_pkt_type: [u32; 2],
+    len: u32,
+    _pkt_type: u32,
     mark: u32,
     _before_data: [u32; 16],
     data: u32,
     data_end: u32,
+}
+
+/// The packet's whole length, linear data and fragments.
+#[inline(always)]
+pub unsafe fn len(skb: *const SkBuff) -> u32 {
+    core::ptr::read_volatile(&(*skb).len)
 }
 
 #[inline(always)]
@@ -154,8 +161,9 @@ pub unsafe fn skb_change_tail(skb: *mut SkBuff, len: u32) -> i64 {
     helper!(38, fn(*mut SkBuff, u32, u64) -> i64)(skb, len, 0)
 }
 
-/// Makes the first `len` bytes (all of them for 0) linear: direct packet access reaches them.
-/// Every packet pointer is invalid afterwards.
+/// Makes the first `len` bytes linear: direct packet access reaches them. (0 would not pull
+/// them all, whatever the helper's documentation says: the kernel takes it as the linear
+/// part's length.) Every packet pointer is invalid afterwards.
 #[inline(always)]
 pub unsafe fn skb_pull_data(skb: *mut SkBuff, len: u32) -> i64 {
     helper!(39, fn(*mut SkBuff, u32) -> i64)(skb, len)
