@@ -10,13 +10,22 @@
 //! nameservers path with `--resolver any` over IPv4 and IPv6 (the egress program, the reply
 //! program), whose rewritten frames go on with TC_ACT_UNSPEC and keep the same promises.
 //!
+//! Two more benches run the same with decisions in force (FLAG_DECIDE | FLAG_ALLOWLIST, block,
+//! allow and pinned entries written into the maps as the byte contract says), where the query
+//! program may also answer a query itself or reset its TCP connection (TC_ACT_REDIRECT, the frame
+//! turned around). Every such frame must be exactly the answer (or RST) built from scratch for
+//! its query by tests/support/answers.rs with the decision of its model: checksums valid (the
+//! IPv4 header's when it was), lengths consistent, the DNS message the header, at most the
+//! question echoed, the records owed and at most the 11-byte OPT, nothing else. A UDP query too
+//! short for a DNS header is dropped under an allowlist (TC_ACT_SHOT), and only it.
+//!
 //! Deterministic: the seed is printed first; DNSREDIR_FUZZ_SEED and DNSREDIR_FUZZ_ITERATIONS
 //! override the seed and the number of frames. Run with `--nocapture` to see the figures.
 
 use dnsredir::abi::raw::{addr6_raw, port_raw};
 use dnsredir::abi::{
-    Config, FlowKey, EGRESS_SECTION, FLAG_ANY_RESOLVER, FLOWS6_MAP, FLOWS_MAP, FLOW_TABLE_ENTRIES,
-    QUERY_SECTION, REPLY_SECTION,
+    Config, FlowKey, EGRESS_SECTION, FLAG_ALLOWLIST, FLAG_ANY_RESOLVER, FLAG_DECIDE, FLOWS6_MAP,
+    FLOWS_MAP, FLOW_TABLE_ENTRIES, QUERY_SECTION, REPLY_SECTION,
 };
 use dnsredir::bpf::elf::ObjectFile;
 use dnsredir::bpf::load::Loaded;
@@ -27,6 +36,7 @@ use std::ops::Range;
 use std::time::Instant;
 
 mod support;
+use support::answers::{self, expected_answer, expected_reset, layout, Pinned, Policy};
 use support::packet::*;
 use support::prog::{
     counters, load_config, nameservers_path_config, CONTAINER6, UPSTREAM6, UPSTREAM6_PORT,
@@ -36,6 +46,8 @@ use support::rng::{env_u64, Rng};
 const TC_ACT_SHOT: u32 = 2;
 const DEFAULT_SEED: u64 = 0x0d05_e7d1_2025_0013;
 const DEFAULT_ITERATIONS: u64 = 500_000;
+/// The benches with decisions check more per frame: fewer frames, about as long.
+const DEFAULT_DECIDE_ITERATIONS: u64 = 400_000;
 /// The id of the query that keeps a UDP flow alive for the reply seeds.
 const LIVE_ID: u16 = 0x0a0b;
 
@@ -671,6 +683,207 @@ fn verdict_name(v: u32) -> String {
     }
 }
 
+// ---- decisions ----
+
+/// The rules of the benches with decisions: the seeds' own names allowed, and a block, a
+/// pinned suffix and a pinned exact name (hosts) beside them.
+fn decide_policy() -> Policy {
+    let v4 = |i: u8| Ipv4Addr::new(10, 7, 0, i);
+    let v6 = |i: u16| Ipv6Addr::new(0xfd00, 7, 0, 0, 0, 0, 0, i);
+    Policy::new(FLAG_ALLOWLIST)
+        .allow("example.com")
+        .allow("example.org")
+        .block("ads.example.com")
+        .answer("pin.test", Pinned::new(&[v4(1), v4(2)], &[v6(1)]))
+        .exact_answer(
+            "host.test",
+            Pinned::new(
+                &(1..=8).map(v4).collect::<Vec<_>>(),
+                &(1..=8).map(v6).collect::<Vec<_>>(),
+            ),
+        )
+}
+
+/// Queries each decision answers, as `udp` and `tcp` frame them.
+fn decide_seeds(udp: impl Fn(Vec<u8>) -> Packet, tcp: impl Fn(Vec<u8>) -> Packet) -> Vec<Seed> {
+    use answers::{query, tcp_message, with_opt, COOKIE, TYPE_A, TYPE_AAAA, TYPE_TXT};
+    let seed = |name, frame: Vec<u8>| Seed {
+        name,
+        frame,
+        needs_flow: false,
+    };
+    let ok = query(0x51, "www.example.com", TYPE_A);
+    vec![
+        seed(
+            "udp blocked",
+            udp(query(0x41, "x.ads.example.com", TYPE_A)).bytes(),
+        ),
+        seed(
+            "udp blocked, OPT cookie",
+            udp(with_opt(query(0x42, "ads.example.com", TYPE_A), &COOKIE)).bytes(),
+        ),
+        seed(
+            "udp pinned A",
+            udp(query(0x43, "www.pin.test", TYPE_A)).bytes(),
+        ),
+        seed(
+            "udp pinned AAAA, OPT",
+            udp(with_opt(query(0x44, "pin.test", TYPE_AAAA), &[])).bytes(),
+        ),
+        seed(
+            "udp pinned TXT",
+            udp(query(0x45, "pin.test", TYPE_TXT)).bytes(),
+        ),
+        seed(
+            "udp hosts 8 A, OPT",
+            udp(with_opt(query(0x46, "host.test", TYPE_A), &[])).bytes(),
+        ),
+        seed(
+            "udp hosts 8 AAAA",
+            udp(query(0x47, "HOST.test", TYPE_AAAA)).bytes(),
+        ),
+        seed(
+            "udp disallowed, OPT",
+            udp(with_opt(query(0x48, "other.net", TYPE_A), &[])).bytes(),
+        ),
+        seed(
+            "tcp blocked",
+            tcp(tcp_message(&query(0x49, "ads.example.com", TYPE_A))).bytes(),
+        ),
+        seed(
+            "tcp two pipelined",
+            tcp([tcp_message(&ok), tcp_message(&ok)].concat()).bytes(),
+        ),
+        seed("tcp allowed", tcp(tcp_message(&ok)).bytes()),
+    ]
+}
+
+/// The embedded-resolver bench with decisions: its seeds, and the decisions' own.
+fn decide_seeds_lo() -> Vec<Seed> {
+    let mut v = seeds();
+    v.extend(decide_seeds(query, |payload| {
+        Packet::tcp((CLIENT, CLIENT_PORT + 5), (RESOLVER, DOCKERD_TCP), payload)
+    }));
+    v
+}
+
+/// The `--resolver any` bench with decisions, both families.
+fn decide_seeds_any() -> Vec<Seed> {
+    let mut v = any_seeds();
+    v.extend(decide_seeds(any_query, |payload| {
+        Packet::tcp((CONTAINER, CLIENT_PORT + 5), (ANY_SERVER, 53), payload)
+    }));
+    let mut v6 = decide_seeds(
+        |payload| Packet::udp((CONTAINER6, CLIENT_PORT), (ANY_SERVER6, 53), payload),
+        |payload| Packet::tcp((CONTAINER6, CLIENT_PORT + 5), (ANY_SERVER6, 53), payload),
+    );
+    for s in &mut v6 {
+        s.name = match s.name {
+            "udp blocked" => "ipv6 udp blocked",
+            "udp blocked, OPT cookie" => "ipv6 udp blocked, OPT cookie",
+            "udp pinned A" => "ipv6 udp pinned A",
+            "udp pinned AAAA, OPT" => "ipv6 udp pinned AAAA, OPT",
+            "udp pinned TXT" => "ipv6 udp pinned TXT",
+            "udp hosts 8 A, OPT" => "ipv6 udp hosts 8 A, OPT",
+            "udp hosts 8 AAAA" => "ipv6 udp hosts 8 AAAA",
+            "udp disallowed, OPT" => "ipv6 udp disallowed, OPT",
+            "tcp blocked" => "ipv6 tcp blocked",
+            "tcp two pipelined" => "ipv6 tcp two pipelined",
+            _ => "ipv6 tcp allowed",
+        };
+    }
+    v.extend(v6);
+    v
+}
+
+/// The frame `out` is `input` turned around: its IP addresses swapped.
+fn turned_around(input: &[u8], out: &[u8]) -> bool {
+    match (layout(input), layout(out)) {
+        (Some(i), Some(o)) if i.v6 == o.v6 && out.len() >= o.l4 => {
+            input[i.src.clone()] == out[o.dst.clone()] && input[i.dst.clone()] == out[o.src.clone()]
+        }
+        _ => false,
+    }
+}
+
+/// Checks a frame the query program answered or reset (turned around, TC_ACT_REDIRECT) against
+/// the answer or reset built from scratch for `input` with `policy`'s decision; Err says what
+/// is wrong.
+fn check_answer(
+    policy: &Policy,
+    lo: bool,
+    input: &[u8],
+    out: &[u8],
+) -> Result<&'static str, String> {
+    let l = layout(input).ok_or("an answer to a frame that is not IP")?;
+    let mut expected = match l.proto {
+        UDP => {
+            let dns = input
+                .get(l.l4 + 8..)
+                .ok_or("an answer without a UDP header")?;
+            let (rcode, records, count) = policy
+                .owed(dns, lo)
+                .ok_or("an answer the model does not owe")?;
+            expected_answer(input, rcode, &records, count)
+        }
+        TCP => {
+            let t = input
+                .get(l.l4..)
+                .filter(|t| t.len() >= 20)
+                .ok_or("a reset without a TCP header")?;
+            let hlen = (t[12] >> 4) as usize * 4;
+            let ip_len = if l.v6 {
+                u16::from_be_bytes([input[18], input[19]]) as usize
+            } else {
+                (u16::from_be_bytes([input[16], input[17]]) as usize)
+                    .checked_sub(l.l4 - 14)
+                    .ok_or("a reset of a segment shorter than its IP header")?
+            };
+            if hlen < 20 || t.len() < hlen || ip_len <= hlen {
+                return Err("a reset of a segment without data or whole header".into());
+            }
+            // One whole message the model owes nothing is not reset.
+            let payload = ip_len - hlen;
+            let whole = t.len() >= hlen + 2 && {
+                let len = u16::from_be_bytes([t[hlen], t[hlen + 1]]) as usize;
+                len >= 12 && payload == len + 2
+            };
+            if whole {
+                let dns = &t[hlen + 2..];
+                if answers::Question::read(dns).is_some() && policy.owed(dns, lo).is_none() {
+                    return Err("one whole message, allowed, reset".into());
+                }
+            }
+            expected_reset(input)
+        }
+        p => return Err(format!("protocol {p} answered")),
+    };
+    // The IPv4 header checksum is updated, not recomputed: valid if it was.
+    let kind = if l.proto == UDP { "answer" } else { "reset" };
+    if !l.v6 && ipv4_header_ok(input) != Some(true) && expected.len() == out.len() {
+        expected[24..26].copy_from_slice(&out[24..26]);
+    }
+    if expected != out {
+        return Err(format!(
+            "not the {kind} built from scratch:\n  expected: {expected:02x?}"
+        ));
+    }
+    // Said once more in the terms of the promise, with the other checkers of this file.
+    if l4_ok(out) != Some(true) {
+        return Err(format!("{kind} with an invalid L4 checksum"));
+    }
+    if ipv4_header_ok(input) == Some(true) && ipv4_header_ok(out) != Some(true) {
+        return Err(format!("{kind} with an invalid IPv4 header checksum"));
+    }
+    Ok(kind)
+}
+
+/// A UDP datagram too short for a DNS header and the first byte of a question: the one frame
+/// an allowlist drops.
+fn unreadable_udp(frame: &[u8]) -> bool {
+    matches!(layout(frame), Some(l) if l.proto == UDP && frame.len() < l.l4 + 8 + 14)
+}
+
 /// What one fuzz run loads and sends.
 struct Bench {
     name: &'static str,
@@ -682,6 +895,8 @@ struct Bench {
     /// The nameservers path: a rewritten frame goes on (TC_ACT_UNSPEC) instead of being
     /// redirected.
     in_place: bool,
+    /// Decisions in force (FLAG_DECIDE and the policy's flags added to the configuration).
+    policy: Option<Policy>,
 }
 
 #[test]
@@ -694,6 +909,7 @@ fn mutated_frames_keep_the_programs_promises() {
         seeds: seeds(),
         priming: priming(),
         in_place: false,
+        policy: None,
     });
 }
 
@@ -707,18 +923,60 @@ fn mutated_frames_keep_the_any_resolver_programs_promises() {
         seeds: any_seeds(),
         priming: any_priming(),
         in_place: true,
+        policy: None,
+    });
+}
+
+#[test]
+#[ignore = "needs root: bpf(2)"]
+fn mutated_frames_keep_the_programs_promises_with_decisions() {
+    fuzz(&Bench {
+        name: "embedded resolver, decisions",
+        config: test_config(UPSTREAM_PORT, 0),
+        sections: [QUERY_SECTION, REPLY_SECTION],
+        seeds: decide_seeds_lo(),
+        priming: priming(),
+        in_place: false,
+        policy: Some(decide_policy()),
+    });
+}
+
+#[test]
+#[ignore = "needs root: bpf(2)"]
+fn mutated_frames_keep_the_any_resolver_programs_promises_with_decisions() {
+    fuzz(&Bench {
+        name: "--resolver any, decisions",
+        config: any_resolver_config(),
+        sections: [EGRESS_SECTION, REPLY_SECTION],
+        seeds: decide_seeds_any(),
+        priming: any_priming(),
+        in_place: true,
+        policy: Some(decide_policy()),
     });
 }
 
 fn fuzz(bench: &Bench) {
     let seed = env_u64("DNSREDIR_FUZZ_SEED", DEFAULT_SEED);
-    let iterations = env_u64("DNSREDIR_FUZZ_ITERATIONS", DEFAULT_ITERATIONS);
+    let default = if bench.policy.is_some() {
+        DEFAULT_DECIDE_ITERATIONS
+    } else {
+        DEFAULT_ITERATIONS
+    };
+    let iterations = env_u64("DNSREDIR_FUZZ_ITERATIONS", default);
     let bench_name = bench.name;
     println!(
         "fuzz_programs ({bench_name}): seed {seed:#018x} (DNSREDIR_FUZZ_SEED), {iterations} frames"
     );
     let started = Instant::now();
-    let (object, loaded) = load_config(&bench.config);
+    let (object, loaded) = match &bench.policy {
+        Some(policy) => policy.load(&Config {
+            flags: bench.config.flags | FLAG_DECIDE | policy.flags,
+            ..bench.config
+        }),
+        None => load_config(&bench.config),
+    };
+    let lo = !bench.in_place;
+    let mut answered: BTreeMap<&str, u64> = BTreeMap::new();
     let programs = bench.sections.map(|s| (s, &loaded.program(s).expect(s).fd));
     let seeds = &bench.seeds;
     let priming = &bench.priming;
@@ -771,14 +1029,35 @@ fn fuzz(bench: &Bench) {
                 v => v,
             };
             *verdicts.entry((section, verdict)).or_default() += 1;
-            let problem = match out.retval {
-                TC_ACT_UNSPEC if !rewritten => None,
-                TC_ACT_UNSPEC if bench.in_place => check_redirect(section, &frame, &out.data).err(),
-                TC_ACT_UNSPEC => Some("TC_ACT_UNSPEC but the frame changed".into()),
-                TC_ACT_REDIRECT if !bench.in_place => {
-                    check_redirect(section, &frame, &out.data).err()
+            let query_program = section == bench.sections[0];
+            let decided = bench.policy.as_ref().filter(|_| query_program);
+            let problem = match (out.retval, decided) {
+                (TC_ACT_REDIRECT, Some(policy)) if turned_around(&frame, &out.data) => {
+                    match check_answer(policy, lo, &frame, &out.data) {
+                        Ok(kind) => {
+                            *answered.entry(kind).or_default() += 1;
+                            None
+                        }
+                        Err(e) => Some(e),
+                    }
                 }
-                v => Some(format!("verdict {}", verdict_name(v))),
+                (TC_ACT_SHOT, Some(policy))
+                    if policy.flags & FLAG_ALLOWLIST != 0 && unreadable_udp(&frame) =>
+                {
+                    *answered.entry("dropped, unreadable").or_default() += 1;
+                    None
+                }
+                (v, _) => match v {
+                    TC_ACT_UNSPEC if !rewritten => None,
+                    TC_ACT_UNSPEC if bench.in_place => {
+                        check_redirect(section, &frame, &out.data).err()
+                    }
+                    TC_ACT_UNSPEC => Some("TC_ACT_UNSPEC but the frame changed".into()),
+                    TC_ACT_REDIRECT if !bench.in_place => {
+                        check_redirect(section, &frame, &out.data).err()
+                    }
+                    v => Some(format!("verdict {}", verdict_name(v))),
+                },
             };
             if let Some(problem) = problem {
                 broken += 1;
@@ -810,6 +1089,18 @@ fn fuzz(bench: &Bench) {
         "  counters: udp redirected {}, tcp redirected {}, replies restored {}, edns clamped {}, failures {}; flows in the tables at the end {flows} + {flows6} (max {FLOW_TABLE_ENTRIES} each)",
         c.queries_redirected_udp, c.queries_redirected_tcp, c.replies_restored, c.edns_clamped, c.failures
     );
+    if bench.policy.is_some() {
+        println!(
+            "  decisions: {answered:?}; counters: answered blocked {}, pinned {}, disallowed {}, tcp resets {}",
+            c.answered_blocked, c.answered_pinned, c.answered_disallowed, c.tcp_reset
+        );
+        for kind in ["answer", "reset"] {
+            assert!(
+                answered.get(kind).copied().unwrap_or(0) > iterations / 100,
+                "{bench_name}: the fuzz reaches the {kind}s: {answered:?}"
+            );
+        }
+    }
     assert!(
         failures.is_empty(),
         "{bench_name}: {broken} broken promises, first ones:\n{}",

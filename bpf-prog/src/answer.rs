@@ -74,8 +74,10 @@ const OPT: [u8; 11] = {
     let size = ANSWER_EDNS_SIZE.to_be_bytes();
     [0, 0, 41, size[0], size[1], 0, 0, 0, 0, 0, 0]
 };
-/// The sum of [`OPT`]'s big-endian words (odd length: the last byte padded with 0).
-const OPT_SUM: u32 = 41 + ((size_hi() as u32) << 8 | size_lo() as u32);
+/// The sum of [`OPT`]'s big-endian words (odd length: the last byte padded with 0): `00 00`,
+/// `29 hi`, `lo 00`, then zeros. Like the records' sums: words of the OPT as if it started on
+/// the word grid.
+const OPT_SUM: u32 = ((41u32) << 8 | size_hi() as u32) + ((size_lo() as u32) << 8);
 
 const fn size_hi() -> u8 {
     ANSWER_EDNS_SIZE.to_be_bytes()[0]

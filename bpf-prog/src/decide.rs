@@ -6,7 +6,6 @@ use crate::answer;
 use crate::config::config;
 use crate::counters::Outcome;
 use crate::counters::PASS;
-use crate::events;
 use crate::family::Family;
 use crate::flows;
 use crate::kernel::{self, SkBuff, TC_ACT_SHOT, TC_ACT_UNSPEC};

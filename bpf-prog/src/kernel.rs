@@ -8,7 +8,6 @@ use core::ffi::c_void;
 /// ends classification and would hide the packet from every filter after ours.
 pub const TC_ACT_UNSPEC: i32 = -1;
 pub const TC_ACT_SHOT: i32 = 2;
-pub const TC_ACT_REDIRECT: i32 = 7;
 /// bpf_redirect: to the device's ingress instead of its egress.
 pub const BPF_F_INGRESS: u64 = 1;
 

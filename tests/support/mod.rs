@@ -1,5 +1,8 @@
 //! Test harness for dnsredir's end-to-end tests (std + libc only).
 //!
+//! - [`answers`]: the programs' own answers (issue 19) rebuilt from first principles: rules
+//!   and records written as the byte contract says, the frames a query must become, a model of
+//!   the decision, BPF_PROG_TEST_RUN with skb->mark;
 //! - [`cni`]: the nameservers path's CNI-style topology ([`cni::Cni`]);
 //! - [`dns`]: a stand-in authoritative DNS server ([`dns::DnsServer`]) and stub-resolver-like clients
 //!   ([`query_a`], [`query_many`]) that run inside a network namespace;
@@ -25,6 +28,7 @@
 // uses are removed (checked by building each test binary without this line).
 #![allow(dead_code, unused_imports)]
 
+pub mod answers;
 pub mod cni;
 pub mod dns;
 pub mod docker;
