@@ -1,8 +1,12 @@
-//! The command line: flags in, one plain [`Action`] out. Nothing here touches the system.
+//! The command line: flags in, one plain [`Action`] out. Nothing here touches the system but
+//! a `--hosts` file, read here so that one that cannot be read is a bad command line.
 
 use crate::install::{InstallRequest, UninstallRequest};
 use crate::namespace::dockerd::ResolverPorts;
-use crate::options::{edns_max, label, resolvers, rules, upstreams, FLAGS};
+use crate::options::{
+    block_rcode, edns_max, label, optional_upstreams, policy_rules, read_hosts, resolvers,
+    PolicyFlags, FLAGS,
+};
 use crate::redirect::{AttachRequest, Resolvers};
 use crate::settings;
 use crate::target::Target;
@@ -30,6 +34,10 @@ pub const EXIT_NOT_ATTACHED: u8 = 3;
     example = "dnsredir --netns /var/run/netns/pod1 --resolver 10.96.0.10 --upstream 10.0.0.53",
     example = "dnsredir --netns /var/run/netns/pod1 --resolver any --upstream 10.0.0.53",
     example = "dnsredir --pid 1234 --upstream 10.0.0.53 --upstream [fd00::53]:53",
+    example = "dnsredir --pid 1234 --block ads.example --block tracker.test",
+    example = "dnsredir --pid 1234 --allow example.com --allow pypi.org",
+    example = "dnsredir --pid 1234 --answer api.stripe.com=10.5.5.5 --answer api.stripe.com=fd00::5",
+    example = "dnsredir --pid 1234 --hosts mocks.hosts --upstream 10.0.0.53",
     example = "dnsredir --pid 1234 --status --json",
     example = "dnsredir --pid 1234 --watch",
     example = "dnsredir --metrics 127.0.0.1:9353",
@@ -49,7 +57,7 @@ pub struct Args {
     /// path of the network namespace instead of --pid (/var/run/netns/NAME, /proc/PID/ns/net)
     #[argh(option)]
     netns: Option<PathBuf>,
-    /// resolver to send queries to: IP, IP:PORT or [IPv6]:PORT (port 53 by default); once per address family: a second, IPv6 upstream takes the IPv6 nameservers' queries (nameservers path only)
+    /// resolver to send queries to: IP, IP:PORT or [IPv6]:PORT (port 53 by default); once per address family: a second, IPv6 upstream takes the IPv6 nameservers' queries (nameservers path only). Optional with --block, --allow, --answer or --hosts: without it the names no rule answers go where they were going (dockerd, or the nameserver asked)
     #[argh(option)]
     upstream: Vec<String>,
     /// a nameserver of the container's resolv.conf to take over on its interface's egress: IP, IP:PORT or [IPv6]:PORT (port 53 by default; IPv6 ones need an IPv6 --upstream); repeatable, up to 4 per address family. Or "any", alone: every query to port 53 leaving the interface, whatever server it names (hard-coded ones too; not the upstream, not the container's own address), each answer coming back from the server asked. Without it, a container with no embedded resolver on 127.0.0.11 has the nameservers of /proc/PID/root/etc/resolv.conf taken over (needed with --netns)
@@ -73,6 +81,21 @@ pub struct Args {
     /// only names equal to or under SUFFIX are redirected, all others (and TCP) stay with dockerd or the nameserver asked (repeatable; --keep wins where both match)
     #[argh(option)]
     only: Vec<String>,
+    /// answer NXDOMAIN in the kernel for SUFFIX and every name under it (repeatable; whole labels, any case, like --keep; REFUSED with --block-rcode refused)
+    #[argh(option)]
+    block: Vec<String>,
+    /// an allowlist: only names equal to or under SUFFIX (or answered by --answer/--hosts) resolve, every other name is refused (REFUSED) in the kernel (repeatable; single-label names stay with dockerd unless --redirect-all)
+    #[argh(option)]
+    allow: Vec<String>,
+    /// NAME=ADDR: answer NAME and every name under it in the kernel with ADDR, an A record for IPv4 and AAAA for IPv6 (TTL 10 s; other types and the missing family get an empty NOERROR); repeatable, addresses for one NAME accumulate, up to 8 per family
+    #[argh(option)]
+    answer: Vec<String>,
+    /// a file in /etc/hosts syntax (ADDR NAME [NAME...], # comments), hosts meaning: each NAME exactly (not the names under it) is answered with its addresses in the kernel, or blocked by a 0.0.0.0 or :: line
+    #[argh(option)]
+    hosts: Option<PathBuf>,
+    /// what blocked names get: nxdomain (default) or refused
+    #[argh(option)]
+    block_rcode: Option<String>,
     /// lower the EDNS UDP payload size redirected queries announce to at most this (default 1232, so answers are not fragmented; larger ones come truncated and are fetched over TCP); 512 to 65535, or 0 to leave it alone
     #[argh(option)]
     edns_max: Option<u16>,
@@ -143,6 +166,11 @@ fn attach_only(args: &Args) -> Option<&'static str> {
         ("--resolver", !args.resolver.is_empty()),
         ("--keep", !args.keep.is_empty()),
         ("--only", !args.only.is_empty()),
+        ("--block", !args.block.is_empty()),
+        ("--allow", !args.allow.is_empty()),
+        ("--answer", !args.answer.is_empty()),
+        ("--hosts", args.hosts.is_some()),
+        ("--block-rcode", args.block_rcode.is_some()),
         ("--interface", args.interface.is_some()),
         ("--label", args.label.is_some()),
     ]
@@ -202,7 +230,15 @@ pub fn action(args: Args) -> Result<Action, String> {
             if args.json {
                 return Err("--json goes with --status or --watch".into());
             }
-            let (upstream, upstream6) = upstreams(&args.upstream, FLAGS)?;
+            let flags = PolicyFlags {
+                keep: args.keep,
+                only: args.only,
+                allow: args.allow,
+                block: args.block,
+                answer: args.answer,
+            };
+            let policy = flags.decides() || args.hosts.is_some();
+            let (upstream, upstream6) = optional_upstreams(&args.upstream, policy, FLAGS)?;
             for port in [args.dockerd_port, args.dockerd_tcp_port]
                 .into_iter()
                 .flatten()
@@ -211,13 +247,22 @@ pub fn action(args: Args) -> Result<Action, String> {
                     return Err("--dockerd-port and --dockerd-tcp-port must not be 0".into());
                 }
             }
-            let resolvers = resolvers(&args.resolver, upstream6.is_some(), FLAGS)?;
+            // IPv6 nameservers are taken with an IPv6 upstream, or to answer what rules decide.
+            let resolvers = resolvers(&args.resolver, upstream6.is_some() || policy, FLAGS)?;
             if resolvers != Resolvers::FromNamespace
                 && (args.dockerd_port.is_some() || args.dockerd_tcp_port.is_some())
             {
                 return Err("--resolver (the nameservers path) excludes --dockerd-port / --dockerd-tcp-port (Docker's embedded resolver)".into());
             }
-            let rules = rules(&args.keep, &args.only, FLAGS)?;
+            let block_refused = block_rcode(args.block_rcode.as_deref())?;
+            if args.block_rcode.is_some() && flags.block.is_empty() && args.hosts.is_none() {
+                return Err(
+                    "--block-rcode goes with --block or --hosts (what blocked names get)".into(),
+                );
+            }
+            // The one file the command line reads: a hosts file that cannot be read is bad input.
+            let hosts = args.hosts.as_deref().map(read_hosts).transpose()?;
+            let rules = policy_rules(&flags, hosts, FLAGS)?;
             let label = match args.label {
                 Some(text) => label(text, FLAGS)?,
                 None => settings::label(&target.to_string()),
@@ -237,6 +282,7 @@ pub fn action(args: Args) -> Result<Action, String> {
                 probe_upstream: !args.no_probe,
                 edns_max: edns_max(args.edns_max, FLAGS)?,
                 rules,
+                block_refused,
             }))
         }
     }
@@ -245,7 +291,7 @@ pub fn action(args: Args) -> Result<Action, String> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::options::parse_upstream;
+    use crate::options::{parse_upstream, upstreams};
     use crate::redirect::EDNS_MAX;
     use std::net::{SocketAddrV4, SocketAddrV6};
 
@@ -468,6 +514,73 @@ pub(crate) mod tests {
         assert!(e.starts_with("bad --keep:") && !e.contains('\n'), "{e}");
         assert!(with(&["--only", "*.corp"]).is_err());
         assert!(parse(&["--pid", "1", "--status", "--keep", "a"]).is_err());
+    }
+
+    #[test]
+    fn a_policy_needs_no_upstream() {
+        let attach = |argv: &[&str]| match parse(argv) {
+            Ok(Action::Attach(r)) => r,
+            Ok(_) => panic!("{argv:?} is an attach"),
+            Err(e) => panic!("{argv:?}: {e}"),
+        };
+        let r = attach(&[
+            "--pid",
+            "1",
+            "--block",
+            "Ads.Example",
+            "--block-rcode",
+            "refused",
+        ]);
+        assert_eq!(r.upstream, None);
+        assert!(r.block_refused);
+        assert_eq!(
+            r.rules.decision("x.ads.example").as_deref(),
+            Some("block ads.example")
+        );
+        let r = attach(&[
+            "--netns",
+            "/run/netns/x",
+            "--answer",
+            "api.test=[fd00::5]",
+            "--answer",
+            "api.test=10.0.0.5",
+            "--resolver",
+            "fd00::53",
+        ]);
+        assert_eq!(r.rules.rules.len(), 1);
+        assert_eq!(
+            r.rules.rules[0].to_string(),
+            "answer api.test 10.0.0.5 fd00::5"
+        );
+        assert!(
+            matches!(r.resolvers, Resolvers::Named(n) if n.v6.len() == 1),
+            "IPv6 nameservers are taken to answer what rules decide"
+        );
+        let r = attach(&[
+            "--pid",
+            "1",
+            "--upstream",
+            "1.1.1.1",
+            "--allow",
+            "example.com",
+        ]);
+        assert_eq!(r.upstream, Some("1.1.1.1:53".parse().unwrap()));
+        assert!(r.rules.kinds().allowlist);
+        assert!(
+            !attach(&["--pid", "1", "--keep", "x", "--upstream", "1.1.1.1"])
+                .rules
+                .kinds()
+                .decide
+        );
+        // Routing rules alone are no policy: an upstream is still needed.
+        let e = parse(&["--pid", "1", "--keep", "x"])
+            .err()
+            .unwrap_or_default();
+        assert!(e.starts_with("say where DNS should go"), "{e}");
+        let help = help();
+        for flag in ["--block", "--allow", "--answer", "--hosts", "--block-rcode"] {
+            assert!(help.contains(flag), "{flag}: {help}");
+        }
     }
 
     #[test]

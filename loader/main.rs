@@ -39,7 +39,25 @@ fn run(action: Action, verbose: bool) -> Result<u8, Error> {
             {
                 eprintln!("dnsredir: {line}");
             }
-            println!("{}", summary(&request, &attached));
+            if attached.rules_updated_in_place {
+                println!(
+                    "dnsredir: rules updated in place on {} ({}): same programs, no flow lost",
+                    request.target,
+                    request.rules.describe()
+                );
+            } else if request.upstream.is_none() {
+                println!(
+                    "dnsredir: attached to {}: names decided in the kernel ({}; see --status), other DNS goes where it was going (no --upstream), taken on {}",
+                    request.target,
+                    request.rules.describe(),
+                    match attached.settings.path {
+                        dnsredir::settings::Path::EmbeddedResolver { .. } => "lo".to_string(),
+                        _ => format!("{}'s egress", attached.interface),
+                    }
+                );
+            } else {
+                println!("{}", summary(&request, &attached));
+            }
             Ok(0)
         }
         Action::Detach { target } => {

@@ -4,9 +4,12 @@
 
 use crate::abi::{LABEL_MAX, MAX_NAMESERVERS};
 use crate::namespace::resolv_conf::Nameservers;
+use crate::redirect::policy::{self, Given, Hosts, HostsError, MAX_HOSTS_FILE};
 use crate::redirect::rules::{self, Rules};
 use crate::redirect::{Resolvers, EDNS_MAX};
+use std::io::Read;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::path::Path;
 
 /// `IP`, `IP:PORT`, `[IPv6]:PORT` or a bare IPv6 address; port 53 when none is given.
 fn parse_socket_addr(text: &str) -> Option<SocketAddr> {
@@ -82,6 +85,33 @@ pub fn upstreams(
     given: &[String],
     names: OptionNames,
 ) -> Result<(SocketAddrV4, Option<SocketAddrV6>), String> {
+    match parse_upstreams(given, names)? {
+        (Some(v4), v6) => Ok((v4, v6)),
+        (None, _) => Err(format!(
+            "say where DNS should go: {} IP[:PORT]",
+            names.upstream
+        )),
+    }
+}
+
+/// The command line's upstreams: none at all is allowed when `policy` (decisions) is given,
+/// and then the queries no rule answers go where they were going.
+pub fn optional_upstreams(
+    given: &[String],
+    policy: bool,
+    names: OptionNames,
+) -> Result<(Option<SocketAddrV4>, Option<SocketAddrV6>), String> {
+    match parse_upstreams(given, names)? {
+        (None, None) if !policy => Err(format!("say where DNS should go: {} IP[:PORT] (or decide names in the kernel: --block, --allow, --answer, --hosts)", names.upstream)),
+        both => Ok(both),
+    }
+}
+
+/// At most one upstream per family; an IPv6 one needs an IPv4 one.
+fn parse_upstreams(
+    given: &[String],
+    names: OptionNames,
+) -> Result<(Option<SocketAddrV4>, Option<SocketAddrV6>), String> {
     let up = names.upstream;
     let mut v4 = None;
     let mut v6 = None;
@@ -102,9 +132,9 @@ pub fn upstreams(
         }
     }
     match (v4, v6) {
-        (Some(v4), v6) => Ok((v4, v6)),
+        (Some(v4), v6) => Ok((Some(v4), v6)),
         (None, Some(_)) => Err(format!("{up}: an IPv4 upstream is needed too (IPv4 DNS always is redirected); add {up} IP[:PORT]")),
-        (None, None) => Err(format!("say where DNS should go: {up} IP[:PORT]")),
+        (None, None) => Ok((None, None)),
     }
 }
 
@@ -168,13 +198,114 @@ pub fn edns_max(given: Option<u16>, names: OptionNames) -> Result<u16, String> {
 
 /// The keep and only suffixes, checked, as one rule set.
 pub fn rules(keep: &[String], only: &[String], names: OptionNames) -> Result<Rules, String> {
-    let check = |option: &str, given: &[String]| {
-        given
+    policy_rules(
+        &PolicyFlags {
+            keep: keep.to_vec(),
+            only: only.to_vec(),
+            ..PolicyFlags::default()
+        },
+        None,
+        names,
+    )
+}
+
+/// The rules' options as given (the command line's; a CNI configuration has keep and only).
+#[derive(Debug, Clone, Default)]
+pub struct PolicyFlags {
+    pub keep: Vec<String>,
+    pub only: Vec<String>,
+    pub allow: Vec<String>,
+    pub block: Vec<String>,
+    /// `NAME=ADDR`.
+    pub answer: Vec<String>,
+}
+
+impl PolicyFlags {
+    /// Some decision is asked for (a hosts file is one too).
+    pub fn decides(&self) -> bool {
+        !(self.allow.is_empty() && self.block.is_empty() && self.answer.is_empty())
+    }
+}
+
+fn suffixes(option: &str, given: &[String]) -> Result<Vec<String>, String> {
+    given
+        .iter()
+        .map(|s| rules::parse_suffix(s).map_err(|e| format!("bad {option}: {e}")))
+        .collect()
+}
+
+/// Every rule option checked and combined ([`policy::build`]): routing, decisions and the
+/// entries of a hosts file already read ([`read_hosts`]).
+pub fn policy_rules(
+    flags: &PolicyFlags,
+    hosts: Option<Hosts>,
+    names: OptionNames,
+) -> Result<Rules, String> {
+    let given = Given {
+        keep: suffixes(names.keep, &flags.keep)?,
+        only: suffixes(names.only, &flags.only)?,
+        allow: suffixes("--allow", &flags.allow)?,
+        block: suffixes("--block", &flags.block)?,
+        answer: flags
+            .answer
             .iter()
-            .map(|s| rules::parse_suffix(s).map_err(|e| format!("bad {option}: {e}")))
-            .collect::<Result<Vec<_>, _>>()
+            .map(|a| parse_answer(a))
+            .collect::<Result<_, _>>()?,
+        hosts,
     };
-    Rules::new(&check(names.keep, keep)?, &check(names.only, only)?)
+    policy::build(&given).map_err(|e| e.to_string())
+}
+
+/// `--answer NAME=ADDR`: NAME a SUFFIX, ADDR an IPv4 or IPv6 address (brackets allowed).
+pub fn parse_answer(text: &str) -> Result<(String, IpAddr), String> {
+    let bad = |why: String| format!("bad --answer {text:?}: {why}");
+    let (name, addr) = text
+        .split_once('=')
+        .ok_or_else(|| bad("give NAME=ADDR, e.g. api.example.com=10.0.0.5".into()))?;
+    let name = rules::parse_suffix(name).map_err(bad)?;
+    let bare = addr
+        .strip_prefix('[')
+        .and_then(|a| a.strip_suffix(']'))
+        .unwrap_or(addr);
+    let addr = bare
+        .parse::<IpAddr>()
+        .map_err(|_| bad(format!("{addr:?} is not an IPv4 or IPv6 address")))?;
+    Ok((name, addr))
+}
+
+/// Reads and parses a `--hosts` file, at most [`MAX_HOSTS_FILE`] bytes: read here, before
+/// anything is attached, so that a file that cannot be read is a bad command line.
+pub fn read_hosts(path: &Path) -> Result<Hosts, String> {
+    let file = path.display().to_string();
+    let whole = |what: String| HostsError {
+        file: file.clone(),
+        line: 0,
+        what,
+    };
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_HOSTS_FILE + 1).read_to_end(&mut bytes))
+        .map_err(|e| whole(format!("cannot read it: {e}")).to_string())?;
+    if bytes.len() as u64 > MAX_HOSTS_FILE {
+        return Err(whole(format!(
+            "larger than {} MiB, the most a hosts file may be",
+            MAX_HOSTS_FILE >> 20
+        ))
+        .to_string());
+    }
+    policy::parse_hosts(&file, &bytes).map_err(|e| e.to_string())
+}
+
+/// `--block-rcode`: `nxdomain` (the default) or `refused`; true for refused.
+pub fn block_rcode(text: Option<&str>) -> Result<bool, String> {
+    match text.map(str::to_ascii_lowercase).as_deref() {
+        None | Some("nxdomain") => Ok(false),
+        Some("refused") => Ok(true),
+        Some(_) => Err(format!(
+            "bad --block-rcode {:?}: nxdomain or refused",
+            text.unwrap_or_default()
+        )),
+    }
 }
 
 /// A label given by the user: refused rather than cut, so that what `--status` shows is what

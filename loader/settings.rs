@@ -6,13 +6,18 @@ use crate::abi::raw::{
     port_from_raw as port_from, port_raw as port,
 };
 use crate::abi::{
-    Config, FLAG_ANY_RESOLVER, FLAG_REDIRECT_ALL, FLAG_RULES_KEEP, FLAG_RULES_ONLY, LABEL_MAX,
-    MAX_NAMESERVERS, PATH_NAMESERVERS,
+    Config, FLAG_ALLOWLIST, FLAG_ANY_RESOLVER, FLAG_BLOCK_REFUSED, FLAG_DECIDE, FLAG_NO_UPSTREAM,
+    FLAG_REDIRECT_ALL, FLAG_RULES_KEEP, FLAG_RULES_ONLY, LABEL_MAX, MAX_NAMESERVERS,
+    PATH_NAMESERVERS,
 };
-use crate::abi::{EGRESS_SECTION, FLOWS6_MAP, QUERY_SECTION, REPLY_SECTION, RULES_SCRATCH_MAP};
+use crate::abi::{
+    EGRESS_SECTION, FLOWS6_MAP, FLOWS_MAP, QUERY_SECTION, REPLY_SECTION, RULES_SCRATCH_MAP,
+};
 use crate::bpf::load;
 use crate::namespace::dockerd::{ResolverPorts, DOCKER_RESOLVER};
+use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
+use std::str::FromStr;
 
 /// How long a closing TCP flow keeps being restored (retransmitted FINs and ACKs).
 pub const TCP_CLOSE_GRACE_NS: u64 = 10_000_000_000;
@@ -26,7 +31,8 @@ pub struct Settings {
     pub lo_ifindex: u32,
     /// The interface's IPv4 address: where redirected queries come from.
     pub source: Ipv4Addr,
-    pub upstream: SocketAddrV4,
+    /// None: a policy alone (`FLAG_NO_UPSTREAM`), undecided queries go where they were going.
+    pub upstream: Upstream<SocketAddrV4>,
     /// The largest EDNS UDP payload size redirected queries may announce; 0 leaves it alone.
     pub edns_max: u16,
     /// Which kinds of name rules the rules map holds (the program skips the lookup otherwise).
@@ -68,14 +74,45 @@ pub enum Path {
     },
 }
 
-/// The IPv6 half of the nameservers path.
+/// The IPv6 half of the nameservers path: with an IPv6 upstream, or without one with
+/// decisions in force (the IPv6 nameservers are then taken to answer what the rules decide;
+/// the rest passes untouched).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ipv6Settings {
-    pub upstream: SocketAddrV6,
-    /// The interface's global IPv6 address: where queries leave from and answers arrive.
+    pub upstream: Upstream<SocketAddrV6>,
+    /// The interface's global IPv6 address: where queries leave from and answers arrive
+    /// (`::` when there is no IPv6 upstream and the interface has none).
     pub source: Ipv6Addr,
     /// Empty with `--resolver any`.
     pub nameservers: Vec<SocketAddrV6>,
+}
+
+/// An upstream, or none: a policy without `--upstream` (the queries no rule answers go on
+/// where they were going). Shown as the address, or `none`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Upstream<A>(pub Option<A>);
+
+impl<A: fmt::Display> fmt::Display for Upstream<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Some(a) => a.fmt(f),
+            None => f.write_str("none"),
+        }
+    }
+}
+
+/// An address (`"10.0.0.53:53".parse()`) is an upstream.
+impl<A: FromStr> FromStr for Upstream<A> {
+    type Err = A::Err;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.parse().map(|a| Upstream(Some(a)))
+    }
+}
+
+impl<A> From<A> for Upstream<A> {
+    fn from(a: A) -> Self {
+        Upstream(Some(a))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -84,19 +121,43 @@ pub struct RuleKinds {
     pub keep: bool,
     /// Some rule redirects only the names under it.
     pub only: bool,
+    /// Some rule decides an answer (allow, block, answer, hosts): the programs read every
+    /// query to a server taken over and answer the decided ones.
+    pub decide: bool,
+    /// `--allow` is in force: names no decision covers are refused.
+    pub allowlist: bool,
+    /// `--block-rcode refused`.
+    pub block_refused: bool,
 }
 
 impl RuleKinds {
-    /// The configuration flags that tell the query program which rules are in force.
+    /// The configuration flags that tell the programs which rules are in force (the
+    /// decisions' two options only with decisions).
     pub fn flags(self) -> u16 {
         let mut flags = 0;
-        if self.keep {
-            flags |= FLAG_RULES_KEEP;
-        }
-        if self.only {
-            flags |= FLAG_RULES_ONLY;
+        for (set, flag) in [
+            (self.keep, FLAG_RULES_KEEP),
+            (self.only, FLAG_RULES_ONLY),
+            (self.decide, FLAG_DECIDE),
+            (self.decide && self.allowlist, FLAG_ALLOWLIST),
+            (self.decide && self.block_refused, FLAG_BLOCK_REFUSED),
+        ] {
+            if set {
+                flags |= flag;
+            }
         }
         flags
+    }
+
+    fn from_flags(flags: u16) -> RuleKinds {
+        let decide = flags & FLAG_DECIDE != 0;
+        RuleKinds {
+            keep: flags & FLAG_RULES_KEEP != 0,
+            only: flags & FLAG_RULES_ONLY != 0,
+            decide,
+            allowlist: decide && flags & FLAG_ALLOWLIST != 0,
+            block_refused: decide && flags & FLAG_BLOCK_REFUSED != 0,
+        }
     }
 }
 
@@ -114,11 +175,15 @@ impl Settings {
     /// The configuration the programs of the object `build_id` read.
     pub fn to_config(&self, build_id: u64) -> Config {
         let mut flags = self.rules.flags();
+        if self.upstream.0.is_none() {
+            flags |= FLAG_NO_UPSTREAM;
+        }
+        let upstream = self.upstream.0;
         let mut config = Config {
             build_id,
             container_addr: addr(self.source),
-            upstream_addr: addr(*self.upstream.ip()),
-            upstream_port: port(self.upstream.port()),
+            upstream_addr: upstream.map_or(0, |u| addr(*u.ip())),
+            upstream_port: upstream.map_or(0, |u| port(u.port())),
             edns_max: port(self.edns_max),
             iface_ifindex: self.ifindex,
             lo_ifindex: self.lo_ifindex,
@@ -153,8 +218,10 @@ impl Settings {
                     config.nameserver_ports[i] = port(ns.port());
                 }
                 if let Some(v6) = ipv6 {
-                    config.upstream6_addr = addr6(*v6.upstream.ip());
-                    config.upstream6_port = port(v6.upstream.port());
+                    if let Some(up6) = v6.upstream.0 {
+                        config.upstream6_addr = addr6(*up6.ip());
+                        config.upstream6_port = port(up6.port());
+                    }
                     config.container6_addr = addr6(v6.source);
                     let nameservers = &v6.nameservers[..v6.nameservers.len().min(MAX_NAMESERVERS)];
                     config.nameserver6_count = nameservers.len() as u16;
@@ -181,13 +248,15 @@ impl Settings {
                 .zip(c.nameserver_ports)
                 .map(|(a, p)| SocketAddrV4::new(addr_from(*a), port_from(p)))
                 .collect();
-            let ipv6 = (c.upstream6_port != 0).then(|| Ipv6Settings {
-                upstream: SocketAddrV6::new(
-                    addr6_from(&c.upstream6_addr),
-                    port_from(c.upstream6_port),
-                    0,
-                    0,
-                ),
+            let ipv6 = (c.upstream6_port != 0 || c.nameserver6_count != 0).then(|| Ipv6Settings {
+                upstream: Upstream((c.upstream6_port != 0).then(|| {
+                    SocketAddrV6::new(
+                        addr6_from(&c.upstream6_addr),
+                        port_from(c.upstream6_port),
+                        0,
+                        0,
+                    )
+                })),
                 source: addr6_from(&c.container6_addr),
                 nameservers: c
                     .nameservers6
@@ -217,12 +286,11 @@ impl Settings {
             ifindex: c.iface_ifindex,
             lo_ifindex: c.lo_ifindex,
             source: addr_from(c.container_addr),
-            upstream: SocketAddrV4::new(addr_from(c.upstream_addr), port_from(c.upstream_port)),
+            upstream: Upstream((c.flags & FLAG_NO_UPSTREAM == 0).then(|| {
+                SocketAddrV4::new(addr_from(c.upstream_addr), port_from(c.upstream_port))
+            })),
             edns_max: port_from(c.edns_max),
-            rules: RuleKinds {
-                keep: c.flags & FLAG_RULES_KEEP != 0,
-                only: c.flags & FLAG_RULES_ONLY != 0,
-            },
+            rules: RuleKinds::from_flags(c.flags),
             label: {
                 let end = c.label.iter().position(|&b| b == 0).unwrap_or(LABEL_MAX);
                 label(&String::from_utf8_lossy(&c.label[..end]))
@@ -233,16 +301,21 @@ impl Settings {
     /// What to load: only the path's two programs (the verifier's time is most of an
     /// attach's), and the maps these settings leave unused at their smallest (a map a program
     /// refers to must exist, whatever its size): without an IPv6 upstream a one-entry IPv6
-    /// flow table, without name rules an 8-byte rule scratch buffer per CPU instead of 776
-    /// (the rules' code is dead then, which the verifier skips).
+    /// flow table, without any upstream (a policy alone: nothing is redirected) a one-entry
+    /// IPv4 flow table too, without name rules an 8-byte rule scratch buffer per CPU instead
+    /// of 776 (the rules' code is dead then, which the verifier skips). The answers' array is
+    /// sized by the attach, which knows the rules (`policy::answers_capacity`).
     pub fn load_options(&self) -> load::Options {
         let query = match self.path {
             Path::EmbeddedResolver { .. } => QUERY_SECTION,
             Path::Nameservers { .. } => EGRESS_SECTION,
         };
         let mut options = load::Options::sections(&[query, REPLY_SECTION]);
-        if self.ipv6().is_none() {
+        if self.ipv6().and_then(|v6| v6.upstream.0).is_none() {
             options = options.max_entries(FLOWS6_MAP, 1);
+        }
+        if self.upstream.0.is_none() {
+            options = options.max_entries(FLOWS_MAP, 1);
         }
         if self.rules == RuleKinds::default() {
             options = options.value_size(RULES_SCRATCH_MAP, 8);
@@ -360,6 +433,7 @@ mod tests {
             rules: RuleKinds {
                 keep: true,
                 only: false,
+                ..RuleKinds::default()
             },
             edns_max: 0,
             ..nameservers_path()
@@ -394,6 +468,7 @@ mod tests {
             rules: RuleKinds {
                 keep: true,
                 only: false,
+                ..RuleKinds::default()
             },
             ..nameservers_path()
         };
@@ -447,7 +522,7 @@ mod tests {
             path: Path::Nameservers {
                 nameservers: vec!["8.8.8.8:53".parse().unwrap()],
                 ipv6: Some(Ipv6Settings {
-                    upstream: SocketAddrV6::new(up, 5353, 0, 0),
+                    upstream: SocketAddrV6::new(up, 5353, 0, 0).into(),
                     source: "fd00:dead:1::2".parse().unwrap(),
                     nameservers: vec![SocketAddrV6::new(ns, 53, 0, 0)],
                 }),
@@ -481,6 +556,7 @@ mod tests {
             rules: RuleKinds {
                 keep: true,
                 only: false,
+                ..RuleKinds::default()
             },
             ..nameservers_path()
         };

@@ -7,10 +7,12 @@
 //! attachment and the container checked.
 
 use crate::abi::{EventHeader, WatchControl, EVENT_DATA_MAX, EVENT_SIZE, WATCH_LEASE_NS};
+use crate::abi::{ROUTE_BLOCKED, ROUTE_DISALLOWED, ROUTE_PINNED, ROUTE_RESET};
 use crate::bpf::ringbuf::RingBuf;
 use crate::bpf::sys;
 use crate::error::{Context, Error};
 use crate::inspect::{self, WatchMaps, Watchable};
+use crate::redirect::rules::Rules;
 use crate::report::pairing::{Clock, Record, Tracker};
 use crate::report::query_lines::{render_json, render_line};
 use crate::target::Target;
@@ -229,12 +231,8 @@ pub fn run(
             records.extend(tracker.event(&head, data, &now));
         });
         records.extend(tracker.expire(&now));
-        for r in records.iter_mut().filter(|r| !r.tcp) {
-            r.rule = r
-                .question
-                .name
-                .as_deref()
-                .and_then(|n| maps.rules.decision(n));
+        for r in records.iter_mut() {
+            r.rule = rule_of(r, &maps.rules);
         }
         if let Err(e) = show(out, &records, request.json) {
             if e.kind() == io::ErrorKind::BrokenPipe {
@@ -267,6 +265,51 @@ pub fn run(
     Ok(ended)
 }
 
+/// A rule that only says where a name goes (`keep`, `only`, `outside --only`) or lets it
+/// resolve (`allow`): it cannot be why the program answered a query itself or reset it.
+fn routes_only(rule: &str) -> bool {
+    ["keep ", "only ", "allow "]
+        .iter()
+        .any(|kind| rule.starts_with(kind))
+        || rule == "outside --only"
+}
+
+/// The rule a record shows: [`Rules::decision`] of its name, which says what the programs
+/// decide for it.
+/// - UDP: that rule, whatever the path.
+/// - TCP: none (TCP follows no routing rule), but for a reset.
+/// - Answered by the program or reset although no decision covers the name (the rule is a
+///   routing one, an `allow`, or none): why the program decided by itself. `disallowed`:
+///   `not readable` (a name it cannot read, or QDCOUNT ≠ 1, opcode ≠ QUERY, class ≠ IN: the
+///   name is unreadable here too, or allowed) or else `not allowed`; `reset`: `not one whole
+///   message` (split across segments, or pipelined).
+fn rule_of(r: &Record, rules: &Rules) -> Option<String> {
+    let decided = matches!(
+        r.path,
+        ROUTE_BLOCKED | ROUTE_PINNED | ROUTE_DISALLOWED | ROUTE_RESET
+    );
+    if r.tcp && !decided {
+        return None;
+    }
+    let rule = r.question.name.as_deref().and_then(|n| rules.decision(n));
+    let explains = rule.as_deref().is_some_and(|rule| !routes_only(rule));
+    if !decided || explains {
+        return rule;
+    }
+    let unreadable = r.question.name.is_none()
+        || rule
+            .as_deref()
+            .is_some_and(|rule| rule.starts_with("allow "));
+    match r.path {
+        ROUTE_RESET => Some("not one whole message".to_string()),
+        ROUTE_DISALLOWED if unreadable => Some("not readable".to_string()),
+        ROUTE_DISALLOWED => Some("not allowed".to_string()),
+        // Blocked or pinned with no decision for the name: the rules read at the start of
+        // the watch are not those in force any more (rewritten in place).
+        _ => rule,
+    }
+}
+
 fn show(out: &mut dyn Write, records: &[Record], json: bool) -> io::Result<()> {
     if records.is_empty() {
         return Ok(());
@@ -276,4 +319,82 @@ fn show(out: &mut dyn Write, records: &[Record], json: bool) -> io::Result<()> {
         writeln!(out, "{line}")?;
     }
     out.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::abi::{ROUTE_DOCKERD, ROUTE_UPSTREAM};
+    use crate::redirect::rules::{Kind, Rule};
+    use crate::report::pairing::Asked;
+
+    fn record(name: Option<&str>, path: u8, tcp: bool) -> Record {
+        Record {
+            time: SystemTime::UNIX_EPOCH,
+            client: "127.0.0.1:40000".parse().unwrap(),
+            tcp,
+            question: Asked {
+                id: Some(1),
+                name: name.map(str::to_string),
+                qtype: Some(1),
+            },
+            path,
+            answer: None,
+            rule: None,
+        }
+    }
+
+    /// Routing rules only (the policy helper's decisions are shown as `decision` names them).
+    fn rules() -> Rules {
+        Rules {
+            rules: vec![
+                Rule {
+                    suffix: "internal.test".into(),
+                    kind: Kind::Keep,
+                },
+                Rule {
+                    suffix: "corp.test".into(),
+                    kind: Kind::Only,
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn the_rule_shown_is_what_decided_or_why_the_program_did() {
+        let rules = rules();
+        let rule = |name, path, tcp| rule_of(&record(name, path, tcp), &rules);
+        assert_eq!(
+            rule(Some("a.corp.test"), ROUTE_UPSTREAM, false).as_deref(),
+            Some("only corp.test")
+        );
+        assert_eq!(
+            rule(Some("x.example"), ROUTE_DOCKERD, false).as_deref(),
+            Some("outside --only")
+        );
+        assert_eq!(rule(Some("a.corp.test"), ROUTE_UPSTREAM, true), None, "TCP");
+        assert_eq!(
+            rule(Some("a.corp.test"), ROUTE_RESET, true).as_deref(),
+            Some("not one whole message")
+        );
+        assert_eq!(
+            rule(None, ROUTE_RESET, true).as_deref(),
+            Some("not one whole message")
+        );
+        assert_eq!(
+            rule(None, ROUTE_DISALLOWED, false).as_deref(),
+            Some("not readable")
+        );
+        assert_eq!(
+            rule(Some("x.example"), ROUTE_DISALLOWED, false).as_deref(),
+            Some("not allowed")
+        );
+        assert!(
+            routes_only("allow example.com")
+                && routes_only("keep a")
+                && routes_only("outside --only")
+        );
+        assert!(!routes_only("block ads.example") && !routes_only("answer api.stripe.com"));
+        assert!(!routes_only("hosts mock.test") && !routes_only("not allowed"));
+    }
 }

@@ -21,6 +21,7 @@ fn smoke_block() {
         kind: 0,
         decision: DECISION_BLOCK,
         answer: 0,
+        own: 0,
     };
     sys::map_update(map, &key.to_bytes(), &value.to_bytes()).expect("update");
     let packet = Packet::udp(

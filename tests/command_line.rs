@@ -69,10 +69,75 @@ fn every_bad_command_line_is_one_line_and_exit_2() {
         ),
         (&["--install-cni"], "--install-cni needs --cni-options"),
         (
+            &["--pid", "1", "--block", "a..b"],
+            "bad --block: \"a..b\" has an empty label",
+        ),
+        (&["--pid", "1", "--allow", "*.corp"], "bad --allow"),
+        (
+            &["--pid", "1", "--answer", "api.test"],
+            "bad --answer \"api.test\": give NAME=ADDR",
+        ),
+        (
+            &["--pid", "1", "--answer", "api.test=10.0.0.300"],
+            "\"10.0.0.300\" is not an IPv4 or IPv6 address",
+        ),
+        (
+            &["--pid", "1", "--block", "x.test", "--allow", "X.test"],
+            "--allow x.test and --block x.test: two decisions for one suffix",
+        ),
+        (
+            &["--pid", "1", "--hosts", "/nonexistent/mocks.hosts"],
+            "--hosts /nonexistent/mocks.hosts: cannot read it",
+        ),
+        (
+            &["--pid", "1", "--block", "x", "--block-rcode", "servfail"],
+            "bad --block-rcode \"servfail\": nxdomain or refused",
+        ),
+        (
+            &[
+                "--pid",
+                "1",
+                "--upstream",
+                "1.1.1.1",
+                "--block-rcode",
+                "refused",
+            ],
+            "--block-rcode goes with --block or --hosts",
+        ),
+        (
+            &["--pid", "1", "--status", "--block", "x"],
+            "--status does not take --block",
+        ),
+        (
+            &["--pid", "1"],
+            "say where DNS should go: --upstream IP[:PORT] (or decide names",
+        ),
+        (
             &["--cni-options", "o.json"],
             "--cni-options goes with --install-cni",
         ),
     ];
+    // A hosts file with a bad line, and nine IPv4 addresses for one --answer name.
+    let dir = std::env::temp_dir().join(format!("dnsredir-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let hosts = dir.join("bad.hosts");
+    std::fs::write(&hosts, "# mocks\n10.0.0.1 ok.test\n10.0.0.2\n").expect("hosts");
+    let hosts = hosts.display().to_string();
+    let bad_line = format!("--hosts {hosts}:3: 10.0.0.2 and no name after it");
+    let nine: Vec<String> = (1..=9).map(|i| format!("a.test=10.0.0.{i}")).collect();
+    let mut nine_args = vec!["--pid", "1"];
+    for a in &nine {
+        nine_args.extend(["--answer", a.as_str()]);
+    }
+    let extra: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["--pid", "1", "--hosts", &hosts], &bad_line),
+        (nine_args, "more than 8 IPv4 addresses for a.test"),
+    ];
+    let cases: Vec<(&[&str], &str)> = cases
+        .iter()
+        .copied()
+        .chain(extra.iter().map(|(a, s)| (&a[..], *s)))
+        .collect();
     for (args, says) in cases {
         let (code, out, err) = run(args);
         assert_eq!(code, 2, "{args:?}: {out}{err}");
@@ -89,6 +154,12 @@ fn help_goes_to_stdout_with_exit_0() {
     assert_eq!(code, 0, "{err}");
     assert!(
         out.contains("--interface") && out.contains("--edns-max") && out.contains("--metrics"),
+        "{out}"
+    );
+    assert!(
+        ["--block", "--allow", "--answer", "--hosts", "--block-rcode"]
+            .iter()
+            .all(|f| out.contains(f)),
         "{out}"
     );
 }

@@ -204,7 +204,11 @@ fn many_rules_and_the_last_one_matches() {
         );
         assert!(p.kept_name(&names[0]));
         assert!(!p.kept_name(&format!("svc{count}.zone0.test")));
-        let read = rules::read(p.loaded.map(&p.object, RULES_MAP).expect("map")).expect("read");
+        let maps = rules::RuleMaps {
+            rules: p.loaded.map(&p.object, RULES_MAP).expect("map"),
+            answers: None,
+        };
+        let read = rules::read(maps).expect("read").rules();
         assert_eq!(read.rules.len(), count, "read back from the kernel");
     }
 }

@@ -205,7 +205,11 @@ pub fn load_with_rules(keep: &[String], only: &[String]) -> Result<Loaded, Strin
     let map = loaded
         .map(&object, RULES_MAP)
         .ok_or("no rules map".to_string())?;
-    rules::fill(map, &rules).map_err(|e| e.to_string())?;
+    let maps = rules::RuleMaps {
+        rules: map,
+        answers: loaded.map(&object, dnsredir::abi::ANSWERS_MAP),
+    };
+    rules::fill_new(maps, &rules).map_err(|e| e.to_string())?;
     Ok(loaded)
 }
 

@@ -10,6 +10,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 const BPF_MAP_CREATE: u32 = 0;
 const BPF_MAP_LOOKUP_ELEM: u32 = 1;
 const BPF_MAP_UPDATE_ELEM: u32 = 2;
+const BPF_MAP_DELETE_ELEM: u32 = 3;
 const BPF_MAP_GET_NEXT_KEY: u32 = 4;
 const BPF_PROG_LOAD: u32 = 5;
 const BPF_PROG_TEST_RUN: u32 = 10;
@@ -115,6 +116,11 @@ impl MapElemAttr {
 pub fn map_update(map: &OwnedFd, key: &[u8], value: &[u8]) -> io::Result<()> {
     let mut attr = MapElemAttr::new(map, key.as_ptr() as u64, value.as_ptr() as u64);
     bpf(BPF_MAP_UPDATE_ELEM, &mut attr).map(drop)
+}
+
+pub fn map_delete(map: &OwnedFd, key: &[u8]) -> io::Result<()> {
+    let mut attr = MapElemAttr::new(map, key.as_ptr() as u64, 0);
+    bpf(BPF_MAP_DELETE_ELEM, &mut attr).map(drop)
 }
 
 /// `value` must be as large as the map's value (times the CPU count for per-CPU maps).

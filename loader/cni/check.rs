@@ -108,7 +108,7 @@ pub fn differences(
     differ(
         "the upstream",
         settings.upstream.to_string(),
-        request.upstream.to_string(),
+        crate::settings::Upstream(request.upstream).to_string(),
     );
     // What the configuration asks to take over, and whether every server is.
     let (wanted, wanted_any) = match &request.resolvers {

@@ -301,7 +301,7 @@ impl NetConf {
         Ok(AttachRequest {
             target: Target::Path(PathBuf::from(netns)),
             interface: o.interface.or_else(|| env.ifname.clone()),
-            upstream: o.upstream,
+            upstream: Some(o.upstream),
             upstream6: o.upstream6,
             resolvers: o.resolvers,
             dockerd_ports: ResolverPorts::default(),
@@ -310,6 +310,7 @@ impl NetConf {
             probe_upstream: o.probe,
             edns_max: o.edns_max,
             rules: o.rules,
+            block_refused: false,
             label: self.label(env),
         })
     }

@@ -68,7 +68,7 @@ fn every_option_reaches_the_request() {
     }))
     .unwrap();
     assert_eq!(r.target, Target::Path("/run/netns/cni-test".into()));
-    assert_eq!(r.upstream, "10.0.0.53:5353".parse().unwrap());
+    assert_eq!(r.upstream, Some("10.0.0.53:5353".parse().unwrap()));
     assert_eq!(r.upstream6, Some("[fd00::53]:53".parse().unwrap()));
     let Resolvers::Named(named) = &r.resolvers else {
         panic!("named: {:?}", r.resolvers);

@@ -2,7 +2,7 @@
 //! the first bytes the programs captured, so a message cut short still shows its header and
 //! question, and its answer records up to the cut.
 
-use super::codes::{TYPE_A, TYPE_AAAA};
+use super::codes::{CLASS_IN, TYPE_A, TYPE_AAAA};
 use super::name::Name;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -55,7 +55,8 @@ pub struct Record {
 pub enum Rdata {
     A(Ipv4Addr),
     Aaaa(Ipv6Addr),
-    /// Another type, not read; or an A/AAAA record whose data is not 4/16 bytes long.
+    /// Another type, not read; an A/AAAA record whose data is not 4/16 bytes long, or of a
+    /// class other than IN (RDATA's meaning depends on the class).
     Other,
 }
 
@@ -148,23 +149,33 @@ impl<'a> Message<'a> {
             record.map(|(record, _)| record)
         })
     }
+
+    /// The address and TTL of every A and AAAA record of the answer section, in order, as far
+    /// as [`answers`](Self::answers) reads (whatever their owner: a CNAME chain's target
+    /// holds them).
+    pub fn addresses(&self) -> impl Iterator<Item = (IpAddr, u32)> + 'a {
+        self.answers()
+            .filter_map(|r| r.address().map(|address| (address, r.ttl)))
+    }
 }
 
 /// The record at `at`: (it, the offset after it).
 fn read_record(msg: &[u8], at: usize) -> Option<(Record, usize)> {
     let (name, fixed) = Name::read(msg, at)?;
     let rtype = u16_at(msg, fixed)?;
+    let class = u16_at(msg, fixed + 2)?;
     let ttl = u32_at(msg, fixed + 4)?;
     let rdlen = u16_at(msg, fixed + 8)? as usize;
     let rdata = fixed + 10;
     let bytes = msg.get(rdata..rdata + rdlen)?;
     let data = match (
         rtype,
+        class,
         <[u8; 4]>::try_from(bytes),
         <[u8; 16]>::try_from(bytes),
     ) {
-        (TYPE_A, Ok(v4), _) => Rdata::A(v4.into()),
-        (TYPE_AAAA, _, Ok(v6)) => Rdata::Aaaa(v6.into()),
+        (TYPE_A, CLASS_IN, Ok(v4), _) => Rdata::A(v4.into()),
+        (TYPE_AAAA, CLASS_IN, _, Ok(v6)) => Rdata::Aaaa(v6.into()),
         _ => Rdata::Other,
     };
     let record = Record {
@@ -179,7 +190,7 @@ fn read_record(msg: &[u8], at: usize) -> Option<(Record, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dns::samples::{answer, name, query};
+    use crate::dns::samples::{answer, name, query, CNAME_2A_AAAA};
 
     #[test]
     fn header_question_and_answers_are_read() {
@@ -260,6 +271,108 @@ mod tests {
         for len in 0..full.len() {
             if let Some(m) = Message::parse(&full[..len]) {
                 let _ = (m.question(), m.question_name(), m.answers().count());
+            }
+        }
+    }
+
+    fn addresses(bytes: &[u8]) -> Vec<(String, u32)> {
+        Message::parse(bytes)
+            .map(|m| m.addresses().map(|(a, ttl)| (a.to_string(), ttl)).collect())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn every_address_of_the_answer_with_its_ttl_through_a_cname() {
+        assert_eq!(CNAME_2A_AAAA.len(), 122);
+        let m = Message::parse(CNAME_2A_AAAA).unwrap();
+        let target = m.answers().nth(1).expect("the first A").name;
+        assert_eq!(target.to_string(), "web.example.com", "compressed twice");
+        assert_eq!(
+            addresses(CNAME_2A_AAAA),
+            [
+                ("192.0.2.10".to_string(), 60),
+                ("192.0.2.11".to_string(), 60),
+                ("2001:db8::10".to_string(), 120)
+            ]
+        );
+        // A pinned answer as the programs build it: `c0 0c`, A, IN, TTL 10, 4 bytes.
+        let mut pinned = query(7, &[b"api", b"stripe", b"com"], TYPE_A);
+        pinned[2] = 0x81;
+        pinned[3] = 0x80;
+        pinned[7] = 2;
+        for addr in [[10, 5, 5, 5], [10, 5, 5, 6]] {
+            pinned.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 10, 0, 4]);
+            pinned.extend_from_slice(&addr);
+        }
+        assert_eq!(
+            addresses(&pinned),
+            [("10.5.5.5".to_string(), 10), ("10.5.5.6".to_string(), 10)]
+        );
+    }
+
+    #[test]
+    fn a_truncated_answer_yields_the_records_that_fit() {
+        let full = addresses(CNAME_2A_AAAA);
+        for len in 0..=CNAME_2A_AAAA.len() {
+            let got = addresses(&CNAME_2A_AAAA[..len]);
+            let whole = match len {
+                0..=66 => 0,
+                67..=82 => 1,
+                83..=110 => 2,
+                _ => 3,
+            };
+            assert_eq!(got, full[..whole], "cut at {len}");
+        }
+    }
+
+    #[test]
+    fn records_that_lie_stop_the_reading_or_are_no_address() {
+        let with = |at: usize, bytes: &[u8]| {
+            let mut m = CNAME_2A_AAAA.to_vec();
+            m[at..at + bytes.len()].copy_from_slice(bytes);
+            addresses(&m)
+        };
+        let first = || vec![("192.0.2.10".to_string(), 60)];
+        // The second A's owner points forwards, then at itself: the reading stops there.
+        assert_eq!(with(67, &[0xc0, 83]), first());
+        assert_eq!(with(67, &[0xc0, 67]), first());
+        // Its RDLENGTH runs past the end: no record, nothing after it.
+        assert_eq!(with(77, &[0xff, 0xff]), first());
+        // A reserved label type as owner.
+        assert_eq!(with(67, &[0x80, 0]), first());
+        // An A of 5 bytes (RDLENGTH says so, the next record shifts): not an address.
+        assert_eq!(with(77, &[0, 5]), first());
+        // Class CHAOS: not an address; the records after it still are.
+        assert_eq!(with(71, &[0, 3]).len(), 2);
+        // More answers announced than there are: the ones there.
+        assert_eq!(with(6, &[0xff, 0xff]).len(), 3);
+        // Fewer announced: the OPT is not read as an answer, nor the records left out.
+        assert_eq!(with(6, &[0, 2]), first());
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        // xorshift: the same garbage every run.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..20_000 {
+            let len = (next() % 600) as usize;
+            let mut bytes: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            // Half of them start as a real answer, so the reading gets past the header.
+            if next() % 2 == 0 {
+                let keep = len.min(CNAME_2A_AAAA.len());
+                let cut = (next() as usize) % (keep + 1);
+                bytes[..cut].copy_from_slice(&CNAME_2A_AAAA[..cut]);
+            }
+            if let Some(m) = Message::parse(&bytes) {
+                let _ = (m.question(), m.question_name());
+                assert!(m.answers().count() <= usize::from(m.header.answer_count));
+                let _ = m.addresses().count();
             }
         }
     }

@@ -17,6 +17,25 @@ pub(crate) mod samples {
     use super::{query, Name, Question};
     use std::net::IpAddr;
 
+    /// A resolver's answer to `www.example.com A` (id 0xbeef), byte for byte: a CNAME to
+    /// `web.example.com` (its rdata `web` + a pointer to `example.com` in the question), two A
+    /// and one AAAA record owned by that target (pointers to the CNAME's rdata), then an OPT.
+    pub const CNAME_2A_AAAA: &[u8] = &[
+        0xbe, 0xef, 0x81, 0x80, 0, 1, 0, 4, 0, 0, 0, 1, // header: QR RD RA; 1 q, 4 an, 1 ar
+        3, b'w', b'w', b'w', 7, b'e', b'x', b'a', b'm', b'p', b'l', b'e', 3, b'c', b'o', b'm', 0,
+        0, 1, 0, 1, // A IN
+        // 33: CNAME, TTL 300, rdata at 45: "web" + pointer to 16 ("example.com")
+        0xc0, 12, 0, 5, 0, 1, 0, 0, 1, 0x2c, 0, 6, 3, b'w', b'e', b'b', 0xc0, 16,
+        // 51: A 192.0.2.10 TTL 60, owner a pointer to 45
+        0xc0, 45, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 10,
+        // 67: A 192.0.2.11 TTL 60
+        0xc0, 45, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 11,
+        // 83: AAAA 2001:db8::10 TTL 120
+        0xc0, 45, 0, 28, 0, 1, 0, 0, 0, 120, 0, 16, 0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0x10, // 111: OPT, payload 1232
+        0, 0, 41, 4, 0xd0, 0, 0, 0, 0, 0, 0,
+    ];
+
     /// A name's wire form from its labels (any bytes, any length: not checked).
     fn wire(labels: &[&[u8]]) -> Vec<u8> {
         let mut wire = Vec::new();

@@ -2,12 +2,12 @@
 //! first), then — only if their layout is this build's — configuration, flows, counters, rules.
 
 use crate::abi::{
-    Config, ConfigHeader, Counters, CONFIG_MAGIC, COUNTERS_MAP, FLOWS6_MAP, FLOWS_MAP,
+    Config, ConfigHeader, Counters, ANSWERS_MAP, CONFIG_MAGIC, COUNTERS_MAP, FLOWS6_MAP, FLOWS_MAP,
     LAYOUT_VERSION, RULES_MAP,
 };
 use crate::bpf::{embedded, sys};
 use crate::error::{Context, Error};
-use crate::redirect::rules::{self, Rules};
+use crate::redirect::rules::{self, RuleMaps, Rules};
 use std::os::fd::OwnedFd;
 
 /// What the maps of one attachment say; all but `build` only for this build's layout.
@@ -20,7 +20,10 @@ pub struct Read {
     pub tracked_flows: Option<usize>,
     /// Summed over the CPUs.
     pub counters: Option<Counters>,
-    /// The name rules in the query program's map (`--keep`, `--only`).
+    /// The rules in the query program's maps as the user gave them (`--keep`, `--only`,
+    /// `--allow`, `--block`, `--answer` with its addresses, hosts entries), read back from the
+    /// kernel: sorted by suffix; [`crate::redirect::rules::Rule`]'s Display is one line of
+    /// `--status`, its `kind.json_name()` and `kind.addresses()` the JSON's fields.
     pub rules: Option<Rules>,
     /// That map's id: a re-attach brings a new one.
     pub rules_map_id: Option<u32>,
@@ -86,6 +89,10 @@ pub fn read(programs: &[u32]) -> Result<Read, Error> {
         return Ok(read);
     }
     read.config = config.and_then(Config::from_bytes);
+    let answers = maps
+        .iter()
+        .find(|(_, info)| info.name == ANSWERS_MAP)
+        .map(|(fd, _)| fd);
     for (map, map_info) in &maps {
         if map_info.name == FLOWS_MAP || map_info.name == FLOWS6_MAP {
             // IPv4 and IPv6 flows together.
@@ -98,18 +105,27 @@ pub fn read(programs: &[u32]) -> Result<Read, Error> {
                 .context(|| "reading the counters".into())?;
             read.counters = Some(Counters::sum_per_cpu(&value));
         } else if map_info.name == RULES_MAP {
-            read.rules = Some(read_rules(map)?);
+            read.rules = Some(read_rules(map, answers)?);
             read.rules_map_id = Some(map_info.id);
         }
     }
     Ok(read)
 }
 
-pub fn read_rules(map: &OwnedFd) -> Result<Rules, Error> {
-    rules::read(map).map_err(|e| Error::Inspect {
-        action: "reading the name rules".into(),
-        source: e.source,
-    })
+/// The user's rules back from an attached `RULES` map and its `ANSWERS` (the pinned names'
+/// addresses).
+pub fn read_rules(map: &OwnedFd, answers: Option<&OwnedFd>) -> Result<Rules, Error> {
+    let maps = RuleMaps {
+        rules: map,
+        answers,
+    };
+    match rules::read(maps) {
+        Ok(stored) => Ok(stored.rules()),
+        Err(e) => Err(Error::Inspect {
+            action: "reading the name rules".into(),
+            source: e.source,
+        }),
+    }
 }
 
 /// The maps an attached program uses, with their info.

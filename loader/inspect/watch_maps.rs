@@ -3,7 +3,8 @@
 use super::maps::{self, Build};
 use super::target_args;
 use crate::abi::{
-    ConfigHeader, WatchControl, EVENTS_LOST_MAP, EVENTS_MAP, LAYOUT_VERSION, RULES_MAP, WATCH_MAP,
+    ConfigHeader, WatchControl, ANSWERS_MAP, EVENTS_LOST_MAP, EVENTS_MAP, LAYOUT_VERSION,
+    RULES_MAP, WATCH_MAP,
 };
 use crate::bpf::ringbuf;
 use crate::error::Error;
@@ -65,10 +66,11 @@ pub fn watch_maps(target: &Target) -> Result<Watchable, Error> {
         return Ok(Watchable::Refused(other_build));
     }
     let (mut events, mut control, mut lost) = (None, None, None);
-    let mut rules = Rules::default();
+    let (mut rules_map, mut answers_map) = (None, None);
     for (map, info) in maps {
         match info.name.as_str() {
-            RULES_MAP => rules = maps::read_rules(&map)?,
+            RULES_MAP => rules_map = Some(map),
+            ANSWERS_MAP => answers_map = Some(map),
             EVENTS_MAP if info.map_type == ringbuf::BPF_MAP_TYPE_RINGBUF => {
                 events = Some((map, info.max_entries))
             }
@@ -79,6 +81,10 @@ pub fn watch_maps(target: &Target) -> Result<Watchable, Error> {
     }
     let (Some((events, events_size)), Some(control), Some(lost)) = (events, control, lost) else {
         return Ok(Watchable::Refused(other_build));
+    };
+    let rules = match &rules_map {
+        Some(map) => maps::read_rules(map, answers_map.as_ref())?,
+        None => Rules::default(),
     };
     Ok(Watchable::Ready(WatchMaps {
         prog_id,

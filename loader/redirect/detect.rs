@@ -114,7 +114,8 @@ pub fn path(request: &AttachRequest, log: Log) -> Result<Detected, Error> {
             let Target::Pid(pid) = &request.target else {
                 return Err(NamespaceError::NameserversUnknown.into());
             };
-            let with_v6 = request.upstream6.is_some();
+            // IPv6 nameservers are taken with an IPv6 upstream, or to answer what rules decide.
+            let with_v6 = request.upstream6.is_some() || request.rules.kinds().decide;
             let nameservers = resolv_conf::pid_nameservers(*pid, MAX_NAMESERVERS, with_v6)?;
             let read_from = resolv_conf::resolv_conf_path(*pid).display().to_string();
             log(format!(
@@ -128,10 +129,12 @@ pub fn path(request: &AttachRequest, log: Log) -> Result<Detected, Error> {
 
 /// The addresses whose routes decide the interface: the upstream on the embedded-resolver
 /// path; on the nameservers path the nameservers taken over (IPv6 ones only with an IPv6
-/// upstream, the only case they are taken) and the upstreams, whose queries leave where the
-/// nameservers' would; with any server taken, the upstreams alone (there is no list to route).
+/// upstream) and the upstreams, whose queries leave where the nameservers' would; with any
+/// server taken, the upstreams alone (there is no list to route). A policy without an
+/// upstream on the embedded-resolver path has none: the default interface then (its answers
+/// never leave lo; the reply program sits there as on every attachment, with nothing to do).
 pub fn routed_peers(request: &AttachRequest, detected: &Detected) -> Vec<SocketAddr> {
-    let upstream = std::iter::once(SocketAddr::from(request.upstream));
+    let upstream = request.upstream.map(SocketAddr::from).into_iter();
     match detected {
         Detected::EmbeddedResolver { .. } => upstream.collect(),
         Detected::AnyResolver => upstream
@@ -292,7 +295,7 @@ mod tests {
         let mut request = AttachRequest {
             target: Target::Path("/run/netns/pod".into()),
             interface: None,
-            upstream: "10.0.0.53:53".parse().unwrap(),
+            upstream: Some("10.0.0.53:53".parse().unwrap()),
             upstream6: None,
             resolvers: Resolvers::Any,
             dockerd_ports: ResolverPorts::default(),
@@ -300,6 +303,7 @@ mod tests {
             probe_upstream: false,
             edns_max: 1232,
             rules: Default::default(),
+            block_refused: false,
             label: "pod".into(),
         };
         let mut log = |_: String| {};

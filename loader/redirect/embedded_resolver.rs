@@ -1,6 +1,8 @@
 //! The embedded-resolver path (Docker's user-defined networks): queries that Docker's DNAT sends
 //! to dockerd on 127.0.0.11 are taken on lo ingress and sent out of the interface to the
-//! upstream; the answers are taken on the interface's ingress and handed back to lo.
+//! upstream; the answers are taken on the interface's ingress and handed back to lo. A policy
+//! alone (no upstream) keeps both hooks: the query program answers what the rules decide and
+//! passes the rest to dockerd, the reply program has no flow to restore.
 
 use super::{check_upstream, AttachRequest, Log};
 use crate::error::Error;
@@ -25,7 +27,7 @@ pub fn settings(
         request,
         interface,
         base.source.into(),
-        request.upstream.into(),
+        request.upstream.map(Into::into),
         &[],
         log,
     )?;

@@ -9,12 +9,13 @@ pub mod detect;
 pub mod embedded_resolver;
 pub mod hooks;
 pub mod nameservers;
+pub mod policy;
 mod request;
 pub mod rules;
 mod transaction;
 
-use crate::abi::CONFIG_SYMBOL;
-use crate::abi::{EGRESS_SECTION, QUERY_SECTION, REPLY_SECTION, RULES_MAP};
+use crate::abi::{Config, CONFIG_SYMBOL};
+use crate::abi::{ANSWERS_MAP, EGRESS_SECTION, QUERY_SECTION, REPLY_SECTION, RULES_MAP};
 use crate::bpf::elf::{GlobalError, ObjectFile, ParseError};
 use crate::bpf::embedded;
 use crate::bpf::load::{self, LoadError, Loaded, LoadedProgram};
@@ -27,11 +28,11 @@ use crate::net::netlink::Netlink;
 use crate::net::netns;
 use crate::net::tc::Hook;
 use crate::probe;
-use crate::settings::{Path, Settings};
+use crate::settings::{Path, Settings, Upstream};
 use crate::target::Target;
 use detect::Detected;
-use hooks::{Clsact, HookRef, Program};
-use rules::Rules;
+use hooks::{Clsact, Found, HookRef, Program};
+use rules::{RuleMaps, Rules};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use transaction::transact;
 
@@ -64,9 +65,12 @@ pub fn attach(request: &AttachRequest, log: Log) -> Result<Attached, Error> {
             ifindex: iface.ifindex,
             lo_ifindex: lo.ifindex,
             source,
-            upstream: request.upstream,
+            upstream: Upstream(request.upstream),
             edns_max: request.edns_max,
-            rules: request.rules.kinds(),
+            rules: crate::settings::RuleKinds {
+                block_refused: request.block_refused,
+                ..request.rules.kinds()
+            },
             label: request.label.clone(),
         };
         let (settings, left_with_dockerd, ipv6_not_redirected) = match detected {
@@ -90,6 +94,24 @@ pub fn attach(request: &AttachRequest, log: Log) -> Result<Attached, Error> {
                 (settings, Vec::new(), ipv6_not_redirected)
             }
         };
+        let on_iface = |hook| HookRef::new(&interface, iface.ifindex, hook);
+        let query_hook = match settings.path {
+            Path::EmbeddedResolver { .. } => HookRef::new("lo", lo.ifindex, Hook::Ingress),
+            Path::Nameservers { .. } => on_iface(Hook::Egress),
+        };
+        let attached = Attached {
+            interface: interface.clone(),
+            settings: settings.clone(),
+            left_with_dockerd,
+            ipv6_not_redirected,
+            rules_updated_in_place: true,
+        };
+        let hooks = [on_iface(Hook::Ingress), query_hook];
+        // One look at the hooks serves both the in-place check and the install.
+        let found = hooks::find(nl)?;
+        if rewrite_in_place(&found, &settings, &hooks, &request.rules, log)? {
+            return Ok(attached);
+        }
         let loaded = load_programs(&settings, &request.rules)?;
         if !request.rules.is_empty() {
             log(format!(
@@ -98,7 +120,6 @@ pub fn attach(request: &AttachRequest, log: Log) -> Result<Attached, Error> {
             ));
         }
         let reply = program(&loaded, REPLY_SECTION)?;
-        let on_iface = |hook| HookRef::new(&interface, iface.ifindex, hook);
         // The reply side goes first: once queries are taken, their answers must already be
         // handled.
         let wanted = match settings.path {
@@ -114,14 +135,87 @@ pub fn attach(request: &AttachRequest, log: Log) -> Result<Attached, Error> {
                 (on_iface(Hook::Egress), program(&loaded, EGRESS_SECTION)?),
             ],
         };
-        install(nl, &request.target, &wanted, log)?;
+        install(nl, &request.target, found, &wanted, log)?;
         Ok(Attached {
-            interface,
-            settings,
-            left_with_dockerd,
-            ipv6_not_redirected,
+            rules_updated_in_place: false,
+            ..attached
         })
     })
+}
+
+/// Rewrites the rules of the attachment in place when it is this build's, on `hooks` (reply
+/// side, query side) and nowhere else, with the very configuration `settings` make, and its
+/// answers' array has room for the new answers beside the live ones: the same programs go on,
+/// no flow is lost. `Ok(false)` (after a line in `log` saying why) when anything differs: the
+/// attach then loads new programs as always. A rewrite that fails half-way is logged and
+/// followed by that full attach too, which replaces the half-written maps with the programs.
+fn rewrite_in_place(
+    found: &Found,
+    settings: &Settings,
+    hooks: &[HookRef; 2],
+    rules: &Rules,
+    log: Log,
+) -> Result<bool, Error> {
+    let (Some(reply), Some(query)) = (found.reply(), found.query()) else {
+        return Ok(false);
+    };
+    if reply.at != hooks[0] || query.at != hooks[1] || !found.strays().is_empty() {
+        return Ok(false);
+    }
+    let (Some(reply_id), Some(query_id)) = (reply.filter.prog_id(), query.filter.prog_id()) else {
+        return Ok(false);
+    };
+    let wanted = settings.to_config(embedded::object_hash());
+    let config_of =
+        |maps: &[(std::os::fd::OwnedFd, sys::MapInfo)]| -> Result<Option<Config>, Error> {
+            let rodata = crate::inspect::maps::rodata_of(maps)?;
+            Ok(crate::inspect::maps::config_offset(&rodata)
+                .and_then(|at| rodata.get(at..))
+                .and_then(Config::from_bytes))
+        };
+    let query_maps = crate::inspect::maps::program_maps(query_id)?;
+    let reply_maps = crate::inspect::maps::program_maps(reply_id)?;
+    if config_of(&query_maps)? != Some(wanted) || config_of(&reply_maps)? != Some(wanted) {
+        log("the attached programs' configuration differs: loading new ones".into());
+        return Ok(false);
+    }
+    let map = |name: &str| query_maps.iter().find(|(_, info)| info.name == name);
+    let Some((rules_map, _)) = map(RULES_MAP) else {
+        return Ok(false);
+    };
+    let answers = map(ANSWERS_MAP);
+    let maps = RuleMaps {
+        rules: rules_map,
+        answers: answers.map(|(fd, _)| fd),
+    };
+    let capacity = answers.map_or(0, |(_, info)| info.max_entries);
+    let stored = rules::read(maps).map_err(|e| Error::Inspect {
+        action: "reading the attached rules".into(),
+        source: e.source,
+    })?;
+    let Some(plan) = policy::plan(&stored, policy::encode(rules), capacity) else {
+        log(format!(
+            "the new answers do not fit beside the live ones in the {capacity} slots of the attached answers' array: loading new programs"
+        ));
+        return Ok(false);
+    };
+    match rules::fill(maps, &plan) {
+        Ok(()) => {
+            log(format!(
+                "rules rewritten in place (programs {query_id} and {reply_id} kept): {} answers written, {} keys written, {} keys removed",
+                plan.answers.len(),
+                plan.update.len(),
+                plan.delete.len()
+            ));
+            Ok(true)
+        }
+        Err(e) => {
+            log(format!(
+                "{e} while rewriting in place: loading new programs"
+            ));
+            Ok(false)
+        }
+    }
 }
 
 /// Puts the programs on their hooks as one step, and takes dnsredir's filters off every other
@@ -130,10 +224,10 @@ pub fn attach(request: &AttachRequest, log: Log) -> Result<Attached, Error> {
 fn install(
     nl: &mut Netlink,
     target: &Target,
+    found: Found,
     wanted: &[(HookRef, Program)],
     log: Log,
 ) -> Result<(), Error> {
-    let found = hooks::find(nl)?;
     let mut stale: Vec<HookRef> = Vec::new();
     for ours in &found.filters {
         if !wanted.iter().any(|(at, _)| *at == ours.at) && !stale.contains(&ours.at) {
@@ -177,15 +271,21 @@ fn interfaces_for(name: &str) -> Result<(Interface, Interface, Ipv4Addr), Error>
 /// neither the interface's own address `source` nor one of the `nameservers` taken over
 /// (none on the embedded-resolver path), the routes to all of them leave through the
 /// interface, and with `request.probe_upstream` it answers a query from `source` (its round
-/// trip in `log`).
+/// trip in `log`). Without an upstream (a policy alone) only the nameservers' routes.
 fn check_upstream(
     request: &AttachRequest,
     interface: &str,
     source: IpAddr,
-    upstream: SocketAddr,
+    upstream: Option<SocketAddr>,
     nameservers: &[SocketAddr],
     log: Log,
 ) -> Result<(), Error> {
+    let Some(upstream) = upstream else {
+        for ns in nameservers {
+            interfaces::check_route(interface, source, RouteTo::Nameserver(*ns))?;
+        }
+        return Ok(());
+    };
     if upstream.ip() == source {
         return Err(Error::Upstream(format!(
             "{} is the container's own address",
@@ -212,16 +312,27 @@ fn check_upstream(
 }
 
 /// Loads the programs with the configuration `settings` make (new ones every time:
-/// re-attaching replaces the old programs, and their maps go with them) and fills the rules map.
+/// re-attaching replaces the old programs, and their maps go with them) and fills the rules
+/// map and the answers' array, sized for the rules' distinct answers
+/// ([`policy::answers_capacity`]).
 fn load_programs(settings: &Settings, rules: &Rules) -> Result<Loaded, Error> {
     let mut object = ObjectFile::parse(embedded::object_bytes())?;
     let config = settings.to_config(embedded::object_hash());
     object.set_global(CONFIG_SYMBOL, &config.to_bytes())?;
-    let loaded = load::load(&object, &settings.load_options())?;
+    let encoded = policy::encode(rules);
+    let capacity = policy::answers_capacity(encoded.answers.len());
+    let options = settings.load_options().max_entries(ANSWERS_MAP, capacity);
+    let loaded = load::load(&object, &options)?;
     let map = loaded
         .map(&object, RULES_MAP)
         .ok_or_else(|| GlobalError::Missing(RULES_MAP.into()))?;
-    rules::fill(map, rules).map_err(|e| LoadError::Map {
+    let maps = RuleMaps {
+        rules: map,
+        answers: loaded.map(&object, ANSWERS_MAP),
+    };
+    // Fresh maps: every slot is free, and the array has room for every answer.
+    let plan = policy::plan(&policy::Stored::default(), encoded, capacity).unwrap_or_default();
+    rules::fill(maps, &plan).map_err(|e| LoadError::Map {
         map: RULES_MAP.into(),
         action: e.action,
         source: e.source,

@@ -11,8 +11,8 @@ use crate::error::Error;
 use crate::namespace::interfaces;
 use crate::namespace::resolv_conf::Nameservers;
 use crate::namespace::{self, NamespaceError};
-use crate::settings::{Ipv6Settings, Path, Settings};
-use std::net::{SocketAddr, SocketAddrV6};
+use crate::settings::{Ipv6Settings, Path, Settings, Upstream};
+use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
 
 /// What the path takes over.
 #[derive(Debug, Clone, Copy)]
@@ -54,12 +54,26 @@ pub fn settings(
         request,
         interface,
         base.source.into(),
-        request.upstream.into(),
+        request.upstream.map(Into::into),
         &taken4,
         log,
     )?;
     let (ipv6, ipv6_not_redirected) = match request.upstream6 {
         Some(upstream6) => ipv6_side(request, interface, upstream6, &named.v6, any, log)?,
+        // Decisions answer queries to the IPv6 nameservers too; the rest passes untouched.
+        None if request.rules.kinds().decide && !named.v6.is_empty() => {
+            log(format!(
+                "IPv6 nameservers taken over for the rules' answers only (no IPv6 upstream): {}",
+                namespace::list(&named.v6)
+            ));
+            let source = interfaces::ipv6_of(interface)?.unwrap_or(Ipv6Addr::UNSPECIFIED);
+            let v6 = Ipv6Settings {
+                upstream: Upstream(None),
+                source,
+                nameservers: named.v6.clone(),
+            };
+            (Some(v6), None)
+        }
         None => (None, None),
     };
     let none6 = !ipv6.as_ref().is_some_and(|v6| !v6.nameservers.is_empty());
@@ -113,13 +127,13 @@ fn ipv6_side(
         request,
         interface,
         source.into(),
-        upstream.into(),
+        Some(upstream.into()),
         &taken6,
         log,
     )?;
     Ok((
         Some(Ipv6Settings {
-            upstream,
+            upstream: upstream.into(),
             source,
             nameservers,
         }),

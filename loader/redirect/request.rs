@@ -13,7 +13,9 @@ pub struct AttachRequest {
     pub target: Target,
     /// `--interface`; none: the one the container's routes use ([`super::detect::interface`]).
     pub interface: Option<String>,
-    pub upstream: SocketAddrV4,
+    /// None only with a policy (decisions): the queries no rule answers go on where they were
+    /// going, untouched.
+    pub upstream: Option<SocketAddrV4>,
     /// The IPv6 upstream (a second `--upstream`), nameservers path only: without it IPv6 DNS
     /// passes untouched.
     pub upstream6: Option<SocketAddrV6>,
@@ -27,8 +29,11 @@ pub struct AttachRequest {
     pub probe_upstream: bool,
     /// The largest EDNS UDP payload size redirected queries may announce; 0 leaves it alone.
     pub edns_max: u16,
-    /// `--keep` and `--only`: written into the query program's map before it is attached.
+    /// `--keep`, `--only`, `--allow`, `--block`, `--answer`, `--hosts`: written into the
+    /// query program's maps before it is attached (or in place of the attached ones).
     pub rules: Rules,
+    /// `--block-rcode refused`: blocked names get REFUSED instead of NXDOMAIN.
+    pub block_refused: bool,
     /// What the attachment is for, kept in its configuration (`--label`, else the target).
     pub label: String,
 }
@@ -64,4 +69,6 @@ pub struct Attached {
     pub left_with_dockerd: Vec<String>,
     /// Why an IPv6 upstream that was given is not used (one line for the user).
     pub ipv6_not_redirected: Option<String>,
+    /// The programs attached were kept and only their rules rewritten (same everything else).
+    pub rules_updated_in_place: bool,
 }

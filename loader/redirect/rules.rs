@@ -1,22 +1,28 @@
-//! Name rules (`--keep SUFFIX`, `--only SUFFIX`): suffixes parsed and checked, encoded as the
-//! query (or egress) program's LPM trie keys ([`RuleKey`]), written into its `RULES` map and read back.
-//! Nothing here but [`fill`] and [`read`] touches the kernel.
+//! Name rules: routing (`--keep SUFFIX`, `--only SUFFIX`) and decisions (`--allow`, `--block`,
+//! `--answer NAME=ADDR`, `--hosts FILE` entries), as the user gave them ([`Rules`]); suffixes
+//! parsed and checked, encoded as the programs' LPM trie keys ([`RuleKey`]). How they combine
+//! and how they are stored (merged entries, answer records) is [`super::policy`]'s. Nothing here
+//! but [`fill`] and [`read`] touches the kernel.
 
+use super::policy::{Plan, Stored};
 use crate::abi::{
-    RuleKey, RuleValue, MAX_RULES, NAME_BYTES, RULE_KEEP, RULE_KEY_DATA, RULE_KEY_SIZE,
-    RULE_LABEL_MARK, RULE_ONLY, RULE_ONLY_UNDER_KEEP,
+    AnswerValue, RuleKey, RuleValue, NAME_BYTES, RULE_EXACT_MARK, RULE_KEEP, RULE_KEY_DATA,
+    RULE_KEY_SIZE, RULE_LABEL_MARK, RULE_ONLY, RULE_ONLY_UNDER_KEEP,
 };
 use crate::bpf::sys;
 use crate::settings::RuleKinds;
 use std::fmt;
 use std::io;
+use std::net::IpAddr;
 use std::os::fd::OwnedFd;
 
 /// A name's longest text form without the trailing dot (RFC 1035 §2.3.4: 255 wire bytes).
 pub const MAX_NAME_TEXT: usize = 253;
 pub const MAX_LABEL: usize = 63;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+/// What one rule does to the names it covers. Routing kinds say where a name goes once it may
+/// resolve; decisions say whether it resolves, and how (see the README's table).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Kind {
     /// `--keep`: names equal to or under the suffix stay with dockerd (or the nameserver asked).
     Keep,
@@ -24,18 +30,30 @@ pub enum Kind {
     Only,
     /// An `--only` suffix equal to or under a `--keep` suffix: keep wins, so it keeps.
     OnlyUnderKeep,
+    /// `--allow`: names equal to or under the suffix may resolve (an allowlist is in force).
+    Allow,
+    /// `--block`: NXDOMAIN (or REFUSED) for the suffix and every name under it.
+    Block,
+    /// `--answer`: the suffix and every name under it answered with these addresses (IPv4
+    /// ones first, each family in the order given).
+    Answer(Vec<IpAddr>),
+    /// A hosts line `0.0.0.0 NAME` or `:: NAME`: NAME exactly is blocked.
+    HostsBlock,
+    /// Hosts lines `ADDR NAME`: NAME exactly is answered with these addresses.
+    HostsAnswer(Vec<IpAddr>),
 }
 
 impl Kind {
-    fn raw(self) -> u32 {
+    pub(super) fn raw(&self) -> u32 {
         match self {
             Kind::Keep => RULE_KEEP,
             Kind::Only => RULE_ONLY,
             Kind::OnlyUnderKeep => RULE_ONLY_UNDER_KEEP,
+            _ => 0,
         }
     }
 
-    fn from_raw(raw: u32) -> Option<Kind> {
+    pub(super) fn from_raw(raw: u32) -> Option<Kind> {
         match raw {
             RULE_KEEP => Some(Kind::Keep),
             RULE_ONLY => Some(Kind::Only),
@@ -44,108 +62,198 @@ impl Kind {
         }
     }
 
+    /// `--keep` or `--only`: where a name goes.
+    pub fn is_routing(&self) -> bool {
+        matches!(self, Kind::Keep | Kind::Only | Kind::OnlyUnderKeep)
+    }
+
+    /// A hosts entry: its name exactly, not the names under it.
+    pub fn is_exact(&self) -> bool {
+        matches!(self, Kind::HostsBlock | Kind::HostsAnswer(_))
+    }
+
+    /// The addresses a pinned name is answered with (none for every other kind).
+    pub fn addresses(&self) -> &[IpAddr] {
+        match self {
+            Kind::Answer(a) | Kind::HostsAnswer(a) => a,
+            _ => &[],
+        }
+    }
+
     /// As `--status` shows it.
-    pub fn name(self) -> &'static str {
+    pub fn name(&self) -> &'static str {
         match self {
             Kind::Keep => "keep",
             Kind::Only => "only",
             Kind::OnlyUnderKeep => "only (under a keep: keeps)",
+            Kind::Allow => "allow",
+            Kind::Block => "block",
+            Kind::Answer(_) => "answer",
+            Kind::HostsBlock => "hosts block",
+            Kind::HostsAnswer(_) => "hosts",
         }
     }
 
     /// As `--status --json` shows it.
-    pub fn json_name(self) -> &'static str {
+    pub fn json_name(&self) -> &'static str {
         match self {
             Kind::Keep => "keep",
             Kind::Only => "only",
             Kind::OnlyUnderKeep => "only_under_keep",
+            Kind::Allow => "allow",
+            Kind::Block => "block",
+            Kind::Answer(_) => "answer",
+            Kind::HostsBlock => "hosts_block",
+            Kind::HostsAnswer(_) => "hosts_answer",
         }
     }
 }
 
-/// One rule: a suffix in lowercase text form without leading or trailing dot.
+/// One rule: a suffix (for a hosts entry, the exact name) in lowercase text form without
+/// leading or trailing dot, and what it does.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Rule {
     pub suffix: String,
     pub kind: Kind,
 }
 
-/// The rules of one attachment, `--keep` ones first, each suffix once.
+/// `keep corp.example`, `answer api.test 10.5.5.5 fd00::5`, `hosts mock.test 10.0.0.7`,
+/// `hosts block ads.test`: one line of `--status`.
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.kind.name(), self.suffix)?;
+        for addr in self.kind.addresses() {
+            write!(f, " {addr}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The rules of one attachment as the user gave them, sorted by suffix (then kind): each
+/// suffix has at most one routing rule and one decision, each hosts name one entry. Every
+/// constructor ([`Rules::new`], [`super::policy::build`], [`Stored::rules`]) leaves them so;
+/// [`Rules::decision`] relies on it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Rules {
     pub rules: Vec<Rule>,
 }
 
 impl Rules {
-    /// The rule set of `--keep` and `--only` suffixes (already checked with [`parse_suffix`]).
-    /// A suffix given with both is a keep; an `--only` suffix under a `--keep` suffix keeps.
+    /// The rule set of `--keep` and `--only` suffixes alone (already checked with
+    /// [`parse_suffix`]). A suffix given with both is a keep; an `--only` suffix under a
+    /// `--keep` suffix keeps. [`super::policy::build`] takes decisions too.
     pub fn new(keep: &[String], only: &[String]) -> Result<Rules, String> {
-        let mut rules: Vec<Rule> = Vec::new();
-        for s in keep {
-            if !rules.iter().any(|r| r.suffix == *s) {
-                rules.push(Rule {
-                    suffix: s.clone(),
-                    kind: Kind::Keep,
-                });
-            }
-        }
-        for s in only {
-            if rules.iter().any(|r| r.suffix == *s) {
-                continue;
-            }
-            let kind = if keep.iter().any(|k| is_under(s, k)) {
-                Kind::OnlyUnderKeep
-            } else {
-                Kind::Only
-            };
-            rules.push(Rule {
-                suffix: s.clone(),
-                kind,
-            });
-        }
-        if rules.len() > MAX_RULES as usize {
-            return Err(format!(
-                "{} rules given; at most {MAX_RULES} --keep and --only suffixes together",
-                rules.len()
-            ));
-        }
-        Ok(Rules { rules })
+        super::policy::build(&super::policy::Given {
+            keep: keep.to_vec(),
+            only: only.to_vec(),
+            ..Default::default()
+        })
+        .map_err(|e| e.to_string())
     }
 
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
     }
 
-    /// Which kinds of rules are in force: the query program looks the map up only then.
-    pub fn kinds(&self) -> RuleKinds {
-        RuleKinds {
-            keep: self.rules.iter().any(|r| r.kind != Kind::Only),
-            only: self
-                .rules
-                .iter()
-                .any(|r| matches!(r.kind, Kind::Only | Kind::OnlyUnderKeep)),
+    /// How many rules of each kind, for one line: `2 block, 1 answer, 3 hosts, 1 keep`.
+    pub fn describe(&self) -> String {
+        let mut counts: Vec<(&str, usize)> = Vec::new();
+        for r in &self.rules {
+            let name = match r.kind {
+                Kind::OnlyUnderKeep => "only",
+                Kind::HostsBlock | Kind::HostsAnswer(_) => "hosts",
+                ref k => k.name(),
+            };
+            match counts.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, c)) => *c += 1,
+                None => counts.push((name, 1)),
+            }
         }
+        if counts.is_empty() {
+            return "no rules".to_string();
+        }
+        let parts: Vec<String> = counts.iter().map(|(n, c)| format!("{c} {n}")).collect();
+        parts.join(", ")
+    }
+
+    /// Which kinds of rules are in force: the programs look the map up only then (the block
+    /// rcode is the request's, not the rules').
+    pub fn kinds(&self) -> RuleKinds {
+        let any = |f: fn(&Kind) -> bool| self.rules.iter().any(|r| f(&r.kind));
+        RuleKinds {
+            keep: any(|k| matches!(k, Kind::Keep | Kind::OnlyUnderKeep)),
+            only: any(|k| matches!(k, Kind::Only | Kind::OnlyUnderKeep)),
+            decide: any(|k| !k.is_routing()),
+            allowlist: any(|k| *k == Kind::Allow),
+            block_refused: false,
+        }
+    }
+
+    /// The rules whose suffix is `suffix` (at most a routing rule, a decision and a hosts
+    /// entry): a binary search, the list being sorted by suffix.
+    fn at(&self, suffix: &str) -> &[Rule] {
+        let from = self.rules.partition_point(|r| r.suffix.as_str() < suffix);
+        let len = self.rules[from..]
+            .iter()
+            .take_while(|r| r.suffix == suffix)
+            .count();
+        &self.rules[from..from + len]
     }
 }
 
 impl Rules {
-    /// What the rules say about `name` (lowercase dotted text), as the query program decides:
-    /// the longest suffix it is equal to or under, or, with `--only` in force and none matching,
-    /// that it is outside them. `None` without rules, or with `--keep` alone and none matching.
+    /// What the rules say about `name` (dotted text, any case), as the programs decide, for
+    /// `--watch`: the hosts entry for the very name (`hosts mock.test`), else the decision of
+    /// the longest suffix it is equal to or under (`block ads.example`, `answer
+    /// api.stripe.com`, `allow example.com`, followed by the routing rule where one applies),
+    /// else with `--allow` in force `not allowed`, else the routing rule (`keep corp.test`,
+    /// `only corp.test`, `outside --only`). `None` where no rule says anything. One lookup per
+    /// label of the name.
     pub fn decision(&self, name: &str) -> Option<String> {
-        let name = name.to_ascii_lowercase();
-        let best = self
-            .rules
-            .iter()
-            .filter(|r| is_under(&name, &r.suffix))
-            .max_by_key(|r| r.suffix.len());
-        match best {
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        if let Some(r) = self.at(&name).iter().find(|r| r.kind.is_exact()) {
+            return Some(format!("hosts {}", r.suffix));
+        }
+        let (mut decision, mut routing) = (None, None);
+        for suffix in suffixes_of(&name) {
+            for r in self.at(suffix) {
+                if r.kind.is_routing() {
+                    routing = routing.or(Some(r));
+                } else if !r.kind.is_exact() {
+                    decision = decision.or(Some(r));
+                }
+            }
+            if decision.is_some() && routing.is_some() {
+                break;
+            }
+        }
+        let kinds = self.kinds();
+        let routing = match routing {
             Some(r) if r.kind == Kind::Only => Some(format!("only {}", r.suffix)),
             Some(r) => Some(format!("keep {}", r.suffix)),
-            None if self.kinds().only => Some("outside --only".to_string()),
+            None if kinds.only => Some("outside --only".to_string()),
             None => None,
+        };
+        match decision {
+            Some(d) if d.kind == Kind::Allow => Some(match routing {
+                Some(routing) => format!("allow {}; {routing}", d.suffix),
+                None => format!("allow {}", d.suffix),
+            }),
+            Some(d) => Some(format!("{} {}", d.kind.name(), d.suffix)),
+            None if kinds.allowlist => Some("not allowed".to_string()),
+            None => routing,
         }
     }
+}
+
+/// `name` and every suffix above it, longest first: `a.b.c`, `b.c`, `c`.
+pub fn suffixes_of(name: &str) -> impl Iterator<Item = &str> {
+    let mut next = Some(name);
+    std::iter::from_fn(move || {
+        let this = next?;
+        next = this.split_once('.').map(|(_, rest)| rest);
+        Some(this)
+    })
 }
 
 /// `name` is equal to or under `suffix` (both checked lowercase text forms), by whole labels.
@@ -224,6 +332,29 @@ pub fn key_of(suffix: &str) -> RuleKey {
     }
 }
 
+/// The key of a hosts entry's exact name: its suffix key followed by [`RULE_EXACT_MARK`],
+/// which only a lookup of that very name (always made with the mark after it) matches.
+pub fn exact_key_of(name: &str) -> RuleKey {
+    let mut key = key_of(name);
+    let n = key.prefixlen as usize / 8;
+    key.data[n] = RULE_EXACT_MARK;
+    key.prefixlen += 8;
+    key
+}
+
+/// The name a key stands for, and whether it is an exact (hosts) entry's; `None` for bytes
+/// neither [`key_of`] nor [`exact_key_of`] can give.
+pub fn name_of(key: &RuleKey) -> Option<(String, bool)> {
+    match key.name_bytes().split_last() {
+        Some((&RULE_EXACT_MARK, body)) => {
+            let mut suffix = *key;
+            suffix.prefixlen = (body.len() * 8) as u32;
+            Some((suffix_of(&suffix)?, true))
+        }
+        _ => Some((suffix_of(key)?, false)),
+    }
+}
+
 /// The suffix a key stands for; `None` for bytes a checked suffix cannot give.
 pub fn suffix_of(key: &RuleKey) -> Option<String> {
     let bytes = key.name_bytes();
@@ -254,43 +385,92 @@ impl std::error::Error for MapError {
     }
 }
 
-/// Writes the rules into a freshly loaded `RULES` map.
-pub fn fill(map: &OwnedFd, rules: &Rules) -> Result<(), MapError> {
-    for rule in &rules.rules {
-        let value = RuleValue {
-            kind: rule.kind.raw(),
-            decision: crate::abi::DECISION_NONE,
-            answer: 0,
-        };
-        sys::map_update(map, &key_of(&rule.suffix).to_bytes(), &value.to_bytes()).map_err(
-            |source| MapError {
-                action: "fill",
-                source,
-            },
-        )?;
+/// The two maps of an attachment's rules: the `RULES` trie and, where the programs have it,
+/// the `ANSWERS` array of pinned names' records.
+#[derive(Clone, Copy)]
+pub struct RuleMaps<'a> {
+    pub rules: &'a OwnedFd,
+    pub answers: Option<&'a OwnedFd>,
+}
+
+/// Carries out `plan` (made by [`super::policy::plan`] from what the maps hold now): the
+/// answers first, into slots no live key uses; then the new and changed keys; then the stale
+/// keys go. On fresh maps that is simply filling them; on an attached program's maps it is a
+/// rewrite in place, every lookup meanwhile finding an old or a new entry, never a hole.
+pub fn fill(maps: RuleMaps, plan: &Plan) -> Result<(), MapError> {
+    let err = |action| move |source| MapError { action, source };
+    if !plan.answers.is_empty() {
+        let answers = maps.answers.ok_or_else(|| MapError {
+            action: "write answers into",
+            source: io::Error::new(io::ErrorKind::NotFound, "the programs have no ANSWERS map"),
+        })?;
+        for (slot, value) in &plan.answers {
+            sys::map_update(answers, &slot.to_ne_bytes(), &value.to_bytes())
+                .map_err(err("write an answer for"))?;
+        }
+    }
+    for (key, value) in &plan.update {
+        sys::map_update(maps.rules, &key.to_bytes(), &value.to_bytes()).map_err(err("fill"))?;
+    }
+    for key in &plan.delete {
+        match sys::map_delete(maps.rules, &key.to_bytes()) {
+            Err(e) if e.raw_os_error() != Some(libc::ENOENT) => return Err(err("prune")(e)),
+            _ => {}
+        }
     }
     Ok(())
 }
 
-/// The rules in an attached `RULES` map, sorted: keep ones first, then by suffix. Entries this
-/// build cannot decode are left out.
-pub fn read(map: &OwnedFd) -> Result<Rules, MapError> {
+/// [`fill`] for maps just created: all of `rules` written, the answers into the array's first
+/// slots (for programs loaded by hand, as the tests do; the attach plans its own).
+pub fn fill_new(maps: RuleMaps, rules: &Rules) -> Result<(), MapError> {
+    let capacity = match maps.answers {
+        Some(a) => {
+            sys::map_info(a)
+                .map_err(|source| MapError {
+                    action: "size the answers of",
+                    source,
+                })?
+                .max_entries
+        }
+        None => 0,
+    };
+    let plan = super::policy::plan(&Stored::default(), super::policy::encode(rules), capacity)
+        .ok_or_else(|| MapError {
+            action: "fit the answers of",
+            source: io::Error::other(format!("{capacity} answer slots are too few")),
+        })?;
+    fill(maps, &plan)
+}
+
+/// What an attached `RULES` map (and its `ANSWERS`) holds: the entries, and the records of
+/// every answer slot they use. [`Stored::rules`] turns them back into the user's rules.
+/// Entries this build cannot decode are kept as they are (a rewrite deletes them).
+pub fn read(maps: RuleMaps) -> Result<Stored, MapError> {
     let err = |action| move |source| MapError { action, source };
-    let mut rules = Vec::new();
-    for next in sys::map_keys(map, RULE_KEY_SIZE) {
+    let mut stored = Stored::default();
+    for next in sys::map_keys(maps.rules, RULE_KEY_SIZE) {
         let next = next.map_err(err("walk"))?;
         let mut value = [0u8; RuleValue::SIZE];
         // An entry removed between the two calls is simply not listed.
-        if sys::map_lookup(map, &next, &mut value).is_ok() {
-            let suffix = RuleKey::from_bytes(&next).and_then(|k| suffix_of(&k));
-            let kind = RuleValue::from_bytes(&value).and_then(|v| Kind::from_raw(v.kind));
-            if let (Some(suffix), Some(kind)) = (suffix, kind) {
-                rules.push(Rule { suffix, kind });
+        if sys::map_lookup(maps.rules, &next, &mut value).is_ok() {
+            if let (Some(k), Some(v)) = (RuleKey::from_bytes(&next), RuleValue::from_bytes(&value))
+            {
+                stored.entries.push((k, v));
             }
         }
     }
-    rules.sort_by(|a, b| (a.kind, &a.suffix).cmp(&(b.kind, &b.suffix)));
-    Ok(Rules { rules })
+    if let Some(answers) = maps.answers {
+        for slot in stored.answer_slots() {
+            let mut value = [0u8; AnswerValue::SIZE];
+            sys::map_lookup(answers, &slot.to_ne_bytes(), &mut value)
+                .map_err(err("read the answers of"))?;
+            if let Some(v) = AnswerValue::from_bytes(&value) {
+                stored.answers.insert(slot, v);
+            }
+        }
+    }
+    Ok(stored)
 }
 
 #[cfg(test)]
@@ -354,6 +534,13 @@ mod tests {
             .starts_with(corp.name_bytes()));
         let bytes = k.to_bytes();
         assert_eq!(RuleKey::from_bytes(&bytes), Some(k));
+        // An exact (hosts) key: the same bytes and the mark, one byte longer.
+        let e = exact_key_of("api.internal.test");
+        assert_eq!(e.name_bytes(), b"tset.lanretni.ipa.$");
+        assert_eq!(e.prefixlen, 19 * 8);
+        assert_eq!(name_of(&e), Some(("api.internal.test".into(), true)));
+        assert_eq!(name_of(&k), Some(("api.internal.test".into(), false)));
+        assert!(e.name_bytes().starts_with(k.name_bytes()));
     }
 
     #[test]
@@ -364,16 +551,17 @@ mod tests {
             &s(&["corp.test", "a.corp.test", "other.test"]),
         )
         .expect("rules");
+        // Sorted by suffix: the order --status lists them in.
         assert_eq!(
             r.rules,
             vec![
                 Rule {
-                    suffix: "corp.test".into(),
-                    kind: Kind::Keep
-                },
-                Rule {
                     suffix: "a.corp.test".into(),
                     kind: Kind::OnlyUnderKeep
+                },
+                Rule {
+                    suffix: "corp.test".into(),
+                    kind: Kind::Keep
                 },
                 Rule {
                     suffix: "other.test".into(),
@@ -385,19 +573,22 @@ mod tests {
             r.kinds(),
             RuleKinds {
                 keep: true,
-                only: true
+                only: true,
+                ..RuleKinds::default()
             }
         );
         assert_eq!(
             Rules::new(&s(&["x"]), &[]).expect("rules").kinds(),
             RuleKinds {
                 keep: true,
-                only: false
+                ..RuleKinds::default()
             }
         );
         assert!(is_under("a.corp.test", "corp.test"));
         assert!(!is_under("xcorp.test", "corp.test"));
-        let many: Vec<String> = (0..=MAX_RULES).map(|i| format!("n{i}.test")).collect();
+        let many: Vec<String> = (0..=crate::abi::MAX_RULES)
+            .map(|i| format!("n{i}.test"))
+            .collect();
         assert!(Rules::new(&many, &[]).is_err());
     }
 }

@@ -2,9 +2,11 @@
 //!
 //! A query event waits for the answer event with the same protocol, client port and DNS id;
 //! the pair becomes an answered record, a query alone for [`UNANSWERED_AFTER_NS`] an
-//! unanswered one. Answers to queries sent before the watch began are not shown.
+//! unanswered one. A TCP query the program reset ([`ROUTE_RESET`]) has no answer event: it
+//! becomes a record at once, neither answered nor waiting. Answers to queries sent before the
+//! watch began are not shown.
 
-use crate::abi::{EventHeader, EVENT_QUERY, EVENT_REPLY};
+use crate::abi::{EventHeader, EVENT_QUERY, EVENT_REPLY, ROUTE_RESET};
 use crate::dns::Message;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddrV4};
@@ -17,19 +19,37 @@ const IPPROTO_TCP: u8 = 6;
 /// A message's id and question as the watch shows them: what a query and its answer share.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Asked {
-    pub id: u16,
+    /// `None` only for a reset whose segment did not hold a whole DNS header.
+    pub id: Option<u16>,
     /// As text (see [`crate::dns::Name`]'s `Display`); `None` when it is malformed or cut off.
     pub name: Option<String>,
     pub qtype: Option<u16>,
 }
 
+/// An A or AAAA record of an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Address {
+    pub address: IpAddr,
+    /// Seconds, as the record says.
+    pub ttl: u32,
+}
+
 /// What an answer tells of itself (a query's is all zeros).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Reply {
     pub rcode: u8,
+    /// The answer count of the header (CNAMEs and other records included).
     pub answers: u16,
-    /// The first A or AAAA record of the answer section, if the captured bytes reach it.
-    pub first_address: Option<IpAddr>,
+    /// Every A and AAAA record of the answer section, in order, as far as the captured bytes
+    /// reach (the programs capture the first 512 bytes of a message).
+    pub addresses: Vec<Address>,
+}
+
+impl Reply {
+    /// The first A or AAAA record's address.
+    pub fn first_address(&self) -> Option<IpAddr> {
+        self.addresses.first().map(|a| a.address)
+    }
 }
 
 /// What the watch shows of a captured message; `None` without a whole header.
@@ -40,20 +60,23 @@ fn read(data: &[u8]) -> Option<(Asked, Reply)> {
         None => (m.question_name().map(|n| n.to_string()), None),
     };
     let asked = Asked {
-        id: m.header.id,
+        id: Some(m.header.id),
         name,
         qtype,
     };
     // A message without a question says nothing we can pair with what was asked: its
     // records are not shown.
-    let first_address = match m.header.question_count {
-        0 => None,
-        _ => m.answers().find_map(|r| r.address()),
+    let addresses = match m.header.question_count {
+        0 => Vec::new(),
+        _ => m
+            .addresses()
+            .map(|(address, ttl)| Address { address, ttl })
+            .collect(),
     };
     let reply = Reply {
         rcode: m.header.rcode(),
         answers: m.header.answer_count,
-        first_address,
+        addresses,
     };
     Some((asked, reply))
 }
@@ -61,7 +84,16 @@ fn read(data: &[u8]) -> Option<(Asked, Reply)> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Answer {
     pub reply: Reply,
-    pub latency_us: u64,
+    /// From the query's event to the answer's, in ns (an answer from the kernel takes a few
+    /// µs).
+    pub latency_ns: u64,
+}
+
+impl Answer {
+    /// Whole µs, rounded down (the JSON field).
+    pub fn latency_us(&self) -> u64 {
+        self.latency_ns / 1000
+    }
 }
 
 /// One query as the watch shows it.
@@ -73,11 +105,19 @@ pub struct Record {
     pub tcp: bool,
     pub question: Asked,
     pub path: u8,
-    /// `None`: no answer within [`UNANSWERED_AFTER_NS`].
+    /// `None`: no answer within [`UNANSWERED_AFTER_NS`]; or, with path [`ROUTE_RESET`], none
+    /// to wait for (the program reset the connection).
     pub answer: Option<Answer>,
-    /// The name rule that decided where a UDP query went (`keep SUFFIX`, `only SUFFIX`,
-    /// `outside --only`); `None` without rules, or when none applied.
+    /// The rule that decided the query (`keep SUFFIX`, `block SUFFIX`, …); `None` without
+    /// rules, or when none applied. Set by the watcher.
     pub rule: Option<String>,
+}
+
+impl Record {
+    /// The program reset the connection instead of letting the query on.
+    pub fn reset(&self) -> bool {
+        self.path == ROUTE_RESET
+    }
 }
 
 /// Converts the programs' CLOCK_MONOTONIC stamps to wall-clock time.
@@ -108,8 +148,15 @@ pub struct Tracker {
 impl Tracker {
     /// Takes one event (header and captured message); returns the record it completes.
     pub fn event(&mut self, head: &EventHeader, data: &[u8], clock: &Clock) -> Option<Record> {
+        if head.kind == EVENT_QUERY && head.path == ROUTE_RESET {
+            // Nothing will answer it: shown now, even when the segment held no whole header
+            // (a message split across segments is one reason for a reset).
+            let asked = read(data).map(|(asked, _)| asked).unwrap_or_default();
+            let q = Pending { head: *head, asked };
+            return Some(record(q, None, clock));
+        }
         let (asked, reply) = read(data)?;
-        let key = (head.proto, head.client_port, asked.id);
+        let key = (head.proto, head.client_port, asked.id.unwrap_or_default());
         match head.kind {
             EVENT_QUERY => {
                 // A retransmission keeps the first one's time.
@@ -122,7 +169,7 @@ impl Tracker {
                 let q = self.pending.remove(&key)?;
                 let answer = Answer {
                     reply,
-                    latency_us: head.time_ns.saturating_sub(q.head.time_ns) / 1000,
+                    latency_ns: head.time_ns.saturating_sub(q.head.time_ns),
                 };
                 Some(record(q, Some(answer), clock))
             }
@@ -165,7 +212,7 @@ fn record(q: Pending, answer: Option<Answer>, clock: &Clock) -> Record {
 mod tests {
     use super::*;
     use crate::abi::raw::{addr_raw, port_raw};
-    use crate::abi::{ROUTE_DOCKERD, ROUTE_NONE, ROUTE_UPSTREAM};
+    use crate::abi::{ROUTE_BLOCKED, ROUTE_DOCKERD, ROUTE_NONE, ROUTE_UPSTREAM};
     use crate::dns::samples::{answer, query};
     use crate::dns::TYPE_A;
     use std::net::Ipv4Addr;
@@ -217,7 +264,7 @@ mod tests {
                 client: "127.0.0.1:50123".parse().unwrap(),
                 tcp: false,
                 question: Asked {
-                    id: 4660,
+                    id: Some(4660),
                     name: Some("example.com".into()),
                     qtype: Some(TYPE_A)
                 },
@@ -226,9 +273,12 @@ mod tests {
                     reply: Reply {
                         rcode: 0,
                         answers: 2,
-                        first_address: Some("203.0.113.7".parse().unwrap())
+                        addresses: vec![Address {
+                            address: "203.0.113.7".parse().unwrap(),
+                            ttl: 60
+                        }]
                     },
-                    latency_us: 814
+                    latency_ns: 814_400
                 }),
                 rule: None
             }
@@ -267,10 +317,53 @@ mod tests {
     }
 
     #[test]
+    fn an_answer_from_the_kernel_pairs_like_any_with_its_latency_in_ns() {
+        let mut t = Tracker::default();
+        let q = query(77, &[b"ads", b"example"], TYPE_A);
+        let mut nx = q.clone();
+        nx[2] = 0x81;
+        nx[3] = 0x83;
+        let c = clock(10_000_000_000);
+        let asked = head(EVENT_QUERY, ROUTE_BLOCKED, 41000, c.monotonic_ns);
+        assert_eq!(t.event(&asked, &q, &c), None);
+        let back = head(EVENT_REPLY, ROUTE_NONE, 41000, c.monotonic_ns + 3_400);
+        let r = t.event(&back, &nx, &c).expect("a record");
+        assert_eq!(r.path, ROUTE_BLOCKED);
+        let a = r.answer.expect("answered");
+        assert_eq!(
+            (a.reply.rcode, a.reply.answers, a.latency_ns),
+            (3, 0, 3_400)
+        );
+        assert_eq!(a.latency_us(), 3);
+        assert!(a.reply.addresses.is_empty());
+    }
+
+    #[test]
+    fn a_reset_is_shown_at_once_and_never_as_unanswered() {
+        let mut t = Tracker::default();
+        let c = clock(10_000_000_000);
+        let q = query(5, &[b"ads", b"example"], TYPE_A);
+        let mut reset = head(EVENT_QUERY, ROUTE_RESET, 42000, c.monotonic_ns - 1_000);
+        reset.proto = IPPROTO_TCP;
+        let r = t.event(&reset, &q, &c).expect("shown at once");
+        assert_eq!(
+            (r.path, r.tcp, r.reset(), &r.answer),
+            (ROUTE_RESET, true, true, &None)
+        );
+        assert_eq!(r.question.name.as_deref(), Some("ads.example"));
+        assert_eq!(r.question.id, Some(5));
+        assert!(t.expire(&clock(u64::MAX)).is_empty(), "nothing waits");
+        // A segment without a whole header (the message split): shown all the same.
+        let r = t.event(&reset, &q[..5], &c).expect("shown");
+        assert_eq!(r.question, Asked::default());
+        assert!(t.expire(&clock(u64::MAX)).is_empty());
+    }
+
+    #[test]
     fn what_a_record_shows_of_odd_messages() {
         let (asked, reply) = read(&query(1, &[b"a.b", b"c d\xff"], 28)).expect("a header");
         assert_eq!(asked.name.as_deref(), Some("a\\046b.c\\032d\\255"));
-        assert_eq!(reply.first_address, None);
+        assert_eq!(reply.first_address(), None);
         let full = answer(
             &query(2, &[b"www", b"example", b"com"], TYPE_A),
             0,
@@ -278,7 +371,7 @@ mod tests {
         );
         let (asked, reply) = read(&full[..full.len() - 2]).unwrap();
         assert_eq!(
-            (asked.name.as_deref(), reply.first_address),
+            (asked.name.as_deref(), reply.first_address()),
             (Some("www.example.com"), None),
             "cut inside the answer: the question still shows"
         );
@@ -291,8 +384,8 @@ mod tests {
         no_question[5] = 0;
         let (asked, reply) = read(&no_question).unwrap();
         assert_eq!(
-            (asked.name, reply.answers, reply.first_address),
-            (None, 2, None)
+            (asked.name, reply.answers, reply.addresses),
+            (None, 2, vec![])
         );
         assert_eq!(read(&full[..11]), None);
     }

@@ -6,7 +6,7 @@ use crate::inspect::{Build, HookStatus, Status};
 use crate::namespace;
 use crate::namespace::dockerd::DOCKER_RESOLVER;
 use crate::redirect::detect::DEFAULT_INTERFACE;
-use crate::redirect::rules::{Kind, Rules};
+use crate::redirect::rules::Rules;
 use crate::report::json_string;
 use crate::settings::{Ipv6Settings, Path};
 use std::net::Ipv4Addr;
@@ -150,14 +150,19 @@ fn rules_text(r: &Rules, keeper: &str) -> String {
     if r.is_empty() {
         return "name rules: none\n".to_string();
     }
-    let default = if r.rules.iter().any(|x| x.kind != Kind::Keep) {
+    let kinds = r.kinds();
+    let default = if kinds.allowlist {
+        "other names are refused (--allow)".to_string()
+    } else if kinds.only {
         format!("other names and all TCP stay with {keeper} (--only)")
-    } else {
+    } else if kinds.keep {
         "other names are redirected (--keep only)".to_string()
+    } else {
+        "other names go on as without rules".to_string()
     };
     let mut out = format!("name rules: {} ({default})\n", r.rules.len());
     for rule in &r.rules {
-        out.push_str(&format!("  {} {}\n", rule.kind.name(), rule.suffix));
+        out.push_str(&format!("  {rule}\n"));
     }
     out
 }
@@ -238,8 +243,15 @@ pub fn render_json(s: &Status) -> String {
             .rules
             .iter()
             .map(|x| {
+                let addresses = match x.kind.addresses() {
+                    [] => String::new(),
+                    a => format!(
+                        ",\"addresses\":[{}]",
+                        list(a.iter().map(|a| a.to_string()).collect())
+                    ),
+                };
                 format!(
-                    "{{\"suffix\":{},\"kind\":{}}}",
+                    "{{\"suffix\":{},\"kind\":{}{addresses}}}",
                     json_string(&x.suffix),
                     json_string(x.kind.json_name())
                 )
@@ -276,7 +288,47 @@ pub fn render_json(s: &Status) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::redirect::rules::Rule;
+    use crate::redirect::rules::{Kind, Rule};
+
+    #[test]
+    fn every_counter_is_shown_with_its_value_the_decisions_too() {
+        let values: Vec<u64> = (1..=Counters::COUNT as u64).collect();
+        let counters = Counters::from_array(values.clone().try_into().expect("COUNT values"));
+        let s = Status {
+            maps: crate::inspect::maps::Read {
+                counters: Some(counters),
+                ..Default::default()
+            },
+            ..Status::default()
+        };
+        let text = render_text(&s);
+        let json = render_json(&s);
+        for (name, value) in Counters::NAMES.iter().zip(&values) {
+            assert!(text.contains(&format!("\n{name}: {value}\n")), "{text}");
+            assert!(json.contains(&format!("\"{name}\":{value}")), "{json}");
+        }
+        let n = Counters::COUNT;
+        assert!(
+            text.ends_with(&format!(
+                "answered_blocked: {}\nanswered_pinned: {}\nanswered_disallowed: {}\ntcp_reset: {}\n",
+                n - 3,
+                n - 2,
+                n - 1,
+                n
+            )),
+            "{text}"
+        );
+        assert!(
+            json.contains(&format!(
+                ",\"answered_blocked\":{},\"answered_pinned\":{},\"answered_disallowed\":{},\"tcp_reset\":{}}}",
+                n - 3,
+                n - 2,
+                n - 1,
+                n
+            )),
+            "{json}"
+        );
+    }
 
     #[test]
     fn rules_are_listed() {

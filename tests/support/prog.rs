@@ -48,7 +48,11 @@ pub fn load_with_rules(config: &Config, keep: &[&str], only: &[&str]) -> (Object
         ..*config
     });
     let map = loaded.map(&object, RULES_MAP).expect("rules map");
-    rules::fill(map, &rules).expect("fill");
+    let maps = rules::RuleMaps {
+        rules: map,
+        answers: loaded.map(&object, dnsredir::abi::ANSWERS_MAP),
+    };
+    rules::fill_new(maps, &rules).expect("fill");
     (object, loaded)
 }
 

@@ -570,10 +570,21 @@ layout! {
         pub decision: u32,
         /// For [`DECISION_ANSWER`]: the index of its records in [`ANSWERS_MAP`]; else 0.
         pub answer: u32,
+        /// Which of `kind` and `decision` are the key's own rule's ([`RULE_OWN_KIND`],
+        /// [`RULE_OWN_DECISION`]) rather than inherited from a shorter suffix: what the loader
+        /// reads the user's rules back from (`--status`, a rewrite in place). The programs
+        /// never read it.
+        pub own: u32,
     }
 }
 
-const _: () = assert!(RuleValue::SIZE == 12);
+const _: () = assert!(RuleValue::SIZE == 16);
+
+/// [`RuleValue::own`]: the key has a routing rule of its own (`--keep`, `--only`).
+pub const RULE_OWN_KIND: u32 = 1;
+/// [`RuleValue::own`]: the key has a decision of its own (`--allow`, `--block`, `--answer`,
+/// a hosts entry).
+pub const RULE_OWN_DECISION: u32 = 2;
 
 impl RuleValue {
     pub fn from_bytes(bytes: &[u8]) -> Option<RuleValue> {
