@@ -32,6 +32,8 @@ mod netns;
 mod packet;
 
 // One file per tool; the per-packet tool's parts beside it.
+#[path = "prog/answers.rs"]
+mod answers;
 #[path = "prog/build.rs"]
 mod build;
 #[path = "prog/case.rs"]

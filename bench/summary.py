@@ -125,9 +125,78 @@ if pp.exists():
                 p(f"- {n_}")
         p("")
     for n_ in notes:
-        if n_.startswith(("size", "kernel", "this - other")):
+        if n_.startswith(("size", "kernel", "this - other", "other:")):
             p(f"- {n_}")
     p("")
+
+    # issue 19: answers from the kernel
+    def over(name):
+        r = rows.get(name)
+        return None if r is None else float(r["mean_over_floor_ns"])
+
+    diffs = {}
+    for n_ in notes:
+        if n_.startswith("difference: "):
+            pair, _, rest = n_[len("difference: "):].partition(": median of rounds' differences of means ")
+            diffs[pair] = rest
+    if any(k.startswith("answers: ") for k in rows):
+        p("## Issue 19, per packet: answers from the kernel (this build only; ns over the floor, mean of calls, median of rounds)")
+        p("")
+        p("| path | query redirected (today) | query redirected, decisions in force (name undecided) | blocked query answered (NXDOMAIN) | pinned query answered (2 A) |")
+        p("|---|---|---|---|---|")
+        for label, today, pre in [
+            ("lo (query program, embedded resolver's path)", "query redirected", "answers: "),
+            ("interface egress (egress program, nameservers path)", "nameservers path: query redirected on egress",
+             "answers: nameservers path: "),
+        ]:
+            lo = pre == "answers: "
+            cells = [over(today),
+                     over(pre + ("query redirected, decisions in force (name undecided)" if lo else
+                                 "query redirected on egress, decisions in force (name undecided)")),
+                     over(pre + ("blocked query answered (NXDOMAIN), lo prog" if lo else "blocked query answered on egress")),
+                     over(pre + ("pinned query answered (2 A), lo prog" if lo else "pinned query answered on egress (2 A)"))]
+            p(f"| {label} | " + " | ".join(fmt(c) for c in cells) + " |")
+        p("")
+        p("The redirected queries also need their reply restored (\"reply restored\" above); an answered query is "
+          "the program's whole work on the way in (on lo, two more passes of the query program follow: a mark "
+          "read and one helper each, not timed here).")
+        p("")
+        p("### The matcher: a query no rule decides (www.example.com), with N rules")
+        p("")
+        p("| rules | N --keep rules, no decisions | N --block rules, FLAG_DECIDE | decisions − keep (median of rounds' differences) | goal | verdict |")
+        p("|---|---|---|---|---|---|")
+        for n in [1, 256, 4096]:
+            a = f"matcher: query redirected, {n} --block rules (name undecided)"
+            b = f"matcher: query redirected, {n} --keep rules"
+            d = diffs.get(f"{a} - {b}")
+            dv = None
+            if d:
+                try:
+                    dv = float(d.split(" ns")[0])
+                except ValueError:
+                    pass
+            p(f"| {n} | {fmt(over(b))} | {fmt(over(a))} | {d or '–'} | ≤ +20 ns | {verdict(None if dv is None else dv <= 20)} |")
+        big = [k for k in rows if k.startswith("blocklist: ")]
+        for k in big:
+            p(f"| {k[len('blocklist: '):]} | | {fmt(over(k))} | | | |")
+        p("")
+        for k, v in diffs.items():
+            p(f"- {k}: {v}")
+        p("")
+    for n_ in notes:
+        if n_.startswith("fill-tsv"):
+            _, n, secs, memlock, slab, _empty = n_.split("\t")
+            n, secs, memlock, slab = int(n), float(secs), float(memlock), float(slab)
+            p("### A blocklist of 10^5 names in RULES (hosts entries, exact names; fresh maps, median of fills)")
+            p("")
+            p("| names | fill (map updates) | per rule | kernel memory, map's own account (fdinfo memlock = bpftool's) | per rule | kernel memory, /proc/meminfo Slab delta | per rule |")
+            p("|---|---|---|---|---|---|---|")
+            p(f"| {n} | {secs:.3f} s | {secs * 1e6 / n:.2f} µs | {memlock / 1048576:.1f} MiB | {memlock / n:.0f} B | "
+              f"{slab / 1048576:.1f} MiB | {slab / n:.0f} B |")
+            p("")
+        elif n_.startswith("fill RULES"):
+            p(f"- {n_}")
+            p("")
 
 # ---------------------------------------------------------------- end to end
 data = tsv(out / "results.tsv")
@@ -277,6 +346,51 @@ if ns:
     p(f"| (CPU per answer at saturation, whole machine, direct ÷ dnsredir ≥ 0.97) | {fmt(None if not cr else 1 / cr, '.3f')} | {verdict(None if not cr else 1 / cr >= 0.97)} |")
     p(f"| (CPU per answer at saturation, dnsperf + responder, direct ÷ dnsredir ≥ 0.97) | {fmt(None if not pr else 1 / pr, '.3f')} | {verdict(None if not pr else 1 / pr >= 0.97)} |")
     p(f"| 0 lost queries through dnsredir | {lost_ns} | {verdict(lost_ns == 0)} |")
+    p("")
+
+# ---------------------------------------------------------------- 6. answers from the kernel
+ans_goals = {"answers-lo": {"blocked": 1.7, "pinned": 1.5}, "answers-ns": {"blocked": 2.0, "pinned": 1.5}}
+for setting, title in [("answers-lo", "lo path (section 2's Docker-like emulation: `--pid P --dockerd-port U --dockerd-tcp-port T --block S --answer S=A`)"),
+                       ("answers-ns", "nameservers path (section 5's CNI-style namespace: `--netns PATH --resolver NS --block S --answer S=A`)")]:
+    rs = [r for r in data if r["setting"] == setting]
+    if not rs:
+        continue
+    by = {}
+    for r in rs:
+        by.setdefault(r["round"], {})[r["path"]] = r
+    p(f"## Issue 19 end to end: answers from the kernel, {title}")
+    p("")
+    p(f"dnsperf -c 8 -q 64 at saturation, {len(by)} interleaved rounds, medians; ratio: each run ÷ the direct run of its round.")
+    p("")
+    p("| queries | q/s | ÷ direct (median of rounds; per round) | goal | verdict | lost (all rounds) |")
+    p("|---|---|---|---|---|---|")
+    lab = {"direct": "answered by the upstream responder directly", "blocked": "blocked names, NXDOMAIN from the program",
+           "pinned": "pinned names, 2 A records from the program"}
+    for path in ["direct", "blocked", "pinned"]:
+        q = med([r["qps"] for r in rs if r["path"] == path])
+        ratios = [v[path]["qps"] / v["direct"]["qps"] for v in by.values()
+                  if path in v and "direct" in v and v["direct"]["qps"] > 0]
+        ratio = med(ratios)
+        goal = ans_goals[setting].get(path)
+        lost_ = int(sum(r["lost"] for r in rs if r["path"] == path))
+        per = ", ".join(f"{x:.2f}" for x in ratios)
+        p(f"| {lab[path]} | {fmt(q)} | {fmt(ratio, '.2f')} ({per}) | {'≥ %.1f×' % goal if goal else '–'} | "
+          f"{verdict(None if goal is None or ratio is None else ratio >= goal)} | {lost_} |")
+    p("")
+arows = tsv(out / "answers-latency.tsv")
+if arows:
+    p("## Issue 19: attach with a policy (`exec-time`: fork to reaping, lo path)")
+    p("")
+    p("| policy | operation | runs | median ms | max ms | peak RSS kB (max) | failed |")
+    p("|---|---|---|---|---|---|---|")
+    for setting, what in [("policy-3-rules", "--block S --answer S=A ×2"), ("hosts-100000", "--hosts: 10^5 lines 0.0.0.0 NAME")]:
+        for op in ["attach", "detach"]:
+            rs = [r for r in arows if r["setting"] == setting and r["op"] == op]
+            if not rs:
+                continue
+            ms = [int(r["wall_us"]) / 1000 for r in rs]
+            p(f"| {what} | {op} | {len(rs)} | {statistics.median(ms):.1f} | {max(ms):.1f} | "
+              f"{max(int(r['maxrss_kb']) for r in rs)} | {sum(r['exit'] != '0' for r in rs)} |")
     p("")
 
 # ---------------------------------------------------------------- profile: bpf_stats of attached programs

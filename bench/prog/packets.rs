@@ -13,11 +13,19 @@ pub const UPSTREAM_PORT: u16 = 53;
 /// Distinct DNS ids cycled through, so the flow table sees different keys.
 pub const IDS: u16 = 1024;
 
+/// The name of every case's query but the answered ones' (bench/prog/answers.rs).
+pub const QUERY_NAME: &str = "www.example.com";
+
 pub fn query_packet(id: u16) -> Vec<u8> {
+    named_query_packet(id, QUERY_NAME)
+}
+
+/// A query for `name` from the client to dockerd's port on the resolver address (lo).
+pub fn named_query_packet(id: u16, name: &str) -> Vec<u8> {
     Packet::udp(
         (CLIENT, CLIENT_PORT),
         (RESOLVER, DOCKERD_UDP),
-        dns_query(id, "www.example.com"),
+        dns_query(id, name),
     )
     .bytes()
 }

@@ -1,11 +1,12 @@
 //! `prog`: the per-packet cost of every case, interleaved round by round, with a floor program
 //! subtracted, a bpf_stats cross-check, and the comparisons with another build and the seed.
 
+use crate::answers;
 use crate::build::{load_with_rules, prog, rule_names, Build};
 use crate::case::{median, time_case, Case};
 use crate::packets::{query_packet, reply_packet, IDS};
 use crate::seed::{self, load_seed};
-use dnsredir::abi::{QUERY_SECTION, REPLY_SECTION};
+use dnsredir::abi::{LAYOUT_VERSION, QUERY_SECTION, REPLY_SECTION};
 use dnsredir::bpf::embedded;
 use dnsredir::bpf::insn::Insn;
 use dnsredir::bpf::load::Loaded;
@@ -104,6 +105,9 @@ pub fn per_packet(args: &[String]) -> Result<(), String> {
     all_cases.append(&mut others);
     let with_rules = load_rule_sets()?;
     all_cases.extend(rule_cases(&with_rules)?);
+    // issue 19's cases: layout 9's maps, this build only
+    let decisions = answers::Loads::load()?;
+    all_cases.extend(decisions.cases()?);
     let seed = o.seed_object.as_deref().map(load_seed).transpose()?;
     if let Some(seed) = &seed {
         all_cases.extend(seed::cases(seed)?);
@@ -120,7 +124,13 @@ pub fn per_packet(args: &[String]) -> Result<(), String> {
     if let Some(other) = &other {
         out.push_str(&other.sizes(OTHER)?);
         out.push_str(&other_differences(&all_cases, &timings));
+        out.push_str(&format!(
+            "# other: configuration layout {} (this build's {LAYOUT_VERSION}): its cases are the ones above named \"{OTHER}…\"; the name rules' (\"query redirected, N --keep rules\") and issue 19's (\"answers:\", \"matcher:\", \"blocklist:\": RULES with decisions, ANSWERS) run for this build only\n",
+            other.layout
+        ));
     }
+    out.push_str(&answers::differences(&all_cases, &timings));
+    out.push_str(&answers::fill_lines()?);
     if let Some(seed) = &seed {
         out.push_str(&seed::ratios(&all_cases, &timings.means, o.rounds));
         out.push_str(&seed::sizes(seed)?);
