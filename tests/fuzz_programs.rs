@@ -36,7 +36,7 @@ use std::ops::Range;
 use std::time::Instant;
 
 mod support;
-use support::answers::{self, expected_answer, expected_reset, layout, Pinned, Policy};
+use support::answers::{self, expected_answer, expected_server_reset, layout, Pinned, Policy};
 use support::packet::*;
 use support::prog::{
     counters, load_config, nameservers_path_config, CONTAINER6, UPSTREAM6, UPSTREAM6_PORT,
@@ -806,7 +806,112 @@ fn turned_around(input: &[u8], out: &[u8]) -> bool {
     }
 }
 
-/// Checks a frame the query program answered or reset (turned around, TC_ACT_REDIRECT) against
+/// Whether the program made `out` the RST|ACK of a reset connection out of a segment `input`
+/// whose IP header says it carries data (whatever flags it had: a mutation may have set RST
+/// already, or lengthened the IP header's length past the frame).
+fn made_rst(input: &[u8], out: &[u8]) -> bool {
+    let tcp = |f: &[u8]| {
+        let l = layout(f).filter(|l| l.proto == TCP)?;
+        let t = f.get(l.l4..).filter(|t| t.len() >= 20)?;
+        let ip_len = if l.v6 {
+            u16::from_be_bytes([f[18], f[19]]) as usize
+        } else {
+            (u16::from_be_bytes([f[16], f[17]]) as usize).checked_sub(l.l4 - 14)?
+        };
+        Some((t[13], ip_len.saturating_sub((t[12] >> 4) as usize * 4)))
+    };
+    input != out && matches!((tcp(input), tcp(out)), (Some((_, i)), Some((0x14, 0))) if i > 0)
+}
+
+/// Checks a segment whose connection the query program reset: the segment must be one the
+/// policy owes a reset (a decided name, or not exactly one whole message), and it must have
+/// become the server's RST built from scratch for it, sent on untouched (`verdict`
+/// TC_ACT_UNSPEC) or, for a tracked connection, redirected to the upstream like any segment
+/// (then its addresses, ports and checksum are the redirect's). The client's RST goes back as
+/// a copy, which BPF_PROG_TEST_RUN does not show.
+fn check_reset(
+    policy: &Policy,
+    lo: bool,
+    in_place: bool,
+    input: &[u8],
+    out: &[u8],
+    verdict: u32,
+) -> Result<&'static str, String> {
+    let l = layout(input).ok_or("a reset of a frame that is not IP")?;
+    let t = input
+        .get(l.l4..)
+        .filter(|t| t.len() >= 20)
+        .ok_or("a reset without a TCP header")?;
+    let hlen = (t[12] >> 4) as usize * 4;
+    let ip_len = if l.v6 {
+        u16::from_be_bytes([input[18], input[19]]) as usize
+    } else {
+        (u16::from_be_bytes([input[16], input[17]]) as usize)
+            .checked_sub(l.l4 - 14)
+            .ok_or("a reset of a segment shorter than its IP header")?
+    };
+    if hlen < 20 || t.len() < hlen || ip_len <= hlen {
+        return Err("a reset of a segment without data or whole header".into());
+    }
+    // One whole message the model owes nothing is not reset.
+    let payload = ip_len - hlen;
+    let whole = t.len() >= hlen + 2 && {
+        let len = u16::from_be_bytes([t[hlen], t[hlen + 1]]) as usize;
+        len >= 12 && payload == len + 2
+    };
+    if whole {
+        let dns = &t[hlen + 2..];
+        if answers::Question::read(dns).is_some() && policy.owed(dns, lo).is_none() {
+            return Err("one whole message, allowed, reset".into());
+        }
+    }
+    let mut expected = expected_server_reset(input);
+    if !l.v6 && ipv4_header_ok(input) != Some(true) && expected.len() == out.len() {
+        expected[24..26].copy_from_slice(&out[24..26]);
+    }
+    let o = layout(out).ok_or("a reset that is not IP")?;
+    let untouched = input[l.dst.clone()] == out[o.dst.clone()];
+    if untouched {
+        if verdict != TC_ACT_UNSPEC {
+            return Err(format!(
+                "an untracked reset with verdict {}",
+                verdict_name(verdict)
+            ));
+        }
+        if expected != out {
+            return Err(format!(
+                "not the server's RST built from scratch:\n  expected: {expected:02x?}"
+            ));
+        }
+    } else {
+        let want = if in_place {
+            TC_ACT_UNSPEC
+        } else {
+            TC_ACT_REDIRECT
+        };
+        if verdict != want {
+            return Err(format!(
+                "a redirected reset with verdict {}",
+                verdict_name(verdict)
+            ));
+        }
+        let (ot, et) = (&out[o.l4..], &expected[l.l4..]);
+        if ot.len() != et.len() || ot[4..16] != et[4..16] || ot[18..] != et[18..] {
+            return Err(format!(
+                "not the server's RST (seq, ack, flags, window, options):\n  expected: {expected:02x?}"
+            ));
+        }
+    }
+    if l4_ok(out) != Some(true) {
+        return Err("reset with an invalid L4 checksum".into());
+    }
+    if ipv4_header_ok(input) == Some(true) && ipv4_header_ok(out) != Some(true) {
+        return Err("reset with an invalid IPv4 header checksum".into());
+    }
+    Ok("reset")
+}
+
+/// Checks a frame the query program answered (turned around, TC_ACT_REDIRECT) against
 /// the answer or reset built from scratch for `input` with `policy`'s decision; Err says what
 /// is wrong.
 fn check_answer(
@@ -826,40 +931,11 @@ fn check_answer(
                 .ok_or("an answer the model does not owe")?;
             expected_answer(input, rcode, &records, count)
         }
-        TCP => {
-            let t = input
-                .get(l.l4..)
-                .filter(|t| t.len() >= 20)
-                .ok_or("a reset without a TCP header")?;
-            let hlen = (t[12] >> 4) as usize * 4;
-            let ip_len = if l.v6 {
-                u16::from_be_bytes([input[18], input[19]]) as usize
-            } else {
-                (u16::from_be_bytes([input[16], input[17]]) as usize)
-                    .checked_sub(l.l4 - 14)
-                    .ok_or("a reset of a segment shorter than its IP header")?
-            };
-            if hlen < 20 || t.len() < hlen || ip_len <= hlen {
-                return Err("a reset of a segment without data or whole header".into());
-            }
-            // One whole message the model owes nothing is not reset.
-            let payload = ip_len - hlen;
-            let whole = t.len() >= hlen + 2 && {
-                let len = u16::from_be_bytes([t[hlen], t[hlen + 1]]) as usize;
-                len >= 12 && payload == len + 2
-            };
-            if whole {
-                let dns = &t[hlen + 2..];
-                if answers::Question::read(dns).is_some() && policy.owed(dns, lo).is_none() {
-                    return Err("one whole message, allowed, reset".into());
-                }
-            }
-            expected_reset(input)
-        }
+        TCP => return Err("a TCP segment turned around (resets go on as the server's RST)".into()),
         p => return Err(format!("protocol {p} answered")),
     };
     // The IPv4 header checksum is updated, not recomputed: valid if it was.
-    let kind = if l.proto == UDP { "answer" } else { "reset" };
+    let kind = "answer";
     if !l.v6 && ipv4_header_ok(input) != Some(true) && expected.len() == out.len() {
         expected[24..26].copy_from_slice(&out[24..26]);
     }
@@ -1032,6 +1108,15 @@ fn fuzz(bench: &Bench) {
             let query_program = section == bench.sections[0];
             let decided = bench.policy.as_ref().filter(|_| query_program);
             let problem = match (out.retval, decided) {
+                (v, Some(policy)) if made_rst(&frame, &out.data) => {
+                    match check_reset(policy, lo, bench.in_place, &frame, &out.data, v) {
+                        Ok(kind) => {
+                            *answered.entry(kind).or_default() += 1;
+                            None
+                        }
+                        Err(e) => Some(e),
+                    }
+                }
                 (TC_ACT_REDIRECT, Some(policy)) if turned_around(&frame, &out.data) => {
                     match check_answer(policy, lo, &frame, &out.data) {
                         Ok(kind) => {

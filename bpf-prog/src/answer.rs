@@ -19,7 +19,6 @@
 use crate::config::config;
 use crate::counters::Outcome;
 use crate::family::Family;
-use crate::flows;
 use crate::kernel::{self, MapDef, SkBuff, BPF_F_INGRESS, TC_ACT_SHOT};
 use crate::net::dns::{Query, DNS_HLEN};
 use crate::net::packet::{self, store16, Ip, TCP_ACK, TCP_MIN_HLEN, TCP_RST, UDP_HLEN};
@@ -250,47 +249,89 @@ pub unsafe fn udp<A: Family>(
 }
 
 /// Resets the TCP connection of the segment in `ip` (a query the rules cover, or one they
-/// could not read whole with decisions in force): the segment becomes the server's RST.
+/// could not read whole with decisions in force), on both sides: a copy of the segment, made
+/// the server's RST, goes back to the client (as answers do); the segment itself becomes the
+/// client's RST and the caller sends it on where it was going (redirected or not), so that the
+/// server does not wait for a query that never comes (a resolver that serves TCP in one
+/// process, as `dnsmasq -d` does, would stop answering anything meanwhile). `Err` with the
+/// program's answer when that failed.
 #[inline(always)]
 pub unsafe fn reset<A: Family>(
     skb: *mut SkBuff,
     ip: &Ip<A>,
     payload: u32,
     lo: bool,
-) -> (Outcome, i32) {
+) -> Result<(), (Outcome, i32)> {
+    let failed = (Outcome::Failed, TC_ACT_SHOT);
     A::sent(skb, ip, ROUTE_RESET);
-    // The connection is over: its flow must not capture a later one from the same port.
-    flows::on_reset::<A::Flow>(ip.sport);
     let s = scratch();
     if s.is_null() {
-        return (Outcome::Failed, TC_ACT_SHOT);
+        return Err(failed);
     }
     let (data, end) = kernel::packet_bounds(skb);
     let l4 = data.add((ip.l4_off & 0xff) as usize);
     if l4.add(TCP_MIN_HLEN) as *const u8 > end {
-        return (Outcome::Failed, TC_ACT_SHOT);
+        return Err(failed);
     }
     // Options kept (parse saw them all): 20 to 60 bytes.
     let words = (*l4.add(12) >> 4) as u32;
     if words < 5 {
-        return (Outcome::Failed, TC_ACT_SHOT);
+        return Err(failed);
     }
     let hlen = bounded(words * 4, 0x3f);
     if kernel::skb_load_bytes(skb, ip.l4_off, s, hlen) != 0 {
-        return (Outcome::Failed, TC_ACT_SHOT);
+        return Err(failed);
     }
-    let seq = u32::from_be_bytes([*s.add(4), *s.add(5), *s.add(6), *s.add(7)]);
-    store16(s, ip.dport);
-    store16(s.add(2), ip.sport);
-    // SEQ: what the client expects next, the segment's ACK; ACK: all it sent.
+    let seq = [*s.add(4), *s.add(5), *s.add(6), *s.add(7)];
+    let ack = [*s.add(8), *s.add(9), *s.add(10), *s.add(11)];
+    // To the client: SEQ what it expects next (the segment's ACK), ACK all it sent.
+    let sent = u32::from_be_bytes(seq).wrapping_add(payload).to_be_bytes();
+    rst(s, hlen, ip, ip.dport, ip.sport, &ack, &sent);
+    if kernel::skb_change_tail(skb, ip.l4_off + hlen) != 0
+        || kernel::skb_store_bytes(skb, ip.l4_off, s, hlen) != 0
+        || packet::turn(skb, ip, hlen).is_err()
+    {
+        return Err(failed);
+    }
+    let mark = kernel::mark(skb);
+    let copied = if lo {
+        kernel::set_mark(skb, MARK_TURNED);
+        kernel::clone_redirect(skb, config!(lo_ifindex), BPF_F_INGRESS)
+    } else {
+        kernel::clone_redirect(skb, config!(iface_ifindex), BPF_F_INGRESS)
+    };
+    kernel::set_mark(skb, mark);
+    if copied != 0 {
+        return Err(failed);
+    }
+    // To the server: the segment's own SEQ (where the query would have started) and ACK.
+    rst(s, hlen, ip, ip.sport, ip.dport, &seq, &ack);
+    if kernel::skb_store_bytes(skb, ip.l4_off, s, hlen) != 0
+        || packet::turn_back(skb, ip, hlen).is_err()
+    {
+        return Err(failed);
+    }
+    Ok(())
+}
+
+/// Writes an RST|ACK from `sport` to `dport` with `seq` and `ack` over the TCP header of
+/// `hlen` bytes in `s` (options kept), its checksum for `ip`'s addresses (either way round:
+/// the sum does not care) and no payload.
+#[inline(always)]
+unsafe fn rst<A: Family>(
+    s: *mut u8,
+    hlen: u32,
+    ip: &Ip<A>,
+    sport: u16,
+    dport: u16,
+    seq: &[u8; 4],
+    ack: &[u8; 4],
+) {
+    store16(s, sport);
+    store16(s.add(2), dport);
     let mut i = 0;
     while i < 4 {
-        *s.add(4 + i) = *s.add(8 + i);
-        i += 1;
-    }
-    let ack = seq.wrapping_add(payload).to_be_bytes();
-    let mut i = 0;
-    while i < 4 {
+        *s.add(4 + i) = seq[i];
         *s.add(8 + i) = ack[i];
         i += 1;
     }
@@ -304,13 +345,6 @@ pub unsafe fn reset<A: Family>(
         + (hlen as u16).to_be() as u64;
     // TCP has no "no checksum": 0 stays 0 (its twin would be as right).
     store16(s.add(16), !fold16(sum));
-    if kernel::skb_change_tail(skb, ip.l4_off + hlen) != 0 {
-        return (Outcome::Failed, TC_ACT_SHOT);
-    }
-    if kernel::skb_store_bytes(skb, ip.l4_off, s, hlen) != 0 {
-        return (Outcome::Failed, TC_ACT_SHOT);
-    }
-    send_back(skb, ip, hlen, lo, Outcome::Reset)
 }
 
 /// Turns the L2 and L3 headers around (the L4 header and payload, `l4_len` bytes, are the

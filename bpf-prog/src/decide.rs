@@ -11,7 +11,7 @@ use crate::flows;
 use crate::kernel::{self, SkBuff, TC_ACT_SHOT, TC_ACT_UNSPEC};
 use crate::net::dns;
 use crate::net::packet::{
-    self, Ip, Patch, Ports, Proto, RewriteError, TCP_ACK, TCP_MIN_HLEN, TCP_SYN, UDP_HLEN,
+    self, Ip, Patch, Ports, Proto, RewriteError, TCP_ACK, TCP_MIN_HLEN, TCP_RST, TCP_SYN, UDP_HLEN,
 };
 use crate::rules::{self, Rule};
 use dnsredir_abi::{FLAG_NO_UPSTREAM, ROUTE_DISALLOWED};
@@ -25,6 +25,10 @@ pub struct DnsQuery {
     pub dns_id: u16,
     pub clamp: Option<Patch>,
     pub rule: Rule,
+    /// The TCP flags the segment leaves with: its own, or RST|ACK once the program reset the
+    /// connection (the segment is then the client's RST to the server, see [`answer::reset`]).
+    pub tcp_flags: u8,
+    pub reset: bool,
 }
 
 /// Decides on a UDP (`udp`) or TCP query in `ip` to a server taken over: `Ok` with the query to
@@ -54,6 +58,8 @@ pub unsafe fn decide<A: Family>(
     let mut dns_id = 0;
     let mut clamp = None;
     let mut rule = Rule::Default;
+    let mut tcp_flags = ip.tcp_flags;
+    let mut reset = false;
     if udp {
         let dns_off = ip.l4_off + UDP_HLEN as u32;
         let Some(query) = dns::query_at(skb, dns_off) else {
@@ -83,37 +89,37 @@ pub unsafe fn decide<A: Family>(
         }
         dns_id = query.id;
         clamp = edns_clamp(query.edns_size);
-    } else {
-        if decides {
-            if let Some(reset) = tcp_check(skb, ip, keep_single_label, lo) {
-                return Err(reset);
-            }
+    } else if decides {
+        if let Some(payload) = tcp_check(skb, ip, keep_single_label) {
+            answer::reset(skb, ip, payload, lo)?;
+            tcp_flags = TCP_RST | TCP_ACK;
+            reset = true;
         }
-        // With --only, TCP stays where it was going: the name is not known at the SYN.
-        if rules::only() || !redirects {
-            return Err(PASS);
+    }
+    // With --only, TCP stays where it was going: the name is not known at the SYN.
+    if !udp && (rules::only() || !redirects) {
+        if reset {
+            return Err((Outcome::Reset, TC_ACT_UNSPEC));
         }
+        return Err(PASS);
     }
     Ok(DnsQuery {
         udp,
-        syn: !udp && ip.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN,
+        syn: !udp && tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN,
         dns_id,
         clamp,
         rule,
+        tcp_flags,
+        reset,
     })
 }
 
 /// With decisions in force, a TCP segment from the client that carries data: `None` if it is
 /// exactly one whole DNS message whose name no decision answers (it goes on as before), else
-/// the connection's reset: a query a decision covers, or one the program cannot decide (split
-/// across segments, or pipelined behind another in one segment).
+/// its payload's length: the connection is to be reset (a query a decision covers, or one the
+/// program cannot decide: split across segments, or pipelined behind another in one segment).
 #[inline(always)]
-unsafe fn tcp_check<A: Family>(
-    skb: *mut SkBuff,
-    ip: &Ip<A>,
-    keep_single_label: bool,
-    lo: bool,
-) -> Option<(Outcome, i32)> {
+unsafe fn tcp_check<A: Family>(skb: *const SkBuff, ip: &Ip<A>, keep_single_label: bool) -> Option<u32> {
     let l4_len = packet::l4_len(skb, ip)?;
     let (data, end) = kernel::packet_bounds(skb);
     let l4 = data.add((ip.l4_off & 0xff) as usize);
@@ -141,7 +147,7 @@ unsafe fn tcp_check<A: Family>(
             }
         }
     }
-    Some(answer::reset(skb, ip, payload, lo))
+    Some(payload)
 }
 
 impl DnsQuery {
@@ -152,13 +158,15 @@ impl DnsQuery {
     unsafe fn start_flow<A: Family>(&self, ip: &Ip<A>, origin: u32) -> Result<(), Outcome> {
         let key = flows::key(ip.sport, self.dns_id, ip.proto);
         let starts = self.udp || self.syn;
-        flows::on_query(&key, &A::flow(ip, origin), starts, ip.tcp_flags)
+        flows::on_query(&key, &A::flow(ip, origin), starts, self.tcp_flags)
     }
 
     /// The count of the query once redirected.
     #[inline(always)]
     pub fn redirected(&self) -> Outcome {
-        if self.udp {
+        if self.reset {
+            Outcome::Reset
+        } else if self.udp {
             Outcome::RedirectedUdp {
                 clamped: self.clamp.is_some(),
                 rule: self.rule,
@@ -185,6 +193,11 @@ pub unsafe fn redirect<A: Family>(
     path: u8,
 ) -> (Outcome, i32) {
     if let Err(outcome) = query.start_flow(ip, origin) {
+        // A reset of a connection dnsredir does not track (older than the attach): its RST
+        // goes where the connection goes, untouched.
+        if query.reset {
+            return (Outcome::Reset, TC_ACT_UNSPEC);
+        }
         return (outcome, TC_ACT_UNSPEC);
     }
     let (daddr, dport) = A::upstream();

@@ -89,12 +89,6 @@ unsafe fn forget<V: Entry>(key: &FlowKey) {
     kernel::map_delete_elem(V::TABLE, key as *const FlowKey as *const c_void);
 }
 
-/// The TCP flow from the client's `port`, whose connection a program reset, is over.
-#[inline(always)]
-pub unsafe fn on_reset<V: Entry>(port: u16) {
-    forget::<V>(&key(port, 0, Proto::Tcp));
-}
-
 /// A TCP flow ends with its connection: at once on RST, after a grace
 /// period from the first FIN (either side's), so that its port cannot capture a later direct
 /// connection to the upstream.

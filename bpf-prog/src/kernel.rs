@@ -167,3 +167,10 @@ pub unsafe fn skb_change_tail(skb: *mut SkBuff, len: u32) -> i64 {
 pub unsafe fn skb_pull_data(skb: *mut SkBuff, len: u32) -> i64 {
     helper!(39, fn(*mut SkBuff, u32) -> i64)(skb, len)
 }
+
+/// Sends a copy of the packet to `ifindex` (its ingress with [`BPF_F_INGRESS`]) now; the
+/// packet itself goes on. 0 on success. Every packet pointer is invalid afterwards.
+#[inline(always)]
+pub unsafe fn clone_redirect(skb: *mut SkBuff, ifindex: u32, flags: u64) -> i64 {
+    helper!(13, fn(*mut SkBuff, u32, u64) -> i64)(skb, ifindex, flags)
+}

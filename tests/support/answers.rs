@@ -519,14 +519,35 @@ pub fn expected_reset(segment: &[u8]) -> Vec<u8> {
     turned(segment, &l, tcp, 16)
 }
 
+/// The frame the TCP segment `segment` itself must become once its connection is reset (the
+/// client's RST to the server, before any redirect): ports, seq and ack its own, RST|ACK,
+/// options kept, window 0, no payload, the headers where they were.
+pub fn expected_server_reset(segment: &[u8]) -> Vec<u8> {
+    let l = layout(segment).expect("an IP frame");
+    let t = &segment[l.l4..];
+    let hlen = (t[12] >> 4) as usize * 4;
+    let mut tcp = t[0..12].to_vec();
+    tcp.extend_from_slice(&[t[12], 0x14, 0, 0, 0, 0, 0, 0]);
+    tcp.extend_from_slice(&t[20..hlen]);
+    rebuilt(segment, &l, tcp, 16, false)
+}
+
 /// `frame`'s Ethernet and IP headers turned around for `l4` (its checksum at `csum_at`, filled
 /// here), then `l4`.
-fn turned(frame: &[u8], l: &Layout, mut l4: Vec<u8>, csum_at: usize) -> Vec<u8> {
-    let mut out = frame[6..12].to_vec();
-    out.extend_from_slice(&frame[0..6]);
-    out.extend_from_slice(&frame[12..l.l4]);
-    out[l.src.clone()].copy_from_slice(&frame[l.dst.clone()]);
-    out[l.dst.clone()].copy_from_slice(&frame[l.src.clone()]);
+fn turned(frame: &[u8], l: &Layout, l4: Vec<u8>, csum_at: usize) -> Vec<u8> {
+    rebuilt(frame, l, l4, csum_at, true)
+}
+
+/// `frame`'s Ethernet and IP headers, turned around if `turn`, with the lengths and checksums
+/// of `l4` (its checksum at `csum_at`, filled here), then `l4`.
+fn rebuilt(frame: &[u8], l: &Layout, mut l4: Vec<u8>, csum_at: usize, turn: bool) -> Vec<u8> {
+    let mut out = frame[..l.l4].to_vec();
+    if turn {
+        out[0..6].copy_from_slice(&frame[6..12]);
+        out[6..12].copy_from_slice(&frame[0..6]);
+        out[l.src.clone()].copy_from_slice(&frame[l.dst.clone()]);
+        out[l.dst.clone()].copy_from_slice(&frame[l.src.clone()]);
+    }
     if l.v6 {
         out[18..20].copy_from_slice(&(l4.len() as u16).to_be_bytes());
     } else {

@@ -267,6 +267,28 @@ pub unsafe fn l4_len<A: Addr>(skb: *const SkBuff, ip: &Ip<A>) -> Option<u32> {
 /// checksum) set. Ports are the L4 header's business.
 #[inline(always)]
 pub unsafe fn turn<A: Addr>(skb: *mut SkBuff, ip: &Ip<A>, l4_len: u32) -> Result<(), RewriteError> {
+    headers(skb, ip, l4_len, &ip.daddr, &ip.saddr)
+}
+
+/// Undoes [`turn`]: MACs swapped again, `ip`'s own addresses, the L3 length for `l4_len`.
+#[inline(always)]
+pub unsafe fn turn_back<A: Addr>(
+    skb: *mut SkBuff,
+    ip: &Ip<A>,
+    l4_len: u32,
+) -> Result<(), RewriteError> {
+    headers(skb, ip, l4_len, &ip.saddr, &ip.daddr)
+}
+
+/// MACs swapped, the addresses `saddr` and `daddr` written, the L3 length set for `l4_len`.
+#[inline(always)]
+unsafe fn headers<A: Addr>(
+    skb: *mut SkBuff,
+    ip: &Ip<A>,
+    l4_len: u32,
+    saddr: &A,
+    daddr: &A,
+) -> Result<(), RewriteError> {
     let (data, end) = kernel::packet_bounds(skb);
     let iph = data.add(ETH_HLEN);
     if iph.add(A::L3_HLEN) as *const u8 > end {
@@ -280,7 +302,7 @@ pub unsafe fn turn<A: Addr>(skb: *mut SkBuff, ip: &Ip<A>, l4_len: u32) -> Result
     let old = load16(iph.add(A::LEN_AT));
     let new = (A::l3_len(ip.l4_off, l4_len) as u16).to_be();
     store16(iph.add(A::LEN_AT), new);
-    A::store(iph, &ip.daddr, &ip.saddr);
+    A::store(iph, saddr, daddr);
     A::l3_csum(skb, checksum::field_diff(old, new, false))
 }
 
