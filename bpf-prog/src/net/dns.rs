@@ -87,45 +87,62 @@ pub unsafe fn query_at(skb: *const SkBuff, dns_off: u32) -> Option<Query> {
     let id = load16(dns);
     let flags = *dns.add(2);
     let name = walk_name(dns.add(DNS_HLEN), end);
-    if name.len == 0 {
-        return Some(Query {
-            id,
-            flags,
-            question_len: 0,
-            qtype: 0,
-            plain: false,
-            single_label: false,
-            edns_size: EdnsSize::NONE,
-        });
+    let mut question_len = 0;
+    let mut qtype = 0;
+    let mut plain = false;
+    let mut edns = EdnsSize::NONE;
+    if name.len != 0 {
+        let tail = dns.add(DNS_HLEN + (name.len & 0xff));
+        if tail.add(QUESTION_TAIL) as *const u8 <= end {
+            question_len = (name.len + QUESTION_TAIL) as u32;
+            qtype = load16(tail);
+            plain = flags & (FLAG_QR | OPCODE) == 0
+                && load16(dns.add(QDCOUNT)) == 1u16.to_be()
+                && load16(tail.add(2)) == CLASS_IN.to_be();
+        }
+        if let Some((at, raw)) = edns_size(dns, name.len, end) {
+            edns = EdnsSize {
+                off: dns_off + at as u32,
+                raw,
+            };
+        }
     }
-    let tail = dns.add(DNS_HLEN + (name.len & 0xff));
-    let (question_len, qtype, class_in) = if tail.add(QUESTION_TAIL) as *const u8 > end {
-        (0, 0, false)
-    } else {
-        (
-            (name.len + QUESTION_TAIL) as u32,
-            load16(tail),
-            load16(tail.add(2)) == CLASS_IN.to_be(),
-        )
-    };
-    let plain =
-        flags & (FLAG_QR | OPCODE) == 0 && load16(dns.add(QDCOUNT)) == 1u16.to_be() && class_in;
-    let edns_size = match edns_size(dns, name.len, end) {
-        Some((at, raw)) => EdnsSize {
-            off: dns_off + at as u32,
-            raw,
-        },
-        None => EdnsSize::NONE,
-    };
-    Some(Query {
+    Some(read(id, flags, question_len, qtype, plain, name.single_label, edns))
+}
+
+/// The query as read, hidden from the verifier ([`kernel::opaque`]) on its way out, as the
+/// name walk's answer is: each field is known exactly on some ways here (0 without a
+/// question, a flag's one value on each side of its test), and the code after, the rules'
+/// byte-by-byte walk first, would be checked once per combination.
+#[inline(always)]
+fn read(
+    id: u16,
+    flags: u8,
+    question_len: u32,
+    qtype: u16,
+    plain: bool,
+    single_label: bool,
+    edns: EdnsSize,
+) -> Query {
+    const PLAIN: u32 = 1 << 9;
+    const SINGLE: u32 = 1 << 10;
+    let word = kernel::opaque(
+        question_len | if plain { PLAIN } else { 0 } | if single_label { SINGLE } else { 0 },
+    );
+    let types = kernel::opaque(qtype as u32 | (flags as u32) << 16);
+    Query {
         id,
-        flags,
-        question_len,
-        qtype,
-        plain,
-        single_label: name.single_label,
-        edns_size,
-    })
+        flags: (types >> 16) as u8,
+        // At most 255 + 4: the mask tells the verifier so.
+        question_len: word & 0x1ff,
+        qtype: types as u16,
+        plain: word & PLAIN != 0,
+        single_label: word & SINGLE != 0,
+        edns_size: EdnsSize {
+            off: kernel::opaque(edns.off) & 0x3ff,
+            raw: kernel::opaque(edns.raw as u32) as u16,
+        },
+    }
 }
 
 struct Name {
