@@ -50,9 +50,16 @@ pub unsafe fn decide<A: Family>(
 ) -> Result<DnsQuery, (Outcome, i32)> {
     let decides = rules::decides();
     // A message partly outside the linear data would not be read, and a decision not taken.
-    // TCP's payload is in page fragments as a rule.
-    if decides && kernel::skb_pull_data(skb, kernel::len(skb)) != 0 {
-        return Err((Outcome::Failed, TC_ACT_SHOT));
+    // TCP's payload is in page fragments as a rule; a UDP query is linear as a rule, and then
+    // the helper call is not made.
+    if decides {
+        let (data, end) = kernel::packet_bounds(skb);
+        let len = kernel::len(skb);
+        if (end as usize).wrapping_sub(data as usize) < len as usize
+            && kernel::skb_pull_data(skb, len) != 0
+        {
+            return Err((Outcome::Failed, TC_ACT_SHOT));
+        }
     }
     let redirects = config!(flags) & FLAG_NO_UPSTREAM == 0 && A::upstream().1 != 0;
     let mut dns_id = 0;
