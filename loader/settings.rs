@@ -11,7 +11,8 @@ use crate::abi::{
     PATH_NAMESERVERS,
 };
 use crate::abi::{
-    EGRESS_SECTION, FLOWS6_MAP, FLOWS_MAP, QUERY_SECTION, REPLY_SECTION, RULES_SCRATCH_MAP,
+    EGRESS_SECTION, FLOWS6_MAP, FLOWS_MAP, QUERY_SECTION, REPLY_SECTION, RULES_MAP,
+    RULES_SCRATCH_MAP,
 };
 use crate::bpf::load;
 use crate::namespace::dockerd::{ResolverPorts, DOCKER_RESOLVER};
@@ -128,6 +129,8 @@ pub struct RuleKinds {
     pub allowlist: bool,
     /// `--block-rcode refused`.
     pub block_refused: bool,
+    /// Bytes of name the rules map's keys hold ([`Config::rule_key_bytes`]); 0 without rules.
+    pub key_bytes: u16,
 }
 
 impl RuleKinds {
@@ -157,6 +160,7 @@ impl RuleKinds {
             decide,
             allowlist: decide && flags & FLAG_ALLOWLIST != 0,
             block_refused: decide && flags & FLAG_BLOCK_REFUSED != 0,
+            key_bytes: 0,
         }
     }
 }
@@ -185,6 +189,7 @@ impl Settings {
             upstream_addr: upstream.map_or(0, |u| addr(*u.ip())),
             upstream_port: upstream.map_or(0, |u| port(u.port())),
             edns_max: port(self.edns_max),
+            rule_key_bytes: self.rules.key_bytes,
             iface_ifindex: self.ifindex,
             lo_ifindex: self.lo_ifindex,
             tcp_close_grace_ns: TCP_CLOSE_GRACE_NS,
@@ -290,7 +295,10 @@ impl Settings {
                 SocketAddrV4::new(addr_from(c.upstream_addr), port_from(c.upstream_port))
             })),
             edns_max: port_from(c.edns_max),
-            rules: RuleKinds::from_flags(c.flags),
+            rules: RuleKinds {
+                key_bytes: c.rule_key_bytes,
+                ..RuleKinds::from_flags(c.flags)
+            },
             label: {
                 let end = c.label.iter().position(|&b| b == 0).unwrap_or(LABEL_MAX);
                 label(&String::from_utf8_lossy(&c.label[..end]))
@@ -319,6 +327,9 @@ impl Settings {
         }
         if self.rules == RuleKinds::default() {
             options = options.value_size(RULES_SCRATCH_MAP, 8);
+        }
+        if self.rules.key_bytes != 0 {
+            options = options.key_size(RULES_MAP, 4 + self.rules.key_bytes as u32);
         }
         options
     }

@@ -347,14 +347,15 @@ mod tests {
     /// Routing rules only (the policy helper's decisions are shown as `decision` names them).
     fn rules() -> Rules {
         Rules {
+            // Sorted by suffix, as every constructor of Rules leaves them.
             rules: vec![
-                Rule {
-                    suffix: "internal.test".into(),
-                    kind: Kind::Keep,
-                },
                 Rule {
                     suffix: "corp.test".into(),
                     kind: Kind::Only,
+                },
+                Rule {
+                    suffix: "internal.test".into(),
+                    kind: Kind::Keep,
                 },
             ],
         }

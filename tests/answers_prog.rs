@@ -12,7 +12,7 @@ use dnsredir::abi::{
     Config, FlowKey, FlowValue, DECISION_ALLOW, DECISION_BLOCK, EGRESS_SECTION, EVENT_QUERY,
     EVENT_REPLY, FLAG_ALLOWLIST, FLAG_BLOCK_REFUSED, FLAG_DECIDE, FLAG_NO_UPSTREAM,
     FLAG_REDIRECT_ALL, FLAG_RULES_KEEP, FLOWS6_MAP, FLOWS_MAP, QUERY_SECTION, ROUTE_BLOCKED,
-    ROUTE_DISALLOWED, ROUTE_NONE, ROUTE_PINNED, ROUTE_RESET, RULE_KEEP,
+    ROUTE_DISALLOWED, ROUTE_NONE, ROUTE_PINNED, ROUTE_RESET, RULES_MAP, RULE_KEEP,
 };
 use dnsredir::bpf::elf::ObjectFile;
 use dnsredir::bpf::load::Loaded;
@@ -1001,4 +1001,84 @@ fn answered_queries_and_resets_write_their_events() {
         std::net::SocketAddrV4::new(CONTAINER, CLIENT_PORT)
     );
     assert_eq!(data, &m);
+}
+
+/// The rules map's keys sized for the rules (Config::rule_key_bytes, here 32 bytes): a name
+/// longer than the keys is looked up by its last labels that fit, so a long name under a
+/// blocked suffix is still blocked, one beside it is not, and an exact (hosts) name that fits
+/// matches only itself.
+#[test]
+#[ignore = "needs root: loads BPF programs"]
+fn short_rule_keys_still_match_long_names() {
+    const KEY_BYTES: usize = 32;
+    let config = Config {
+        rule_key_bytes: KEY_BYTES as u16,
+        ..test_config(5353, FLAG_DECIDE)
+    };
+    let (object, loaded) = load_decisions(&config, 1);
+    let map = loaded.map(&object, RULES_MAP).expect("rules map");
+    assert_eq!(
+        sys::map_info(map).expect("info").key_size as usize,
+        4 + KEY_BYTES
+    );
+    let put = |key: dnsredir::abi::RuleKey| {
+        let bytes = key.to_bytes();
+        sys::map_update(
+            map,
+            &bytes[..4 + KEY_BYTES],
+            &rule(0, DECISION_BLOCK, 0).to_bytes(),
+        )
+        .expect("update");
+    };
+    put(key_of("ads.example"));
+    let exact = "exact-name-here.test"; // 21 bytes in a key, 22 with the mark
+    put(exact_key(exact));
+    let long = |tail: &str| format!("{}.{}.{tail}", "a".repeat(60), "b".repeat(60));
+    let answered = |name: &str| {
+        let frame = Packet::udp(
+            (CLIENT, CLIENT_PORT),
+            (RESOLVER, DOCKERD_UDP),
+            dns_query(9, name),
+        )
+        .bytes();
+        let out = sys::prog_test_run(
+            &loaded.program(QUERY_SECTION).expect("query program").fd,
+            &frame,
+            1,
+        )
+        .expect("run");
+        assert_eq!(
+            out.retval, TC_ACT_REDIRECT,
+            "{name}: answered or redirected"
+        );
+        let seen = parse_checked(&out.data);
+        if seen.dst == IpAddr::V4(CLIENT) {
+            Some(seen.payload[3] & 0x0f)
+        } else {
+            assert_eq!(seen.dst, IpAddr::V4(UPSTREAM), "{name}: redirected");
+            None
+        }
+    };
+    assert_eq!(answered("ads.example"), Some(3));
+    assert_eq!(
+        answered(&long("ads.example")),
+        Some(3),
+        "a long name under it"
+    );
+    assert_eq!(
+        answered(&long("xads.example")),
+        None,
+        "a long name beside it"
+    );
+    assert_eq!(answered(exact), Some(3), "the exact name");
+    assert_eq!(
+        answered(&format!("x.{exact}")),
+        None,
+        "exact: not the names under it"
+    );
+    assert_eq!(
+        answered(&long(exact)),
+        None,
+        "exact: not a long name under it"
+    );
 }

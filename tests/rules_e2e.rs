@@ -95,9 +95,10 @@ fn reattaching_replaces_the_rules_and_their_map() {
     assert_eq!(rules, vec![pair("a.test", "keep"), pair("b.test", "keep")]);
     net.attach(&["--only", "corp.test", "--keep", "x.corp.test"]);
     let (rules, new_map) = rules_in_force(&net);
+    // Listed by suffix.
     assert_eq!(
         rules,
-        vec![pair("x.corp.test", "keep"), pair("corp.test", "only")]
+        vec![pair("corp.test", "only"), pair("x.corp.test", "keep")]
     );
     assert_ne!(old_map, new_map);
     // The old map goes with the old programs (freed after an RCU grace period).

@@ -255,8 +255,15 @@ unsafe fn find(buf: *mut u8, n: usize) -> Found {
     *buf.add(REVERSE + 1) = RULE_EXACT_MARK;
     // 512 - n - 4; n is at most 254, so the key (and its mark at 512) ends inside the buffer.
     let key = buf.add(n ^ REVERSE).sub(3);
+    // A map with shorter keys holds no rule as long as the name: its last labels that fit
+    // are the key (the reversed name's start, where every rule's key ends).
+    let bytes = config!(rule_key_bytes) as u32;
+    let mut len = n as u32 + 1;
+    if bytes != 0 && len > bytes {
+        len = bytes;
+    }
     // Byte by byte: the key's start is not aligned.
-    let prefixlen = ((n as u32 + 1) * 8).to_ne_bytes();
+    let prefixlen = (len * 8).to_ne_bytes();
     *key = prefixlen[0];
     *key.add(1) = prefixlen[1];
     *key.add(2) = prefixlen[2];

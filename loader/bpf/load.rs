@@ -107,6 +107,8 @@ pub struct Options {
     pub max_entries: Vec<(String, u32)>,
     /// Maps created with another value size than the object's: (map name, value_size).
     pub value_size: Vec<(String, u32)>,
+    /// Maps created with another key size than the object's: (map name, key_size).
+    pub key_size: Vec<(String, u32)>,
 }
 
 impl Options {
@@ -117,6 +119,7 @@ impl Options {
             sections: None,
             max_entries: Vec::new(),
             value_size: Vec::new(),
+            key_size: Vec::new(),
         }
     }
 
@@ -141,6 +144,13 @@ impl Options {
     /// program reaches into it, nowhere else).
     pub fn value_size(mut self, name: &str, value_size: u32) -> Options {
         self.value_size.push((name.to_string(), value_size));
+        self
+    }
+
+    /// The map `name` created with keys of `key_size` bytes instead of the object's: for an
+    /// LPM trie whose longest key is shorter (every node holds a whole key).
+    pub fn key_size(mut self, name: &str, key_size: u32) -> Options {
+        self.key_size.push((name.to_string(), key_size));
         self
     }
 
@@ -194,7 +204,7 @@ pub fn load(object: &ObjectFile, options: &Options) -> Result<Loaded, LoadError>
         let fd = sys::map_create(
             &spec.name,
             spec.map_type,
-            spec.key_size,
+            sized(&options.key_size, spec.key_size),
             sized(&options.value_size, spec.value_size),
             sized(&options.max_entries, spec.max_entries),
             flags,

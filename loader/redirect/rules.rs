@@ -186,6 +186,24 @@ impl Rules {
             decide: any(|k| !k.is_routing()),
             allowlist: any(|k| *k == Kind::Allow),
             block_refused: false,
+            key_bytes: self.key_bytes(),
+        }
+    }
+
+    /// The key bytes a map needs for these rules (0 for none): the longest key, a suffix's
+    /// wire bytes without the root (its text and one), a hosts name's one more for the exact
+    /// mark, rounded up to a power of two from 32, so that rules changed in place usually fit
+    /// the attached map. A trie node holds a whole key: 256-byte keys made a 10^5-name
+    /// blocklist take ~100 MB of slab, 32- and 64-byte ones a quarter of that.
+    fn key_bytes(&self) -> u16 {
+        let longest = self
+            .rules
+            .iter()
+            .map(|r| r.suffix.len() + 1 + usize::from(r.kind.is_exact()))
+            .max();
+        match longest {
+            None => 0,
+            Some(n) => n.next_power_of_two().clamp(32, RULE_KEY_DATA) as u16,
         }
     }
 
@@ -409,11 +427,13 @@ pub fn fill(maps: RuleMaps, plan: &Plan) -> Result<(), MapError> {
                 .map_err(err("write an answer for"))?;
         }
     }
+    let size = key_size(maps.rules).map_err(err("size the keys of"))?;
     for (key, value) in &plan.update {
-        sys::map_update(maps.rules, &key.to_bytes(), &value.to_bytes()).map_err(err("fill"))?;
+        sys::map_update(maps.rules, &key.to_bytes()[..size], &value.to_bytes())
+            .map_err(err("fill"))?;
     }
     for key in &plan.delete {
-        match sys::map_delete(maps.rules, &key.to_bytes()) {
+        match sys::map_delete(maps.rules, &key.to_bytes()[..size]) {
             Err(e) if e.raw_os_error() != Some(libc::ENOENT) => return Err(err("prune")(e)),
             _ => {}
         }
@@ -443,13 +463,20 @@ pub fn fill_new(maps: RuleMaps, rules: &Rules) -> Result<(), MapError> {
     fill(maps, &plan)
 }
 
+/// The key size of a `RULES` map: [`RULE_KEY_SIZE`], or less (see [`Rules::kinds`]).
+fn key_size(map: &OwnedFd) -> io::Result<usize> {
+    let size = sys::map_info(map)?.key_size as usize;
+    Ok(size.clamp(4, RULE_KEY_SIZE))
+}
+
 /// What an attached `RULES` map (and its `ANSWERS`) holds: the entries, and the records of
 /// every answer slot they use. [`Stored::rules`] turns them back into the user's rules.
 /// Entries this build cannot decode are kept as they are (a rewrite deletes them).
 pub fn read(maps: RuleMaps) -> Result<Stored, MapError> {
     let err = |action| move |source| MapError { action, source };
     let mut stored = Stored::default();
-    for next in sys::map_keys(maps.rules, RULE_KEY_SIZE) {
+    let size = key_size(maps.rules).map_err(err("size the keys of"))?;
+    for next in sys::map_keys(maps.rules, size) {
         let next = next.map_err(err("walk"))?;
         let mut value = [0u8; RuleValue::SIZE];
         // An entry removed between the two calls is simply not listed.
@@ -544,6 +571,63 @@ mod tests {
     }
 
     #[test]
+    fn the_rules_map_keys_hold_the_longest_rule_in_a_power_of_two_from_32() {
+        use super::super::policy::{build, Given, Hosts, HostsEntry};
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let keys = |g: Given| build(&g).expect("rules").kinds().key_bytes;
+        assert_eq!(keys(Given::default()), 0, "no rules");
+        assert_eq!(
+            keys(Given {
+                block: s(&["ads.example"]),
+                ..Given::default()
+            }),
+            32
+        );
+        // 32 characters are 33 key bytes.
+        let long = format!("{}.test", "a".repeat(27));
+        assert_eq!(long.len(), 32);
+        assert_eq!(
+            keys(Given {
+                keep: s(&[&long]),
+                ..Given::default()
+            }),
+            64
+        );
+        // A hosts name: one more byte, the exact mark: 31 characters fit 32 only as a suffix.
+        let name = format!("{}.test", "b".repeat(26));
+        let hosts = |name: &str| Hosts {
+            file: "h".into(),
+            entries: vec![HostsEntry {
+                line: 1,
+                addr: "10.0.0.1".parse().expect("addr"),
+                name: name.to_string(),
+            }],
+        };
+        assert_eq!(
+            keys(Given {
+                block: s(&[&name]),
+                ..Given::default()
+            }),
+            32
+        );
+        assert_eq!(
+            keys(Given {
+                hosts: Some(hosts(&name)),
+                ..Given::default()
+            }),
+            64
+        );
+        let longest = vec!["c".repeat(63); 4].join(".")[2..].to_string();
+        assert_eq!(
+            keys(Given {
+                hosts: Some(hosts(&longest)),
+                ..Given::default()
+            }),
+            256
+        );
+    }
+
+    #[test]
     fn keep_wins_over_only() {
         let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
         let r = Rules::new(
@@ -574,6 +658,7 @@ mod tests {
             RuleKinds {
                 keep: true,
                 only: true,
+                key_bytes: 32,
                 ..RuleKinds::default()
             }
         );
@@ -581,6 +666,7 @@ mod tests {
             Rules::new(&s(&["x"]), &[]).expect("rules").kinds(),
             RuleKinds {
                 keep: true,
+                key_bytes: 32,
                 ..RuleKinds::default()
             }
         );

@@ -50,7 +50,11 @@ pub fn load_decisions(config: &Config, answers: u32) -> (ObjectFile, Loaded) {
     object
         .set_global(CONFIG_SYMBOL, &config.to_bytes())
         .expect("config");
-    let options = load::Options::sched_cls().max_entries(ANSWERS_MAP, answers.max(1));
+    let mut options = load::Options::sched_cls().max_entries(ANSWERS_MAP, answers.max(1));
+    if config.rule_key_bytes != 0 {
+        // As the loader sizes the rules' keys (Config::rule_key_bytes).
+        options = options.key_size(RULES_MAP, 4 + config.rule_key_bytes as u32);
+    }
     let loaded = load::load(&object, &options).unwrap_or_else(|e| panic!("load: {e}"));
     (object, loaded)
 }

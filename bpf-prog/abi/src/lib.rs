@@ -206,7 +206,11 @@ layout! {
         /// in the packet); larger ones are lowered to it, so that answers come unfragmented.
         /// 0 leaves them alone.
         pub edns_max: u16,
-        pub pad0: u16,
+        /// Bytes of name the `RULES` map's keys hold (its key size is 4 + this): the longest
+        /// rule's, rounded up to a power of two from 32, so that a trie node costs what the
+        /// rules need (a node holds a whole key). A longer name is looked up by its last
+        /// labels that fit, where every rule's key ends. 0: [`RULE_KEY_DATA`].
+        pub rule_key_bytes: u16,
         /// The interface redirected queries leave through (`--interface`).
         pub iface_ifindex: u32,
         pub lo_ifindex: u32,
@@ -267,7 +271,7 @@ impl Config {
         dockerd_tcp_port: 0,
         flags: 0,
         edns_max: 0,
-        pad0: 0,
+        rule_key_bytes: 0,
         iface_ifindex: 0,
         lo_ifindex: 0,
         tcp_close_grace_ns: 0,
@@ -544,9 +548,14 @@ impl RuleKey {
         out
     }
 
+    /// The key from a map's bytes; a map may have shorter keys than [`RULE_KEY_SIZE`] (see
+    /// [`Config::rule_key_bytes`]): the rest of the data is 0.
     pub fn from_bytes(bytes: &[u8]) -> Option<RuleKey> {
         let prefixlen = u32::from_ne_bytes(get(bytes, 0)?);
-        let data = get(bytes, 4)?;
+        let name = bytes.get(4..)?;
+        let mut data = [0u8; RULE_KEY_DATA];
+        let n = name.len().min(RULE_KEY_DATA);
+        data[..n].copy_from_slice(&name[..n]);
         Some(RuleKey { prefixlen, data })
     }
 
