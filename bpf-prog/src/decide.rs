@@ -126,7 +126,11 @@ pub unsafe fn decide<A: Family>(
 /// its payload's length: the connection is to be reset (a query a decision covers, or one the
 /// program cannot decide: split across segments, or pipelined behind another in one segment).
 #[inline(always)]
-unsafe fn tcp_check<A: Family>(skb: *const SkBuff, ip: &Ip<A>, keep_single_label: bool) -> Option<u32> {
+unsafe fn tcp_check<A: Family>(
+    skb: *const SkBuff,
+    ip: &Ip<A>,
+    keep_single_label: bool,
+) -> Option<u32> {
     let l4_len = packet::l4_len(skb, ip)?;
     let (data, end) = kernel::packet_bounds(skb);
     let l4 = data.add((ip.l4_off & 0xff) as usize);

@@ -107,7 +107,15 @@ pub unsafe fn query_at(skb: *const SkBuff, dns_off: u32) -> Option<Query> {
             };
         }
     }
-    Some(read(id, flags, question_len, qtype, plain, name.single_label, edns))
+    Some(read(
+        id,
+        flags,
+        question_len,
+        qtype,
+        plain,
+        name.single_label,
+        edns,
+    ))
 }
 
 /// The query as read, hidden from the verifier ([`kernel::opaque`]) on its way out, as the
