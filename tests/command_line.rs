@@ -165,9 +165,12 @@ fn help_goes_to_stdout_with_exit_0() {
 }
 
 /// The binary for minimal images and for every node's CNI directory stays small: at most
-/// 1.5 MB (scripts/build-static's, which scripts/test exports; required when CI=true).
+/// 1.75 MB (scripts/build-static's, which scripts/test exports; required when CI=true). It was
+/// 1.47 MB before answers from the kernel, which added 38 KB of BPF code (the answer builder on
+/// both paths and families) and ~105 KB of loader (rules merging, hosts files, the watcher's
+/// record parser): 1.61 MB.
 #[test]
-fn the_static_binary_stays_within_1_5_mb() {
+fn the_static_binary_stays_within_1_75_mb() {
     let Ok(path) = std::env::var("DNSREDIR_STATIC_BIN") else {
         assert_ne!(
             std::env::var("CI").as_deref(),
@@ -180,5 +183,5 @@ fn the_static_binary_stays_within_1_5_mb() {
     let size = std::fs::metadata(&path)
         .unwrap_or_else(|e| panic!("{path}: {e}"))
         .len();
-    assert!(size <= 1_500_000, "{path} is {size} bytes, over 1.5 MB");
+    assert!(size <= 1_750_000, "{path} is {size} bytes, over 1.75 MB");
 }

@@ -18,11 +18,11 @@ use crate::per_packet::Timings;
 use dnsredir::abi::{
     AnswerValue, Config, RuleKey, RuleValue, ANSWERS_MAP, ANSWER_TTL, A_RECORD_SIZE,
     DECISION_ANSWER, DECISION_BLOCK, EGRESS_SECTION, FLAG_DECIDE, FLAG_RULES_KEEP, MAX_RULES,
-    QUERY_SECTION, REPLY_SECTION, RULES_MAP, RULE_EXACT_MARK, RULE_KEEP, RULE_KEY_SIZE,
+    QUERY_SECTION, REPLY_SECTION, RULES_MAP, RULE_KEEP, RULE_KEY_SIZE,
 };
 use dnsredir::bpf::load::Loaded;
 use dnsredir::bpf::sys;
-use dnsredir::redirect::rules::key_of;
+use dnsredir::redirect::rules::{exact_key_of, key_of};
 use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::Instant;
@@ -76,15 +76,6 @@ pub fn rule_value(kind: u32, decision: u32, answer: u32) -> RuleValue {
     v.decision = decision;
     v.answer = answer;
     v
-}
-
-/// The key of an exact (hosts) name: its suffix key, RULE_EXACT_MARK after it.
-pub fn exact_key(name: &str) -> RuleKey {
-    let mut key = key_of(name);
-    let n = key.prefixlen as usize / 8;
-    key.data[n] = RULE_EXACT_MARK;
-    key.prefixlen += 8;
-    key
 }
 
 /// A pinned name's records as the loader builds them: `c0 0c 00 01 00 01 TTL 00 04 ADDR` each,
@@ -313,7 +304,7 @@ impl Loads {
 fn hosts_block_entries(names: &[String]) -> Vec<(RuleKey, RuleValue)> {
     names
         .iter()
-        .map(|s| (exact_key(s), rule_value(0, DECISION_BLOCK, 0)))
+        .map(|s| (exact_key_of(s), rule_value(0, DECISION_BLOCK, 0)))
         .collect()
 }
 

@@ -275,7 +275,15 @@ struct TestRunAttr {
     data_out: u64,
     repeat: u32,
     duration: u32,
+    ctx_size_in: u32,
+    ctx_size_out: u32,
+    ctx_in: u64,
+    ctx_out: u64,
 }
+
+/// sizeof(struct __sk_buff), and where its `mark` is: the one context field the tests pass.
+const SK_BUFF_SIZE: usize = 192;
+const SK_BUFF_MARK: usize = 8;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TestRun {
@@ -287,7 +295,29 @@ pub struct TestRun {
 
 /// Runs a program once per `repeat` on a copy of `packet` (BPF_PROG_TEST_RUN).
 pub fn prog_test_run(prog: &OwnedFd, packet: &[u8], repeat: u32) -> io::Result<TestRun> {
-    let mut out = vec![0u8; packet.len() + 256];
+    test_run(prog, packet, repeat, None).map(|(run, _)| run)
+}
+
+/// [`prog_test_run`] of a tc program with skb->mark = `mark` going in (a `struct __sk_buff`
+/// passed as its context), and the mark it left.
+pub fn prog_test_run_marked(
+    prog: &OwnedFd,
+    packet: &[u8],
+    repeat: u32,
+    mark: u32,
+) -> io::Result<(TestRun, u32)> {
+    test_run(prog, packet, repeat, Some(mark))
+}
+
+fn test_run(
+    prog: &OwnedFd,
+    packet: &[u8],
+    repeat: u32,
+    mark: Option<u32>,
+) -> io::Result<(TestRun, u32)> {
+    let mut out = vec![0u8; packet.len() + 1024];
+    let mut ctx_in = [0u8; SK_BUFF_SIZE];
+    let mut ctx_out = [0u8; SK_BUFF_SIZE];
     let mut attr = TestRunAttr {
         prog_fd: prog.as_raw_fd() as u32,
         data_size_in: packet.len() as u32,
@@ -297,13 +327,23 @@ pub fn prog_test_run(prog: &OwnedFd, packet: &[u8], repeat: u32) -> io::Result<T
         repeat,
         ..Default::default()
     };
+    if let Some(mark) = mark {
+        ctx_in[SK_BUFF_MARK..SK_BUFF_MARK + 4].copy_from_slice(&mark.to_ne_bytes());
+        attr.ctx_size_in = SK_BUFF_SIZE as u32;
+        attr.ctx_size_out = SK_BUFF_SIZE as u32;
+        attr.ctx_in = ctx_in.as_ptr() as u64;
+        attr.ctx_out = ctx_out.as_mut_ptr() as u64;
+    }
     bpf(BPF_PROG_TEST_RUN, &mut attr)?;
     out.truncate(attr.data_size_out as usize);
-    Ok(TestRun {
+    let mut mark_out = [0u8; 4];
+    mark_out.copy_from_slice(&ctx_out[SK_BUFF_MARK..SK_BUFF_MARK + 4]);
+    let run = TestRun {
         retval: attr.retval,
         data: out,
         duration_ns: attr.duration,
-    })
+    };
+    Ok((run, u32::from_ne_bytes(mark_out)))
 }
 
 /// The attributes of the `*_GET_NEXT_ID` and `*_GET_FD_BY_ID` commands: `id` is `start_id`

@@ -18,7 +18,7 @@ use dnsredir::bpf::sys;
 use dnsredir::redirect::rules::key_of;
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 
 /// skb->mark of an answer between its passes through lo (bpf-prog/src/answer.rs).
 pub const MARK_TURNED: u32 = 0x646e_7202;
@@ -609,34 +609,7 @@ pub fn changed(before: &Counters, after: &Counters) -> Vec<(&'static str, u64)> 
         .collect()
 }
 
-// ---- BPF_PROG_TEST_RUN with a context ----
-
-/// union bpf_attr for BPF_PROG_TEST_RUN, with the context fields.
-#[repr(C)]
-#[derive(Default)]
-struct TestRunCtxAttr {
-    prog_fd: u32,
-    retval: u32,
-    data_size_in: u32,
-    data_size_out: u32,
-    data_in: u64,
-    data_out: u64,
-    repeat: u32,
-    duration: u32,
-    ctx_size_in: u32,
-    ctx_size_out: u32,
-    ctx_in: u64,
-    ctx_out: u64,
-    flags: u32,
-    cpu: u32,
-    batch_size: u32,
-    pad: u32,
-}
-
-const BPF_PROG_TEST_RUN: libc::c_long = 10;
-/// sizeof(struct __sk_buff), and where its `mark` is.
-const SK_BUFF_SIZE: usize = 192;
-const SK_BUFF_MARK: usize = 8;
+// ---- BPF_PROG_TEST_RUN with a mark ----
 
 pub struct CtxRun {
     pub retval: u32,
@@ -645,48 +618,13 @@ pub struct CtxRun {
     pub mark: u32,
 }
 
-/// The program run once on `frame` with skb->mark = `mark` (a `struct __sk_buff` passed in and
-/// read back: the kernel copies `mark` both ways).
+/// The program run once on `frame` with skb->mark = `mark` (the kernel copies the context's
+/// `mark` both ways; without a mark, no context is passed and 0 comes back).
 pub fn run_with_mark(prog: &OwnedFd, frame: &[u8], mark: u32) -> io::Result<CtxRun> {
-    let mut ctx_in = [0u8; SK_BUFF_SIZE];
-    ctx_in[SK_BUFF_MARK..SK_BUFF_MARK + 4].copy_from_slice(&mark.to_ne_bytes());
-    let mut ctx_out = [0u8; SK_BUFF_SIZE];
-    let mut out = vec![0u8; frame.len() + 1024];
-    let mut attr = TestRunCtxAttr {
-        prog_fd: prog.as_raw_fd() as u32,
-        data_size_in: frame.len() as u32,
-        data_size_out: out.len() as u32,
-        data_in: frame.as_ptr() as u64,
-        data_out: out.as_mut_ptr() as u64,
-        repeat: 1,
-        ctx_size_in: SK_BUFF_SIZE as u32,
-        ctx_size_out: SK_BUFF_SIZE as u32,
-        ctx_in: ctx_in.as_ptr() as u64,
-        ctx_out: ctx_out.as_mut_ptr() as u64,
-        ..Default::default()
-    };
-    // SAFETY: attr is a #[repr(C)] prefix of union bpf_attr for BPF_PROG_TEST_RUN; its pointers
-    // refer to buffers that outlive the call, of the sizes given.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_PROG_TEST_RUN,
-            &mut attr as *mut TestRunCtxAttr,
-            std::mem::size_of::<TestRunCtxAttr>() as libc::c_long,
-        )
-    };
-    if ret < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    out.truncate(attr.data_size_out as usize);
-    let mark = u32::from_ne_bytes(
-        ctx_out[SK_BUFF_MARK..SK_BUFF_MARK + 4]
-            .try_into()
-            .expect("4 bytes"),
-    );
+    let (run, mark) = sys::prog_test_run_marked(prog, frame, 1, mark)?;
     Ok(CtxRun {
-        retval: attr.retval,
-        data: out,
+        retval: run.retval,
+        data: run.data,
         mark,
     })
 }
