@@ -285,53 +285,89 @@ if data:
 # ---------------------------------------------------------------- the nameservers path
 ns = [r for r in data if r["setting"] == "nameservers"]
 if ns:
-    sat = [r for r in ns if r["mode"] == "saturation" and r["path"] in ("direct", "dnsredir")]
+    # direct, dnsredir and (issue 21) nft-dnat: an nftables DNAT rule in the container's namespace
+    modes = ["direct", "dnsredir", "nft-dnat"]
+    sat = [r for r in ns if r["mode"] == "saturation" and r["path"] in modes]
     fixed = [r for r in ns if r["mode"] == "fixed"]
     by = {}
     for r in sat:
         by.setdefault(r["round"], {})[r["path"]] = r
-    qps_ratios = [v["dnsredir"]["qps"] / v["direct"]["qps"] for v in by.values() if len(v) == 2]
-    cpu_ratios = [v["dnsredir"]["cpu_us_per_answer"] / v["direct"]["cpu_us_per_answer"]
-                  for v in by.values() if len(v) == 2]
-    procs_ratios = [v["dnsredir"]["procs_us_per_answer"] / v["direct"]["procs_us_per_answer"]
-                    for v in by.values() if len(v) == 2 and v["direct"]["procs_us_per_answer"] > 0]
+
+    def round_ratios(a, b, key):
+        """a's key ÷ b's key in each round that has both, in round order."""
+        return [v[a][key] / v[b][key] for _, v in sorted(by.items(), key=lambda kv: int(kv[0]))
+                if a in v and b in v and v[b][key] > 0]
+
     d = {int(r["round"]): r for r in fixed if r["path"] == "direct"}
-    fixed_ratios, fixed_procs = [], []
-    for r in fixed:
-        k = int(r["round"])
-        if r["path"] == "dnsredir" and k - 1 in d and k in d:
-            base = (d[k - 1]["cpu_us_per_answer"] + d[k]["cpu_us_per_answer"]) / 2
-            fixed_ratios.append(r["cpu_us_per_answer"] / base)
-            pbase = (d[k - 1]["procs_us_per_answer"] + d[k]["procs_us_per_answer"]) / 2
-            if pbase > 0:
-                fixed_procs.append(r["procs_us_per_answer"] / pbase)
-    p("## End to end: the nameservers path (CNI-style namespace, no NAT; `--resolver NS --upstream UP`)")
+
+    def fixed_ratios(path, key):
+        """each fixed-rate run of path against the mean of the direct runs before and after it"""
+        out_ = []
+        for r in sorted(fixed, key=lambda r: int(r["round"])):
+            k = int(r["round"])
+            if r["path"] == path and k - 1 in d and k in d:
+                base = (d[k - 1][key] + d[k][key]) / 2
+                if base > 0:
+                    out_.append(r[key] / base)
+        return out_
+
+    present = [m for m in modes if any(r["path"] == m for r in sat)]
+    p("## End to end: the nameservers path (CNI-style namespace; `--resolver NS --upstream UP`, and nftables DNAT)")
     p("")
-    p(f"Saturation (dnsperf -c 20, {len(by)} interleaved rounds, medians; CPU per answered query):")
+    p(f"Saturation (dnsperf -c 20, {len(by)} interleaved rounds, the modes' order rotating; medians; "
+      "ratios: each run ÷ the direct run of its round, median of the rounds; CPU per answered query):")
     p("")
-    p("| path | q/s | CPU µs per answer, whole machine | CPU µs per answer, dnsperf + responder | lost (all rounds) |")
-    p("|---|---|---|---|---|")
-    lab = {"direct": "dnsperf → the upstream directly", "dnsredir": "dnsperf → the nameserver, taken over by dnsredir"}
-    for path in ["direct", "dnsredir"]:
+    p("| path | q/s | ÷ direct (median; per round) | CPU µs per answer, whole machine (÷ direct) | "
+      "CPU µs per answer, dnsperf + responder (÷ direct) | lost (all rounds) |")
+    p("|---|---|---|---|---|---|")
+    lab = {"direct": "dnsperf → the upstream directly",
+           "dnsredir": "dnsperf → the nameserver, taken over by dnsredir",
+           "nft-dnat": "dnsperf → the nameserver, nftables DNAT in the container's namespace (nat output)"}
+    ratios = {}
+    for path in present:
         rs_ = [r for r in sat if r["path"] == path]
-        p(f"| {lab[path]} | {fmt(med([r['qps'] for r in rs_]))} | {fmt(med([r['cpu_us_per_answer'] for r in rs_]), '.2f')} | "
-          f"{fmt(med([r['procs_us_per_answer'] for r in rs_]), '.2f')} | {int(sum(r['lost'] for r in rs_))} |")
-    qr, cr, pr = med(qps_ratios), med(cpu_ratios), med(procs_ratios)
-    p(f"| ratio dnsredir ÷ direct, same round | {fmt(qr, '.3f')} | {fmt(cr, '.3f')} | {fmt(pr, '.3f')} | |")
+        qr = round_ratios(path, "direct", "qps")
+        cr = round_ratios(path, "direct", "cpu_us_per_answer")
+        pr = round_ratios(path, "direct", "procs_us_per_answer")
+        ratios[path] = (qr, cr, pr)
+        rat = "–" if path == "direct" else f"{fmt(med(qr), '.3f')} ({', '.join(f'{x:.3f}' for x in qr)})"
+        cpu = f"{fmt(med([r['cpu_us_per_answer'] for r in rs_]), '.2f')}"
+        procs = f"{fmt(med([r['procs_us_per_answer'] for r in rs_]), '.2f')}"
+        if path != "direct":
+            cpu += f" ({fmt(med(cr), '.3f')})"
+            procs += f" ({fmt(med(pr), '.3f')})"
+        p(f"| {lab[path]} | {fmt(med([r['qps'] for r in rs_]))} | {rat} | {cpu} | {procs} | "
+          f"{int(sum(r['lost'] for r in rs_))} |")
     p("")
-    p(f"Per round: q/s {', '.join(f'{x:.3f}' for x in qps_ratios)}; whole-machine CPU "
-      f"{', '.join(f'{x:.3f}' for x in cpu_ratios)}; dnsperf + responder CPU {', '.join(f'{x:.3f}' for x in procs_ratios)}.")
+    dn = round_ratios("dnsredir", "nft-dnat", "qps")
+    if dn:
+        p(f"dnsredir ÷ nft DNAT, q/s, same round: {fmt(med(dn), '.3f')} (per round {', '.join(f'{x:.3f}' for x in dn)}).")
+        p("")
+    for path in present:
+        if path == "direct":
+            continue
+        _, cr, pr = ratios[path]
+        p(f"Per round, {path} ÷ direct: whole-machine CPU {', '.join(f'{x:.3f}' for x in cr)}; "
+          f"dnsperf + responder CPU {', '.join(f'{x:.3f}' for x in pr)}.")
     p("")
-    p(f"Fixed rate (-Q {machine.get('fixed_qps', '?')}), CPU per answer: direct "
-      f"{fmt(med([r['cpu_us_per_answer'] for r in fixed if r['path'] == 'direct']), '.2f')} µs, dnsredir "
-      f"{fmt(med([r['cpu_us_per_answer'] for r in fixed if r['path'] == 'dnsredir']), '.2f')} µs; ratio to the "
-      f"direct runs around each: {', '.join(f'{x:.3f}' for x in fixed_ratios)} → median {fmt(med(fixed_ratios), '.3f')}; "
-      f"lost {int(sum(r['lost'] for r in fixed))}. dnsperf + responder CPU per answer: direct "
-      f"{fmt(med([r['procs_us_per_answer'] for r in fixed if r['path'] == 'direct']), '.2f')} µs, dnsredir "
-      f"{fmt(med([r['procs_us_per_answer'] for r in fixed if r['path'] == 'dnsredir']), '.2f')} µs; ratios "
-      f"{', '.join(f'{x:.3f}' for x in fixed_procs)} → median {fmt(med(fixed_procs), '.3f')}.")
+    fixed_present = [m for m in modes if any(r["path"] == m for r in fixed)]
+    p(f"Fixed rate (-Q {machine.get('fixed_qps', '?')}), CPU per answer, each run against the mean of the "
+      f"direct runs just before and after it; lost {int(sum(r['lost'] for r in fixed))}:")
+    p("")
+    p("| path | CPU µs per answer, whole machine | ÷ direct (median; per round) | CPU µs per answer, dnsperf + responder | ÷ direct (median; per round) |")
+    p("|---|---|---|---|---|")
+    for path in fixed_present:
+        rs_ = [r for r in fixed if r["path"] == path]
+        cells = [fmt(med([r["cpu_us_per_answer"] for r in rs_]), ".2f"), "–",
+                 fmt(med([r["procs_us_per_answer"] for r in rs_]), ".2f"), "–"]
+        if path != "direct":
+            fc, fp = fixed_ratios(path, "cpu_us_per_answer"), fixed_ratios(path, "procs_us_per_answer")
+            cells[1] = f"{fmt(med(fc), '.3f')} ({', '.join(f'{x:.3f}' for x in fc)})"
+            cells[3] = f"{fmt(med(fp), '.3f')} ({', '.join(f'{x:.3f}' for x in fp)})"
+        p(f"| {lab[path]} | " + " | ".join(cells) + " |")
     p("")
     lost_ns = int(sum(r["lost"] for r in ns if r["path"] == "dnsredir"))
+    lost_nft = int(sum(r["lost"] for r in ns if r["path"] == "nft-dnat"))
     attached = attached_runs(out / "ns-bpf-stats-before.txt", out / "ns-bpf-stats-after.txt")
     if attached is not None:
         p("Attached programs in one more dnsredir saturation run (kernel.bpf_stats_enabled; "
@@ -340,12 +376,19 @@ if ns:
         for name, (runs, per_run) in zip(["reply (eth0 ingress)", "query (eth0 egress)"], attached):
             p(f"- {name}: {runs} runs, {fmt(per_run, '.0f')} ns per run")
         p("")
+    qr, cr, pr = (med(x) for x in ratios.get("dnsredir", ([], [], [])))
     p("| goal | measured | verdict |")
     p("|---|---|---|")
     p(f"| saturation q/s ≥ 0.97 × direct | {fmt(qr, '.3f')} | {verdict(None if qr is None else qr >= 0.97)} |")
+    if "nft-dnat" in ratios:
+        nq = med(ratios["nft-dnat"][0])
+        p(f"| (the nftables DNAT alternative, same run: q/s ÷ direct) | {fmt(nq, '.3f')} | – |")
+        p(f"| (dnsredir ÷ nft DNAT, q/s, same round) | {fmt(med(dn), '.3f')} | – |")
     p(f"| (CPU per answer at saturation, whole machine, direct ÷ dnsredir ≥ 0.97) | {fmt(None if not cr else 1 / cr, '.3f')} | {verdict(None if not cr else 1 / cr >= 0.97)} |")
     p(f"| (CPU per answer at saturation, dnsperf + responder, direct ÷ dnsredir ≥ 0.97) | {fmt(None if not pr else 1 / pr, '.3f')} | {verdict(None if not pr else 1 / pr >= 0.97)} |")
     p(f"| 0 lost queries through dnsredir | {lost_ns} | {verdict(lost_ns == 0)} |")
+    if "nft-dnat" in ratios:
+        p(f"| (lost queries through nft DNAT) | {lost_nft} | – |")
     p("")
 
 # ---------------------------------------------------------------- 6. answers from the kernel
