@@ -11,8 +11,8 @@ use crate::abi::{
     PATH_NAMESERVERS,
 };
 use crate::abi::{
-    EGRESS_SECTION, FLOWS6_MAP, FLOWS_MAP, QUERY_SECTION, REPLY_SECTION, RULES_MAP,
-    RULES_SCRATCH_MAP,
+    ANSWER_SCRATCH_MAP, EGRESS_SECTION, FLOWS6_MAP, FLOWS_MAP, QUERY_SECTION, REPLY_SECTION,
+    RULES_MAP, RULES_SCRATCH_MAP,
 };
 use crate::bpf::load;
 use crate::namespace::dockerd::{ResolverPorts, DOCKER_RESOLVER};
@@ -328,6 +328,10 @@ impl Settings {
         if self.rules == RuleKinds::default() {
             options = options.value_size(RULES_SCRATCH_MAP, 8);
         }
+        // Without decisions the answer code is dead: its per-CPU buffer need not be 1 KiB.
+        if !self.rules.decide {
+            options = options.value_size(ANSWER_SCRATCH_MAP, 8);
+        }
         if self.rules.key_bytes != 0 {
             options = options.key_size(RULES_MAP, 4 + self.rules.key_bytes as u32);
         }
@@ -474,7 +478,13 @@ mod tests {
             Some(vec![EGRESS_SECTION.to_string(), REPLY_SECTION.to_string()])
         );
         assert_eq!(o.max_entries, vec![(FLOWS6_MAP.to_string(), 1)]);
-        assert_eq!(o.value_size, vec![(RULES_SCRATCH_MAP.to_string(), 8)]);
+        assert_eq!(
+            o.value_size,
+            vec![
+                (RULES_SCRATCH_MAP.to_string(), 8),
+                (ANSWER_SCRATCH_MAP.to_string(), 8)
+            ]
+        );
         let with_rules = Settings {
             rules: RuleKinds {
                 keep: true,
@@ -483,7 +493,10 @@ mod tests {
             },
             ..nameservers_path()
         };
-        assert_eq!(with_rules.load_options().value_size, vec![]);
+        assert_eq!(
+            with_rules.load_options().value_size,
+            vec![(ANSWER_SCRATCH_MAP.to_string(), 8)]
+        );
         let resolver = Settings {
             path: Path::EmbeddedResolver {
                 ports: ResolverPorts::default(),

@@ -20,6 +20,7 @@ use crate::config::config;
 use crate::counters::Outcome;
 use crate::family::Family;
 use crate::kernel::{self, MapDef, SkBuff, BPF_F_INGRESS, TC_ACT_SHOT};
+use crate::net::checksum;
 use crate::net::dns::{Query, DNS_HLEN};
 use crate::net::packet::{self, store16, Ip, TCP_ACK, TCP_MIN_HLEN, TCP_RST, UDP_HLEN};
 use crate::rules::{self, Verdict, DISALLOW};
@@ -73,51 +74,14 @@ const OPT: [u8; 11] = {
     let size = ANSWER_EDNS_SIZE.to_be_bytes();
     [0, 0, 41, size[0], size[1], 0, 0, 0, 0, 0, 0]
 };
-/// The sum of [`OPT`]'s big-endian words (odd length: the last byte padded with 0): `00 00`,
-/// `29 hi`, `lo 00`, then zeros. Like the records' sums: words of the OPT as if it started on
-/// the word grid.
-const OPT_SUM: u32 = ((41u32) << 8 | size_hi() as u32) + ((size_lo() as u32) << 8);
-
-const fn size_hi() -> u8 {
-    ANSWER_EDNS_SIZE.to_be_bytes()[0]
-}
-
-const fn size_lo() -> u8 {
-    ANSWER_EDNS_SIZE.to_be_bytes()[1]
-}
-
-#[inline(always)]
-fn fold16(mut sum: u64) -> u16 {
-    sum = (sum & 0xffff) + (sum >> 16);
-    sum = (sum & 0xffff) + (sum >> 16);
-    sum = (sum & 0xffff) + (sum >> 16);
-    sum as u16
-}
-
-/// The checksum field's value for a one's-complement sum (raw) of everything it covers.
-#[inline(always)]
-fn finish(sum: u64) -> u16 {
-    let c = !fold16(sum);
-    // UDP: 0 means no checksum; its one's-complement twin is sent instead.
-    if c == 0 {
-        0xffff
-    } else {
-        c
-    }
-}
+/// The sum of [`OPT`]'s big-endian words as if it started on the word grid, like the records'
+/// sums: `00 00`, `29 hi`, `lo 00` (odd length: the last byte padded with 0), then zeros.
+const OPT_SUM: u32 = ((OPT[2] as u32) << 8 | OPT[3] as u32) + ((OPT[4] as u32) << 8);
 
 #[inline(always)]
 unsafe fn scratch() -> *mut u8 {
     let zero: u32 = 0;
     kernel::map_lookup_elem(&ANSWER_SCRATCH, &zero as *const u32 as *const c_void) as *mut u8
-}
-
-/// `n` (1 ≤ n ≤ `mask` + 1 at run time) in the form the verifier needs for a helper's size:
-/// the volatile read hides the value from LLVM, the mask and add bound it (and change nothing
-/// in that range).
-#[inline(always)]
-fn bounded(n: u32, mask: u32) -> u32 {
-    (unsafe { core::ptr::read_volatile(&n) }.wrapping_sub(1) & mask) + 1
 }
 
 /// The records a pinned name answers `query` with: where they are, their length and the sum
@@ -144,7 +108,7 @@ unsafe fn records(query: &Query, verdict: &Verdict) -> (*const u8, u32, u32, u16
     if count == 0 || count as usize > MAX_ANSWER_ADDRS {
         return none;
     }
-    let n = bounded(count as u32, MAX_ANSWER_ADDRS as u32 - 1);
+    let n = kernel::bounded(count as u32, MAX_ANSWER_ADDRS as u32 - 1);
     (ptr, n * size as u32, sum, n as u16)
 }
 
@@ -197,7 +161,7 @@ pub unsafe fn udp<A: Family>(
             skb,
             dns_off + DNS_HLEN as u32,
             dns.add(DNS_HLEN),
-            bounded(question, 0x1ff),
+            kernel::bounded(question, 0x1ff),
         ) != 0
     {
         return (Outcome::Failed, TC_ACT_SHOT);
@@ -210,7 +174,7 @@ pub unsafe fn udp<A: Family>(
     let head_sum = kernel::csum_sum(s, (head + 3) & 0x3fc, 0);
     // Records and OPT follow the head: a byte off the word grid when the head's length is odd,
     // and their sums are of big-endian words, where the head's is of raw ones.
-    let tail = fold16(recs_sum as u64 + if opt { OPT_SUM as u64 } else { 0 });
+    let tail = checksum::fold16(recs_sum as u64 + if opt { OPT_SUM as u64 } else { 0 });
     let tail = if head & 1 == 0 {
         tail.swap_bytes()
     } else {
@@ -221,16 +185,17 @@ pub unsafe fn udp<A: Family>(
         + A::pseudo_sum(&ip.saddr, &ip.daddr) as u64
         + UDP.to_be() as u64
         + (l4_len as u16).to_be() as u64;
-    store16(s.add(6), finish(sum));
+    store16(s.add(6), checksum::udp_field(sum));
 
     if kernel::skb_change_tail(skb, ip.l4_off + l4_len) != 0 {
         return (Outcome::Failed, TC_ACT_SHOT);
     }
-    if kernel::skb_store_bytes(skb, ip.l4_off, s, bounded(head, 0x1ff)) != 0 {
+    if kernel::skb_store_bytes(skb, ip.l4_off, s, kernel::bounded(head, 0x1ff)) != 0 {
         return (Outcome::Failed, TC_ACT_SHOT);
     }
     if recs_len != 0
-        && kernel::skb_store_bytes(skb, ip.l4_off + head, recs, bounded(recs_len, 0xff)) != 0
+        && kernel::skb_store_bytes(skb, ip.l4_off + head, recs, kernel::bounded(recs_len, 0xff))
+            != 0
     {
         return (Outcome::Failed, TC_ACT_SHOT);
     }
@@ -278,7 +243,7 @@ pub unsafe fn reset<A: Family>(
     if words < 5 {
         return Err(failed);
     }
-    let hlen = bounded(words * 4, 0x3f);
+    let hlen = kernel::bounded(words * 4, 0x3f);
     if kernel::skb_load_bytes(skb, ip.l4_off, s, hlen) != 0 {
         return Err(failed);
     }
@@ -344,7 +309,7 @@ unsafe fn rst<A: Family>(
         + TCP.to_be() as u64
         + (hlen as u16).to_be() as u64;
     // TCP has no "no checksum": 0 stays 0 (its twin would be as right).
-    store16(s.add(16), !fold16(sum));
+    store16(s.add(16), !checksum::fold16(sum));
 }
 
 /// Turns the L2 and L3 headers around (the L4 header and payload, `l4_len` bytes, are the

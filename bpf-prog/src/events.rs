@@ -188,10 +188,8 @@ unsafe fn emit(skb: *const SkBuff, ip: &Ipv4, kind: u8, path: u8, addr: u32, por
         pad1: 0,
     };
     let off = l4_off + l4_hlen + prefix;
-    // The verifier needs 1 ≤ len ≤ EVENT_DATA_MAX on the register it is passed in, and LLVM
-    // turns the checks above into compares it cannot use: the volatile read hides the value
-    // from LLVM, the mask and add bound it for the verifier (and change nothing for 1..=512).
-    let len = (core::ptr::read_volatile(&len).wrapping_sub(1) & (EVENT_DATA_MAX as u32 - 1)) + 1;
+    // The verifier needs 1 ≤ len ≤ EVENT_DATA_MAX on the register it is passed in.
+    let len = kernel::bounded(len, EVENT_DATA_MAX as u32 - 1);
     if kernel::skb_load_bytes(skb, off, (*rec).data.as_mut_ptr(), len) != 0 {
         ringbuf_discard(rec as *mut c_void);
         return;

@@ -83,6 +83,15 @@ pub fn opaque(v: u32) -> u32 {
     }
 }
 
+/// `n` (1 ≤ n ≤ `mask` + 1 at run time) in the form the verifier needs for a helper's size
+/// argument: LLVM turns the caller's checks into compares the verifier cannot use; the
+/// volatile read hides the value from LLVM, the mask and add bound it for the verifier (and
+/// change nothing in that range).
+#[inline(always)]
+pub fn bounded(n: u32, mask: u32) -> u32 {
+    (unsafe { core::ptr::read_volatile(&n) }.wrapping_sub(1) & mask) + 1
+}
+
 /// Each helper is a call to its id; the cast only tells LLVM the signature.
 macro_rules! helper {
     ($id:expr, fn($($arg:ty),*) -> $ret:ty) => {{

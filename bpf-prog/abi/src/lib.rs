@@ -632,6 +632,8 @@ pub const RULE_EXACT_MARK: u8 = b'$';
 
 /// The array of pinned answers, indexed by [`RuleValue::answer`]; the loader sizes it.
 pub const ANSWERS_MAP: &str = "ANSWERS";
+/// The per-CPU buffer the programs build an answer in.
+pub const ANSWER_SCRATCH_MAP: &str = "ANSWER_SCRATCH";
 /// Addresses of each family one pinned name answers with.
 pub const MAX_ANSWER_ADDRS: usize = 8;
 /// Wire size of one A record in an answer: a pointer to the question's name (0xc00c), TYPE,

@@ -59,3 +59,23 @@ pub fn addr6_diff(old_s: &[u32; 4], new_s: &[u32; 4], old_d: &[u32; 4], new_d: &
     }
     fold32(sum)
 }
+
+/// Folds a one's-complement sum into its 16 bits (a whole checksum computed from scratch:
+/// the programs' own answers).
+#[inline(always)]
+pub fn fold16(mut sum: u64) -> u16 {
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum as u16
+}
+
+/// The UDP checksum field for a one's-complement sum of everything it covers: 0 means "no
+/// checksum", so its one's-complement twin is sent instead.
+#[inline(always)]
+pub fn udp_field(sum: u64) -> u16 {
+    match !fold16(sum) {
+        0 => 0xffff,
+        c => c,
+    }
+}
