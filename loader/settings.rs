@@ -19,9 +19,23 @@ use crate::namespace::dockerd::{ResolverPorts, DOCKER_RESOLVER};
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 use std::str::FromStr;
+use std::time::Duration;
 
 /// How long a closing TCP flow keeps being restored (retransmitted FINs and ACKs).
-pub const TCP_CLOSE_GRACE_NS: u64 = 10_000_000_000;
+pub const TCP_CLOSE_GRACE: Duration = Duration::from_secs(10);
+
+/// `d` in jiffies, the programs' clock (see `FlowValue::stamp`), rounded up: one jiffy is the
+/// resolution of CLOCK_MONOTONIC_COARSE (the kernel's tick; 4 ms at CONFIG_HZ=250).
+pub fn jiffies(d: Duration) -> u64 {
+    let mut res = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_getres writes one timespec; a failure leaves it zero (handled below).
+    unsafe { libc::clock_getres(libc::CLOCK_MONOTONIC_COARSE, &mut res) };
+    let tick = (res.tv_sec as u128 * 1_000_000_000 + res.tv_nsec as u128).max(1);
+    d.as_nanos().div_ceil(tick) as u64
+}
 
 /// One attachment's configuration, as the loader thinks of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -192,7 +206,7 @@ impl Settings {
             rule_key_bytes: self.rules.key_bytes,
             iface_ifindex: self.ifindex,
             lo_ifindex: self.lo_ifindex,
-            tcp_close_grace_ns: TCP_CLOSE_GRACE_NS,
+            tcp_close_grace_jiffies: jiffies(TCP_CLOSE_GRACE),
             ..Config::UNSET
         };
         match &self.path {
@@ -366,6 +380,16 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn jiffies_follow_the_kernels_tick() {
+        // CONFIG_HZ is one of 100, 250, 300, 1000.
+        let hz = jiffies(Duration::from_secs(1));
+        assert!([100, 250, 300, 1000].contains(&hz), "HZ {hz}");
+        assert_eq!(jiffies(Duration::from_secs(10)), 10 * hz);
+        assert_eq!(jiffies(Duration::from_nanos(1)), 1, "rounded up");
+        assert_eq!(jiffies(Duration::ZERO), 0);
+    }
     use crate::abi::LAYOUT_VERSION;
 
     fn nameservers_path() -> Settings {
@@ -411,7 +435,7 @@ mod tests {
         assert_eq!(&b[38..40], &[0, 0], "padding");
         assert_eq!(&b[40..44], &43u32.to_ne_bytes(), "iface_ifindex");
         assert_eq!(&b[44..48], &1u32.to_ne_bytes(), "lo_ifindex");
-        assert_eq!(&b[48..56], &TCP_CLOSE_GRACE_NS.to_ne_bytes());
+        assert_eq!(&b[48..56], &jiffies(TCP_CLOSE_GRACE).to_ne_bytes());
         assert_eq!(
             &b[56..64],
             &[8, 8, 8, 8, 8, 8, 4, 4],

@@ -52,7 +52,7 @@ fn flow_layouts_sit_at_fixed_offsets() {
 
     let v = FlowValue {
         origin: u32::from_ne_bytes([127, 0, 0, 1]),
-        closing_since: 7,
+        stamp: 7,
     };
     let b = v.to_bytes();
     assert_eq!(
@@ -71,7 +71,7 @@ fn flow_layouts_sit_at_fixed_offsets() {
             u32::from_ne_bytes([0, 0, 0, 0x53]),
         ],
         nameserver: 2,
-        closing_since: 9,
+        stamp: 9,
     };
     let b = v6.to_bytes();
     assert_eq!(b.len(), 24);
@@ -82,7 +82,7 @@ fn flow_layouts_sit_at_fixed_offsets() {
     );
     assert_eq!(&b[12..16], &[0, 0, 0, 0x53]);
     assert_eq!(&b[16..20], &2u32.to_ne_bytes(), "nameserver index");
-    assert_eq!(&b[20..24], &9u32.to_ne_bytes(), "closing_since");
+    assert_eq!(&b[20..24], &9u32.to_ne_bytes(), "stamp");
     assert_eq!(FlowValue6::from_bytes(&b), Some(v6));
 }
 
@@ -109,6 +109,7 @@ fn counter_names_and_values_follow_the_fields() {
             "answered_pinned",
             "answered_disallowed",
             "tcp_reset",
+            "flows_evicted",
         ]
     );
     let c = Counters {
@@ -117,18 +118,20 @@ fn counter_names_and_values_follow_the_fields() {
         replies_fragmented: 11,
         rule_unparsed: 13,
         answered_pinned: 15,
+        flows_evicted: 17,
         ..Counters::default()
     };
     assert_eq!(
         c.as_array(),
-        [0, 0, 3, 0, 0, 0, 0, 9, 0, 11, 0, 0, 0, 13, 0, 15, 0, 0]
+        [0, 0, 3, 0, 0, 0, 0, 9, 0, 11, 0, 0, 0, 13, 0, 15, 0, 0, 17]
     );
     assert_eq!(Counters::from_array(c.as_array()), c);
     let b = c.to_bytes();
-    assert_eq!(b.len(), 144);
+    assert_eq!(b.len(), 152);
     assert_eq!(&b[16..24], &3u64.to_ne_bytes(), "tcp_segments_redirected");
     assert_eq!(&b[56..64], &9u64.to_ne_bytes(), "failures");
     assert_eq!(&b[72..80], &11u64.to_ne_bytes(), "replies_fragmented");
     assert_eq!(&b[104..112], &13u64.to_ne_bytes(), "rule_unparsed");
+    assert_eq!(&b[144..152], &17u64.to_ne_bytes(), "flows_evicted");
     assert_eq!(Counters::from_bytes(&b), Some(c));
 }

@@ -9,14 +9,15 @@
 
 use dnsredir::abi::raw::port_raw;
 use dnsredir::abi::{
-    Config, FlowKey, FlowValue, DECISION_ALLOW, DECISION_BLOCK, EGRESS_SECTION, EVENT_QUERY,
-    EVENT_REPLY, FLAG_ALLOWLIST, FLAG_BLOCK_REFUSED, FLAG_DECIDE, FLAG_NO_UPSTREAM,
-    FLAG_REDIRECT_ALL, FLAG_RULES_KEEP, FLOWS6_MAP, FLOWS_MAP, QUERY_SECTION, ROUTE_BLOCKED,
-    ROUTE_DISALLOWED, ROUTE_NONE, ROUTE_PINNED, ROUTE_RESET, RULES_MAP, RULE_KEEP,
+    Config, FlowKey, DECISION_ALLOW, DECISION_BLOCK, EGRESS_SECTION, EVENT_QUERY, EVENT_REPLY,
+    FLAG_ALLOWLIST, FLAG_BLOCK_REFUSED, FLAG_DECIDE, FLAG_NO_UPSTREAM, FLAG_REDIRECT_ALL,
+    FLAG_RULES_KEEP, FLOWS6_MAP, FLOWS_MAP, QUERY_SECTION, ROUTE_BLOCKED, ROUTE_DISALLOWED,
+    ROUTE_NONE, ROUTE_PINNED, ROUTE_RESET, RULES_MAP, RULE_KEEP,
 };
 use dnsredir::bpf::elf::ObjectFile;
 use dnsredir::bpf::load::Loaded;
 use dnsredir::bpf::sys;
+use dnsredir::inspect;
 use dnsredir::redirect::rules::key_of;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -637,9 +638,10 @@ fn the_longest_merged_entry_decides() {
         "answered_disallowed",
     );
     let flows = r.loaded.map(&r.object, FLOWS_MAP).expect("flows");
+    let info = sys::map_info(flows).expect("flows info");
     assert_eq!(
-        sys::map_keys(flows, FlowKey::SIZE).count(),
-        0,
+        inspect::flows::flows(flows, &info).expect("flows"),
+        vec![],
         "no flow recorded"
     );
     drop(r);
@@ -755,16 +757,11 @@ impl Running {
             pad0: 0,
             pad1: 0,
         };
-        let (name, size) = if l.v6 {
-            (FLOWS6_MAP, dnsredir::abi::FlowValue6::SIZE)
-        } else {
-            (FLOWS_MAP, FlowValue::SIZE)
-        };
+        let name = if l.v6 { FLOWS6_MAP } else { FLOWS_MAP };
         let map = self.loaded.map(&self.object, name).expect("flows");
-        let mut value = vec![0u8; size];
-        sys::map_lookup(map, &key.to_bytes(), &mut value)
-            .ok()
-            .map(|_| value)
+        let info = sys::map_info(map).expect("flows info");
+        let flows = inspect::flows::flows(map, &info).expect("flows");
+        flows.into_iter().find(|f| f.key == key).map(|f| f.value)
     }
 
     /// A connection opened from `port` (its SYN redirected, its flow recorded).

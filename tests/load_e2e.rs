@@ -254,6 +254,15 @@ fn unanswered_queries_do_not_crowd_out_answered_ones() {
     );
     assert!(tracked <= FLOW_TABLE_ENTRIES as u64);
     assert_eq!(memlock, memlock_before, "the flow table's memory is fixed");
+    // Nothing was answered: each query took a free slot or the slot of an older flow.
+    let counter = |name: &str| j.u64_at(&["counters", name]);
+    assert_eq!(
+        tracked + counter("flows_evicted"),
+        counter("queries_redirected_udp")
+    );
+    if sent > FLOW_TABLE_ENTRIES as u64 {
+        assert!(counter("flows_evicted") >= sent - FLOW_TABLE_ENTRIES as u64);
+    }
 
     // Normal queries: all answered, by the upstream. 50 in flight at a time, as a busy client
     // would: a burst of all 500 at once can overflow the test upstream's socket buffer (the

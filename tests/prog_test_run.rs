@@ -2,9 +2,12 @@
 //! checked byte for byte, checksums are recomputed from scratch, and everything the programs
 //! must not touch comes back identical with TC_ACT_UNSPEC (on to the next tc filter).
 
-use dnsredir::abi::{Config, FLAG_REDIRECT_ALL, QUERY_SECTION, REPLY_SECTION};
+use dnsredir::abi::{
+    Config, FLAG_REDIRECT_ALL, FLOWS_MAP, FLOW_TABLE_ENTRIES, QUERY_SECTION, REPLY_SECTION,
+};
 use dnsredir::bpf::elf::ObjectFile;
 use dnsredir::bpf::load::Loaded;
+use dnsredir::bpf::sys;
 
 mod support;
 use support::packet::*;
@@ -68,25 +71,110 @@ fn reply_to_a_redirected_query_is_restored_once() {
     assert_eq!(c.failures, 0);
 }
 
+/// `n` distinct (client port, DNS id) pairs, drawn at random from a fixed seed: the flow
+/// table's two hashes see keys as scattered as real clients make them.
+fn random_flows(n: usize) -> Vec<(u16, u16)> {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut seen = std::collections::BTreeSet::new();
+    while seen.len() < n {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        seen.insert(((x >> 16) as u16 | 1024, x as u16));
+    }
+    seen.into_iter().collect()
+}
+
+fn query_from(port: u16, id: u16) -> Vec<u8> {
+    Packet::udp(
+        (CLIENT, port),
+        (RESOLVER, DOCKERD_UDP),
+        dns_query(id, "example.com"),
+    )
+    .bytes()
+}
+
+fn reply_to(port: u16, id: u16) -> Vec<u8> {
+    Packet::udp(
+        (UPSTREAM, UPSTREAM_PORT),
+        (CONTAINER, port),
+        dns_answer(id, "example.com"),
+    )
+    .bytes()
+}
+
 #[test]
 #[ignore = "needs root: bpf(2)"]
 fn ten_thousand_queries_in_flight_are_all_restored() {
-    // The flow table's promise (FLOW_TABLE_ENTRIES): this many unanswered queries evict none
-    // of each other, whichever CPUs the test thread runs on.
-    const IN_FLIGHT: u16 = 10_000;
+    // The flow table's promise (FLOW_SETS): this many unanswered queries from random ports
+    // with random ids evict none of each other, whichever CPUs the test thread runs on.
+    const IN_FLIGHT: usize = 10_000;
     let (object, loaded) = load(0);
-    for id in 0..IN_FLIGHT {
-        redirect_query(&loaded, id);
+    let flows = random_flows(IN_FLIGHT);
+    for &(port, id) in &flows {
+        assert_redirected(&loaded, QUERY_SECTION, &query_from(port, id), "a query");
     }
-    for id in 0..IN_FLIGHT {
-        let reply = reply_packet(id, "example.com").bytes();
-        assert_redirected(&loaded, REPLY_SECTION, &reply, "an answer in flight");
+    for &(port, id) in &flows {
+        assert_redirected(
+            &loaded,
+            REPLY_SECTION,
+            &reply_to(port, id),
+            "an answer in flight",
+        );
     }
     let c = counters(&object, &loaded);
     assert_eq!(
-        (c.replies_restored, c.replies_unknown_flow),
-        (IN_FLIGHT.into(), 0)
+        (c.replies_restored, c.replies_unknown_flow, c.flows_evicted),
+        (IN_FLIGHT as u64, 0, 0)
     );
+    assert_eq!(
+        tracked(&object, &loaded),
+        0,
+        "every answered flow is forgotten"
+    );
+}
+
+#[test]
+#[ignore = "needs root: bpf(2)"]
+fn a_full_flow_table_drops_its_oldest_flows_and_counts_them() {
+    // Three tables' worth of queries never answered, then (a few of the kernel's ticks later,
+    // the flows' clock) 1000 more: each query takes a free slot or the slot of an older flow,
+    // so the flows in the table and the evictions add up to the queries, and the latest
+    // queries are all there for their answers.
+    let flood = 3 * FLOW_TABLE_ENTRIES as usize;
+    let (object, loaded) = load(0);
+    let flows = random_flows(flood + 1000);
+    let (old, recent) = flows.split_at(flood);
+    for &(port, id) in old {
+        assert_redirected(&loaded, QUERY_SECTION, &query_from(port, id), "a query");
+    }
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    for &(port, id) in recent {
+        assert_redirected(&loaded, QUERY_SECTION, &query_from(port, id), "a query");
+    }
+    let c = counters(&object, &loaded);
+    let held = tracked(&object, &loaded);
+    assert_eq!(c.queries_redirected_udp, flows.len() as u64);
+    assert!(held <= FLOW_TABLE_ENTRIES as u64, "{held} flows");
+    assert_eq!(held + c.flows_evicted, flows.len() as u64, "{c:?}");
+    for &(port, id) in recent {
+        assert_redirected(
+            &loaded,
+            REPLY_SECTION,
+            &reply_to(port, id),
+            "a recent query's answer",
+        );
+    }
+    assert_eq!(counters(&object, &loaded).replies_restored, 1000);
+}
+
+/// The flows in the IPv4 flow table.
+fn tracked(object: &ObjectFile, loaded: &Loaded) -> u64 {
+    let map = loaded.map(object, FLOWS_MAP).expect("flows");
+    let info = sys::map_info(map).expect("flows info");
+    dnsredir::inspect::flows::flows(map, &info)
+        .expect("flows")
+        .len() as u64
 }
 
 #[test]
@@ -376,7 +464,7 @@ fn everything_else_passes_byte_for_byte() {
 fn a_closed_tcp_flow_is_forgotten_after_the_grace_period() {
     let grace = std::time::Duration::from_millis(200);
     let (object, loaded) = load_config(&Config {
-        tcp_close_grace_ns: grace.as_nanos() as u64,
+        tcp_close_grace_jiffies: dnsredir::settings::jiffies(grace),
         ..test_config(UPSTREAM_PORT, 0)
     });
     tcp_segments(

@@ -39,6 +39,8 @@ pub enum Outcome {
     Reset,
     /// An answer's later pass through lo (see answer.rs): counted once, when it was made.
     Delivered,
+    /// A flow dropped from a full table for a new one (counted besides the query's outcome).
+    Evicted,
 }
 
 /// A packet a program leaves alone: on to the next filter.
@@ -86,6 +88,7 @@ pub fn count(outcome: &Outcome) {
         Outcome::Answered(_) => c.answered_disallowed += 1,
         Outcome::Reset => c.tcp_reset += 1,
         Outcome::Delivered => {}
+        Outcome::Evicted => c.flows_evicted += 1,
     }
 }
 

@@ -169,7 +169,7 @@ impl DnsQuery {
     unsafe fn start_flow<A: Family>(&self, ip: &Ip<A>, origin: u32) -> Result<(), Outcome> {
         let key = flows::key(ip.sport, self.dns_id, ip.proto);
         let starts = self.udp || self.syn;
-        flows::on_query(&key, &A::flow(ip, origin), starts, self.tcp_flags)
+        flows::on_query(&key, A::flow(ip, origin), starts, self.tcp_flags)
     }
 
     /// The count of the query once redirected.

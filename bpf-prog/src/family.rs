@@ -15,7 +15,7 @@ use dnsredir_abi::{FlowValue, FlowValue6, PATH_NAMESERVERS};
 /// An address family: IPv4 (`u32`) or IPv6 ([`Addr6`]).
 pub trait Family: Addr {
     /// An entry of the family's flow table.
-    type Flow: Entry + Copy;
+    type Flow: Entry;
     /// The upstream's address and port.
     fn upstream() -> (Self, u16);
     /// The entry of the flow of `query`, redirected, whose answers need `origin` to get back
@@ -38,10 +38,7 @@ impl Family for u32 {
 
     #[inline(always)]
     fn flow(_: &Ipv4, origin: u32) -> FlowValue {
-        FlowValue {
-            origin,
-            closing_since: 0,
-        }
+        FlowValue { origin, stamp: 0 }
     }
 
     /// The nameserver asked (with `--resolver any`, the server asked, on port 53), or Docker's
@@ -96,7 +93,7 @@ impl Family for Addr6 {
         FlowValue6 {
             server: if any { query.daddr } else { [0; 4] },
             nameserver,
-            closing_since: 0,
+            stamp: 0,
         }
     }
 

@@ -13,7 +13,6 @@ pub const BPF_F_INGRESS: u64 = 1;
 
 pub const BPF_MAP_TYPE_ARRAY: u32 = 2;
 pub const BPF_MAP_TYPE_PERCPU_ARRAY: u32 = 6;
-pub const BPF_MAP_TYPE_LRU_HASH: u32 = 9;
 pub const BPF_MAP_TYPE_LPM_TRIE: u32 = 11;
 /// Required for LPM tries: their nodes are allocated on update.
 pub const BPF_F_NO_PREALLOC: u32 = 1;
@@ -106,21 +105,14 @@ pub unsafe fn map_lookup_elem(map: *const MapDef, key: *const c_void) -> *mut c_
 }
 
 #[inline(always)]
-pub unsafe fn map_update_elem(map: *const MapDef, key: *const c_void, value: *const c_void) -> i64 {
-    helper!(
-        2,
-        fn(*const MapDef, *const c_void, *const c_void, u64) -> i64
-    )(map, key, value, 0)
-}
-
-#[inline(always)]
-pub unsafe fn map_delete_elem(map: *const MapDef, key: *const c_void) -> i64 {
-    helper!(3, fn(*const MapDef, *const c_void) -> i64)(map, key)
-}
-
-#[inline(always)]
 pub unsafe fn ktime_get_ns() -> u64 {
     helper!(5, fn() -> u64)()
+}
+
+/// The kernel's tick count. The verifier replaces the call with a load of `jiffies`.
+#[inline(always)]
+pub unsafe fn jiffies64() -> u64 {
+    helper!(118, fn() -> u64)()
 }
 
 #[inline(always)]

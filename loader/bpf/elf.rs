@@ -186,10 +186,12 @@ mod tests {
                 flows.max_entries
             ),
             (
-                9,
-                size_of::<FlowKey>() as u32,
-                size_of::<FlowValue>() as u32,
-                abi::FLOW_TABLE_ENTRIES
+                2,
+                4,
+                (abi::FLOW_SET_TAGS
+                    + (size_of::<FlowKey>() + size_of::<FlowValue>()) * abi::FLOW_WAYS)
+                    as u32,
+                abi::FLOW_SETS
             )
         );
         let counters = &o.maps[o.map_index(abi::COUNTERS_MAP).expect("COUNTERS")];

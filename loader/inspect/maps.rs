@@ -7,6 +7,7 @@ use crate::abi::{
 };
 use crate::bpf::{embedded, sys};
 use crate::error::{Context, Error};
+use crate::inspect::flows;
 use crate::redirect::rules::{self, RuleMaps, Rules};
 use std::os::fd::OwnedFd;
 
@@ -96,7 +97,9 @@ pub fn read(programs: &[u32]) -> Result<Read, Error> {
     for (map, map_info) in &maps {
         if map_info.name == FLOWS_MAP || map_info.name == FLOWS6_MAP {
             // IPv4 and IPv6 flows together.
-            let n = count_keys(map, map_info.key_size as usize)?;
+            let n = flows::flows(map, map_info)
+                .context(|| "reading the flow table".into())?
+                .len();
             read.tracked_flows = Some(read.tracked_flows.unwrap_or(0) + n);
         } else if map_info.name == COUNTERS_MAP {
             let cpus = sys::possible_cpus().context(|| "counting CPUs".into())?;
@@ -150,12 +153,6 @@ pub fn rodata_of(maps: &[(OwnedFd, sys::MapInfo)]) -> Result<Vec<u8>, Error> {
             .context(|| "reading the configuration".into())?;
     }
     Ok(rodata)
-}
-
-fn count_keys(map: &OwnedFd, key_size: usize) -> Result<usize, Error> {
-    sys::map_keys(map, key_size)
-        .try_fold(0, |n, key| key.map(|_| n + 1))
-        .context(|| "walking the flow table".into())
 }
 
 #[cfg(test)]

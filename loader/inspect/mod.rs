@@ -2,6 +2,7 @@
 //! info) — there is no state file to go stale. `--status` shows it, `--watch` finds its event
 //! maps here ([`watch_maps`]); everything that reads an attached program starts here.
 
+pub mod flows;
 pub mod maps;
 mod stale;
 mod watch_maps;

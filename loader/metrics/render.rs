@@ -29,6 +29,7 @@ const COUNTER_HELP: [&str; Counters::COUNT] = [
     "UDP queries answered in the kernel from a pinned name's addresses.",
     "UDP queries refused in the kernel under --allow (not allowed, or not readable).",
     "TCP connections reset in the kernel: a query a decision covers, or one not readable whole in one segment.",
+    "Flows dropped from a full flow table to make room for a new one: queries never answered, or more in flight than the table holds (16,384).",
 ];
 
 /// What every per-attachment HELP adds.
@@ -223,7 +224,8 @@ mod tests {
         .map(String::from)
         .to_vec();
         // The other counters' families have the same form: their values are the test's.
-        let values = [7, 0, 0, 0, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        let values = [7, 0, 0, 0, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        assert_eq!(values.len(), Counters::COUNT);
         for ((name, help), value) in Counters::NAMES.iter().zip(COUNTER_HELP).zip(values).skip(1) {
             expected.push(format!(
                 "# HELP dnsredir_{name}_total {help} {PER_ATTACHMENT}"

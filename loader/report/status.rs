@@ -310,8 +310,7 @@ mod tests {
         let n = Counters::COUNT;
         assert!(
             text.ends_with(&format!(
-                "answered_blocked: {}\nanswered_pinned: {}\nanswered_disallowed: {}\ntcp_reset: {}\n",
-                n - 3,
+                "answered_disallowed: {}\ntcp_reset: {}\nflows_evicted: {}\n",
                 n - 2,
                 n - 1,
                 n
@@ -320,8 +319,7 @@ mod tests {
         );
         assert!(
             json.contains(&format!(
-                ",\"answered_blocked\":{},\"answered_pinned\":{},\"answered_disallowed\":{},\"tcp_reset\":{}}}",
-                n - 3,
+                ",\"answered_disallowed\":{},\"tcp_reset\":{},\"flows_evicted\":{}}}",
                 n - 2,
                 n - 1,
                 n

@@ -40,7 +40,7 @@ pub fn test_config(upstream_port: u16, flags: u16) -> Config {
         edns_max: port_raw(EDNS_MAX),
         iface_ifindex: 1,
         lo_ifindex: 1,
-        tcp_close_grace_ns: 10_000_000_000,
+        tcp_close_grace_jiffies: dnsredir::settings::jiffies(std::time::Duration::from_secs(10)),
         ..Config::UNSET
     }
 }
