@@ -112,30 +112,53 @@ pub fn attach(request: &AttachRequest, log: Log) -> Result<Attached, Error> {
         if rewrite_in_place(&found, &settings, &hooks, &request.rules, log)? {
             return Ok(attached);
         }
-        let loaded = load_programs(&settings, &request.rules)?;
+        // The verifier takes most of an attach: the programs load on a thread of their own
+        // while this one (in the namespace) readies the hooks' clsact qdiscs, which can take a
+        // few ms too (the first in the system turns the kernel's tc hooks on).
+        let (loaded, clsact) = std::thread::scope(|scope| {
+            let loading = std::thread::Builder::new()
+                .name("dnsredir-load".into())
+                .spawn_scoped(scope, || load_programs(&settings, &request.rules));
+            let clsact = hooks::ready_clsact(nl, &hooks);
+            let loaded = match loading {
+                Ok(handle) => handle
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                Err(_) => load_programs(&settings, &request.rules),
+            };
+            (loaded, clsact)
+        });
+        // A qdisc that could not be added: those added before it are gone again already.
+        let created = clsact?;
+        // Nothing is attached yet on a failure here: the qdiscs added for this attach go
+        // again, empty.
+        let undo = |nl: &mut Netlink, log: Log, e: Error| {
+            hooks::drop_clsact(nl, &hooks, &created, log);
+            e
+        };
+        let loaded = loaded.map_err(|e| undo(nl, log, e))?;
         if !request.rules.is_empty() {
             log(format!(
                 "{} name rules in the query program's map",
                 request.rules.rules.len()
             ));
         }
-        let reply = program(&loaded, REPLY_SECTION)?;
+        let query_section = match settings.path {
+            Path::EmbeddedResolver { .. } => QUERY_SECTION,
+            Path::Nameservers { .. } => EGRESS_SECTION,
+        };
         // The reply side goes first: once queries are taken, their answers must already be
         // handled.
-        let wanted = match settings.path {
-            Path::EmbeddedResolver { .. } => [
-                (on_iface(Hook::Ingress), reply),
-                (
-                    HookRef::new("lo", lo.ifindex, Hook::Ingress),
-                    program(&loaded, QUERY_SECTION)?,
-                ),
-            ],
-            Path::Nameservers { .. } => [
-                (on_iface(Hook::Ingress), reply),
-                (on_iface(Hook::Egress), program(&loaded, EGRESS_SECTION)?),
-            ],
-        };
-        install(nl, &request.target, found, &wanted, log)?;
+        let [reply_hook, query_hook] = hooks.clone();
+        let wanted = program(&loaded, REPLY_SECTION)
+            .and_then(|reply| {
+                Ok([
+                    (reply_hook, reply),
+                    (query_hook, program(&loaded, query_section)?),
+                ])
+            })
+            .map_err(|e| undo(nl, log, e))?;
+        install(nl, &request.target, found, &wanted, &created, log)?;
         Ok(Attached {
             rules_updated_in_place: false,
             ..attached
@@ -226,6 +249,7 @@ fn install(
     target: &Target,
     found: Found,
     wanted: &[(HookRef, Program)],
+    created_clsact: &[u32],
     log: Log,
 ) -> Result<(), Error> {
     let mut stale: Vec<HookRef> = Vec::new();
@@ -241,7 +265,8 @@ fn install(
         .collect();
     transact(nl, target, &found, &all, log, |nl, log| {
         for (at, program) in wanted {
-            hooks::put(nl, at, program, log)?;
+            let created = created_clsact.contains(&at.ifindex);
+            hooks::put(nl, at, program, created, log)?;
         }
         for at in &stale {
             // An interface the attachment still uses keeps its qdisc.
