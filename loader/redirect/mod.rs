@@ -51,10 +51,10 @@ pub fn attach(request: &AttachRequest, log: Log) -> Result<Attached, Error> {
         ));
         let detected = detect::path(request, log)?;
         let interface = detect::interface(request, &detected)?;
-        let (lo, iface, source) = interfaces_for(&interface)?;
+        let (lo_ifindex, iface, source) = interfaces_for(&interface)?;
         log(format!(
-            "lo is ifindex {}; {interface} is ifindex {} with address {source}",
-            lo.ifindex, iface.ifindex
+            "lo is ifindex {lo_ifindex}; {interface} is ifindex {} with address {source}",
+            iface.ifindex
         ));
         let base = Settings {
             path: Path::Nameservers {
@@ -63,7 +63,7 @@ pub fn attach(request: &AttachRequest, log: Log) -> Result<Attached, Error> {
                 any: false,
             },
             ifindex: iface.ifindex,
-            lo_ifindex: lo.ifindex,
+            lo_ifindex,
             source,
             upstream: Upstream(request.upstream),
             edns_max: request.edns_max,
@@ -96,7 +96,7 @@ pub fn attach(request: &AttachRequest, log: Log) -> Result<Attached, Error> {
         };
         let on_iface = |hook| HookRef::new(&interface, iface.ifindex, hook);
         let query_hook = match settings.path {
-            Path::EmbeddedResolver { .. } => HookRef::new("lo", lo.ifindex, Hook::Ingress),
+            Path::EmbeddedResolver { .. } => HookRef::new("lo", lo_ifindex, Hook::Ingress),
             Path::Nameservers { .. } => on_iface(Hook::Egress),
         };
         let attached = Attached {
@@ -281,10 +281,10 @@ fn install(
     })
 }
 
-/// lo and the interface with its IPv4 address, the source of redirected queries: what both
-/// paths start from.
-fn interfaces_for(name: &str) -> Result<(Interface, Interface, Ipv4Addr), Error> {
-    let lo = interfaces::interface("lo")?;
+/// lo's index and the interface with its IPv4 address, the source of redirected queries: what
+/// both paths start from. (lo's addresses are not listed: each listing is two rtnetlink dumps.)
+fn interfaces_for(name: &str) -> Result<(u32, Interface, Ipv4Addr), Error> {
+    let lo = interfaces::index_of("lo")?;
     let iface = interfaces::interface(name)?;
     let addr = iface
         .addr
