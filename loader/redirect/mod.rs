@@ -112,22 +112,26 @@ pub fn attach(request: &AttachRequest, log: Log) -> Result<Attached, Error> {
         if rewrite_in_place(&found, &settings, &hooks, &request.rules, log)? {
             return Ok(attached);
         }
-        // The verifier takes most of an attach: the programs load on a thread of their own
-        // while this one (in the namespace) readies the hooks' clsact qdiscs, which can take a
-        // few ms too (the first in the system turns the kernel's tc hooks on).
+        // The verifier takes most of an attach: while the programs load here, a thread of its
+        // own (in the namespace too: threads start where their creator is) readies the hooks'
+        // clsact qdiscs, which can take a few ms (the first in the system turns the kernel's
+        // tc hooks on). This thread goes on with the load at once: a new thread can take a
+        // while to be scheduled.
         let (loaded, clsact) = std::thread::scope(|scope| {
-            let loading = std::thread::Builder::new()
-                .name("dnsredir-load".into())
-                .spawn_scoped(scope, || load_programs(&settings, &request.rules));
-            let clsact = hooks::ready_clsact(nl, &hooks);
-            let loaded = match loading {
-                Ok(handle) => handle
+            let (tc, at) = (&mut *nl, &hooks);
+            let readying = std::thread::Builder::new()
+                .name("dnsredir-tc".into())
+                .spawn_scoped(scope, move || hooks::ready_clsact(tc, at));
+            let loaded = load_programs(&settings, &request.rules);
+            let clsact = readying.ok().map(|handle| {
+                handle
                     .join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
-                Err(_) => load_programs(&settings, &request.rules),
-            };
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            });
             (loaded, clsact)
         });
+        // No thread: the qdiscs are readied after the load.
+        let clsact = clsact.unwrap_or_else(|| hooks::ready_clsact(nl, &hooks));
         // A qdisc that could not be added: those added before it are gone again already.
         let created = clsact?;
         // Nothing is attached yet on a failure here: the qdiscs added for this attach go
