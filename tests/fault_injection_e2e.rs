@@ -225,6 +225,48 @@ fn fault_at_every_kernel_call_of_an_attach() {
     }
 }
 
+/// A fresh attach readies the clsact qdiscs while its programs load: one whose load (or any
+/// bpf(2) call before the filters go on) fails takes away the qdiscs it added, and leaves
+/// those it found.
+#[test]
+#[ignore = "needs root: network namespaces"]
+fn a_failed_load_takes_away_the_qdiscs_it_added() {
+    let net = DockerLikeNet::new();
+    let fresh = count_calls(&net);
+    net.detach();
+    let has_clsact = |state: &BTreeMap<String, String>, dev: &str| {
+        state[&format!("{dev} qdiscs")].contains("clsact")
+    };
+    let mut failed = 0;
+    for n in 1..=fresh["bpf"] {
+        let spec = format!("bpf:{n}");
+        let (code, out, err) = run_env(&net.attach_args(), &[("DNSREDIR_FAULT", spec.clone())]);
+        let state = tc_state(&net);
+        let what = format!("DNSREDIR_FAULT={spec}\nstdout: {out}\nstderr: {err}\ntc: {state:#?}");
+        match code {
+            0 => net.detach(),
+            1 => {
+                failed += 1;
+                assert_eq!(attached_state(&state), Some(false), "{what}");
+                assert!(
+                    !has_clsact(&state, "lo") && !has_clsact(&state, "eth0"),
+                    "{what}"
+                );
+            }
+            _ => panic!("unexpected exit: {what}"),
+        }
+    }
+    assert!(failed > 0, "no bpf(2) fault failed the attach: {fresh:?}");
+
+    // With another tool's qdiscs there, they stay.
+    add_foreign(&net);
+    let (code, out, err) = run_env(&net.attach_args(), &[("DNSREDIR_FAULT", "bpf:1-".into())]);
+    let state = tc_state(&net);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert_foreign_intact(&state, "bpf:1-");
+    assert_eq!(attached_state(&state), Some(false), "{state:#?}");
+}
+
 #[test]
 #[ignore = "needs root: network namespaces"]
 fn fault_at_every_kernel_call_of_a_detach() {

@@ -1,7 +1,8 @@
 //! Turns a parsed object into kernel objects: maps created and filled, `.rodata` frozen,
 //! instructions relocated, programs through the verifier.
 
-use super::elf::ObjectFile;
+use super::elf::{ObjectFile, ProgramSpec};
+use super::insn::Insn;
 use super::reloc::{self, RelocError};
 use super::sys;
 use std::fmt;
@@ -225,30 +226,66 @@ pub fn load(object: &ObjectFile, options: &Options) -> Result<Loaded, LoadError>
         .map(|m| m.as_ref().map_or(-1, |m| m.as_raw_fd()))
         .collect();
 
-    let mut programs = Vec::with_capacity(object.programs.len());
-    for spec in object.programs.iter().filter(|p| options.wants(&p.section)) {
-        let insns = reloc::relocate(spec, &fds).map_err(LoadError::Reloc)?;
-        let fd =
-            sys::prog_load(&spec.name, options.kind, &insns, &object.license).map_err(|e| {
-                match missing_helper(&e.log) {
-                    Some((helper, min_kernel)) => LoadError::MissingHelper {
-                        program: spec.name.clone(),
-                        helper,
-                        min_kernel,
-                    },
-                    None => LoadError::Verifier {
-                        program: spec.name.clone(),
-                        source: e.error,
-                        log: e.log,
-                    },
-                }
-            })?;
-        programs.push(LoadedProgram {
+    let wanted: Vec<_> = object
+        .programs
+        .iter()
+        .filter(|p| options.wants(&p.section))
+        .collect();
+    let mut relocated = Vec::with_capacity(wanted.len());
+    for spec in &wanted {
+        relocated.push(reloc::relocate(spec, &fds).map_err(LoadError::Reloc)?);
+    }
+    let load_one = |spec: &ProgramSpec, insns: &[Insn]| -> Result<LoadedProgram, LoadError> {
+        let fd = sys::prog_load(&spec.name, options.kind, insns, &object.license).map_err(|e| {
+            match missing_helper(&e.log) {
+                Some((helper, min_kernel)) => LoadError::MissingHelper {
+                    program: spec.name.clone(),
+                    helper,
+                    min_kernel,
+                },
+                None => LoadError::Verifier {
+                    program: spec.name.clone(),
+                    source: e.error,
+                    log: e.log,
+                },
+            }
+        })?;
+        Ok(LoadedProgram {
             section: spec.section.clone(),
             name: spec.name.clone(),
             fd,
-        });
-    }
+        })
+    };
+    // The verifier runs in the calling thread: the programs go through it side by side, the
+    // first (the path's larger, query side) here, each other on a thread of its own. The first
+    // failure in the object's order is the one reported; the programs loaded are dropped.
+    let results: Vec<Result<LoadedProgram, LoadError>> = std::thread::scope(|scope| {
+        let mut jobs = wanted.iter().zip(&relocated);
+        let first = jobs.next();
+        let others: Vec<_> = jobs
+            .map(|(spec, insns)| {
+                let spawned = std::thread::Builder::new()
+                    .name("dnsredir-load".into())
+                    .spawn_scoped(scope, || load_one(spec, insns));
+                (spawned, spec, insns)
+            })
+            .collect();
+        let mut results = Vec::with_capacity(wanted.len());
+        if let Some((spec, insns)) = first {
+            results.push(load_one(spec, insns));
+        }
+        for (spawned, spec, insns) in others {
+            results.push(match spawned {
+                Ok(handle) => handle
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                // No thread: loaded here, after the first.
+                Err(_) => load_one(spec, insns),
+            });
+        }
+        results
+    });
+    let programs = results.into_iter().collect::<Result<Vec<_>, _>>()?;
     Ok(Loaded { maps, programs })
 }
 

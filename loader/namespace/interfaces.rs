@@ -13,16 +13,22 @@ pub struct Interface {
 
 /// Looks an interface up by name in the calling thread's network namespace.
 pub fn interface(name: &str) -> Result<Interface, NamespaceError> {
+    Ok(Interface {
+        ifindex: index_of(name)?,
+        addr: ipv4_of(name)?,
+    })
+}
+
+/// The index of the interface named `name` in the calling thread's network namespace (no
+/// listing of addresses: one ioctl).
+pub fn index_of(name: &str) -> Result<u32, NamespaceError> {
     let c_name = CString::new(name).map_err(|_| NamespaceError::NoInterface(name.to_string()))?;
     // SAFETY: a NUL-terminated string.
     let ifindex = unsafe { libc::if_nametoindex(c_name.as_ptr()) };
     if ifindex == 0 {
         return Err(NamespaceError::NoInterface(name.to_string()));
     }
-    Ok(Interface {
-        ifindex,
-        addr: ipv4_of(name)?,
-    })
+    Ok(ifindex)
 }
 
 /// The interface's addresses in the order the kernel lists them (the primary one first).

@@ -163,11 +163,55 @@ pub struct Program<'a> {
     pub id: u32,
 }
 
-/// Attaches `program` on the hook: in place of ours if there is one (atomic program swap),
-/// else at the first free priority. Other tools' filters are left alone.
-pub fn put(nl: &mut Netlink, at: &HookRef, program: &Program, log: Log) -> Result<(), Error> {
-    let created_clsact =
-        tc::add_clsact(nl, at.ifindex).context(|| at.describe("adding the clsact qdisc"))?;
+/// Adds the clsact qdisc to the interfaces of `hooks` that lack one, before the attach's
+/// transaction: returns the ifindexes of those added (the transaction's undo, or
+/// [`drop_clsact`] when the attach fails before it, removes them when they are left empty).
+/// On a failure, those added already are removed again.
+pub fn ready_clsact(nl: &mut Netlink, hooks: &[HookRef]) -> Result<Vec<u32>, Error> {
+    let mut created = Vec::new();
+    for (i, at) in hooks.iter().enumerate() {
+        if hooks[..i].iter().any(|h| h.ifindex == at.ifindex) {
+            continue;
+        }
+        match tc::add_clsact(nl, at.ifindex).context(|| at.describe("adding the clsact qdisc")) {
+            Ok(true) => created.push(at.ifindex),
+            Ok(false) => {}
+            Err(e) => {
+                drop_clsact(nl, hooks, &created, &mut |_| {});
+                return Err(e);
+            }
+        }
+    }
+    Ok(created)
+}
+
+/// Removes the clsact qdiscs that [`ready_clsact`] added (`created`) from the interfaces of
+/// `hooks`, each only when nothing is on it: for an attach that failed before any filter was
+/// put. A failure is logged and left (an empty qdisc changes no packet).
+pub fn drop_clsact(nl: &mut Netlink, hooks: &[HookRef], created: &[u32], log: Log) {
+    for &ifindex in created {
+        let Some(at) = hooks.iter().find(|h| h.ifindex == ifindex) else {
+            continue;
+        };
+        if let Err(e) = remove(nl, at, Clsact::RemoveIfEmpty, None) {
+            log(format!(
+                "could not remove the clsact qdisc added on {}: {e}",
+                at.ifname
+            ));
+        }
+    }
+}
+
+/// Attaches `program` on the hook, whose interface has its clsact qdisc ([`ready_clsact`];
+/// `created_clsact`: added by this attach, for the log): in place of ours if there is one
+/// (atomic program swap), else at the first free priority. Other tools' filters are left alone.
+pub fn put(
+    nl: &mut Netlink,
+    at: &HookRef,
+    program: &Program,
+    created_clsact: bool,
+    log: Log,
+) -> Result<(), Error> {
     let existing =
         tc::filters(nl, at.ifindex, at.hook).context(|| at.describe("listing filters"))?;
     let (prio, handle) = slot(&existing);

@@ -51,10 +51,10 @@ pub fn attach(request: &AttachRequest, log: Log) -> Result<Attached, Error> {
         ));
         let detected = detect::path(request, log)?;
         let interface = detect::interface(request, &detected)?;
-        let (lo, iface, source) = interfaces_for(&interface)?;
+        let (lo_ifindex, iface, source) = interfaces_for(&interface)?;
         log(format!(
-            "lo is ifindex {}; {interface} is ifindex {} with address {source}",
-            lo.ifindex, iface.ifindex
+            "lo is ifindex {lo_ifindex}; {interface} is ifindex {} with address {source}",
+            iface.ifindex
         ));
         let base = Settings {
             path: Path::Nameservers {
@@ -63,7 +63,7 @@ pub fn attach(request: &AttachRequest, log: Log) -> Result<Attached, Error> {
                 any: false,
             },
             ifindex: iface.ifindex,
-            lo_ifindex: lo.ifindex,
+            lo_ifindex,
             source,
             upstream: Upstream(request.upstream),
             edns_max: request.edns_max,
@@ -96,7 +96,7 @@ pub fn attach(request: &AttachRequest, log: Log) -> Result<Attached, Error> {
         };
         let on_iface = |hook| HookRef::new(&interface, iface.ifindex, hook);
         let query_hook = match settings.path {
-            Path::EmbeddedResolver { .. } => HookRef::new("lo", lo.ifindex, Hook::Ingress),
+            Path::EmbeddedResolver { .. } => HookRef::new("lo", lo_ifindex, Hook::Ingress),
             Path::Nameservers { .. } => on_iface(Hook::Egress),
         };
         let attached = Attached {
@@ -112,30 +112,57 @@ pub fn attach(request: &AttachRequest, log: Log) -> Result<Attached, Error> {
         if rewrite_in_place(&found, &settings, &hooks, &request.rules, log)? {
             return Ok(attached);
         }
-        let loaded = load_programs(&settings, &request.rules)?;
+        // The verifier takes most of an attach: while the programs load here, a thread of its
+        // own (in the namespace too: threads start where their creator is) readies the hooks'
+        // clsact qdiscs, which can take a few ms (the first in the system turns the kernel's
+        // tc hooks on). This thread goes on with the load at once: a new thread can take a
+        // while to be scheduled.
+        let (loaded, clsact) = std::thread::scope(|scope| {
+            let (tc, at) = (&mut *nl, &hooks);
+            let readying = std::thread::Builder::new()
+                .name("dnsredir-tc".into())
+                .spawn_scoped(scope, move || hooks::ready_clsact(tc, at));
+            let loaded = load_programs(&settings, &request.rules);
+            let clsact = readying.ok().map(|handle| {
+                handle
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            });
+            (loaded, clsact)
+        });
+        // No thread: the qdiscs are readied after the load.
+        let clsact = clsact.unwrap_or_else(|| hooks::ready_clsact(nl, &hooks));
+        // A qdisc that could not be added: those added before it are gone again already.
+        let created = clsact?;
+        // Nothing is attached yet on a failure here: the qdiscs added for this attach go
+        // again, empty.
+        let undo = |nl: &mut Netlink, log: Log, e: Error| {
+            hooks::drop_clsact(nl, &hooks, &created, log);
+            e
+        };
+        let loaded = loaded.map_err(|e| undo(nl, log, e))?;
         if !request.rules.is_empty() {
             log(format!(
                 "{} name rules in the query program's map",
                 request.rules.rules.len()
             ));
         }
-        let reply = program(&loaded, REPLY_SECTION)?;
+        let query_section = match settings.path {
+            Path::EmbeddedResolver { .. } => QUERY_SECTION,
+            Path::Nameservers { .. } => EGRESS_SECTION,
+        };
         // The reply side goes first: once queries are taken, their answers must already be
         // handled.
-        let wanted = match settings.path {
-            Path::EmbeddedResolver { .. } => [
-                (on_iface(Hook::Ingress), reply),
-                (
-                    HookRef::new("lo", lo.ifindex, Hook::Ingress),
-                    program(&loaded, QUERY_SECTION)?,
-                ),
-            ],
-            Path::Nameservers { .. } => [
-                (on_iface(Hook::Ingress), reply),
-                (on_iface(Hook::Egress), program(&loaded, EGRESS_SECTION)?),
-            ],
-        };
-        install(nl, &request.target, found, &wanted, log)?;
+        let [reply_hook, query_hook] = hooks.clone();
+        let wanted = program(&loaded, REPLY_SECTION)
+            .and_then(|reply| {
+                Ok([
+                    (reply_hook, reply),
+                    (query_hook, program(&loaded, query_section)?),
+                ])
+            })
+            .map_err(|e| undo(nl, log, e))?;
+        install(nl, &request.target, found, &wanted, &created, log)?;
         Ok(Attached {
             rules_updated_in_place: false,
             ..attached
@@ -226,6 +253,7 @@ fn install(
     target: &Target,
     found: Found,
     wanted: &[(HookRef, Program)],
+    created_clsact: &[u32],
     log: Log,
 ) -> Result<(), Error> {
     let mut stale: Vec<HookRef> = Vec::new();
@@ -241,7 +269,8 @@ fn install(
         .collect();
     transact(nl, target, &found, &all, log, |nl, log| {
         for (at, program) in wanted {
-            hooks::put(nl, at, program, log)?;
+            let created = created_clsact.contains(&at.ifindex);
+            hooks::put(nl, at, program, created, log)?;
         }
         for at in &stale {
             // An interface the attachment still uses keeps its qdisc.
@@ -256,10 +285,10 @@ fn install(
     })
 }
 
-/// lo and the interface with its IPv4 address, the source of redirected queries: what both
-/// paths start from.
-fn interfaces_for(name: &str) -> Result<(Interface, Interface, Ipv4Addr), Error> {
-    let lo = interfaces::interface("lo")?;
+/// lo's index and the interface with its IPv4 address, the source of redirected queries: what
+/// both paths start from. (lo's addresses are not listed: each listing is two rtnetlink dumps.)
+fn interfaces_for(name: &str) -> Result<(u32, Interface, Ipv4Addr), Error> {
+    let lo = interfaces::index_of("lo")?;
     let iface = interfaces::interface(name)?;
     let addr = iface
         .addr
