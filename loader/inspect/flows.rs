@@ -15,12 +15,12 @@ pub struct Flow {
 
 /// The flows in `map` (a flow table, `info` its info), set by set.
 pub fn flows(map: &OwnedFd, info: &MapInfo) -> io::Result<Vec<Flow>> {
-    let slot = (info.value_size as usize).saturating_sub(FLOW_SET_TAGS) / FLOW_WAYS;
-    let mut set = vec![0u8; info.value_size as usize];
+    let size = info.value_size as usize;
+    let slot = size.saturating_sub(FLOW_SET_TAGS) / FLOW_WAYS;
+    let sets = sys::array_values(map, info.max_entries, size)?;
     let mut out = Vec::new();
-    for index in 0..info.max_entries {
-        sys::map_lookup(map, &index.to_ne_bytes(), &mut set)?;
-        for bytes in set[FLOW_SET_TAGS..].chunks_exact(slot.max(1)) {
+    for set in sets.chunks_exact(size) {
+        for bytes in set[FLOW_SET_TAGS.min(size)..].chunks_exact(slot.max(1)) {
             let key = FlowKey::from_bytes(bytes).unwrap_or_default();
             if key != FlowKey::default() {
                 out.push(Flow {

@@ -172,13 +172,32 @@ pub fn find_port(proto: Proto, given: Option<u16>) -> Result<PortFinding, Namesp
 /// The ports of the sockets bound to 127.0.0.11 in this namespace (TCP: listening ones).
 pub fn socket_ports(proto: Proto) -> Result<Vec<u16>, NamespaceError> {
     let path = PathBuf::from(format!("/proc/thread-self/net/{}", proto.table()));
-    let table =
-        std::fs::read_to_string(&path).map_err(|source| NamespaceError::Proc { path, source })?;
+    let table = read_proc_table(&path).map_err(|source| NamespaceError::Proc { path, source })?;
     Ok(ports_in_proc_table(
         &table,
         DOCKER_RESOLVER,
         proto == Proto::Tcp,
     ))
+}
+
+/// A /proc/net socket table in as few reads as it takes: each read walks the kernel's socket
+/// hash from the start, ~1.6 ms for TCP's here, and `read_to_string` begins with 32 bytes
+/// (measured: three reads, 5 ms of `--status`). A read that does not fill the buffer has
+/// reached the end.
+fn read_proc_table(path: &std::path::Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut table = Vec::new();
+    loop {
+        let start = table.len();
+        table.resize(start + (256 << 10), 0);
+        let n = file.read(&mut table[start..])?;
+        table.truncate(start + n);
+        if n < 256 << 10 {
+            break;
+        }
+    }
+    String::from_utf8(table).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
 
 /// How long the TCP probe waits for its connection.
