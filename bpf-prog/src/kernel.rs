@@ -16,6 +16,8 @@ pub const BPF_MAP_TYPE_PERCPU_ARRAY: u32 = 6;
 pub const BPF_MAP_TYPE_LPM_TRIE: u32 = 11;
 /// Required for LPM tries: their nodes are allocated on update.
 pub const BPF_F_NO_PREALLOC: u32 = 1;
+/// An array the loader can map into its memory (Linux 5.5) and read without a copy.
+pub const BPF_F_MMAPABLE: u32 = 1 << 10;
 
 pub const BPF_F_PSEUDO_HDR: u64 = 1 << 4;
 pub const BPF_F_MARK_MANGLED_0: u64 = 1 << 5;

@@ -19,7 +19,6 @@ const BPF_PROG_GET_FD_BY_ID: u32 = 13;
 const BPF_MAP_GET_FD_BY_ID: u32 = 14;
 const BPF_OBJ_GET_INFO_BY_FD: u32 = 15;
 const BPF_MAP_FREEZE: u32 = 22;
-const BPF_MAP_LOOKUP_BATCH: u32 = 24;
 
 pub const BPF_PROG_TYPE_SCHED_CLS: u32 = 3;
 pub const BPF_F_RDONLY_PROG: u32 = 1 << 7;
@@ -128,53 +127,6 @@ pub fn map_delete(map: &OwnedFd, key: &[u8]) -> io::Result<()> {
 pub fn map_lookup(map: &OwnedFd, key: &[u8], value: &mut [u8]) -> io::Result<()> {
     let mut attr = MapElemAttr::new(map, key.as_ptr() as u64, value.as_mut_ptr() as u64);
     bpf(BPF_MAP_LOOKUP_ELEM, &mut attr).map(drop)
-}
-
-#[repr(C)]
-#[derive(Default)]
-struct BatchAttr {
-    in_batch: u64,
-    out_batch: u64,
-    keys: u64,
-    values: u64,
-    count: u32,
-    map_fd: u32,
-    elem_flags: u64,
-    flags: u64,
-}
-
-/// Every value of an array map of `entries` values of `value_size` bytes, in index order, in
-/// as few calls as the kernel takes (one, for a flow table): `--status` and `--metrics` read
-/// flow tables of 2,048 sets, where one call per set cost ~3 ms.
-pub fn array_values(map: &OwnedFd, entries: u32, value_size: usize) -> io::Result<Vec<u8>> {
-    let mut keys = vec![0u32; entries as usize];
-    let mut values = vec![0u8; entries as usize * value_size];
-    let (mut done, mut token) = (0usize, 0u32);
-    while done < entries as usize {
-        let mut attr = BatchAttr {
-            in_batch: if done == 0 {
-                0
-            } else {
-                &token as *const u32 as u64
-            },
-            out_batch: &mut token as *mut u32 as u64,
-            keys: keys[done..].as_mut_ptr() as u64,
-            values: values[done * value_size..].as_mut_ptr() as u64,
-            count: (entries as usize - done) as u32,
-            map_fd: map.as_raw_fd() as u32,
-            ..Default::default()
-        };
-        let result = bpf(BPF_MAP_LOOKUP_BATCH, &mut attr);
-        done += attr.count as usize;
-        match result {
-            Ok(_) if attr.count > 0 => {}
-            Ok(_) => break,
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => break,
-            Err(e) => return Err(e),
-        }
-    }
-    values.truncate(done * value_size);
-    Ok(values)
 }
 
 /// The key after `key` (the first key when `key` is `None`); `Ok(false)` at the end.
