@@ -179,6 +179,20 @@ fn tracked(object: &ObjectFile, loaded: &Loaded) -> u64 {
 
 #[test]
 #[ignore = "needs root: bpf(2)"]
+fn a_query_sent_again_is_one_flow() {
+    // As a client that retries before the answer comes: one flow, taken by the first answer.
+    let (object, loaded) = load(0);
+    redirect_query(&loaded, 0x0c0d);
+    redirect_query(&loaded, 0x0c0d);
+    assert_eq!(tracked(&object, &loaded), 1);
+    let reply = reply_packet(0x0c0d, "example.com").bytes();
+    assert_redirected(&loaded, REPLY_SECTION, &reply, "the answer");
+    assert_passed(&loaded, REPLY_SECTION, &reply, "the answer again");
+    assert_eq!(tracked(&object, &loaded), 0);
+}
+
+#[test]
+#[ignore = "needs root: bpf(2)"]
 fn reply_with_another_dns_id_or_port_is_untouched() {
     let (_, loaded) = load(0);
     redirect_query(&loaded, 7);
@@ -310,9 +324,10 @@ fn a_tcp_flow_ends_with_its_connection() {
     use Verdict::*;
     let syn = (Client, SYN, Redirected, "the client's SYN");
     let cases: [&[(Side, u8, Verdict, &str)]; 3] = [
-        // The upstream resets: the flow goes at once.
+        // The upstream resets: the flow goes at once, a SYN sent twice being one flow.
         &[
             syn,
+            (Client, SYN, Redirected, "the SYN sent again"),
             (
                 Upstream,
                 RST,

@@ -253,10 +253,11 @@ struct Room {
     /// How many slots are free, and the first of them ([`NONE`] for none).
     free: u32,
     first: u32,
-    /// The slot with its tag, or [`NONE`]: another flow's, or an earlier copy of the same
-    /// query. No two slots of a set may share a tag, so this is then the only slot of the set
-    /// it may take.
+    /// The slot with its tag, or [`NONE`]: another flow's, or its own. No two slots of a set
+    /// may share a tag, so this is then the only slot of the set it may take.
     tagged: u32,
+    /// That slot if it holds the flow already (a query or SYN sent again), or [`NONE`].
+    own: u32,
 }
 
 /// The room for `key` in its set `which` (0 or 1). Through [`kernel::opaque`], so that the
@@ -264,14 +265,19 @@ struct Room {
 #[inline(always)]
 unsafe fn room<V: Entry>(key: &Key, which: usize) -> Room {
     let index = key.sets[which];
-    let (mut free, mut first, mut tagged) = (0, NONE, NONE);
+    let (mut free, mut first, mut tagged, mut own) = (0, NONE, NONE, NONE);
     let set = set::<V>(index);
     if !set.is_null() {
         let tags = tags(set);
         let mine = lanes(tags, key.tags);
         let empty = lanes(tags, 0);
         if mine != 0 {
-            tagged = index * FLOW_WAYS as u32 + first_way(mine);
+            let way = first_way(mine);
+            tagged = index * FLOW_WAYS as u32 + way;
+            let slot = (*set).slots.as_ptr().add((way % FLOW_WAYS as u32) as usize);
+            if read_volatile(&(*slot).key) == key.word {
+                own = tagged;
+            }
         } else if empty != 0 {
             free = count(empty);
             first = index * FLOW_WAYS as u32 + first_way(empty);
@@ -281,6 +287,7 @@ unsafe fn room<V: Entry>(key: &Key, which: usize) -> Room {
         free: kernel::opaque(free),
         first: kernel::opaque(first),
         tagged: kernel::opaque(tagged),
+        own: kernel::opaque(own),
     }
 }
 
@@ -303,13 +310,19 @@ unsafe fn age<V: Entry>(at: u32, now: u32) -> u32 {
     }
 }
 
-/// Where a new flow goes: a free slot of the emptier of its two sets, else (counted) the oldest
-/// of their victims: four samples, not all sixteen slots, so an old flow goes first as a rule (a
-/// recent one only if all four samples are as recent), at a fraction of the instructions. A
-/// query sent again takes a slot of its own: each copy's answer is restored.
+/// Where a new flow goes: its own slot if it is there already (a query or SYN sent again: one
+/// flow, as a TCP connection is one), else a free slot of the emptier of its two sets, else
+/// (counted) the oldest of their victims: four samples, not all sixteen slots, so an old flow
+/// goes first as a rule (a recent one only if all four samples are as recent), at a fraction of
+/// the instructions.
 #[inline(always)]
 unsafe fn place<V: Entry>(key: &Key, now: u32) -> u32 {
     let (a, b) = (room::<V>(key, 0), room::<V>(key, 1));
+    // A flow is in one set at most: the other's is NONE, all ones.
+    let own = a.own & b.own;
+    if own != NONE {
+        return own;
+    }
     if a.free | b.free == 0 {
         counters::count(&Outcome::Evicted);
         let victim = |room: &Room, [x, y]: [u32; 2]| {
