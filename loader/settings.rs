@@ -25,15 +25,18 @@ use std::time::Duration;
 pub const TCP_CLOSE_GRACE: Duration = Duration::from_secs(10);
 
 /// `d` in jiffies, the programs' clock (see `FlowValue::stamp`), rounded up: one jiffy is the
-/// resolution of CLOCK_MONOTONIC_COARSE (the kernel's tick; 4 ms at CONFIG_HZ=250).
+/// resolution of CLOCK_MONOTONIC_COARSE (the kernel's tick; 4 ms at CONFIG_HZ=250). Should the
+/// clock not say, the shortest tick Linux has (1 ms, CONFIG_HZ=1000): then a period is at
+/// least `d`, never shorter.
 pub fn jiffies(d: Duration) -> u64 {
     let mut res = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
-    // SAFETY: clock_getres writes one timespec; a failure leaves it zero (handled below).
-    unsafe { libc::clock_getres(libc::CLOCK_MONOTONIC_COARSE, &mut res) };
-    let tick = (res.tv_sec as u128 * 1_000_000_000 + res.tv_nsec as u128).max(1);
+    // SAFETY: clock_getres writes one timespec.
+    let known = unsafe { libc::clock_getres(libc::CLOCK_MONOTONIC_COARSE, &mut res) } == 0;
+    let tick = res.tv_sec as u128 * 1_000_000_000 + res.tv_nsec as u128;
+    let tick = if known && tick > 0 { tick } else { 1_000_000 };
     d.as_nanos().div_ceil(tick) as u64
 }
 

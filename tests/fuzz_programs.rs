@@ -664,7 +664,7 @@ fn check_redirect(section: &str, input: &[u8], out: &[u8]) -> Result<(), String>
 fn flow_count(object: &ObjectFile, loaded: &Loaded, name: &str) -> u32 {
     let map = loaded.map(object, name).expect("flows map");
     let info = sys::map_info(map).expect("flows map info");
-    let n = flows::flows(map, &info).expect("flows").len() as u32;
+    let n = flows::count(map, &info).expect("flows") as u32;
     assert!(n <= FLOW_TABLE_ENTRIES, "the flow table {name} overflows");
     n
 }

@@ -16,26 +16,43 @@ pub struct Flow {
 /// The flows in `map` (a flow table, `info` its info), set by set: read where the kernel
 /// keeps them (the tables are `BPF_F_MMAPABLE` arrays), without copying 2,048 sets out.
 pub fn flows(map: &OwnedFd, info: &MapInfo) -> io::Result<Vec<Flow>> {
-    let size = info.value_size as usize;
-    let slot = size.saturating_sub(FLOW_SET_TAGS) / FLOW_WAYS;
-    let table = Mapped::new(map, info.max_entries as usize * size.next_multiple_of(8))?;
     let mut out = Vec::new();
-    for set in table.bytes().chunks_exact(size.next_multiple_of(8)) {
-        let tags = &set[..FLOW_SET_TAGS.min(size)];
-        if tags.iter().all(|&b| b == 0) {
+    each(map, info, |key, value| {
+        out.push(Flow {
+            key,
+            value: value.to_vec(),
+        })
+    })?;
+    Ok(out)
+}
+
+/// How many flows `map` holds (as [`flows`], without a copy of each: `--metrics` counts every
+/// attachment's).
+pub fn count(map: &OwnedFd, info: &MapInfo) -> io::Result<usize> {
+    let mut n = 0;
+    each(map, info, |_, _| n += 1)?;
+    Ok(n)
+}
+
+/// Calls `f` with the key and value bytes of each flow in `map`.
+fn each(map: &OwnedFd, info: &MapInfo, mut f: impl FnMut(FlowKey, &[u8])) -> io::Result<()> {
+    let size = info.value_size as usize;
+    let stride = size.next_multiple_of(8);
+    let tags = FLOW_SET_TAGS.min(size);
+    let slot = (size - tags) / FLOW_WAYS;
+    let table = Mapped::new(map, info.max_entries as usize * stride)?;
+    for set in table.bytes().chunks_exact(stride) {
+        if set[..tags].iter().all(|&b| b == 0) {
             continue;
         }
-        for bytes in set[FLOW_SET_TAGS.min(size)..size].chunks_exact(slot.max(1)) {
+        for bytes in set[tags..size].chunks_exact(slot.max(1)) {
             let key = FlowKey::from_bytes(bytes).unwrap_or_default();
             if key != FlowKey::default() {
-                out.push(Flow {
-                    key,
-                    value: bytes[FlowKey::SIZE..].to_vec(),
-                });
+                f(key, &bytes[FlowKey::SIZE.min(bytes.len())..]);
             }
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// A read-only mapping of a map's values.

@@ -97,9 +97,7 @@ pub fn read(programs: &[u32]) -> Result<Read, Error> {
     for (map, map_info) in &maps {
         if map_info.name == FLOWS_MAP || map_info.name == FLOWS6_MAP {
             // IPv4 and IPv6 flows together.
-            let n = flows::flows(map, map_info)
-                .context(|| "reading the flow table".into())?
-                .len();
+            let n = flows::count(map, map_info).context(|| "reading the flow table".into())?;
             read.tracked_flows = Some(read.tracked_flows.unwrap_or(0) + n);
         } else if map_info.name == COUNTERS_MAP {
             let cpus = sys::possible_cpus().context(|| "counting CPUs".into())?;
